@@ -1,0 +1,1 @@
+"""System checks of the cache role (see docs/checks.md)."""

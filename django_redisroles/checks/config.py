@@ -1,0 +1,220 @@
+"""Shape of the ``REDISROLES`` setting (``redisroles.E001``-``E006``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+
+from .. import conf
+
+#: Connection options we pass through to redis-py (plus our ``retry_attempts``).
+KNOWN_OPTIONS: frozenset[str] = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "retry_attempts",
+        "retry_on_timeout",
+        "health_check_interval",
+        "max_connections",
+        "client_name",
+        "username",
+        "password",
+        "db",
+        "protocol",
+        "encoding",
+        "encoding_errors",
+        "lib_name",
+        "lib_version",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "ssl_password",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+
+#: Options that would change what the roles get back from Redis.
+FORBIDDEN_OPTIONS: dict[str, str] = {
+    "decode_responses": "each role decodes its own values; a global decode breaks binary data",
+    "connection_class": "the connection class follows the URL scheme (redis, rediss, unix)",
+}
+
+
+def validate_url(url: Any) -> str | None:
+    """Why ``url`` is not a usable Redis URL, or None when it is."""
+    if not isinstance(url, str) or not url:
+        return f"must be a non-empty string, got {url!r}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in conf.URL_SCHEMES:
+        return (
+            f"{url!r} has scheme {parts.scheme or '(none)'!r}; "
+            f"use one of {', '.join(s + '://' for s in conf.URL_SCHEMES)}"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            return f"{url!r} names no socket path (unix:///path/to/redis.sock?db=0)"
+    elif not parts.hostname:
+        return f"{url!r} names no host"
+    elif port == 0:
+        return f"{url!r} has port 0"
+    db: str | None = None
+    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+    if path:
+        db = path
+    query_db = parse_qs(parts.query).get("db")
+    if query_db:
+        db = query_db[0]
+    if db is not None and not db.isdigit():
+        return f"{url!r} has database {db!r}; the database must be a number"
+    return None
+
+
+def _check_options(where: str, options: Any) -> list[CheckMessage]:
+    if options is None:
+        return []
+    if not isinstance(options, Mapping):
+        return [
+            Error(
+                f"{where} must be a dict of connection options, got {options!r}.",
+                hint='For example {"socket_timeout": 1.0, "max_connections": 50}.',
+                id="redisroles.E006",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for name in options:
+        if name in FORBIDDEN_OPTIONS:
+            errors.append(
+                Error(
+                    f"{where} sets {name!r}, which redisroles does not allow: "
+                    f"{FORBIDDEN_OPTIONS[name]}.",
+                    hint=f"Remove {name!r} from {where}.",
+                    id="redisroles.E006",
+                )
+            )
+        elif name not in KNOWN_OPTIONS:
+            errors.append(
+                Error(
+                    f"{where} has an unknown connection option {name!r}.",
+                    hint="Known options: " + ", ".join(sorted(KNOWN_OPTIONS)) + ".",
+                    id="redisroles.E006",
+                )
+            )
+    return errors
+
+
+def _check_url(where: str, url: Any) -> list[CheckMessage]:
+    problem = validate_url(url)
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"{where} is not a usable Redis URL: {problem}.",
+            hint="Examples: redis://127.0.0.1:6379/0, rediss://user:pass@host:6380/0, "
+            "unix:///run/redis/redis.sock?db=0.",
+            id="redisroles.E005",
+        )
+    ]
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``REDISROLES`` is a dict with known keys, known roles and valid URLs."""
+    value = getattr(settings, "REDISROLES", None)
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        return [
+            Error(
+                f"REDISROLES must be a dict, got {type(value).__name__}: {value!r}.",
+                hint='REDISROLES = {"URL": "redis://127.0.0.1:6379/0"}',
+                id="redisroles.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for key in value:
+        if key not in conf.TOP_LEVEL_KEYS:
+            errors.append(
+                Error(
+                    f"REDISROLES has an unknown key {key!r}.",
+                    hint="Known keys: " + ", ".join(sorted(conf.TOP_LEVEL_KEYS)) + ".",
+                    id="redisroles.E002",
+                )
+            )
+    if "URL" in value:
+        errors += _check_url('REDISROLES["URL"]', value["URL"])
+    else:
+        errors += _check_url("REDISROLES URL (from $REDIS_URL)", conf.default_url())
+    errors += _check_options('REDISROLES["OPTIONS"]', value.get("OPTIONS"))
+    if "KEY_PREFIX" in value and (
+        not isinstance(value["KEY_PREFIX"], str) or not value["KEY_PREFIX"]
+    ):
+        errors.append(
+            Error(
+                "REDISROLES['KEY_PREFIX'] must be a non-empty string, "
+                f"got {value['KEY_PREFIX']!r}.",
+                hint='For example "KEY_PREFIX": "myproject".',
+                id="redisroles.E002",
+            )
+        )
+
+    roles = value.get("ROLES") or {}
+    if not isinstance(roles, Mapping):
+        return [
+            *errors,
+            Error(
+                f'REDISROLES["ROLES"] must be a dict of role name to settings, got {roles!r}.',
+                hint='REDISROLES = {"ROLES": {"cache": {"URL": "redis://cache-host:6379/0"}}}',
+                id="redisroles.E003",
+            ),
+        ]
+    for role, role_value in roles.items():
+        where = f'REDISROLES["ROLES"][{role!r}]'
+        if role not in conf.ROLES:
+            errors.append(
+                Error(
+                    f"REDISROLES names an unknown role {role!r}.",
+                    hint="The roles are: " + ", ".join(conf.ROLES) + ".",
+                    id="redisroles.E003",
+                )
+            )
+            continue
+        if role_value is None:
+            continue
+        if not isinstance(role_value, Mapping):
+            errors.append(
+                Error(
+                    f"{where} must be a dict, got {role_value!r}.",
+                    hint=f'{where} = {{"URL": "redis://host:6379/0"}}',
+                    id="redisroles.E004",
+                )
+            )
+            continue
+        allowed = conf.COMMON_ROLE_KEYS | set(conf.ROLE_DEFAULTS.get(role, {}))
+        for key in role_value:
+            if key not in allowed:
+                errors.append(
+                    Error(
+                        f"{where} has an unknown key {key!r}.",
+                        hint=f"Keys the {role} role accepts: " + ", ".join(sorted(allowed)) + ".",
+                        id="redisroles.E004",
+                    )
+                )
+        if "URL" in role_value:
+            errors += _check_url(f"{where}['URL']", role_value["URL"])
+        errors += _check_options(f"{where}['OPTIONS']", role_value.get("OPTIONS"))
+    return errors

@@ -1,0 +1,1 @@
+"""System checks of the deploy role (see docs/checks.md)."""

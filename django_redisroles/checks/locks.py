@@ -1,0 +1,1 @@
+"""System checks of the locks role (see docs/checks.md)."""

@@ -1,0 +1,1 @@
+"""System checks of the pubsub role (see docs/checks.md)."""

@@ -1,0 +1,1 @@
+"""System checks of the ratelimit role (see docs/checks.md)."""

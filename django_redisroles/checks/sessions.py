@@ -1,0 +1,1 @@
+"""System checks of the sessions role (see docs/checks.md)."""

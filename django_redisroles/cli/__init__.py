@@ -1,0 +1,1 @@
+"""Subcommands of ``manage.py redisroles`` (one module each)."""

@@ -1,0 +1,69 @@
+"""``redisroles info``: where each role connects, which roles share a pool, PING time."""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import ArgumentParser
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from .. import conf
+from ..connections import get_redis
+
+HELP = "Show each role's Redis URL (passwords hidden), shared pools and round-trip time."
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def describe() -> list[dict[str, Any]]:
+    rows = []
+    for role in conf.ROLES:
+        cfg = conf.role_config(role)
+        shared = [
+            other
+            for other in conf.ROLES
+            if other != role and conf.role_config(other).connection_key == cfg.connection_key
+        ]
+        row: dict[str, Any] = {"role": role, "url": mask_url(cfg.url), "shares_pool_with": shared}
+        try:
+            client = get_redis(role)
+            start = time.perf_counter()
+            client.ping()
+            row["ping_ms"] = round((time.perf_counter() - start) * 1000, 3)
+            row["error"] = None
+        except redis.RedisError as exc:
+            row["ping_ms"] = None
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+def handle(command: Any, options: dict[str, Any]) -> int:
+    rows = describe()
+    if options["json"]:
+        command.stdout.write(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            status = f"{row['ping_ms']} ms" if row["error"] is None else row["error"]
+            shared = ", ".join(row["shares_pool_with"]) or "-"
+            command.stdout.write(
+                f"{row['role']:<10} {row['url']:<40} {status:<24} shares: {shared}"
+            )
+    return 1 if any(row["error"] for row in rows) else 0

@@ -1,0 +1,175 @@
+"""The ``REDISROLES`` setting, resolved per role.
+
+Everything here is read from ``django.conf.settings`` on every access, so
+``override_settings`` just works; nothing derived from settings is cached in
+this module (connection pools are cached in ``connections`` and dropped on
+``setting_changed``).
+
+Shape of the setting::
+
+    REDISROLES = {
+        "URL": "redis://127.0.0.1:6379/0",   # default: $REDIS_URL, else this
+        "OPTIONS": {...},                     # connection options for every role
+        "KEY_PREFIX": "rr",                   # namespace of every key this app writes
+        "ROLES": {
+            "cache":    {"URL": "...", "OPTIONS": {...}, ...role settings},
+            "sessions": {...},
+            ...
+        },
+    }
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+ROLES: tuple[str, ...] = ("cache", "sessions", "ratelimit", "pubsub", "locks")
+
+FALLBACK_URL = "redis://127.0.0.1:6379/0"
+URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
+
+#: Keys accepted at the top level of ``REDISROLES``.
+TOP_LEVEL_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS", "KEY_PREFIX", "ROLES"})
+
+#: Keys every role accepts.
+COMMON_ROLE_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS"})
+
+#: Connection options, as redis-py keyword arguments plus ``retry_attempts``
+#: (our own: how many times a command is retried on a connection error or
+#: timeout, with exponential backoff). Explicit timeouts matter: redis-py's
+#: default is to wait forever, which turns a Redis outage into stuck workers.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 2.0,
+    "socket_keepalive": True,
+    "retry_attempts": 2,
+    "health_check_interval": 30,
+    "max_connections": 100,
+    # Named connections let `CLIENT LIST` and `redisroles doctor` tell ours apart.
+    "client_name": "redisroles",
+}
+
+#: Per-role connection option defaults, layered over ``DEFAULT_OPTIONS``.
+ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "cache": {},
+    "sessions": {},
+    # A rate-limit check sits in front of every request: an outage must cost
+    # milliseconds, not seconds, before the failure policy kicks in.
+    "ratelimit": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry_attempts": 0},
+    "pubsub": {},
+    "locks": {},
+}
+
+#: Role-specific settings and their defaults. A key not listed here (nor in
+#: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E003`` check.
+ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cache": {},
+    "sessions": {},
+    "ratelimit": {},
+    "pubsub": {},
+    "locks": {},
+}
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    """The resolved configuration of one role."""
+
+    role: str
+    url: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.settings[name]
+
+    @property
+    def connection_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """Identity of the pool this role uses: same URL + options, same pool."""
+        return (self.url, tuple(sorted((k, repr(v)) for k, v in self.options.items())))
+
+
+def raw() -> dict[str, Any]:
+    """The ``REDISROLES`` setting as written (empty dict when absent)."""
+    value = getattr(settings, "REDISROLES", None)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(
+            f"REDISROLES must be a dict, got {type(value).__name__}: {value!r}"
+        )
+    return dict(value)
+
+
+def default_url() -> str:
+    """``REDISROLES["URL"]``, else ``$REDIS_URL``, else ``redis://127.0.0.1:6379/0``."""
+    url = raw().get("URL")
+    if url:
+        return str(url)
+    return os.environ.get("REDIS_URL") or FALLBACK_URL
+
+
+def key_prefix() -> str:
+    """Namespace prepended to every key the roles write (``rr`` by default)."""
+    return str(raw().get("KEY_PREFIX", "rr"))
+
+
+def _role_raw(role: str) -> dict[str, Any]:
+    if role not in ROLES:
+        raise ImproperlyConfigured(
+            f"Unknown redisroles role {role!r}; the roles are: {', '.join(ROLES)}."
+        )
+    roles = raw().get("ROLES") or {}
+    if not isinstance(roles, Mapping):
+        raise ImproperlyConfigured(f"REDISROLES['ROLES'] must be a dict, got {roles!r}")
+    value = roles.get(role) or {}
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(f"REDISROLES['ROLES'][{role!r}] must be a dict, got {value!r}")
+    return dict(value)
+
+
+def role_url(role: str) -> str:
+    """The Redis URL a role connects to: its own ``URL`` or the default one."""
+    return str(_role_raw(role).get("URL") or default_url())
+
+
+def role_options(role: str) -> dict[str, Any]:
+    """Connection options of a role: defaults < top-level OPTIONS < role OPTIONS."""
+    options = dict(DEFAULT_OPTIONS)
+    options.update(ROLE_DEFAULT_OPTIONS.get(role, {}))
+    options.update(raw().get("OPTIONS") or {})
+    options.update(_role_raw(role).get("OPTIONS") or {})
+    return options
+
+
+def role_settings(role: str) -> dict[str, Any]:
+    """Role-specific settings, defaults filled in (no URL/OPTIONS)."""
+    merged = dict(ROLE_DEFAULTS.get(role, {}))
+    merged.update({k: v for k, v in _role_raw(role).items() if k not in COMMON_ROLE_KEYS})
+    return merged
+
+
+def role_config(role: str) -> RoleConfig:
+    """Everything about one role, resolved now from settings."""
+    return RoleConfig(
+        role=role,
+        url=role_url(role),
+        options=role_options(role),
+        settings=role_settings(role),
+    )
+
+
+def get(role: str, name: str) -> Any:
+    """One role-specific setting, with its default."""
+    return role_settings(role)[name]
+
+
+def make_key(role: str, *parts: str) -> str:
+    """A namespaced key: ``<KEY_PREFIX>:<role>:<parts...>``."""
+    return ":".join((key_prefix(), role, *parts))

@@ -1,0 +1,203 @@
+"""One pooled Redis client per role and process (and per event loop for asyncio).
+
+Roles whose URL and options are equal share one pool, so the single-instance
+MVP holds one set of connections; moving a role to its own instance is a
+settings change. Clients are built lazily, reused across threads (redis-py
+pools are thread-safe and fork-aware), and dropped when ``REDISROLES`` changes
+(the ``setting_changed`` signal, which ``override_settings`` sends).
+
+Async clients are bound to the event loop they were created on: a
+``redis.asyncio`` connection cannot be used from another loop. Each loop gets
+its own clients, and they are closed when the loop is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import types
+import weakref
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
+import redis.exceptions
+import redis.retry
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from . import conf
+
+__all__ = [
+    "aclose_async_clients",
+    "get_async_redis",
+    "get_redis",
+    "pool_kwargs",
+    "reset",
+]
+
+ConnectionKey = tuple[str, tuple[tuple[str, str], ...]]
+
+_lock = threading.Lock()
+# connection key -> client; role -> client (a shortcut so the hot path does
+# not re-resolve settings on every call; both dropped on setting_changed).
+_sync_by_key: dict[ConnectionKey, redis.Redis] = {}
+_sync_by_role: dict[str, redis.Redis] = {}
+# loop -> {connection key -> client}; loop -> {role -> client}
+_async_by_key: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ConnectionKey, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_async_by_role: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+# Async clients dropped by reset() while their loop still runs: closed with the loop.
+_async_retired: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+# Loops whose close() we already wrapped.
+_wrapped_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+_RETRY_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def pool_kwargs(options: dict[str, Any], url: str, *, asyncio_: bool = False) -> dict[str, Any]:
+    """Turn role OPTIONS into keyword arguments for ``ConnectionPool.from_url``."""
+    kwargs = dict(options)
+    attempts = int(kwargs.pop("retry_attempts", 0) or 0)
+    backoff = redis.backoff.ExponentialBackoff(cap=0.5, base=0.02)
+    if asyncio_:
+        kwargs["retry"] = redis.asyncio.retry.Retry(backoff, attempts, _RETRY_ERRORS)
+    else:
+        kwargs["retry"] = redis.retry.Retry(backoff, attempts, _RETRY_ERRORS)
+    if attempts:
+        kwargs["retry_on_error"] = list(_RETRY_ERRORS)
+    if url.startswith("unix://"):
+        # Unix-socket connections take no TCP keepalive options.
+        kwargs.pop("socket_keepalive", None)
+        kwargs.pop("socket_keepalive_options", None)
+    return kwargs
+
+
+def _build_sync(cfg: conf.RoleConfig) -> redis.Redis:
+    pool = redis.ConnectionPool.from_url(cfg.url, **pool_kwargs(dict(cfg.options), cfg.url))
+    return redis.Redis(connection_pool=pool)  # pool lifetime is ours (reset())
+
+
+def _build_async(cfg: conf.RoleConfig) -> redis.asyncio.Redis:
+    pool = redis.asyncio.ConnectionPool.from_url(
+        cfg.url, **pool_kwargs(dict(cfg.options), cfg.url, asyncio_=True)
+    )
+    # from_pool: the client owns the pool, so aclose() disconnects it too.
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+def get_redis(role: str) -> redis.Redis:
+    """The pooled sync client of ``role`` in this process.
+
+    Roles that resolve to the same URL and options return the same client.
+    """
+    client = _sync_by_role.get(role)
+    if client is not None:
+        return client
+    cfg = conf.role_config(role)
+    with _lock:
+        client = _sync_by_key.get(cfg.connection_key)
+        if client is None:
+            client = _build_sync(cfg)
+            _sync_by_key[cfg.connection_key] = client
+        _sync_by_role[role] = client
+    return client
+
+
+def get_async_redis(role: str) -> redis.asyncio.Redis:
+    """The pooled ``redis.asyncio`` client of ``role`` for the running event loop.
+
+    Must be called from a coroutine. Each event loop gets its own client
+    (connections cannot cross loops); it is closed when the loop closes.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"get_async_redis({role!r}) needs a running event loop; "
+            f"use get_redis({role!r}) from synchronous code."
+        ) from None
+    by_role = _async_by_role.get(loop)
+    if by_role is not None:
+        client = by_role.get(role)
+        if client is not None:
+            return client
+    cfg = conf.role_config(role)
+    with _lock:
+        by_key = _async_by_key.get(loop)
+        if by_key is None:
+            by_key = _async_by_key[loop] = {}
+            _async_by_role[loop] = {}
+            if loop not in _wrapped_loops:
+                _wrapped_loops.add(loop)
+                _close_with_loop(loop)
+        client = by_key.get(cfg.connection_key)
+        if client is None:
+            client = by_key[cfg.connection_key] = _build_async(cfg)
+        _async_by_role[loop][role] = client
+    return client
+
+
+async def aclose_async_clients(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Close the async clients of ``loop`` (default: the running one)."""
+    loop = loop or asyncio.get_running_loop()
+    with _lock:
+        clients = list((_async_by_key.pop(loop, None) or {}).values())
+        clients += _async_retired.pop(loop, None) or []
+        _async_by_role.pop(loop, None)
+    for client in clients:
+        try:
+            await client.aclose()
+        except Exception:  # noqa: BLE001 - closing on shutdown must not raise
+            pass
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Wrap ``loop.close`` so our clients of that loop are closed first.
+
+    asyncio has no "on close" hook; channels_redis does the same.
+    """
+    original = loop.close
+
+    def close(self: asyncio.AbstractEventLoop) -> None:
+        self.close = original  # type: ignore[method-assign]
+        if (self in _async_by_key or self in _async_retired) and not self.is_running():
+            try:
+                self.run_until_complete(aclose_async_clients(self))
+            except Exception:  # noqa: BLE001
+                pass
+        original()
+
+    loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
+
+
+def reset() -> None:
+    """Drop every cached client (sync pools are disconnected now).
+
+    Called on ``setting_changed``; call it yourself after changing
+    ``$REDIS_URL`` at run time.
+    """
+    with _lock:
+        sync_clients = list(_sync_by_key.values())
+        _sync_by_key.clear()
+        _sync_by_role.clear()
+        for loop, by_key in list(_async_by_key.items()):
+            _async_retired.setdefault(loop, []).extend(by_key.values())
+        _async_by_key.clear()
+        _async_by_role.clear()
+    for client in sync_clients:
+        client.connection_pool.disconnect()
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "REDISROLES":
+        reset()

@@ -1,0 +1,117 @@
+"""Settings of the demo/test project: all five roles wired from REDISROLES.
+
+Redis comes from $REDIS_URL (the demo and the test suite start a throwaway
+redis-server and set it); each role can be moved to its own instance with
+$REDIS_CACHE_URL, $REDIS_SESSIONS_URL, ... without touching code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "redisroles-demo-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_redisroles",
+    "testproject",
+]
+if os.environ.get("REDISROLES_NO_DAPHNE"):
+    INSTALLED_APPS.remove("daphne")
+
+# --- redisroles: one instance by default, any role movable by settings ---------
+REDISROLES = {
+    "KEY_PREFIX": "demo",
+    "ROLES": {
+        # Each role may get its own URL: $REDIS_<ROLE>_URL when set.
+        role: (
+            {"URL": os.environ[f"REDIS_{role.upper()}_URL"]}
+            if os.environ.get(f"REDIS_{role.upper()}_URL")
+            else {}
+        )
+        for role in ("cache", "sessions", "ratelimit", "pubsub", "locks")
+    },
+}
+
+# --- role: cache ----------------------------------------------------------------
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",  # replaced by the cache role
+        "TIMEOUT": 300,
+    }
+}
+
+# --- role: sessions -------------------------------------------------------------
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"  # replaced by the sessions role
+
+# --- role: ratelimit -----------------------------------------------------------
+
+# --- role: pubsub ---------------------------------------------------------------
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # replaced
+
+# --- role: locks ----------------------------------------------------------------
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "testproject.urls"
+WSGI_APPLICATION = "testproject.wsgi.application"
+ASGI_APPLICATION = "testproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_DB", str(BASE_DIR / "db.sqlite3")),
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_redisroles": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,0 +1,57 @@
+"""Malformed REDISROLES is reported by `manage.py check`, naming the bad value."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+
+def run_check() -> str:
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check")
+    return str(excinfo.value)
+
+
+def test_valid_settings_pass(capsys) -> None:
+    call_command("check")
+    assert "no issues" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "needle"),
+    [
+        ("redis://x", "redisroles.E001", "REDISROLES must be a dict, got str"),
+        ({"URLS": "redis://x"}, "redisroles.E002", "unknown key 'URLS'"),
+        ({"ROLES": {"queue": {}}}, "redisroles.E003", "unknown role 'queue'"),
+        ({"ROLES": {"cache": {"TTL": 5}}}, "redisroles.E004", "unknown key 'TTL'"),
+        ({"ROLES": {"cache": "redis://x"}}, "redisroles.E004", "must be a dict"),
+        ({"URL": "http://localhost:6379"}, "redisroles.E005", "scheme 'http'"),
+        ({"URL": "localhost:6379"}, "redisroles.E005", "scheme 'localhost'"),
+        ({"URL": "redis://localhost:notaport/0"}, "redisroles.E005", "not a valid URL"),
+        ({"URL": "redis://localhost:6379/zero"}, "redisroles.E005", "database 'zero'"),
+        ({"URL": "unix://"}, "redisroles.E005", "names no socket path"),
+        ({"ROLES": {"sessions": {"URL": "memcached://h"}}}, "redisroles.E005", "memcached"),
+        ({"OPTIONS": {"sock_timeout": 1}}, "redisroles.E006", "unknown connection option"),
+        ({"OPTIONS": {"decode_responses": True}}, "redisroles.E006", "decode_responses"),
+        ({"ROLES": {"locks": {"OPTIONS": []}}}, "redisroles.E006", "must be a dict"),
+    ],
+)
+def test_malformed_settings_are_errors(value, code, needle) -> None:
+    with override_settings(REDISROLES=value):
+        output = run_check()
+    assert code in output
+    assert needle in output
+    assert "HINT" in output
+
+
+def test_good_urls_pass() -> None:
+    for url in (
+        "redis://127.0.0.1:6379/0",
+        "rediss://user:pass@redis.example.com:6380/1",
+        "unix:///run/redis/redis.sock?db=3",
+        "redis://:password@host",
+    ):
+        with override_settings(REDISROLES={"URL": url}):
+            call_command("check")

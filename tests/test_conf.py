@@ -1,0 +1,74 @@
+"""Resolving REDISROLES per role."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_redisroles import conf
+
+
+def test_default_url_comes_from_redis_url_env(monkeypatch: pytest.MonkeyPatch, settings) -> None:
+    del settings.REDISROLES
+    monkeypatch.setenv("REDIS_URL", "redis://env-host:6380/3")
+    assert conf.default_url() == "redis://env-host:6380/3"
+    assert all(conf.role_url(role) == "redis://env-host:6380/3" for role in conf.ROLES)
+
+
+def test_fallback_url_without_env_or_setting(monkeypatch: pytest.MonkeyPatch, settings) -> None:
+    del settings.REDISROLES
+    monkeypatch.delenv("REDIS_URL")
+    assert conf.role_url("cache") == "redis://127.0.0.1:6379/0"
+
+
+def test_setting_url_beats_env(monkeypatch: pytest.MonkeyPatch, settings) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://env-host:6379/0")
+    settings.REDISROLES = {"URL": "redis://setting-host:6379/1"}
+    assert conf.role_url("locks") == "redis://setting-host:6379/1"
+
+
+def test_per_role_url_override(settings) -> None:
+    settings.REDISROLES = {
+        "URL": "redis://main:6379/0",
+        "ROLES": {"sessions": {"URL": "redis://sessions-host:6379/0"}},
+    }
+    assert conf.role_url("sessions") == "redis://sessions-host:6379/0"
+    assert conf.role_url("cache") == "redis://main:6379/0"
+
+
+def test_override_settings_is_seen_on_every_access() -> None:
+    before = conf.role_url("cache")
+    with override_settings(REDISROLES={"URL": "redis://overridden:6379/9"}):
+        assert conf.role_url("cache") == "redis://overridden:6379/9"
+    assert conf.role_url("cache") == before
+
+
+def test_options_layering(settings) -> None:
+    settings.REDISROLES = {
+        "OPTIONS": {"socket_timeout": 5.0, "max_connections": 7},
+        "ROLES": {"cache": {"OPTIONS": {"socket_timeout": 0.1}}},
+    }
+    cache_options = conf.role_options("cache")
+    assert cache_options["socket_timeout"] == 0.1  # role beats top level
+    assert cache_options["max_connections"] == 7  # top level beats defaults
+    assert cache_options["socket_connect_timeout"] == conf.DEFAULT_OPTIONS["socket_connect_timeout"]
+    # The rate-limit role has short timeouts of its own unless overridden.
+    assert conf.role_options("ratelimit")["socket_connect_timeout"] == 0.25
+    assert conf.role_options("sessions")["socket_timeout"] == 5.0
+
+
+def test_unknown_role_is_a_clear_error() -> None:
+    with pytest.raises(ImproperlyConfigured, match="Unknown redisroles role 'queue'"):
+        conf.role_config("queue")
+
+
+def test_non_dict_setting_is_a_clear_error(settings) -> None:
+    settings.REDISROLES = "redis://localhost"
+    with pytest.raises(ImproperlyConfigured, match="REDISROLES must be a dict"):
+        conf.role_url("cache")
+
+
+def test_make_key_is_namespaced(settings) -> None:
+    settings.REDISROLES = {"KEY_PREFIX": "shop"}
+    assert conf.make_key("locks", "nightly") == "shop:locks:nightly"
