@@ -1,0 +1,28 @@
+# Shortcuts; the scripts do the real work (and install what is missing).
+.PHONY: test demo lint format bench tox clean
+
+test:
+	scripts/test
+
+demo:
+	scripts/demo
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+# Side-by-side benchmarks against the peer libraries (results: docs/benchmarks.md).
+bench:
+	.venv/bin/python -m pip install --quiet -e ".[bench]"
+	for b in benchmarks/[a-z]*.py; do PYTHONPATH=. .venv/bin/python -m benchmarks.$$(basename $$b .py) || exit 1; done
+
+tox:
+	.venv/bin/python -m pip install --quiet tox
+	.venv/bin/tox
+
+clean:
+	rm -rf .venv .tox .cache .demo build dist *.egg-info

@@ -1,0 +1,90 @@
+"""``python -m testproject.demo``: the demo project on a real ASGI server.
+
+Starts its own redis-server (data in ``.demo/redis``, persistent across runs)
+unless ``$REDIS_URL`` is set, migrates the SQLite database, creates the user
+``demo``/``demo``, and serves ``testproject.asgi:application`` with uvicorn.
+Ctrl-C stops the server and the redis-server it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=ROOT / ".demo",
+        help="where the demo keeps its SQLite database and redis data (default: .demo/)",
+    )
+    args = parser.parse_args(argv)
+
+    state: Path = args.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    os.environ.setdefault("DJANGO_DB", str(state / "db.sqlite3"))
+
+    from django_redisroles.testing import RedisServer
+
+    server: RedisServer | None = None
+    if not os.environ.get("REDIS_URL"):
+        data_dir = state / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = RedisServer(persistence=True, data_dir=data_dir).start()
+        os.environ["REDIS_URL"] = server.url()
+        print(f"Started redis-server on {server.url()} (pid {server.pid})", flush=True)
+    else:
+        print(f"Using Redis at $REDIS_URL={os.environ['REDIS_URL']}", flush=True)
+
+    try:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", interactive=False, verbosity=0)
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        if not user_model.objects.filter(username="demo").exists():
+            user_model.objects.create_user("demo", password="demo")
+
+        import uvicorn
+
+        if not port_is_free(args.host, args.port):
+            print(f"error: port {args.port} is in use; try --port N", file=sys.stderr)
+            return 1
+        print(
+            f"Open http://{args.host}:{args.port}/  (log in as demo / demo; Ctrl-C stops)",
+            flush=True,
+        )
+        uvicorn.run(
+            "testproject.asgi:application",
+            host=args.host,
+            port=args.port,
+            lifespan="off",
+            log_level="info",
+        )
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+            print("Stopped redis-server", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The README's demo command: serves the home page, stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from django_redisroles.testing import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["PYTHONPATH"] = str(ROOT)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testproject.demo",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        redis_port = None
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            match = re.search(r"Started redis-server on redis://127\.0\.0\.1:(\d+)/0", line)
+            if match:
+                redis_port = int(match.group(1))
+            if f"Open http://127.0.0.1:{port}/" in line:
+                break
+        assert redis_port is not None, "".join(output)
+        assert port_open(redis_port)
+        body = ""
+        for _ in range(100):  # uvicorn binds just after printing
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+                    assert resp.status == 200
+                    body = resp.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "django-redisroles demo" in body
+        assert f"127.0.0.1:{redis_port}" in body  # the home page names each role's Redis
+
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, _ = proc.communicate(timeout=20)
+        output.append(out)
+        assert proc.returncode == 0, "".join(output)
+        assert "Stopped redis-server" in out
+        assert not port_open(redis_port)
+        assert not port_open(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
