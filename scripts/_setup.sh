@@ -32,7 +32,7 @@ ensure_redis() {
 }
 
 pick_python() {
-    for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
         [ -n "$candidate" ] || continue
         if command -v "$candidate" >/dev/null 2>&1 &&
            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
