@@ -188,9 +188,14 @@ def test_tls_url(redis_factory, settings) -> None:
     }
     get_redis("cache").set("over", "tls")
     assert server.client().get("over") == b"tls"
-    # Plain redis:// against a TLS port does not silently work.
+    # Plain redis:// against a TLS port does not silently work. (redis-py 5
+    # recurses in its health check on the reset connection; fixed in 6.)
     settings.REDISROLES = {"URL": f"redis://127.0.0.1:{server.port}/0"}
-    with pytest.raises(redis.ConnectionError):
+    redis_py_major = int(redis.__version__.split(".")[0])
+    expected = (
+        (redis.ConnectionError,) if redis_py_major >= 6 else (redis.ConnectionError, RecursionError)
+    )
+    with pytest.raises(expected):
         get_redis("cache").ping()
 
 

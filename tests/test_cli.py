@@ -1,0 +1,33 @@
+"""`manage.py redisroles info`: where each role connects."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+
+def test_info_json_lists_every_role_with_shared_pools(redis_server) -> None:
+    out = StringIO()
+    call_command("redisroles", "info", "--json", stdout=out)
+    rows = {row["role"]: row for row in json.loads(out.getvalue())}
+    assert set(rows) == {"cache", "sessions", "ratelimit", "pubsub", "locks"}
+    assert rows["cache"]["url"] == redis_server.url()
+    assert rows["cache"]["error"] is None and rows["cache"]["ping_ms"] >= 0
+    # The rate-limit role has its own (shorter) timeouts, hence its own pool.
+    assert set(rows["cache"]["shares_pool_with"]) == {"sessions", "pubsub", "locks"}
+
+
+def test_info_hides_passwords_and_fails_when_unreachable(redis_factory, settings) -> None:
+    server = redis_factory()
+    settings.REDISROLES = {"URL": f"redis://app:hunter2@127.0.0.1:{server.port}/0"}
+    server.kill()
+    out = StringIO()
+    with pytest.raises(SystemExit) as exc:
+        call_command("redisroles", "info", stdout=out)
+    assert exc.value.code == 1
+    assert "hunter2" not in out.getvalue()
+    assert "app:***@127.0.0.1" in out.getvalue()
+    assert "ConnectionError" in out.getvalue()
