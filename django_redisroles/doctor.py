@@ -329,6 +329,12 @@ def human(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
+def conf_size(n: int) -> str:
+    """Bytes as a redis.conf size, rounded up to whole MB (``4mb``, ``2048mb``)."""
+    mb = -(-n // (1024 * 1024))
+    return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
+
+
 def mask_url(url: str) -> str:
     from .cli.info import mask_url as _mask
 
@@ -426,21 +432,23 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
         by_url.setdefault(conf.role_url(role), []).append(role)
     servers: dict[str, Server] = {}
     for url, url_roles in by_url.items():
-        client = _client(url, conf.role_options(url_roles[0]), limits.timeout)
         label = url_label(url)
-        db = Database(url_db(url), list(url_roles), [], client=client)
-        for role in url_roles:
-            db.namespaces += role_namespaces(role)
+        client: redis.Redis | None = None
         try:
+            client = _client(url, conf.role_options(url_roles[0]), limits.timeout)
             info = client.info()
-        except redis.RedisError as exc:
-            client.connection_pool.disconnect()
+        except (redis.RedisError, ValueError, OSError) as exc:  # ValueError: a bad URL
+            if client is not None:
+                client.connection_pool.disconnect()
             key = f"unreachable:{label}"
             server = servers.setdefault(key, Server(label, [], []))
             server.urls.append(mask_url(url))
             server.roles += url_roles
             server.error = f"{type(exc).__name__}: {exc}"
             continue
+        db = Database(url_db(url), list(url_roles), [], client=client)
+        for role in url_roles:
+            db.namespaces += role_namespaces(role)
         run_id = str(info.get("run_id"))
         server = servers.get(run_id)
         if server is None:
@@ -500,7 +508,7 @@ def _sample_db(
     prefixes = [(ns.prefix.encode(), ns) for ns in namespaces]
     database.keys = int(client.dbsize())
     cursor = 0
-    last_progress = 0.0
+    last_progress = started  # first progress line after a second: small databases stay quiet
     streams: list[tuple[bytes, Namespace]] = []
     where = f"{server.label}/{database.db}"
     while True:
@@ -621,9 +629,6 @@ class Context:
     servers: list[Server]
     limits: Limits
     roles: list[str]
-
-    def server_of(self, role: str) -> Server | None:
-        return next((s for s in self.servers if role in s.roles), None)
 
 
 Rule = Callable[[Context], Iterable[Finding]]
@@ -788,8 +793,8 @@ def memory(ctx: Context) -> Iterable[Finding]:
             Fix(
                 "Give it more memory, or find what grows (keys without TTL: see the other "
                 "findings; redis-cli --bigkeys).",
-                f"CONFIG SET maxmemory {human(server.maxmemory * 2).replace(' ', '').lower()}",
-                f"maxmemory {human(server.maxmemory * 2).replace(' ', '').lower()}",
+                f"CONFIG SET maxmemory {conf_size(server.maxmemory * 2)}",
+                f"maxmemory {conf_size(server.maxmemory * 2)}",
             ),
             {"used_memory": server.used_memory, "maxmemory": server.maxmemory},
         )
@@ -920,10 +925,6 @@ def cache_large_values(ctx: Context) -> Iterable[Finding]:
                     ),
                     {"prefix": ns.prefix, "limit": ns.max_value_size, "keys": dict(biggest)},
                 )
-
-
-def _cache_shares(server: Server, ctx: Context) -> bool:
-    return "cache" in server.roles
 
 
 @rule

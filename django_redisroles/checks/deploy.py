@@ -15,6 +15,7 @@ from numbers import Real
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
 
@@ -26,7 +27,10 @@ TAG = "redisroles"
 
 def validate_doctor_setting() -> list[str]:
     """Problems with ``REDISROLES["DOCTOR"]`` (empty when it is fine)."""
-    value = conf.raw().get("DOCTOR")
+    try:
+        value = conf.raw().get("DOCTOR")
+    except ImproperlyConfigured:
+        return []  # REDISROLES itself is malformed: redisroles.E001 says so
     if value is None:
         return []
     if not isinstance(value, Mapping):
@@ -98,6 +102,14 @@ def run_doctor_checks() -> list[CheckMessage]:
     return messages
 
 
+def _mode() -> str | None:
+    """``DOCTOR["CHECKS"]``, or None when the settings are too broken to tell."""
+    try:
+        return str(conf.doctor_settings().get("CHECKS", "deploy"))
+    except ImproperlyConfigured:
+        return None
+
+
 def _skipped(app_configs: Any) -> bool:
     """``check <app_label>`` for other apps: do not go to the network."""
     return app_configs is not None and not any(
@@ -110,7 +122,7 @@ def check_servers_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     """The doctor's rules, under ``check --deploy``."""
     if _skipped(app_configs):
         return []
-    if conf.doctor_settings().get("CHECKS", "deploy") != "deploy":
+    if _mode() != "deploy":
         return []  # "always": check_servers_always ran them already; "never": off
     return run_doctor_checks()
 
@@ -120,6 +132,6 @@ def check_servers_always(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     """The doctor's rules with every ``check``, when opted in with ``CHECKS="always"``."""
     if _skipped(app_configs):
         return []
-    if conf.doctor_settings().get("CHECKS") != "always":
+    if _mode() != "always":
         return []
     return run_doctor_checks()

@@ -99,19 +99,23 @@ def render(report: doctor.Report) -> str:
         f"{', '.join(report.roles)} in {report.seconds:.1f}s"
     )
     lines.append("")
-    header = f"{'SERVER':<22} {'ROLES':<32} {'VERSION':<8} {'PING':>9} {'MEMORY':<26} POLICY"
-    lines.append(header)
+    sw = max([len("SERVER"), *(len(s.label) for s in report.servers)])
+    rw = max([len("ROLES"), *(len(",".join(s.roles)) for s in report.servers)])
+    lines.append(
+        f"{'SERVER':<{sw}}  {'ROLES':<{rw}}  {'VERSION':<8} {'PING':>8}  {'MEMORY':<26} POLICY"
+    )
+    pad = " " * (sw + 2)
     for server in report.servers:
         roles = ",".join(server.roles)
         if not server.reachable:
-            lines.append(f"{server.label:<22} {roles:<32} unreachable")
+            lines.append(f"{server.label:<{sw}}  {roles:<{rw}}  unreachable: {server.error}")
             continue
         median = server.ping_median()
         ping = f"{median:.2f}ms" if median is not None else "-"
         mem = human_mem(server)
         lines.append(
-            f"{server.label:<22} {roles:<32} {server.info.get('redis_version', '?'):<8} "
-            f"{ping:>9} {mem:<26} {server.policy}"
+            f"{server.label:<{sw}}  {roles:<{rw}}  {server.info.get('redis_version', '?'):<8} "
+            f"{ping:>8}  {mem:<26} {server.policy}"
         )
         data = server.as_dict()
         clients = data["clients"]
@@ -119,7 +123,7 @@ def render(report: doctor.Report) -> str:
         if server.rdb:
             persistence += "+rdb" if persistence else "rdb"
         lines.append(
-            f"{'':<22} clients {clients['connected']} (redisroles {clients['ours']}, "
+            f"{pad}clients {clients['connected']} (redisroles {clients['ours']}, "
             f"subscribers {clients['subscribers']}/{clients['subscriptions']} subscriptions), "
             f"persistence {persistence or ('?' if server.rdb is None else 'none')}"
         )
@@ -128,7 +132,7 @@ def render(report: doctor.Report) -> str:
             if database.error:
                 state = f"error: {database.error}"
             lines.append(
-                f"{'':<22} db{database.db}: sampled {database.scanned:,} of "
+                f"{pad}db{database.db}: sampled {database.scanned:,} of "
                 f"{database.keys:,} keys ({state}, {database.seconds:.2f}s)"
             )
     lines.append("")

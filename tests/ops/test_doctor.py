@@ -258,6 +258,7 @@ def test_sessions_volatile_policy_warns_then_errors_under_pressure(
     assert run.ids == ["E121", "W106"]  # W106: used_memory near maxmemory
     assert run.status == 1
     assert "keys are being or will be evicted" in run.finding("W106")["message"]
+    assert run.finding("W106")["fix"]["config_set"] == "CONFIG SET maxmemory 8mb"
     assert run.finding("E121")["details"]["evicted_keys"] > 0
 
 
@@ -506,3 +507,28 @@ def test_manage_py_exit_status_and_json(redis_factory) -> None:
     validate_report(data)
     assert [f["id"] for f in data["findings"]] == ["E120", "W122"]
     assert "doctor: sampled" in proc.stderr  # progress goes to stderr, never into the JSON
+
+
+def test_the_printed_config_set_commands_fix_the_findings(redis_factory, roles_on, doctor) -> None:
+    import shlex
+
+    cache = redis_factory()
+    sessions = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    rest = redis_factory(
+        config={
+            "maxmemory": "64mb",
+            "maxmemory-policy": "volatile-lru",
+            "client-output-buffer-limit": "pubsub 0 0 0",
+        }
+    )
+    roles_on(cache=cache, sessions=sessions, ratelimit=rest, pubsub=rest, locks=rest)
+    run = check(doctor())
+    assert run.ids == ["E120", "W110", "W111", "W122", "W143", "W151"]
+    servers = {f"127.0.0.1:{s.port}": s for s in (cache, sessions, rest)}
+    for finding in run.data["findings"]:
+        # Exactly what a user would paste into redis-cli.
+        args = shlex.split(finding["fix"]["config_set"])
+        assert servers[finding["instance"]].client().execute_command(*args) in (b"OK", "OK", True)
+    fixed = check(doctor())
+    assert fixed.ids == []
+    assert fixed.status == 0
