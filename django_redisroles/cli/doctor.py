@@ -139,10 +139,11 @@ def render(report: doctor.Report) -> str:
     if not report.findings:
         lines.append("No problems found.")
         return "\n".join(lines)
-    lines.append(f"{'SEVERITY':<8} {'ID':<5} {'ROLES':<18} INSTANCE")
+    fw = max([len("ROLES"), *(len(",".join(f.roles)) for f in report.findings)])
+    lines.append(f"{'SEVERITY':<8} {'ID':<5} {'ROLES':<{fw}}  INSTANCE")
     for finding in report.findings:
         roles = ",".join(finding.roles)
-        lines.append(f"{finding.severity:<8} {finding.id:<5} {roles:<18} {finding.instance}")
+        lines.append(f"{finding.severity:<8} {finding.id:<5} {roles:<{fw}}  {finding.instance}")
         lines.append(_wrap(finding.message, "    "))
         lines.append(_wrap("fix: " + finding.fix.text, "    "))
         if finding.fix.config_set:

@@ -438,7 +438,9 @@ def test_table_shows_findings_with_their_fixes(redis_factory, roles_on, doctor) 
     run = doctor("--role", "sessions", json_=False)
     assert run.status == 1
     lines = run.stdout.splitlines()
-    assert any(line.startswith("error    E120  sessions") for line in lines)
+    assert any(
+        line.split() == ["error", "E120", "sessions", f"127.0.0.1:{server.port}"] for line in lines
+    )
     assert "now:       CONFIG SET maxmemory-policy noeviction" in run.stdout
     assert "redis.conf: maxmemory-policy noeviction" in run.stdout
     assert "1 error(s), 1 warning(s). Exit status 1." in run.stdout  # + W122 (no persistence)
@@ -532,3 +534,27 @@ def test_the_printed_config_set_commands_fix_the_findings(redis_factory, roles_o
     fixed = check(doctor())
     assert fixed.ids == []
     assert fixed.status == 0
+
+
+def test_config_refused_by_acl_skips_those_rules_and_says_so(
+    redis_factory, roles_on, doctor
+) -> None:
+    server = redis_factory()
+    # A managed-Redis-like user: everything but CONFIG.
+    server.client().acl_setuser(
+        "app",
+        enabled=True,
+        passwords=["+s3cret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-config"],
+    )
+    roles_on(cache=f"redis://app:s3cret@127.0.0.1:{server.port}/0", sessions=server)
+    run = check(doctor("--role", "cache"))
+    assert run.ids == ["W101", "W110", "W111"]  # maxmemory and policy still come from INFO
+    assert (
+        "NOPERM" in run.finding("W101")["message"] or "permission" in run.finding("W101")["message"]
+    )
+    assert "s3cret" not in run.stdout
+    assert run.data["instances"][0]["urls"] == [f"redis://app:***@127.0.0.1:{server.port}/0"]
+    assert run.data["instances"][0]["config_available"] is False
