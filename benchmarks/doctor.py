@@ -14,7 +14,9 @@ process PINGs the server every millisecond:
 - ``KEYS *``: what the doctor never does (one blocking call).
 
 Reports wall time, keys examined, Redis commands sent (``INFO commandstats``
-delta, PINGs excluded) and PING latency (median / p99 / max) during each phase.
+delta, PINGs excluded), PING latency (median / p99 / max) seen by the other
+process during each phase, and the longest server-side stall (Redis's
+``LATENCY`` monitor at a 1 ms threshold: a stall blocks every client).
 There is no peer library that checks a role's server, so the comparison is
 with the tools an operator would otherwise reach for.
 """
@@ -69,17 +71,23 @@ class Phase:
         proc.start()
         time.sleep(0.5)  # let the pinger connect and settle
         before = self.commands()
+        self.client.execute_command("LATENCY", "RESET")
         started = time.perf_counter()
         examined = fn()
         wall = time.perf_counter() - started
         after = self.commands()
+        # Server-side stalls (LATENCY monitor, threshold 1 ms): tells Redis blocking apart
+        # from this shared machine's scheduling noise in the client-side PINGs.
+        latest = self.client.execute_command("LATENCY", "LATEST")
+        stalls = [int(row[3]) for row in latest]
+        events = {(r[0].decode() if isinstance(r[0], bytes) else r[0]): int(r[3]) for r in latest}
         stop.set()
         samples = recv.recv()
         proc.join()
         sent = sum(
             after[k] - before.get(k, 0)
             for k in after
-            if k not in ("cmdstat_ping", "cmdstat_info", "cmdstat_config|resetstat")
+            if k not in ("cmdstat_ping", "cmdstat_info", "cmdstat_latency|reset")
         )
         samples.sort()
         return {
@@ -91,6 +99,8 @@ class Phase:
             "ping_p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
             "ping_max": samples[-1],
             "pings": len(samples),
+            "stall_max": max(stalls, default=0),
+            "stall_events": events,
         }
 
 
@@ -122,6 +132,7 @@ def main() -> None:
             "maxmemory": "2gb",
             "maxmemory-policy": "allkeys-lru",
             "enable-debug-command": "yes",
+            "latency-monitor-threshold": "1",
         }
     ).start()
     try:
@@ -181,14 +192,18 @@ def main() -> None:
         print(f"\n{dbsize:,} keys, redis-server {client.info()['redis_version']}\n")
         print(
             "| phase | wall time | keys examined | Redis commands | PING median | PING p99 "
-            "| PING max |"
+            "| PING max | longest server stall |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(
                 f"| {r['phase']} | {r['wall_s']:.2f} s | {r['examined']:,} | {r['commands']:,} "
-                f"| {r['ping_median']:.2f} ms | {r['ping_p99']:.2f} ms | {r['ping_max']:.2f} ms |"
+                f"| {r['ping_median']:.2f} ms | {r['ping_p99']:.2f} ms | {r['ping_max']:.2f} ms "
+                f"| {'< 1 ms' if not r['stall_max'] else str(r['stall_max']) + ' ms'} |"
             )
+        for r in results:
+            if r["stall_events"]:
+                print(f"\nstalls during {r['phase']}: {r['stall_events']}")
         for name, report in reports.items():
             found = ", ".join(
                 f"{f.id}"
