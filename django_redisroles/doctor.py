@@ -384,10 +384,12 @@ def cache_namespaces() -> list[tuple[str, int]]:
 
 def pubsub_stream_cap(default: int) -> tuple[int, bool]:
     """The replay streams' configured length cap, and whether the role sets one."""
-    role_settings = conf.role_settings("pubsub")
-    for name in ("REPLAY_MAXLEN", "REPLAY_MAX_LEN", "STREAM_MAXLEN", "REPLAY_LENGTH"):
-        value = role_settings.get(name)
-        if isinstance(value, int) and value > 0:
+    # The pubsub role owns the name of its cap setting; any positive integer
+    # setting named like a max length (REPLAY_MAXLEN, STREAM_MAX_LEN, ...) is it.
+    for name, value in conf.role_settings("pubsub").items():
+        upper = name.upper()
+        named_like_a_cap = "MAXLEN" in upper or "MAX_LEN" in upper
+        if named_like_a_cap and type(value) is int and value > 0:
             return value, True
     return default, False
 

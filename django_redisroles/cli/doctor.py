@@ -12,6 +12,8 @@ import textwrap
 from argparse import ArgumentParser
 from typing import Any
 
+from django.core.management.base import CommandError
+
 from .. import conf, doctor
 
 HELP = (
@@ -66,6 +68,14 @@ def limits_from_options(options: dict[str, Any]) -> doctor.Limits:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int:
+    from ..checks.deploy import validate_doctor_setting
+
+    problems = validate_doctor_setting()
+    if problems:
+        raise CommandError("; ".join(problems) + " (see docs/operations.md).")
+    for flag in ("max_keys", "max_seconds", "scan_count", "pings", "timeout"):
+        if options.get(flag) is not None and options[flag] <= 0:
+            raise CommandError(f"--{flag.replace('_', '-')} must be positive, got {options[flag]}")
     limits = limits_from_options(options)
     stderr = getattr(command, "stderr", None)
 

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from django_redisroles import doctor as engine
@@ -558,3 +559,33 @@ def test_config_refused_by_acl_skips_those_rules_and_says_so(
     assert "s3cret" not in run.stdout
     assert run.data["instances"][0]["urls"] == [f"redis://app:***@127.0.0.1:{server.port}/0"]
     assert run.data["instances"][0]["config_available"] is False
+
+
+def test_bad_limits_are_clear_errors(roles_on) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--max-keys must be positive, got 0"):
+        call_command("redisroles", "doctor", "--max-keys", "0")
+    roles_on(doctor_settings={"MAX_SECONDS": "ten"})
+    with pytest.raises(CommandError, match=r"\['MAX_SECONDS'\] must be a positive number"):
+        call_command("redisroles", "doctor")
+
+
+def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, monkeypatch) -> None:
+    from django_redisroles import conf
+
+    server = redis_factory()
+    roles_on(pubsub=server)
+    client = server.client()
+    pipe = client.pipeline(transaction=False)
+    for i in range(3000):
+        pipe.xadd("rr:pubsub:replay:chat", {"n": i})
+    pipe.execute()
+    client.expire("rr:pubsub:replay:chat", 60)
+    assert "W142" not in check(doctor("--role", "pubsub")).ids  # under the 10,000 default
+
+    # The pubsub role declares its cap (its own setting name): 500 entries + slack.
+    monkeypatch.setitem(conf.ROLE_DEFAULTS, "pubsub", {"REPLAY_MAXLEN": 500})
+    w142 = check(doctor("--role", "pubsub")).finding("W142")
+    assert w142["details"] == {"cap": 500, "streams": {"rr:pubsub:replay:chat": 3000}}
+    assert "the configured cap 500" in w142["message"]
