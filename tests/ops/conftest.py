@@ -68,5 +68,9 @@ def roles_on(settings: Any) -> Iterator[Callable[..., None]]:
         # A shorter window keeps the suite quick; the churn test sets its own.
         value["DOCTOR"] = {"CLIENT_WINDOW": 0.2, **(doctor_settings or {})}
         settings.REDISROLES = value
+        # Whatever CACHES the test project wires, these tests plant cache keys under
+        # conf.make_key("cache"), the namespace when no RedisRolesCache is configured
+        # (a test about CACHES sets its own after calling this).
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
     yield point
