@@ -87,9 +87,9 @@ def run_doctor_checks() -> list[CheckMessage]:
     for finding in report.findings:
         hint = finding.fix.text
         if finding.fix.config_set:
-            hint += f" Now: {finding.fix.config_set}"
+            hint += f" Run now: {finding.fix.config_set}"
         if finding.fix.redis_conf:
-            hint += " ; redis.conf: " + " / ".join(finding.fix.redis_conf.splitlines())
+            hint += "; in redis.conf: " + " / ".join(finding.fix.redis_conf.splitlines())
         text = f"[{', '.join(finding.roles)}] {finding.instance}: {finding.message}"
         if finding.id == "E100":
             # Unreachable from where `check --deploy` runs (a build host, say) is not

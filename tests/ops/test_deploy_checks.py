@@ -36,7 +36,8 @@ def test_deploy_check_reports_the_same_finding_as_the_doctor(redis_factory, role
     assert "redisroles.E120" in text
     assert f"[sessions] 127.0.0.1:{server.port}" in text
     assert "HINT:" in text and "CONFIG SET maxmemory-policy noeviction" in text
-    assert "redis.conf: maxmemory-policy noeviction" in text
+    assert "Run now: CONFIG SET maxmemory-policy noeviction" in text
+    assert "in redis.conf: maxmemory-policy noeviction" in text
     assert "redisroles.W151" in text  # locks on the same allkeys-lru server
 
 
