@@ -35,7 +35,7 @@ FALLBACK_URL = "redis://127.0.0.1:6379/0"
 URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
 
 #: Keys accepted at the top level of ``REDISROLES``.
-TOP_LEVEL_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS", "KEY_PREFIX", "ROLES"})
+TOP_LEVEL_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS", "KEY_PREFIX", "ROLES", "DOCTOR"})
 
 #: Keys every role accepts.
 COMMON_ROLE_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS"})
@@ -118,6 +118,34 @@ def default_url() -> str:
 def key_prefix() -> str:
     """Namespace prepended to every key the roles write (``rr`` by default)."""
     return str(raw().get("KEY_PREFIX", "rr"))
+
+
+#: ``REDISROLES["DOCTOR"]``: how ``redisroles doctor`` and the deploy checks
+#: (``redisroles.E1xx``/``W1xx``) look at the servers. See docs/operations.md.
+DOCTOR_DEFAULTS: dict[str, Any] = {
+    # "deploy": the Redis checks run with `check --deploy` only; "always": with
+    # every `check` (runserver too); "never": only `redisroles doctor` runs them.
+    "CHECKS": "deploy",
+    "TIMEOUT": 1.0,  # connect and per-command timeout, seconds
+    "PINGS": 10,  # round trips measured per server (the median is reported)
+    "MAX_KEYS": 100_000,  # keys sampled per database, at most
+    "MAX_SECONDS": 10.0,  # time budget of the whole key sampling
+    "SCAN_COUNT": 1000,  # SCAN ... COUNT per call (never KEYS)
+    "EXAMPLES": 5,  # example keys shown per finding
+    "LATENCY_WARN_MS": 10.0,  # median PING above this is a warning
+    "NEW_CONNECTIONS_WARN": 10.0,  # new connections per second: connect-per-request
+    "CLIENT_WINDOW": 0.5,  # seconds over which the new-connection rate is measured
+    "STREAM_MAX_LEN": 10_000,  # replay stream cap assumed when the pubsub role sets none
+}
+
+
+def doctor_settings() -> dict[str, Any]:
+    """``REDISROLES["DOCTOR"]`` over ``DOCTOR_DEFAULTS`` (validated by check E190)."""
+    merged = dict(DOCTOR_DEFAULTS)
+    value = raw().get("DOCTOR") or {}
+    if isinstance(value, Mapping):
+        merged.update(value)
+    return merged
 
 
 def _role_raw(role: str) -> dict[str, Any]:
