@@ -70,7 +70,12 @@ ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 #: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E003`` check.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cache": {},
-    "sessions": {},
+    "sessions": {
+        # Keep the per-user session index (user_sessions, logout_everywhere).
+        "USER_INDEX": True,
+        # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
+        "RETRY_AFTER": 5,
+    },
     "ratelimit": {},
     "pubsub": {},
     "locks": {},
