@@ -73,6 +73,9 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sessions": {
         # Keep the per-user session index (user_sessions, logout_everywhere).
         "USER_INDEX": True,
+        # Seconds a user-index entry (its expiry score, "last seen") may lag
+        # behind its session: saves within this window skip the index write.
+        "INDEX_REFRESH": 60,
         # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
         "RETRY_AFTER": 5,
     },

@@ -105,18 +105,21 @@ def _owned_by(raw: bytes | None, pk: str) -> bool:
     if raw is None:
         return False
     try:
-        data = _store.SessionStore().serializer().loads(raw)
+        data = _store.SessionStore().serializer().loads(_store.split_stored(raw)[1])
     except Exception:  # noqa: BLE001 - corrupt data belongs to nobody
         return False
     return isinstance(data, dict) and str(data.get(SESSION_KEY)) == pk
 
 
 def _build(
-    pk: str, entries: list[tuple[bytes, float]], meta: dict[bytes, bytes], raws: list[Any]
+    pk: str, entries: list[tuple[bytes, float]], meta: dict[bytes, bytes], replies: list[Any]
 ) -> tuple[list[UserSession], list[str]]:
+    """Sessions from index entries and their GET/PTTL replies; also the dead entries."""
     live: list[UserSession] = []
     dead: list[str] = []
-    for (member, score), raw in zip(entries, raws, strict=True):
+    now = time.time()
+    for i, (member, _score) in enumerate(entries):
+        raw, pttl = replies[2 * i], replies[2 * i + 1]
         key = _text(member)
         if not _owned_by(raw, pk):
             dead.append(key)
@@ -135,11 +138,16 @@ def _build(
                 user_agent=str(info.get("ua") or ""),
                 created=_dt(info.get("created")),
                 last_seen=_dt(meta.get(member + b"|seen")),
-                expires=_dt(score) or datetime.now(UTC),
+                expires=_dt(now + max(int(pttl), 0) / 1000) or datetime.now(UTC),
             )
         )
     live.sort(key=lambda s: s.last_seen or s.created or s.expires, reverse=True)
     return live, dead
+
+
+def _cutoff() -> float:
+    """Index scores below this belong to sessions that have surely expired."""
+    return time.time() - _store.index_refresh()
 
 
 def _forget(pipe: Any, pk: str, dead: Iterable[str]) -> None:
@@ -160,7 +168,7 @@ def user_sessions(user: Any) -> list[UserSession]:
     client = connections.get_redis(_store.ROLE)
     try:
         with client.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(_store.index_key_name(pk), time.time(), "+inf", withscores=True)
+            pipe.zrangebyscore(_store.index_key_name(pk), _cutoff(), "+inf", withscores=True)
             pipe.hgetall(_store.meta_key_name(pk))
             entries, meta = pipe.execute()
         if not entries:
@@ -168,8 +176,9 @@ def user_sessions(user: Any) -> list[UserSession]:
         with client.pipeline(transaction=False) as pipe:
             for member, _score in entries:
                 pipe.get(_store.session_key_name(_text(member)))
-            raws = pipe.execute()
-        live, dead = _build(pk, entries, meta, raws)
+                pipe.pttl(_store.session_key_name(_text(member)))
+            replies = pipe.execute()
+        live, dead = _build(pk, entries, meta, replies)
         if dead:
             with client.pipeline(transaction=False) as pipe:
                 _forget(pipe, pk, dead)
@@ -185,7 +194,7 @@ async def auser_sessions(user: Any) -> list[UserSession]:
     client = connections.get_async_redis(_store.ROLE)
     try:
         async with client.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(_store.index_key_name(pk), time.time(), "+inf", withscores=True)
+            pipe.zrangebyscore(_store.index_key_name(pk), _cutoff(), "+inf", withscores=True)
             pipe.hgetall(_store.meta_key_name(pk))
             entries, meta = await pipe.execute()
         if not entries:
@@ -193,8 +202,9 @@ async def auser_sessions(user: Any) -> list[UserSession]:
         async with client.pipeline(transaction=False) as pipe:
             for member, _score in entries:
                 pipe.get(_store.session_key_name(_text(member)))
-            raws = await pipe.execute()
-        live, dead = _build(pk, entries, meta, raws)
+                pipe.pttl(_store.session_key_name(_text(member)))
+            replies = await pipe.execute()
+        live, dead = _build(pk, entries, meta, replies)
         if dead:
             async with client.pipeline(transaction=False) as pipe:
                 _forget(pipe, pk, dead)
@@ -271,7 +281,7 @@ def _index_pattern() -> str:
 def trim_indexes() -> int:
     """Drop expired entries from every user index (``clearsessions``); returns how many."""
     client = connections.get_redis(_store.ROLE)
-    now = f"{time.time():.3f}"
+    now = f"{_cutoff():.3f}"
     prefix_len = len(conf.make_key(_store.ROLE, "u", ""))
     trimmed = 0
     for key in client.scan_iter(match=_index_pattern(), count=500, _type="zset"):
@@ -284,7 +294,7 @@ def trim_indexes() -> int:
 async def atrim_indexes() -> int:
     """Async :func:`trim_indexes`."""
     client = connections.get_async_redis(_store.ROLE)
-    now = f"{time.time():.3f}"
+    now = f"{_cutoff():.3f}"
     prefix_len = len(conf.make_key(_store.ROLE, "u", ""))
     trimmed = 0
     async for key in client.scan_iter(match=_index_pattern(), count=500, _type="zset"):

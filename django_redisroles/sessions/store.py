@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from typing import Any
@@ -104,7 +105,8 @@ class _Script:
 
 # KEYS: session, old session (cycle_key) or session, user index or session, meta or session
 # ARGV: mode ("c" create | "u" update), data, ttl, now, key, old key ("" = none),
-#       index ("1" | "0"), login metadata JSON ("" = keep)
+#       index ("1" | "0"), login metadata JSON ("" = keep), index score (the
+#       session's expiry time), grace (INDEX_REFRESH seconds)
 # Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone).
 SAVE = _Script(
     """
@@ -144,23 +146,25 @@ if indexed then
     end
     redis.call('HDEL', KEYS[4], old, old .. '|seen')
   end
-  redis.call('ZADD', KEYS[3], now + ttl, sk)
+  local grace = tonumber(ARGV[10])
+  redis.call('ZADD', KEYS[3], ARGV[9], sk)
   if ARGV[8] ~= '' then
     redis.call('HSET', KEYS[4], sk, ARGV[8], sk .. '|seen', ARGV[4])
   else
     redis.call('HSET', KEYS[4], sk .. '|seen', ARGV[4])
   end
-  -- Lazy trimming: entries whose session has expired.
-  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+  -- Lazy trimming: entries whose session has surely expired (a score may
+  -- lag the real expiry by up to `grace` seconds, see INDEX_REFRESH).
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - grace)
   if #dead > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - grace)
     for _, d in ipairs(dead) do
       redis.call('HDEL', KEYS[4], d, d .. '|seen')
     end
   end
   -- The index lives as long as its longest-lived session.
   local top = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-  local at = math.ceil(tonumber(top[2]))
+  local at = math.ceil(tonumber(top[2])) + grace
   redis.call('EXPIREAT', KEYS[3], at)
   redis.call('EXPIREAT', KEYS[4], at)
 end
@@ -178,7 +182,7 @@ return n
 """
 )
 
-# KEYS: user index, meta; ARGV: now. Trims expired entries; returns how many.
+# KEYS: user index, meta; ARGV: cutoff (now - grace). Trims expired entries; returns how many.
 TRIM = _Script(
     """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -194,6 +198,25 @@ end
 return #dead
 """
 )
+
+
+# Stored value: b"rr1 <index score>\n" + the serialized session. The score is
+# the session's expiry as last written to the user index (0: not indexed); it
+# lets a save skip the index update while the index is still accurate to
+# INDEX_REFRESH seconds, without an extra read.
+HEADER = b"rr1 "
+
+
+def split_stored(raw: bytes) -> tuple[int, bytes]:
+    """(index score, serialized session) of a stored value."""
+    if raw.startswith(HEADER):
+        end = raw.find(b"\n")
+        if end > 0:
+            try:
+                return int(raw[len(HEADER) : end]), raw[end + 1 :]
+            except ValueError:
+                pass
+    return 0, raw
 
 
 def session_key_name(session_key: str) -> str:
@@ -215,6 +238,28 @@ def index_enabled() -> bool:
     return bool(conf.get(ROLE, "USER_INDEX"))
 
 
+def index_refresh() -> int:
+    """Seconds a user-index entry may lag behind its session (``INDEX_REFRESH``)."""
+    return max(0, int(conf.get(ROLE, "INDEX_REFRESH")))
+
+
+class _Plan:
+    """One save, as a single Redis request: a plain SET, an UNLINK, or the SAVE script."""
+
+    __slots__ = ("args", "key", "keys", "kind", "nx", "score", "ttl", "uid", "value")
+
+    def __init__(self, kind: str, uid: str | None, score: int) -> None:
+        self.kind = kind
+        self.uid = uid
+        self.score = score
+        self.key = ""
+        self.value = b""
+        self.ttl = 0
+        self.nx = False
+        self.keys: list[str] = []
+        self.args: list[Any] = []
+
+
 class SessionStore(SessionBase):
     """Django session store on the sessions role's Redis (sync and async)."""
 
@@ -227,6 +272,8 @@ class SessionStore(SessionBase):
         # Login metadata (IP, user agent, time) set by the user_logged_in
         # receiver, written with the next save.
         self._rr_login_meta: dict[str, Any] | None = None
+        # The user-index score stored with the session (0 = none/unknown).
+        self._rr_score = 0
         # The SessionUnavailable this store raised, if any (read by our middleware).
         self._rr_outage: SessionUnavailable | None = None
         super().__init__(session_key)
@@ -265,8 +312,10 @@ class SessionStore(SessionBase):
             # never a record created on load.
             self._session_key = None
             self._rr_uid = self._rr_hash = None
+            self._rr_score = 0
             return {}
-        data = self._decode(raw)
+        self._rr_score, payload = split_stored(raw)
+        data = self._decode(payload)
         uid = data.get(SESSION_KEY)
         self._rr_uid = None if uid is None else str(uid)
         self._rr_hash = data.get(HASH_SESSION_KEY)
@@ -274,14 +323,40 @@ class SessionStore(SessionBase):
 
     def _plan_save(
         self, data: dict[str, Any], must_create: bool, old_key: str | None = None
-    ) -> tuple[list[str], list[Any], str | None]:
+    ) -> _Plan:
         session_key = self.session_key or ""  # callers create a key first
-        ttl = self.get_expiry_age(expiry=data.get("_session_expiry"))
+        now = time.time()
+        ttl = int(self.get_expiry_age(expiry=data.get("_session_expiry")))
         uid = data.get(SESSION_KEY)
         uid = None if uid is None else str(uid)
         skey = session_key_name(session_key)
         indexed = uid is not None and index_enabled()
-        keys = [
+        grace = index_refresh()
+        expiry = math.ceil(now + ttl)
+        # The index needs writing on login (metadata), on create/cycle_key, for
+        # a new user, or when the entry would lag the session by more than
+        # INDEX_REFRESH seconds; other saves are a plain SET XX.
+        index_write = indexed and (
+            must_create
+            or old_key is not None
+            or ttl <= 0
+            or self._rr_login_meta is not None
+            or uid != self._rr_uid
+            or not self._rr_score
+            or expiry - self._rr_score >= grace
+        )
+        score = expiry if index_write else (self._rr_score if indexed else 0)
+        value = HEADER + str(score).encode() + b"\n" + self._encode(data)
+        if not index_write and old_key is None:
+            if ttl <= 0:
+                plan = _Plan("unlink", uid, 0)  # expired already: the session ends now
+                plan.key = skey
+                return plan
+            plan = _Plan("set", uid, score)
+            plan.key, plan.value, plan.ttl, plan.nx = skey, value, ttl, must_create
+            return plan
+        plan = _Plan("script", uid, score)
+        plan.keys = [
             skey,
             session_key_name(old_key) if old_key else skey,
             index_key_name(uid) if indexed else skey,
@@ -290,24 +365,37 @@ class SessionStore(SessionBase):
         meta = ""
         if indexed and self._rr_login_meta is not None:
             meta = json.dumps(self._rr_login_meta, separators=(",", ":"))
-        args = [
+        plan.args = [
             "c" if must_create else "u",
-            self._encode(data),
-            int(ttl),
-            f"{time.time():.3f}",
+            value,
+            ttl,
+            f"{now:.3f}",
             session_key,
             old_key or "",
             "1" if indexed else "0",
             meta,
+            score,
+            grace,
         ]
-        return keys, args, uid
+        return plan
 
-    def _saved(self, result: int, data: dict[str, Any], uid: str | None) -> str | None:
-        """Bookkeeping after the save script; returns a user whose other sessions must end."""
+    @staticmethod
+    def _result(plan: _Plan, reply: Any) -> int:
+        if plan.kind == "set":
+            if reply:
+                return 1
+            return 0 if plan.nx else -1
+        if plan.kind == "unlink":
+            return 1
+        return int(reply)
+
+    def _saved(self, result: int, data: dict[str, Any], plan: _Plan) -> str | None:
+        """Bookkeeping after a save; returns a user whose other sessions must end."""
         if result == 0:
             raise CreateError
         if result == -1:
             raise UpdateError
+        uid = plan.uid
         new_hash = data.get(HASH_SESSION_KEY)
         password_changed = (
             uid is not None
@@ -317,6 +405,7 @@ class SessionStore(SessionBase):
             and new_hash != self._rr_hash
         )
         self._rr_uid, self._rr_hash = uid, new_hash
+        self._rr_score = plan.score
         self._rr_login_meta = None
         # update_session_auth_hash() after a password change: this session
         # stays, the user's other sessions end now (Django would reject them
@@ -365,10 +454,18 @@ class SessionStore(SessionBase):
         data = self._get_session(no_load=must_create)
         self._write(data, must_create)
 
+    def _run(self, plan: _Plan) -> Any:
+        client = self._redis()
+        if plan.kind == "set":
+            return client.set(plan.key, plan.value, ex=plan.ttl, nx=plan.nx, xx=not plan.nx)
+        if plan.kind == "unlink":
+            return client.unlink(plan.key)
+        return SAVE(client, plan.keys, plan.args)
+
     def _write(self, data: dict[str, Any], must_create: bool, old_key: str | None = None) -> None:
-        keys, args, uid = self._plan_save(data, must_create, old_key)
-        result = self._call(SAVE, self._redis(), keys, args)
-        ended_for = self._saved(int(result), data, uid)
+        plan = self._plan_save(data, must_create, old_key)
+        reply = self._call(self._run, plan)
+        ended_for = self._saved(self._result(plan, reply), data, plan)
         if ended_for is not None:
             from .index import logout_everywhere
 
@@ -404,6 +501,7 @@ class SessionStore(SessionBase):
     def flush(self) -> None:
         super().flush()
         self._rr_uid = self._rr_hash = None
+        self._rr_score = 0
 
     def cycle_key(self) -> None:
         """New session key, same data: one round trip (the old key is removed atomically)."""
@@ -489,12 +587,20 @@ class SessionStore(SessionBase):
         data = await self._rr_aget_session(no_load=must_create)
         await self._awrite(data, must_create)
 
+    async def _arun(self, plan: _Plan) -> Any:
+        client = self._aredis()
+        if plan.kind == "set":
+            return await client.set(plan.key, plan.value, ex=plan.ttl, nx=plan.nx, xx=not plan.nx)
+        if plan.kind == "unlink":
+            return await client.unlink(plan.key)
+        return await SAVE.acall(client, plan.keys, plan.args)
+
     async def _awrite(
         self, data: dict[str, Any], must_create: bool, old_key: str | None = None
     ) -> None:
-        keys, args, uid = self._plan_save(data, must_create, old_key)
-        result = await self._acall(SAVE.acall, self._aredis(), keys, args)
-        ended_for = self._saved(int(result), data, uid)
+        plan = self._plan_save(data, must_create, old_key)
+        reply = await self._acall(self._arun, plan)
+        ended_for = self._saved(self._result(plan, reply), data, plan)
         if ended_for is not None:
             from .index import alogout_everywhere
 
@@ -519,6 +625,7 @@ class SessionStore(SessionBase):
         await self.adelete()
         self._session_key = None
         self._rr_uid = self._rr_hash = None
+        self._rr_score = 0
 
     async def acycle_key(self) -> None:
         data = await self._rr_aget_session()

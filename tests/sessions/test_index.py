@@ -132,7 +132,7 @@ def test_stale_entries_are_trimmed(user, browser, redis_client) -> None:
     index = conf.make_key("sessions", "u", str(user.pk))
     meta = conf.make_key("sessions", "m", str(user.pk))
     # A session that expired (score in the past) and one deleted behind our back.
-    redis_client.zadd(index, {"expiredsession1": time.time() - 10, "vanishedsession": 2e9})
+    redis_client.zadd(index, {"expiredsession1": time.time() - 3600, "vanishedsession": 2e9})
     redis_client.hset(meta, mapping={"expiredsession1": "{}", "vanishedsession": "{}"})
     assert len(user_sessions(user)) == 1  # listing skips and trims the vanished one
     assert redis_client.zscore(index, "vanishedsession") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -144,7 +145,10 @@ def test_data_is_json_never_pickle(redis_client) -> None:
     store["n"] = 3
     store.save()
     raw = redis_client.get(session_redis_key(store.session_key))
-    assert json.loads(raw) == {"name": "Zoë", "n": 3}
+    # A one-line header (the user-index score; 0 = anonymous), then plain JSON.
+    header, payload = raw.split(b"\n", 1)
+    assert header == b"rr1 0"
+    assert json.loads(payload) == {"name": "Zoë", "n": 3}
     store["bad"] = object()
     with pytest.raises(TypeError):  # JSON refuses it; nothing is pickled
         store.save()
@@ -154,8 +158,9 @@ def test_corrupted_data_is_an_empty_session_not_an_error(redis_client) -> None:
     store = SessionStore()
     store["x"] = 1
     store.save()
-    redis_client.set(session_redis_key(store.session_key), b"\x80\x04not json", ex=60)
-    assert SessionStore(store.session_key).load() == {}
+    for junk in (b"\x80\x04not json", b"rr1 x\n{", b"rr1 5\n[1, 2]", b""):
+        redis_client.set(session_redis_key(store.session_key), junk, ex=60)
+        assert SessionStore(store.session_key).load() == {}
 
 
 @pytest.mark.parametrize(
@@ -185,6 +190,42 @@ def test_load_and_save_are_one_round_trip_each(redis_client, round_trips, user) 
     assert round_trips.count == 2  # save: one EVALSHA (SET XX + index)
     again.cycle_key()
     assert round_trips.count == 3  # new key + old one removed, one script
+
+
+def test_index_is_rewritten_only_when_it_would_lag(redis_client, user) -> None:
+    """Saves within INDEX_REFRESH seconds of the indexed expiry are a plain SET XX."""
+    index = f"demo:sessions:u:{user.pk}"
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    score = redis_client.zscore(index, store.session_key)
+    assert score == pytest.approx(time.time() + AGE, abs=2)
+    redis_client.config_resetstat()
+    for i in range(5):
+        again = SessionStore(store.session_key)
+        again["n"] = i
+        again.save()
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_set"]["calls"] == 5
+    assert "cmdstat_evalsha" not in stats and "cmdstat_zadd" not in stats
+    assert redis_client.zscore(index, store.session_key) == score
+    # A longer expiry moves the session's end past the entry's: the index follows.
+    again.set_expiry(AGE * 2)
+    again.save()
+    assert redis_client.zscore(index, store.session_key) == pytest.approx(
+        time.time() + 2 * AGE, abs=2
+    )
+
+
+def test_index_refresh_zero_writes_the_index_on_every_save(redis_client, user, settings) -> None:
+    settings.REDISROLES = {"KEY_PREFIX": "demo", "ROLES": {"sessions": {"INDEX_REFRESH": 0}}}
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    redis_client.config_resetstat()
+    store["n"] = 1
+    store.save()
+    assert redis_client.info("commandstats")["cmdstat_zadd"]["calls"] == 1
 
 
 async def test_async_load_and_save_are_one_round_trip_each(redis_client, round_trips) -> None:
