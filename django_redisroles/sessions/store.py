@@ -330,8 +330,9 @@ class SessionStore(SessionBase):
         uid = data.get(SESSION_KEY)
         uid = None if uid is None else str(uid)
         skey = session_key_name(session_key)
-        indexed = uid is not None and index_enabled()
-        grace = index_refresh()
+        role = conf.role_settings(ROLE)  # read once per save
+        indexed = uid is not None and bool(role["USER_INDEX"])
+        grace = max(0, int(role["INDEX_REFRESH"]))
         expiry = math.ceil(now + ttl)
         # The index needs writing on login (metadata), on create/cycle_key, for
         # a new user, or when the entry would lag the session by more than
