@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from django_redisroles.sessions import logout_everywhere, user_sessions
+from django_redisroles.sessions import auser_sessions, logout_everywhere, user_sessions
 
 
 @login_required
@@ -40,3 +40,27 @@ def logout_all(request: HttpRequest) -> HttpResponse:
     logout_everywhere(user, keep=request.session.session_key)
     logout(request)  # this one last, through Django (signals, cookie)
     return redirect("login")
+
+
+async def session_list_json(request: HttpRequest) -> HttpResponse:
+    """The same list from an async view: session load and index read on redis.asyncio."""
+    user = await request.auser()  # type: ignore[attr-defined]
+    if not user.is_authenticated:
+        return JsonResponse({"error": "login required"}, status=401)
+    sessions = await auser_sessions(user)
+    return JsonResponse(
+        {
+            "current": request.session.session_key,
+            "sessions": [
+                {
+                    "device": s.device,
+                    "ip": s.ip,
+                    "created": s.created.isoformat() if s.created else None,
+                    "last_seen": s.last_seen.isoformat() if s.last_seen else None,
+                    "expires": s.expires.isoformat(),
+                    "current": s.session_key == request.session.session_key,
+                }
+                for s in sessions
+            ],
+        }
+    )

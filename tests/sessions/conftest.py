@@ -20,9 +20,11 @@ class RoundTrips:
 
     def __init__(self) -> None:
         self.count = 0
+        self.sync = 0
+        self.async_ = 0
 
     def reset(self) -> None:
-        self.count = 0
+        self.count = self.sync = self.async_ = 0
 
 
 @pytest.fixture
@@ -33,6 +35,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
 
     def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
         counter.count += 1
+        counter.sync += 1
         return original(self, command, check_health)
 
     monkeypatch.setattr(
@@ -42,6 +45,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
 
     async def asend_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
         counter.count += 1
+        counter.async_ += 1
         return await async_original(self, command, check_health)
 
     monkeypatch.setattr(
