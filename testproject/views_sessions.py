@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -44,7 +45,11 @@ def logout_all(request: HttpRequest) -> HttpResponse:
 
 async def session_list_json(request: HttpRequest) -> HttpResponse:
     """The same list from an async view: session load and index read on redis.asyncio."""
-    user = await request.auser()  # type: ignore[attr-defined]
+    auser = getattr(request, "auser", None)  # Django 5.0+
+    if auser is not None:
+        user = await auser()
+    else:  # Django 4.2: the lazy user loads the session synchronously
+        user = await sync_to_async(lambda: request.user._setup() or request.user._wrapped)()
     if not user.is_authenticated:
         return JsonResponse({"error": "login required"}, status=401)
     sessions = await auser_sessions(user)

@@ -260,7 +260,63 @@ class _Plan:
         self.args: list[Any] = []
 
 
-class SessionStore(SessionBase):
+class _AsyncAccessors:
+    """Django 5.0's async session accessors, for Django 4.2 (which has none).
+
+    Only mixed in when ``SessionBase`` lacks them, so Django 5+ keeps its own.
+    """
+
+    _rr_aget_session: Any
+    modified: bool
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return (await self._rr_aget_session()).get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        (await self._rr_aget_session())[key] = value
+        self.modified = True
+
+    async def apop(self, key: str, *default: Any) -> Any:
+        session = await self._rr_aget_session()
+        self.modified = self.modified or key in session
+        return session.pop(key, *default)
+
+    async def asetdefault(self, key: str, value: Any) -> Any:
+        session = await self._rr_aget_session()
+        if key in session:
+            return session[key]
+        await self.aset(key, value)
+        return value
+
+    async def aupdate(self, dict_: dict[str, Any]) -> None:
+        (await self._rr_aget_session()).update(dict_)
+        self.modified = True
+
+    async def ahas_key(self, key: str) -> bool:
+        return key in (await self._rr_aget_session())
+
+    async def akeys(self) -> Any:
+        return (await self._rr_aget_session()).keys()
+
+    async def avalues(self) -> Any:
+        return (await self._rr_aget_session()).values()
+
+    async def aitems(self) -> Any:
+        return (await self._rr_aget_session()).items()
+
+    async def aset_expiry(self, value: Any) -> None:
+        await self._rr_aget_session()
+        self.set_expiry(value)  # type: ignore[attr-defined]  # loaded: no I/O
+
+    async def aget_expiry_date(self, **kwargs: Any) -> Any:
+        await self._rr_aget_session()
+        return self.get_expiry_date(**kwargs)  # type: ignore[attr-defined]
+
+
+_COMPAT: tuple[type, ...] = () if hasattr(SessionBase, "aget") else (_AsyncAccessors,)
+
+
+class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     """Django session store on the sessions role's Redis (sync and async)."""
 
     def __init__(self, session_key: str | None = None) -> None:

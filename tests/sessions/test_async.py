@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import django
 from django.http import HttpResponse
 from django.test import AsyncClient, RequestFactory
 
@@ -28,7 +29,8 @@ async def test_async_view_reads_session_and_index_natively(async_user, round_tri
     assert [s["device"] for s in body["sessions"]] == ["Safari on macOS"]
     assert body["sessions"][0]["current"] is True
     # Load (1) + listing (2), all on the asyncio client; nothing on the sync one.
-    assert (round_trips.sync, round_trips.async_) == (0, 3)
+    # (Django 4.2 has no request.auser(): the user, so the session, loads sync.)
+    assert (round_trips.sync, round_trips.async_) == ((0, 3) if django.VERSION >= (5,) else (1, 2))
 
 
 async def test_async_middleware_saves_natively(redis_client, round_trips) -> None:
