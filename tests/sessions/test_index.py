@@ -166,3 +166,27 @@ def test_index_can_be_turned_off(settings, redis_client) -> None:
     assert redis_client.keys("*") == [
         f"{conf.key_prefix()}:sessions:s:{store.session_key}".encode()
     ]
+
+
+def test_redisroles_sessions_command(user, browser) -> None:
+    from io import StringIO
+
+    laptop = browser("10.0.0.1", FIREFOX)
+    phone = browser("10.0.0.2", IPHONE)
+    login(laptop)
+    login(phone)
+    out = StringIO()
+    call_command("redisroles", "sessions", "alice", stdout=out)
+    listing = out.getvalue()
+    assert "Firefox on Linux" in listing and "10.0.0.2" in listing
+
+    out = StringIO()
+    keep = laptop.cookies["sessionid"].value
+    call_command("redisroles", "sessions", "alice", "--logout", "--keep", keep, stdout=out)
+    assert "Ended 1 session(s) of alice." in out.getvalue()
+    assert is_logged_in(laptop) and not is_logged_in(phone)
+
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No user 'bob'"):
+        call_command("redisroles", "sessions", "bob")
