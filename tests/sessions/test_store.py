@@ -254,3 +254,18 @@ def test_key_prefix(redis_client, settings) -> None:
     store = SessionStore()
     store.save()
     assert redis_client.exists(f"shop:sessions:s:{store.session_key}") == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "forged", ["x", "a" * 4000, "abc%20def%0d%0aSet-Cookie", '"quoted"', "ключ"]
+)
+def test_forged_cookie_over_http_is_a_new_session(forged, client, round_trips) -> None:
+    client.cookies["sessionid"] = forged
+    round_trips.reset()
+    response = client.get("/sessions/")
+    assert response.status_code == 302  # anonymous: to the login page, not a 500
+    assert response["Location"].startswith("/accounts/login/")
+    assert round_trips.count == 0
+    response = client.get("/accounts/login/")
+    assert response.status_code == 200
