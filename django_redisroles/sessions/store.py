@@ -79,7 +79,7 @@ def _unavailable(exc: Exception) -> SessionUnavailable | None:
     url = mask_url(conf.role_url(ROLE))
     return SessionUnavailable(
         f"The Redis of the sessions role ({url}) is unavailable: "
-        f"{type(exc).__name__}: {exc}. The session was left untouched."
+        f"{type(exc).__name__}: {str(exc).rstrip('.')}. The session was left untouched."
     )
 
 
