@@ -1,6 +1,7 @@
 """System checks of the sessions role (see docs/checks.md).
 
 - ``redisroles.E020``: ``SESSION_SERIALIZER`` is pickle-based (the store never unpickles).
+- ``redisroles.E021``: a sessions role setting has the wrong type or range.
 - ``redisroles.W020``: ``SESSION_COOKIE_HTTPONLY = False``.
 - ``redisroles.W021``: the sessions role's Redis is also a cache's Redis (eviction risk).
 """
@@ -55,12 +56,40 @@ def _cache_urls() -> Iterator[tuple[str, str]]:
                 yield f"CACHES[{alias!r}]", loc
 
 
+def _check_role_settings() -> list[CheckMessage]:
+    try:
+        values = conf.role_settings("sessions")
+    except Exception:  # noqa: BLE001 - malformed REDISROLES is reported by E001-E004
+        return []
+    where = 'REDISROLES["ROLES"]["sessions"]'
+    errors: list[CheckMessage] = []
+    if not isinstance(values.get("USER_INDEX"), bool):
+        errors.append(
+            Error(
+                f"{where}['USER_INDEX'] must be True or False, got {values.get('USER_INDEX')!r}.",
+                hint='"USER_INDEX": True keeps the per-user session index.',
+                id="redisroles.E021",
+            )
+        )
+    for name, example in (("INDEX_REFRESH", 60), ("RETRY_AFTER", 5)):
+        value = values.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errors.append(
+                Error(
+                    f"{where}[{name!r}] must be a whole number of seconds >= 0, got {value!r}.",
+                    hint=f'For example "{name}": {example}.',
+                    id="redisroles.E021",
+                )
+            )
+    return errors
+
+
 @register()
 def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Safety of the Redis session engine's configuration."""
     if not _engine_in_use():
         return []
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = _check_role_settings()
     serializer = str(getattr(settings, "SESSION_SERIALIZER", ""))
     if "pickle" in serializer.lower():
         messages.append(

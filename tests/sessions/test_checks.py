@@ -80,3 +80,18 @@ def test_other_engines_are_not_checked(settings, capsys) -> None:
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     settings.SESSION_COOKIE_HTTPONLY = False
     assert "redisroles.W020" not in check_output(capsys)
+
+
+@pytest.mark.parametrize(
+    ("role", "needle"),
+    [
+        ({"USER_INDEX": "yes"}, "['USER_INDEX'] must be True or False, got 'yes'"),
+        ({"INDEX_REFRESH": -1}, "['INDEX_REFRESH'] must be a whole number of seconds >= 0"),
+        ({"RETRY_AFTER": "5"}, "['RETRY_AFTER'] must be a whole number of seconds >= 0"),
+    ],
+)
+def test_bad_role_settings_are_errors(settings, capsys, role, needle) -> None:
+    settings.REDISROLES = {"ROLES": {"sessions": role}}
+    output = check_output(capsys)
+    assert "redisroles.E021" in output
+    assert needle in output
