@@ -2,17 +2,19 @@
 
 Layout (all under ``conf.make_key("sessions", ...)``, every key with a TTL):
 
-- ``<prefix>:sessions:s:<session key>``: the session data, serialized with
-  ``SESSION_SERIALIZER`` (JSON by default; never pickle). TTL = the session's
-  expiry age.
+- ``<prefix>:sessions:s:<session key>``: ``rr1 <index score>\n`` + the session
+  serialized with ``SESSION_SERIALIZER`` (JSON by default; never pickle).
+  TTL = the session's expiry age.
 - ``<prefix>:sessions:u:<user pk>``: sorted set of that user's session keys,
-  scored by expiry time (Unix seconds). TTL = the latest member's expiry.
+  scored by expiry time (Unix seconds). TTL = the latest expiry + INDEX_REFRESH.
 - ``<prefix>:sessions:m:<user pk>``: hash of metadata per session key (``<key>``:
-  JSON ``{ip, ua, created}``, ``<key>|seen``: last save time). Same TTL.
+  JSON ``{ip, ua, created}``, ``<key>|seen``: last index write). Same TTL.
 
-Writes are Lua scripts so that "create only if new" / "update only if it still
-exists" and the index update are one atomic round trip: a concurrent logout
-can never be undone by a late save.
+A save is one request: ``SET NX`` (create) or ``SET XX`` (update) with ``EX``,
+or, when the user index must be written too (login, ``cycle_key``, an entry
+that would lag by more than INDEX_REFRESH seconds), the ``SAVE`` Lua script
+doing the same SET and the index update atomically. Either way a save never
+recreates a session a concurrent logout deleted.
 """
 
 from __future__ import annotations
