@@ -22,6 +22,7 @@ import redis
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -150,6 +151,16 @@ def _cutoff() -> float:
     return time.time() - _store.index_refresh()
 
 
+def _require_index() -> None:
+    # Without the index there is no way to find a user's sessions: saying
+    # "none" (or "ended 0") would be a silent lie about a security action.
+    if not _store.index_enabled():
+        raise ImproperlyConfigured(
+            'The per-user session index is off (REDISROLES["ROLES"]["sessions"]["USER_INDEX"] '
+            "= False): user_sessions() and logout_everywhere() cannot find a user's sessions."
+        )
+
+
 def _forget(pipe: Any, pk: str, dead: Iterable[str]) -> None:
     dead = list(dead)
     if dead:
@@ -164,6 +175,7 @@ def user_sessions(user: Any) -> list[UserSession]:
     session expired, was deleted or now belongs to nobody is dropped and
     trimmed from the index).
     """
+    _require_index()
     pk = _pk(user)
     client = connections.get_redis(_store.ROLE)
     try:
@@ -190,6 +202,7 @@ def user_sessions(user: Any) -> list[UserSession]:
 
 async def auser_sessions(user: Any) -> list[UserSession]:
     """Async :func:`user_sessions` (native ``redis.asyncio``)."""
+    _require_index()
     pk = _pk(user)
     client = connections.get_async_redis(_store.ROLE)
     try:
@@ -226,6 +239,7 @@ def logout_everywhere(user: Any, keep: Any = None) -> int:
     Only sessions that still belong to the user are deleted; the index
     entries of all of them go.
     """
+    _require_index()
     pk = _pk(user)
     keep_key = _keep_key(keep)
     client = connections.get_redis(_store.ROLE)
@@ -251,6 +265,7 @@ def logout_everywhere(user: Any, keep: Any = None) -> int:
 
 async def alogout_everywhere(user: Any, keep: Any = None) -> int:
     """Async :func:`logout_everywhere` (native ``redis.asyncio``)."""
+    _require_index()
     pk = _pk(user)
     keep_key = _keep_key(keep)
     client = connections.get_async_redis(_store.ROLE)

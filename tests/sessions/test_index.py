@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from django_redisroles import conf
@@ -166,6 +167,11 @@ def test_index_can_be_turned_off(settings, redis_client) -> None:
     assert redis_client.keys("*") == [
         f"{conf.key_prefix()}:sessions:s:{store.session_key}".encode()
     ]
+    # Without an index, "no sessions" / "ended 0" would be a lie: refuse instead.
+    with pytest.raises(ImproperlyConfigured, match="USER_INDEX"):
+        user_sessions(7)
+    with pytest.raises(ImproperlyConfigured, match="USER_INDEX"):
+        logout_everywhere(7)
 
 
 def test_redisroles_sessions_command(user, browser) -> None:
