@@ -1,6 +1,6 @@
 """Session engines side by side: load and save latency, rate, Redis round trips.
 
-    PYTHONPATH=. python -m benchmarks.sessions [--requests 200] [--rounds 60]
+    PYTHONPATH=. python -m benchmarks.sessions [--requests 200] [--rounds 60] [--async-rounds 25]
 
 One process, one throwaway redis-server (started here), three engines on it:
 
@@ -24,6 +24,7 @@ script runs).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import statistics
 import sys
@@ -33,6 +34,7 @@ from typing import Any
 
 import django
 import redis
+import redis.asyncio.connection
 import redis.connection
 from django.conf import settings
 
@@ -52,6 +54,7 @@ ENGINES: list[tuple[str, str, dict[str, Any]]] = [
     ("django-redis-sessions", "redis_sessions.session", {}),
 ]
 BASELINE = "Django cache engine + django-redis"
+ASYNC_ENGINES = ("django-redisroles (user index on)", BASELINE, "django-redis-sessions")
 
 
 class RoundTrips:
@@ -66,6 +69,13 @@ def count_round_trips() -> None:
         return original(self, command, check_health)
 
     redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    aoriginal = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    async def asend_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        RoundTrips.count += 1
+        return await aoriginal(self, command, check_health)
+
+    redis.asyncio.connection.AbstractConnection.send_packed_command = asend_packed_command  # type: ignore[method-assign]
 
 
 def configure(url: str) -> None:
@@ -144,6 +154,26 @@ def run(store_cls: type, keys: list[str], n: int) -> tuple[list[int], list[int],
     return loads, saves, RoundTrips.count - before
 
 
+async def arun(store_cls: type, keys: list[str], n: int) -> tuple[list[int], list[int], int]:
+    """``run`` through the async session API, as an async view under ASGI would."""
+    loads: list[int] = []
+    saves: list[int] = []
+    before = RoundTrips.count
+    clock = time.perf_counter_ns
+    for i in range(n):
+        key = keys[i % len(keys)]
+        t0 = clock()
+        store = store_cls(key)
+        visits = await store.aget("visits")  # load
+        t1 = clock()
+        await store.aset("visits", visits + 1)
+        await store.asave()
+        t2 = clock()
+        loads.append(t1 - t0)
+        saves.append(t2 - t1)
+    return loads, saves, RoundTrips.count - before
+
+
 def redis_calls(client: redis.Redis) -> int:
     stats = client.info("commandstats")
     return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
@@ -158,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="per engine per round")
     parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--async-rounds", type=int, default=25)
     args = parser.parse_args(argv)
 
     server = RedisServer().start()
@@ -173,47 +204,77 @@ def main(argv: list[str] | None = None) -> int:
             store_cls = import_string(f"{module}.SessionStore")
             engines.append((name, store_cls, extra, seed(store_cls, SESSIONS)))
 
-        results: dict[str, dict[str, Any]] = {
-            name: {"load": [], "save": [], "rt": 0, "cmds": 0, "n": 0, "wall": 0.0}
-            for name, *_ in engines
-        }
-        for round_no in range(args.rounds):
-            order = engines if round_no % 2 == 0 else list(reversed(engines))
-            for name, store_cls, extra, keys in order:
-                set_role_settings(extra)
-                if round_no == 0:
-                    run(store_cls, keys, 100)  # warm: connections, scripts
-                gc.collect()
-                gc.disable()
-                calls0 = redis_calls(admin)
-                t0 = time.perf_counter()
-                loads, saves, rts = run(store_cls, keys, args.requests)
-                wall = time.perf_counter() - t0
-                calls = redis_calls(admin) - calls0 - 1  # minus the INFO itself
-                gc.enable()
-                r = results[name]
-                r["load"] += loads
-                r["save"] += saves
-                r["rt"] += rts
-                r["cmds"] += calls
-                r["n"] += args.requests
-                r["wall"] += wall
-        print_table(results, args)
+        print_header(args)
+        results = measure(engines, admin, run, args.rounds, args.requests)
+        print("### WSGI / sync API (`load()`, `save()`)\n")
+        print_table(results)
+        loop = asyncio.new_event_loop()
+        async_engines = [e for e in engines if e[0] in ASYNC_ENGINES]
+        results = measure(
+            async_engines,
+            admin,
+            lambda *a: loop.run_until_complete(arun(*a)),
+            args.async_rounds,
+            args.requests,
+        )
+        loop.close()
+        print("\n### ASGI / async API (`aget()`, `asave()`)\n")
+        print_table(results)
     finally:
         server.cleanup()
     return 0
 
 
-def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+def measure(
+    engines: list[tuple[str, type, dict[str, Any], list[str]]],
+    admin: redis.Redis,
+    runner: Callable[[type, list[str], int], tuple[list[int], list[int], int]],
+    rounds: int,
+    requests: int,
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {
+        name: {"load": [], "save": [], "rt": 0, "cmds": 0, "n": 0, "wall": 0.0}
+        for name, *_ in engines
+    }
+    for round_no in range(rounds):
+        order = engines if round_no % 2 == 0 else list(reversed(engines))
+        for name, store_cls, extra, keys in order:
+            set_role_settings(extra)
+            if round_no == 0:
+                runner(store_cls, keys, 100)  # warm: connections, scripts, threads
+            gc.collect()
+            gc.disable()
+            calls0 = redis_calls(admin)
+            t0 = time.perf_counter()
+            loads, saves, rts = runner(store_cls, keys, requests)
+            wall = time.perf_counter() - t0
+            calls = redis_calls(admin) - calls0 - 1  # minus the INFO itself
+            gc.enable()
+            r = results[name]
+            r["load"] += loads
+            r["save"] += saves
+            r["rt"] += rts
+            r["cmds"] += calls
+            r["n"] += requests
+            r["wall"] += wall
+    return results
+
+
+def print_header(args: argparse.Namespace) -> None:
+    server_version = redis.Redis.from_url(settings.REDISROLES["URL"]).info("server")
+    print(
+        f"\nsync: {args.rounds} rounds, async: {args.async_rounds} rounds, x {args.requests} "
+        f"requests per engine per round, {SESSIONS} sessions; Python {sys.version.split()[0]}, "
+        f"Django {django.get_version()}, redis-py {redis.__version__}, "
+        f"Redis {server_version['redis_version']}\n"
+    )
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
     def rate(r: dict[str, Any]) -> float:
         return r["n"] / r["wall"]
 
     base = rate(results[BASELINE])
-    print(
-        f"\n{args.rounds} rounds x {args.requests} requests per engine, "
-        f"{SESSIONS} sessions, Python {sys.version.split()[0]}, Django {django.get_version()}, "
-        f"redis-py {redis.__version__}\n"
-    )
     print(
         "| engine | load median µs | load p99 µs | save median µs | save p99 µs "
         "| load+save /s | vs Django cache engine | round trips / request "
