@@ -70,7 +70,15 @@ ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 #: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E003`` check.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cache": {},
-    "sessions": {},
+    "sessions": {
+        # Keep the per-user session index (user_sessions, logout_everywhere).
+        "USER_INDEX": True,
+        # Seconds a user-index entry (its expiry score, "last seen") may lag
+        # behind its session: saves within this window skip the index write.
+        "INDEX_REFRESH": 60,
+        # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
+        "RETRY_AFTER": 5,
+    },
     "ratelimit": {},
     "pubsub": {},
     "locks": {},

@@ -54,7 +54,11 @@ CACHES = {
 }
 
 # --- role: sessions -------------------------------------------------------------
-SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"  # replaced by the sessions role
+SESSION_ENGINE = "django_redisroles.sessions"
+# The demo runs every role on one throwaway redis-server (noeviction): the
+# "sessions share a server with the cache" warning is known and accepted here.
+# A production settings file gives sessions their own instance instead.
+SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "redisroles.W021"]
 
 # --- role: ratelimit -----------------------------------------------------------
 
@@ -65,7 +69,7 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django_redisroles.sessions.SessionMiddleware",  # Django's + a 503 on a Redis outage
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -1,1 +1,138 @@
-"""System checks of the sessions role (see docs/checks.md)."""
+"""System checks of the sessions role (see docs/checks.md).
+
+- ``redisroles.E020``: ``SESSION_SERIALIZER`` is pickle-based (the store never unpickles).
+- ``redisroles.E021``: a sessions role setting has the wrong type or range.
+- ``redisroles.W020``: ``SESSION_COOKIE_HTTPONLY = False``.
+- ``redisroles.W021``: the sessions role's Redis is also a cache's Redis (eviction risk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from .. import conf
+
+ENGINE = "django_redisroles.sessions"
+
+
+def _engine_in_use() -> bool:
+    return getattr(settings, "SESSION_ENGINE", "") == ENGINE
+
+
+def server_of(url: str) -> tuple[str, ...] | None:
+    """The Redis server a URL points at, ignoring the database number and credentials."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme == "unix":
+        return ("unix", parts.path)
+    if parts.scheme not in ("redis", "rediss"):
+        return None
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1", "[::1]"):
+        host = "127.0.0.1"
+    return ("tcp", host, str(port or 6379))
+
+
+def _cache_urls() -> Iterator[tuple[str, str]]:
+    """(where, url) of each Redis a cache uses: the cache role, and any CACHES LOCATION."""
+    caches = getattr(settings, "CACHES", {}) or {}
+    for alias, config in caches.items():
+        backend = str(config.get("BACKEND", ""))
+        if backend.startswith("django_redisroles."):
+            yield f"the cache role (CACHES[{alias!r}])", conf.role_url("cache")
+            continue
+        location = config.get("LOCATION")
+        locations = location if isinstance(location, list | tuple) else [location]
+        for loc in locations:
+            if isinstance(loc, str) and loc.startswith(conf.URL_SCHEMES):
+                yield f"CACHES[{alias!r}]", loc
+
+
+def _check_role_settings() -> list[CheckMessage]:
+    try:
+        values = conf.role_settings("sessions")
+    except Exception:  # noqa: BLE001 - malformed REDISROLES is reported by E001-E004
+        return []
+    where = 'REDISROLES["ROLES"]["sessions"]'
+    errors: list[CheckMessage] = []
+    if not isinstance(values.get("USER_INDEX"), bool):
+        errors.append(
+            Error(
+                f"{where}['USER_INDEX'] must be True or False, got {values.get('USER_INDEX')!r}.",
+                hint='"USER_INDEX": True keeps the per-user session index.',
+                id="redisroles.E021",
+            )
+        )
+    for name, example in (("INDEX_REFRESH", 60), ("RETRY_AFTER", 5)):
+        value = values.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errors.append(
+                Error(
+                    f"{where}[{name!r}] must be a whole number of seconds >= 0, got {value!r}.",
+                    hint=f'For example "{name}": {example}.',
+                    id="redisroles.E021",
+                )
+            )
+    return errors
+
+
+@register()
+def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Safety of the Redis session engine's configuration."""
+    if not _engine_in_use():
+        return []
+    messages: list[CheckMessage] = _check_role_settings()
+    serializer = str(getattr(settings, "SESSION_SERIALIZER", ""))
+    if "pickle" in serializer.lower():
+        messages.append(
+            Error(
+                f"SESSION_SERIALIZER is {serializer!r}: the Redis session engine never "
+                "unpickles (anyone who can write to Redis could run code in your app).",
+                hint="Use SESSION_SERIALIZER = "
+                '"django.contrib.sessions.serializers.JSONSerializer" (the default) and '
+                "store only JSON-serializable values in sessions.",
+                id="redisroles.E020",
+            )
+        )
+    if not getattr(settings, "SESSION_COOKIE_HTTPONLY", True):
+        messages.append(
+            Warning(
+                "SESSION_COOKIE_HTTPONLY is False: any script on your pages (an XSS) "
+                "can read the session cookie and take over the session.",
+                hint="Remove SESSION_COOKIE_HTTPONLY = False; JavaScript never needs the "
+                "session cookie.",
+                id="redisroles.W020",
+            )
+        )
+    try:
+        sessions_url = conf.role_url("sessions")
+    except Exception:  # noqa: BLE001 - malformed REDISROLES is reported by E001-E004
+        return messages
+    sessions_server = server_of(sessions_url)
+    if sessions_server is None:
+        return messages
+    for where, url in _cache_urls():
+        if server_of(url) == sessions_server:
+            messages.append(
+                Warning(
+                    f"The sessions role uses the same Redis server as {where}. A cache "
+                    "instance is normally run with an eviction policy (allkeys-lru, ...): "
+                    "when it fills up, Redis evicts sessions too and logs users out. A "
+                    "different database number on the same server does not help: "
+                    "maxmemory and eviction are per server.",
+                    hint='Give sessions their own instance (REDISROLES["ROLES"]["sessions"]'
+                    '["URL"]) with maxmemory-policy noeviction and persistence (AOF); or, '
+                    "if this one server is configured noeviction, silence redisroles.W021.",
+                    id="redisroles.W021",
+                )
+            )
+            break
+    return messages

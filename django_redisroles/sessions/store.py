@@ -1,0 +1,720 @@
+"""The Redis session store: one String per session, one round trip per load and save.
+
+Layout (all under ``conf.make_key("sessions", ...)``, every key with a TTL):
+
+- ``<prefix>:sessions:s:<session key>``: ``rr1 <index score>\n`` + the session
+  serialized with ``SESSION_SERIALIZER`` (JSON by default; never pickle).
+  TTL = the session's expiry age.
+- ``<prefix>:sessions:u:<user pk>``: sorted set of that user's session keys,
+  scored by expiry time (Unix seconds). TTL = the latest expiry + INDEX_REFRESH.
+- ``<prefix>:sessions:m:<user pk>``: hash of metadata per session key (``<key>``:
+  JSON ``{ip, ua, created}``, ``<key>|seen``: last index write). Same TTL.
+
+A save is one request: ``SET NX`` (create) or ``SET XX`` (update) with ``EX``,
+or, when the user index must be written too (login, ``cycle_key``, an entry
+that would lag by more than INDEX_REFRESH seconds), the ``SAVE`` Lua script
+doing the same SET and the index update atomically. Either way a save never
+recreates a session a concurrent logout deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+from typing import Any
+
+import redis
+import redis.exceptions
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.base import (
+    VALID_KEY_CHARS,
+    CreateError,
+    SessionBase,
+    UpdateError,
+)
+from django.utils.crypto import get_random_string
+
+from .. import conf, connections
+
+logger = logging.getLogger("django_redisroles.sessions")
+
+ROLE = "sessions"
+
+# Session keys we generate are 32 chars of [a-z0-9]; accept any 8-128 chars of
+# [A-Za-z0-9_-] (custom key generators, Django's own tests). Anything else
+# (a forged or mangled cookie) is treated as "no session": a new session
+# starts and Redis is never asked about it.
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
+
+# Redis replies that mean "Redis cannot serve us right now", as opposed to a
+# bug in our command.
+_UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "LOADING", "MASTERDOWN", "NOREPLICAS", "READONLY")
+
+
+class SessionUnavailable(RuntimeError):
+    """The sessions role's Redis cannot be reached (or cannot write right now).
+
+    Distinct from "session not found": the session is neither replaced by an
+    empty one nor deleted, and the user's cookie is kept. With
+    ``django_redisroles.sessions.SessionMiddleware`` the request gets a 503.
+    """
+
+
+def _unavailable(exc: Exception) -> SessionUnavailable | None:
+    unreachable = isinstance(
+        exc,
+        redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.ReadOnlyError,
+    )
+    refusing = isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        _UNAVAILABLE_REPLIES
+    )
+    if not (unreachable or refusing):
+        return None
+    from ..cli.info import mask_url
+
+    url = mask_url(conf.role_url(ROLE))
+    return SessionUnavailable(
+        f"The Redis of the sessions role ({url}) is unavailable: "
+        f"{type(exc).__name__}: {str(exc).rstrip('.')}. The session was left untouched."
+    )
+
+
+class _Script:
+    """A Lua script run with EVALSHA, falling back to EVAL once after a restart."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+    async def acall(self, client: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+# KEYS: session, old session (cycle_key) or session, user index or session, meta or session
+# ARGV: mode ("c" create | "u" update), data, ttl, now, key, old key ("" = none),
+#       index ("1" | "0"), login metadata JSON ("" = keep), index score (the
+#       session's expiry time), grace (INDEX_REFRESH seconds)
+# Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone).
+SAVE = _Script(
+    """
+local ttl = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local sk, old, indexed = ARGV[5], ARGV[6], ARGV[7] == '1'
+if ttl <= 0 then
+  -- Already expired (an expiry date in the past): the session ends now.
+  redis.call('UNLINK', KEYS[1])
+  if indexed then
+    redis.call('ZREM', KEYS[3], sk)
+    redis.call('HDEL', KEYS[4], sk, sk .. '|seen')
+  end
+  return 1
+end
+local ok
+if ARGV[1] == 'c' then
+  ok = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ttl)
+else
+  ok = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'EX', ttl)
+end
+if not ok then
+  if ARGV[1] == 'c' then return 0 end
+  return -1
+end
+local moved = false
+if old ~= '' then
+  redis.call('UNLINK', KEYS[2])
+end
+if indexed then
+  if old ~= '' then
+    redis.call('ZREM', KEYS[3], old)
+    local m = redis.call('HGET', KEYS[4], old)
+    if m and ARGV[8] == '' then
+      redis.call('HSET', KEYS[4], sk, m)
+      moved = true
+    end
+    redis.call('HDEL', KEYS[4], old, old .. '|seen')
+  end
+  local grace = tonumber(ARGV[10])
+  redis.call('ZADD', KEYS[3], ARGV[9], sk)
+  if ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[4], sk, ARGV[8], sk .. '|seen', ARGV[4])
+  else
+    redis.call('HSET', KEYS[4], sk .. '|seen', ARGV[4])
+  end
+  -- Lazy trimming: entries whose session has surely expired (a score may
+  -- lag the real expiry by up to `grace` seconds, see INDEX_REFRESH).
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - grace)
+  if #dead > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - grace)
+    for _, d in ipairs(dead) do
+      redis.call('HDEL', KEYS[4], d, d .. '|seen')
+    end
+  end
+  -- The index lives as long as its longest-lived session.
+  local top = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  local at = math.ceil(tonumber(top[2])) + grace
+  redis.call('EXPIREAT', KEYS[3], at)
+  redis.call('EXPIREAT', KEYS[4], at)
+end
+return 1
+"""
+)
+
+# KEYS: session, user index, meta; ARGV: key. Returns the number of sessions removed.
+DELETE_INDEXED = _Script(
+    """
+local n = redis.call('UNLINK', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1], ARGV[1] .. '|seen')
+return n
+"""
+)
+
+# KEYS: user index, meta; ARGV: cutoff (now - grace). Trims expired entries; returns how many.
+TRIM = _Script(
+    """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #dead > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  for _, d in ipairs(dead) do
+    redis.call('HDEL', KEYS[2], d, d .. '|seen')
+  end
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('UNLINK', KEYS[1], KEYS[2])
+end
+return #dead
+"""
+)
+
+
+# Stored value: b"rr1 <index score>\n" + the serialized session. The score is
+# the session's expiry as last written to the user index (0: not indexed); it
+# lets a save skip the index update while the index is still accurate to
+# INDEX_REFRESH seconds, without an extra read.
+HEADER = b"rr1 "
+
+
+def split_stored(raw: bytes) -> tuple[int, bytes]:
+    """(index score, serialized session) of a stored value."""
+    if raw.startswith(HEADER):
+        end = raw.find(b"\n")
+        if end > 0:
+            try:
+                return int(raw[len(HEADER) : end]), raw[end + 1 :]
+            except ValueError:
+                pass
+    return 0, raw
+
+
+def session_key_name(session_key: str) -> str:
+    """The Redis key holding a session."""
+    return conf.make_key(ROLE, "s", session_key)
+
+
+def index_key_name(user_pk: Any) -> str:
+    """The Redis sorted set indexing a user's sessions."""
+    return conf.make_key(ROLE, "u", str(user_pk))
+
+
+def meta_key_name(user_pk: Any) -> str:
+    """The Redis hash holding metadata of a user's sessions."""
+    return conf.make_key(ROLE, "m", str(user_pk))
+
+
+def index_enabled() -> bool:
+    return bool(conf.get(ROLE, "USER_INDEX"))
+
+
+def index_refresh() -> int:
+    """Seconds a user-index entry may lag behind its session (``INDEX_REFRESH``)."""
+    return max(0, int(conf.get(ROLE, "INDEX_REFRESH")))
+
+
+class _Plan:
+    """One save, as a single Redis request: a plain SET, an UNLINK, or the SAVE script."""
+
+    __slots__ = ("args", "key", "keys", "kind", "nx", "score", "ttl", "uid", "value")
+
+    def __init__(self, kind: str, uid: str | None, score: int) -> None:
+        self.kind = kind
+        self.uid = uid
+        self.score = score
+        self.key = ""
+        self.value = b""
+        self.ttl = 0
+        self.nx = False
+        self.keys: list[str] = []
+        self.args: list[Any] = []
+
+
+class _AsyncAccessors:
+    """Django 5.0's async session accessors, for Django 4.2 (which has none).
+
+    Only mixed in when ``SessionBase`` lacks them, so Django 5+ keeps its own.
+    """
+
+    _rr_aget_session: Any
+    modified: bool
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return (await self._rr_aget_session()).get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        (await self._rr_aget_session())[key] = value
+        self.modified = True
+
+    async def apop(self, key: str, *default: Any) -> Any:
+        session = await self._rr_aget_session()
+        self.modified = self.modified or key in session
+        return session.pop(key, *default)
+
+    async def asetdefault(self, key: str, value: Any) -> Any:
+        session = await self._rr_aget_session()
+        if key in session:
+            return session[key]
+        await self.aset(key, value)
+        return value
+
+    async def aupdate(self, dict_: dict[str, Any]) -> None:
+        (await self._rr_aget_session()).update(dict_)
+        self.modified = True
+
+    async def ahas_key(self, key: str) -> bool:
+        return key in (await self._rr_aget_session())
+
+    async def akeys(self) -> Any:
+        return (await self._rr_aget_session()).keys()
+
+    async def avalues(self) -> Any:
+        return (await self._rr_aget_session()).values()
+
+    async def aitems(self) -> Any:
+        return (await self._rr_aget_session()).items()
+
+    async def aset_expiry(self, value: Any) -> None:
+        await self._rr_aget_session()
+        self.set_expiry(value)  # type: ignore[attr-defined]  # loaded: no I/O
+
+    async def aget_expiry_date(self, **kwargs: Any) -> Any:
+        await self._rr_aget_session()
+        return self.get_expiry_date(**kwargs)  # type: ignore[attr-defined]
+
+
+_COMPAT: tuple[type, ...] = () if hasattr(SessionBase, "aget") else (_AsyncAccessors,)
+
+
+class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
+    """Django session store on the sessions role's Redis (sync and async)."""
+
+    def __init__(self, session_key: str | None = None) -> None:
+        # What the stored session says about its user, as last loaded/saved:
+        # the user index needs the user of a session we delete, and a changed
+        # auth hash for the same user means "password changed".
+        self._rr_uid: str | None = None
+        self._rr_hash: str | None = None
+        # Login metadata (IP, user agent, time) set by the user_logged_in
+        # receiver, written with the next save.
+        self._rr_login_meta: dict[str, Any] | None = None
+        # The user-index score stored with the session (0 = none/unknown).
+        self._rr_score = 0
+        # The SessionUnavailable this store raised, if any (read by our middleware).
+        self._rr_outage: SessionUnavailable | None = None
+        super().__init__(session_key)
+
+    # -- keys ----------------------------------------------------------------
+    def _validate_session_key(self, key: Any) -> bool:
+        return isinstance(key, str) and _KEY_RE.fullmatch(key) is not None
+
+    @staticmethod
+    def _new_key() -> str:
+        # No EXISTS round trip: SET NX refuses a (practically impossible) collision.
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    def _get_new_session_key(self) -> str:
+        return self._new_key()
+
+    async def _aget_new_session_key(self) -> str:
+        return self._new_key()
+
+    # -- data ----------------------------------------------------------------
+    def _encode(self, data: dict[str, Any]) -> bytes:
+        encoded = self.serializer().dumps(data)
+        return encoded.encode() if isinstance(encoded, str) else encoded
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        try:
+            data = self.serializer().loads(raw)
+        except Exception:  # noqa: BLE001 - corrupted data: an empty session, like Django's
+            logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _loaded(self, raw: bytes | None) -> dict[str, Any]:
+        if raw is None:
+            # Not found (expired, deleted, never existed): a new session,
+            # never a record created on load.
+            self._session_key = None
+            self._rr_uid = self._rr_hash = None
+            self._rr_score = 0
+            return {}
+        self._rr_score, payload = split_stored(raw)
+        data = self._decode(payload)
+        uid = data.get(SESSION_KEY)
+        self._rr_uid = None if uid is None else str(uid)
+        self._rr_hash = data.get(HASH_SESSION_KEY)
+        return data
+
+    def _plan_save(
+        self, data: dict[str, Any], must_create: bool, old_key: str | None = None
+    ) -> _Plan:
+        session_key = self.session_key or ""  # callers create a key first
+        now = time.time()
+        ttl = int(self.get_expiry_age(expiry=data.get("_session_expiry")))
+        uid = data.get(SESSION_KEY)
+        uid = None if uid is None else str(uid)
+        skey = session_key_name(session_key)
+        role = conf.role_settings(ROLE)  # read once per save
+        indexed = uid is not None and bool(role["USER_INDEX"])
+        grace = max(0, int(role["INDEX_REFRESH"]))
+        expiry = math.ceil(now + ttl)
+        # The index needs writing on login (metadata), on create/cycle_key, for
+        # a new user, or when the entry would lag the session by more than
+        # INDEX_REFRESH seconds; other saves are a plain SET XX.
+        index_write = indexed and (
+            must_create
+            or old_key is not None
+            or ttl <= 0
+            or self._rr_login_meta is not None
+            or uid != self._rr_uid
+            or not self._rr_score
+            or expiry - self._rr_score >= grace
+        )
+        score = expiry if index_write else (self._rr_score if indexed else 0)
+        value = HEADER + str(score).encode() + b"\n" + self._encode(data)
+        if not index_write and old_key is None:
+            if ttl <= 0:
+                plan = _Plan("unlink", uid, 0)  # expired already: the session ends now
+                plan.key = skey
+                return plan
+            plan = _Plan("set", uid, score)
+            plan.key, plan.value, plan.ttl, plan.nx = skey, value, ttl, must_create
+            return plan
+        plan = _Plan("script", uid, score)
+        plan.keys = [
+            skey,
+            session_key_name(old_key) if old_key else skey,
+            index_key_name(uid) if indexed else skey,
+            meta_key_name(uid) if indexed else skey,
+        ]
+        meta = ""
+        if indexed and self._rr_login_meta is not None:
+            meta = json.dumps(self._rr_login_meta, separators=(",", ":"))
+        plan.args = [
+            "c" if must_create else "u",
+            value,
+            ttl,
+            f"{now:.3f}",
+            session_key,
+            old_key or "",
+            "1" if indexed else "0",
+            meta,
+            score,
+            grace,
+        ]
+        return plan
+
+    @staticmethod
+    def _result(plan: _Plan, reply: Any) -> int:
+        if plan.kind == "set":
+            if reply:
+                return 1
+            return 0 if plan.nx else -1
+        if plan.kind == "unlink":
+            return 1
+        return int(reply)
+
+    def _saved(self, result: int, data: dict[str, Any], plan: _Plan) -> str | None:
+        """Bookkeeping after a save; returns a user whose other sessions must end."""
+        if result == 0:
+            raise CreateError
+        if result == -1:
+            raise UpdateError
+        uid = plan.uid
+        new_hash = data.get(HASH_SESSION_KEY)
+        password_changed = (
+            uid is not None
+            and uid == self._rr_uid
+            and self._rr_hash is not None
+            and new_hash is not None
+            and new_hash != self._rr_hash
+        )
+        self._rr_uid, self._rr_hash = uid, new_hash
+        self._rr_score = plan.score
+        self._rr_login_meta = None
+        # update_session_auth_hash() after a password change: this session
+        # stays, the user's other sessions end now (Django would reject them
+        # lazily on their next request anyway).
+        return uid if password_changed and index_enabled() else None
+
+    # -- sync API --------------------------------------------------------------
+    def _redis(self) -> redis.Redis:
+        return connections.get_redis(ROLE)
+
+    def _call(self, func: Any, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except redis.exceptions.RedisError as exc:
+            error = _unavailable(exc)
+            if error is None:
+                raise
+            self._rr_outage = error
+            raise error from exc
+
+    def load(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        raw = self._call(self._redis().get, session_key_name(self.session_key))
+        return self._loaded(raw)
+
+    def exists(self, session_key: str | None) -> bool:
+        if session_key is None or not self._validate_session_key(session_key):
+            return False
+        return bool(self._call(self._redis().exists, session_key_name(session_key)))
+
+    def create(self) -> None:
+        for _ in range(100):
+            self._session_key = self._new_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise RuntimeError("Unable to create a new session key after 100 attempts.")
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return self.create()
+        data = self._get_session(no_load=must_create)
+        self._write(data, must_create)
+
+    def _run(self, plan: _Plan) -> Any:
+        client = self._redis()
+        if plan.kind == "set":
+            return client.set(plan.key, plan.value, ex=plan.ttl, nx=plan.nx, xx=not plan.nx)
+        if plan.kind == "unlink":
+            return client.unlink(plan.key)
+        return SAVE(client, plan.keys, plan.args)
+
+    def _write(self, data: dict[str, Any], must_create: bool, old_key: str | None = None) -> None:
+        plan = self._plan_save(data, must_create, old_key)
+        reply = self._call(self._run, plan)
+        ended_for = self._saved(self._result(plan, reply), data, plan)
+        if ended_for is not None:
+            from .index import logout_everywhere
+
+            logout_everywhere(ended_for, keep=self.session_key)
+
+    def _plan_delete(self, session_key: str) -> tuple[Any, list[str], list[Any]] | None:
+        if self._rr_uid is not None and index_enabled():
+            return (
+                DELETE_INDEXED,
+                [
+                    session_key_name(session_key),
+                    index_key_name(self._rr_uid),
+                    meta_key_name(self._rr_uid),
+                ],
+                [session_key],
+            )
+        return None
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        if not self._validate_session_key(session_key):
+            return  # never stored: nothing to delete
+        plan = self._plan_delete(session_key)
+        if plan is None:
+            self._call(self._redis().unlink, session_key_name(session_key))
+        else:
+            script, keys, args = plan
+            self._call(script, self._redis(), keys, args)
+
+    def flush(self) -> None:
+        super().flush()
+        self._rr_uid = self._rr_hash = None
+        self._rr_score = 0
+
+    def cycle_key(self) -> None:
+        """New session key, same data: one round trip (the old key is removed atomically)."""
+        data = self._session
+        old_key = self.session_key
+        if old_key is None:
+            self.create()
+            self._session_cache = data
+            return
+        for _ in range(100):
+            self._session_key = self._new_key()
+            try:
+                self._write(data, must_create=True, old_key=old_key)
+            except CreateError:
+                continue
+            self._session_cache = data
+            self.modified = True
+            return
+        raise RuntimeError("Unable to create a new session key after 100 attempts.")
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Trim expired entries from the user indexes (Redis expires the sessions)."""
+        from .index import trim_indexes
+
+        trim_indexes()
+
+    # -- async API (native: redis.asyncio, no thread hop) ----------------------
+    # Written against SessionBase of Django 4.2 too, which has no async API:
+    # only our own helpers are used here.
+    def _aredis(self) -> Any:
+        return connections.get_async_redis(ROLE)
+
+    async def _acall(self, func: Any, *args: Any) -> Any:
+        try:
+            return await func(*args)
+        except redis.exceptions.RedisError as exc:
+            error = _unavailable(exc)
+            if error is None:
+                raise
+            self._rr_outage = error
+            raise error from exc
+
+    async def _rr_aget_session(self, no_load: bool = False) -> dict[str, Any]:
+        self.accessed = True
+        try:
+            return self._session_cache
+        except AttributeError:
+            if self.session_key is None or no_load:
+                self._session_cache = {}
+            else:
+                self._session_cache = await self.aload()
+        return self._session_cache
+
+    # Django 5.x's async accessors (aget, aset, ...) call this one.
+    _aget_session = _rr_aget_session
+
+    async def aload(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        raw = await self._acall(self._aredis().get, session_key_name(self.session_key))
+        return self._loaded(raw)
+
+    async def aexists(self, session_key: str | None) -> bool:
+        if session_key is None or not self._validate_session_key(session_key):
+            return False
+        return bool(await self._acall(self._aredis().exists, session_key_name(session_key)))
+
+    async def acreate(self) -> None:
+        for _ in range(100):
+            self._session_key = self._new_key()
+            try:
+                await self.asave(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise RuntimeError("Unable to create a new session key after 100 attempts.")
+
+    async def asave(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return await self.acreate()
+        data = await self._rr_aget_session(no_load=must_create)
+        await self._awrite(data, must_create)
+
+    async def _arun(self, plan: _Plan) -> Any:
+        client = self._aredis()
+        if plan.kind == "set":
+            return await client.set(plan.key, plan.value, ex=plan.ttl, nx=plan.nx, xx=not plan.nx)
+        if plan.kind == "unlink":
+            return await client.unlink(plan.key)
+        return await SAVE.acall(client, plan.keys, plan.args)
+
+    async def _awrite(
+        self, data: dict[str, Any], must_create: bool, old_key: str | None = None
+    ) -> None:
+        plan = self._plan_save(data, must_create, old_key)
+        reply = await self._acall(self._arun, plan)
+        ended_for = self._saved(self._result(plan, reply), data, plan)
+        if ended_for is not None:
+            from .index import alogout_everywhere
+
+            await alogout_everywhere(ended_for, keep=self.session_key)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        if not self._validate_session_key(session_key):
+            return
+        plan = self._plan_delete(session_key)
+        if plan is None:
+            await self._acall(self._aredis().unlink, session_key_name(session_key))
+        else:
+            script, keys, args = plan
+            await self._acall(script.acall, self._aredis(), keys, args)
+
+    async def aflush(self) -> None:
+        self.clear()
+        await self.adelete()
+        self._session_key = None
+        self._rr_uid = self._rr_hash = None
+        self._rr_score = 0
+
+    async def acycle_key(self) -> None:
+        data = await self._rr_aget_session()
+        old_key = self.session_key
+        if old_key is None:
+            await self.acreate()
+            self._session_cache = data
+            return
+        for _ in range(100):
+            self._session_key = self._new_key()
+            try:
+                await self._awrite(data, must_create=True, old_key=old_key)
+            except CreateError:
+                continue
+            self._session_cache = data
+            self.modified = True
+            return
+        raise RuntimeError("Unable to create a new session key after 100 attempts.")
+
+    async def aget_expiry_age(self, **kwargs: Any) -> int:
+        if "expiry" not in kwargs:
+            kwargs["expiry"] = (await self._rr_aget_session()).get("_session_expiry")
+        return self.get_expiry_age(**kwargs)
+
+    async def aget_expire_at_browser_close(self) -> bool:
+        await self._rr_aget_session()
+        return self.get_expire_at_browser_close()
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        from .index import atrim_indexes
+
+        await atrim_indexes()

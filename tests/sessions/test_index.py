@@ -1,0 +1,198 @@
+"""The per-user session index, through real logins on the test project."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+
+from django_redisroles import conf
+from django_redisroles.sessions import (
+    SessionStore,
+    alogout_everywhere,
+    auser_sessions,
+    logout_everywhere,
+    user_sessions,
+)
+
+from .conftest import PASSWORD, login, session_redis_key
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+
+
+def is_logged_in(client) -> bool:
+    return client.get("/sessions/").status_code == 200
+
+
+def test_two_browsers_listed_then_logout_everywhere_keeps_the_current_one(
+    user, browser, redis_client
+) -> None:
+    laptop = browser("10.0.0.1", FIREFOX)
+    phone = browser("10.0.0.2", IPHONE)
+    login(laptop)
+    login(phone)
+    laptop_key = laptop.cookies["sessionid"].value
+    phone_key = phone.cookies["sessionid"].value
+
+    listed = {s.session_key: s for s in user_sessions(user)}
+    assert set(listed) == {laptop_key, phone_key}
+    assert listed[laptop_key].ip == "10.0.0.1"
+    assert listed[laptop_key].device == "Firefox on Linux"
+    assert listed[phone_key].ip == "10.0.0.2"
+    assert listed[phone_key].device == "Safari on iOS"
+    assert listed[phone_key].created is not None
+    assert listed[phone_key].last_seen is not None
+
+    assert logout_everywhere(user, keep=laptop_key) == 1
+    assert is_logged_in(laptop)
+    assert not is_logged_in(phone)
+    assert redis_client.exists(session_redis_key(phone_key)) == 0
+    assert [s.session_key for s in user_sessions(user)] == [laptop_key]
+
+
+def test_sessions_page_lists_devices_and_logs_out_others(user, browser) -> None:
+    laptop = browser("10.0.0.1", FIREFOX)
+    phone = browser("10.0.0.2", IPHONE)
+    login(laptop)
+    login(phone)
+    page = laptop.get("/sessions/").content.decode()
+    assert "Firefox on Linux" in page and "Safari on iOS" in page
+    assert "10.0.0.1" in page and "10.0.0.2" in page
+    assert "this device" in page
+
+    response = laptop.post("/sessions/logout-others/", follow=True)
+    assert "Logged out 1 other session(s)." in response.content.decode()
+    assert is_logged_in(laptop)
+    assert not is_logged_in(phone)
+
+    login(phone)
+    phone.post("/sessions/logout-all/")
+    assert not is_logged_in(phone)
+    assert not is_logged_in(laptop)
+    assert user_sessions(user) == []
+
+
+def test_login_cycles_the_key_and_the_index_follows(user, browser, redis_client) -> None:
+    client = browser()
+    # An anonymous session first (a test cookie, a cart, ...).
+    session = SessionStore()
+    session["cart"] = [42]
+    session.save()
+    client.cookies["sessionid"] = session.session_key
+    login(client)
+    new_key = client.cookies["sessionid"].value
+    assert new_key != session.session_key  # cycle_key() on login: no fixation
+    assert redis_client.exists(session_redis_key(session.session_key)) == 0
+    assert SessionStore(new_key)["cart"] == [42]
+    assert [s.session_key for s in user_sessions(user)] == [new_key]
+
+    assert user_sessions(user)[0].ip == "127.0.0.1"
+
+    # Logging in again as the same user keeps the key (Django); still one entry.
+    login(client)
+    assert [s.session_key for s in user_sessions(user)] == [client.cookies["sessionid"].value]
+
+
+def test_logout_removes_the_index_entry(user, browser, redis_client) -> None:
+    client = browser()
+    login(client)
+    client.post("/accounts/logout/")
+    assert user_sessions(user) == []
+    assert redis_client.zcard(conf.make_key("sessions", "u", str(user.pk))) == 0
+
+
+def test_password_change_ends_the_other_sessions(user, browser) -> None:
+    laptop = browser("10.0.0.1", FIREFOX)
+    phone = browser("10.0.0.2", IPHONE)
+    login(laptop)
+    login(phone)
+    phone_key = phone.cookies["sessionid"].value
+    response = laptop.post(
+        "/accounts/password_change/",
+        {"old_password": PASSWORD, "new_password1": "n3w-pass!", "new_password2": "n3w-pass!"},
+    )
+    assert response.status_code == 302
+    # The other session is gone from Redis now, not just rejected on its next request.
+    assert not SessionStore().exists(phone_key)
+    assert is_logged_in(laptop)  # update_session_auth_hash kept this one
+    assert not is_logged_in(phone)
+    (kept,) = user_sessions(user)
+    assert kept.session_key == laptop.cookies["sessionid"].value  # a new key (cycle_key)...
+    assert kept.ip == "10.0.0.1"  # ...with its login metadata carried over
+
+
+def test_stale_entries_are_trimmed(user, browser, redis_client) -> None:
+    client = browser()
+    login(client)
+    index = conf.make_key("sessions", "u", str(user.pk))
+    meta = conf.make_key("sessions", "m", str(user.pk))
+    # A session that expired (score in the past) and one deleted behind our back.
+    redis_client.zadd(index, {"expiredsession1": time.time() - 3600, "vanishedsession": 2e9})
+    redis_client.hset(meta, mapping={"expiredsession1": "{}", "vanishedsession": "{}"})
+    assert len(user_sessions(user)) == 1  # listing skips and trims the vanished one
+    assert redis_client.zscore(index, "vanishedsession") is None
+
+    call_command("clearsessions")
+    assert redis_client.zscore(index, "expiredsession1") is None
+    assert redis_client.hexists(meta, "expiredsession1") is False
+    assert redis_client.zcard(index) == 1
+    assert redis_client.ttl(index) > 0
+
+
+async def test_async_index(user, redis_client) -> None:
+    a, b = SessionStore(), SessionStore()
+    for store in (a, b):
+        await store.aset("_auth_user_id", str(user.pk))
+        await store.asave()
+    assert {s.session_key for s in await auser_sessions(user)} == {a.session_key, b.session_key}
+    assert await alogout_everywhere(user, keep=a) == 1
+    assert [s.session_key for s in await auser_sessions(user.pk)] == [a.session_key]
+    assert not await b.aexists(b.session_key)
+    await a.aflush()
+    assert await auser_sessions(user) == []
+
+
+@pytest.mark.django_db
+def test_index_can_be_turned_off(settings, redis_client) -> None:
+    settings.REDISROLES = {"ROLES": {"sessions": {"USER_INDEX": False}}}
+    store = SessionStore()
+    store["_auth_user_id"] = "7"
+    store.save()
+    assert redis_client.keys("*") == [
+        f"{conf.key_prefix()}:sessions:s:{store.session_key}".encode()
+    ]
+    # Without an index, "no sessions" / "ended 0" would be a lie: refuse instead.
+    with pytest.raises(ImproperlyConfigured, match="USER_INDEX"):
+        user_sessions(7)
+    with pytest.raises(ImproperlyConfigured, match="USER_INDEX"):
+        logout_everywhere(7)
+
+
+def test_redisroles_sessions_command(user, browser) -> None:
+    from io import StringIO
+
+    laptop = browser("10.0.0.1", FIREFOX)
+    phone = browser("10.0.0.2", IPHONE)
+    login(laptop)
+    login(phone)
+    out = StringIO()
+    call_command("redisroles", "sessions", "alice", stdout=out)
+    listing = out.getvalue()
+    assert "Firefox on Linux" in listing and "10.0.0.2" in listing
+
+    out = StringIO()
+    keep = laptop.cookies["sessionid"].value
+    call_command("redisroles", "sessions", "alice", "--logout", "--keep", keep, stdout=out)
+    assert "Ended 1 session(s) of alice." in out.getvalue()
+    assert is_logged_in(laptop) and not is_logged_in(phone)
+
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No user 'bob'"):
+        call_command("redisroles", "sessions", "bob")

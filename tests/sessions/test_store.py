@@ -1,0 +1,271 @@
+"""The session store as Redis sees it: TTLs, atomic create/update, serializer, round trips."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.test import override_settings
+from django.utils import timezone
+
+from django_redisroles.sessions import SessionStore
+
+from .conftest import session_redis_key
+
+AGE = 1209600  # Django's SESSION_COOKIE_AGE default (two weeks)
+
+
+def ttl_of(redis_client, store: SessionStore) -> int:
+    return redis_client.ttl(session_redis_key(store.session_key))
+
+
+def assert_ttl(redis_client, store: SessionStore, expected: int) -> None:
+    ttl = ttl_of(redis_client, store)
+    assert expected - 2 <= ttl <= expected, (ttl, expected)
+
+
+def test_ttl_equals_expiry_age_after_create_update_and_set_expiry(redis_client) -> None:
+    store = SessionStore()
+    store["cart"] = [1, 2]
+    store.create()
+    assert_ttl(redis_client, store, AGE)
+
+    store.set_expiry(300)
+    store.save()
+    assert_ttl(redis_client, store, 300)
+
+    store.set_expiry(timedelta(hours=2))
+    store.save()
+    assert_ttl(redis_client, store, 7200)
+
+    store.set_expiry(timezone.now() + timedelta(minutes=10))
+    store.save()
+    assert_ttl(redis_client, store, 600)
+
+    # 0 = "until the browser closes": the cookie has no max-age, Redis keeps
+    # the session for SESSION_COOKIE_AGE (as Django's cache engine does).
+    store.set_expiry(0)
+    store.save()
+    assert_ttl(redis_client, store, AGE)
+
+    store.set_expiry(None)
+    store.save()
+    assert_ttl(redis_client, store, AGE)
+    # The data survived every save.
+    assert SessionStore(store.session_key)["cart"] == [1, 2]
+
+
+@override_settings(SESSION_COOKIE_AGE=900, SESSION_EXPIRE_AT_BROWSER_CLOSE=True)
+def test_ttl_follows_settings(redis_client) -> None:
+    store = SessionStore()
+    store["x"] = 1
+    store.save()
+    assert_ttl(redis_client, store, 900)
+    assert store.get_expire_at_browser_close() is True
+
+
+async def test_ttl_async(redis_client) -> None:
+    store = SessionStore()
+    await store.aset("x", 1)
+    await store.asave()
+    assert_ttl(redis_client, store, AGE)
+    await store.aset_expiry(120)
+    await store.asave()
+    assert_ttl(redis_client, store, 120)
+
+
+def test_expiry_in_the_past_ends_the_session(redis_client) -> None:
+    store = SessionStore()
+    store["x"] = 1
+    store.save()
+    store.set_expiry(-5)
+    store.save()
+    assert redis_client.exists(session_redis_key(store.session_key)) == 0
+
+
+def test_saving_a_deleted_session_raises_and_does_not_resurrect_it(redis_client) -> None:
+    first = SessionStore()
+    first["step"] = 1
+    first.save()
+    key = first.session_key
+    # Another request (a logout) deletes it while this one still holds it.
+    SessionStore(key).delete()
+    first["step"] = 2
+    with pytest.raises(UpdateError):
+        first.save()
+    assert redis_client.exists(session_redis_key(key)) == 0
+
+
+def test_concurrent_saves_never_resurrect_a_deleted_session(redis_client) -> None:
+    """Many writers race one logout: once deleted, the session stays deleted."""
+    store = SessionStore()
+    store["n"] = 0
+    store.save()
+    key = store.session_key
+    deleted = threading.Event()
+    resurrected_after_delete: list[bool] = []
+
+    def writer() -> None:
+        s = SessionStore(key)
+        for i in range(200):
+            try:
+                s["n"] = i
+                s.save()
+            except UpdateError:
+                return
+            if deleted.is_set() and redis_client.exists(session_redis_key(key)):
+                resurrected_after_delete.append(True)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    SessionStore(key).delete()
+    deleted.set()
+    for t in threads:
+        t.join()
+    assert redis_client.exists(session_redis_key(key)) == 0
+    assert resurrected_after_delete == []
+
+
+def test_create_refuses_an_existing_key(redis_client) -> None:
+    store = SessionStore()
+    store.save()
+    clash = SessionStore(store.session_key)
+    with pytest.raises(CreateError):
+        clash.save(must_create=True)
+
+
+def test_data_is_json_never_pickle(redis_client) -> None:
+    store = SessionStore()
+    store["name"] = "Zoë"
+    store["n"] = 3
+    store.save()
+    raw = redis_client.get(session_redis_key(store.session_key))
+    # A one-line header (the user-index score; 0 = anonymous), then plain JSON.
+    header, payload = raw.split(b"\n", 1)
+    assert header == b"rr1 0"
+    assert json.loads(payload) == {"name": "Zoë", "n": 3}
+    store["bad"] = object()
+    with pytest.raises(TypeError):  # JSON refuses it; nothing is pickled
+        store.save()
+
+
+def test_corrupted_data_is_an_empty_session_not_an_error(redis_client) -> None:
+    store = SessionStore()
+    store["x"] = 1
+    store.save()
+    for junk in (b"\x80\x04not json", b"rr1 x\n{", b"rr1 5\n[1, 2]", b""):
+        redis_client.set(session_redis_key(store.session_key), junk, ex=60)
+        assert SessionStore(store.session_key).load() == {}
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["x", "../../etc/passwd", "a" * 5000, "abc def ghij", "sess\r\nion", "ключ-сессии-123", "*"],
+)
+def test_forged_session_key_starts_a_new_session_without_asking_redis(forged, round_trips) -> None:
+    store = SessionStore(forged)
+    assert store.session_key is None
+    round_trips.reset()
+    assert store.get("anything") is None
+    assert store.exists(forged) is False
+    store.delete(forged)
+    assert round_trips.count == 0
+
+
+def test_load_and_save_are_one_round_trip_each(redis_client, round_trips, user) -> None:
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)  # the user index is written too
+    store.save()
+    round_trips.reset()
+    again = SessionStore(store.session_key)
+    assert again["_auth_user_id"] == str(user.pk)
+    assert round_trips.count == 1  # load: GET
+    again["page"] = 2
+    again.save()
+    assert round_trips.count == 2  # save: one EVALSHA (SET XX + index)
+    again.cycle_key()
+    assert round_trips.count == 3  # new key + old one removed, one script
+
+
+def test_index_is_rewritten_only_when_it_would_lag(redis_client, user) -> None:
+    """Saves within INDEX_REFRESH seconds of the indexed expiry are a plain SET XX."""
+    index = f"demo:sessions:u:{user.pk}"
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    score = redis_client.zscore(index, store.session_key)
+    assert score == pytest.approx(time.time() + AGE, abs=2)
+    redis_client.config_resetstat()
+    for i in range(5):
+        again = SessionStore(store.session_key)
+        again["n"] = i
+        again.save()
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_set"]["calls"] == 5
+    assert "cmdstat_evalsha" not in stats and "cmdstat_zadd" not in stats
+    assert redis_client.zscore(index, store.session_key) == score
+    # A longer expiry moves the session's end past the entry's: the index follows.
+    again.set_expiry(AGE * 2)
+    again.save()
+    assert redis_client.zscore(index, store.session_key) == pytest.approx(
+        time.time() + 2 * AGE, abs=2
+    )
+
+
+def test_index_refresh_zero_writes_the_index_on_every_save(redis_client, user, settings) -> None:
+    settings.REDISROLES = {"KEY_PREFIX": "demo", "ROLES": {"sessions": {"INDEX_REFRESH": 0}}}
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    redis_client.config_resetstat()
+    store["n"] = 1
+    store.save()
+    assert redis_client.info("commandstats")["cmdstat_zadd"]["calls"] == 1
+
+
+async def test_async_load_and_save_are_one_round_trip_each(redis_client, round_trips) -> None:
+    store = SessionStore()
+    await store.aset("x", 1)
+    await store.asave()
+    round_trips.reset()
+    again = SessionStore(store.session_key)
+    assert await again.aget("x") == 1
+    await again.aset("x", 2)
+    await again.asave()
+    assert round_trips.count == 2
+
+
+def test_every_key_has_a_ttl(redis_client, user) -> None:
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    keys = redis_client.keys("*")
+    assert len(keys) == 3  # session, user index, index metadata
+    assert all(redis_client.ttl(k) > 0 for k in keys)
+
+
+def test_key_prefix(redis_client, settings) -> None:
+    settings.REDISROLES = {"KEY_PREFIX": "shop"}
+    store = SessionStore()
+    store.save()
+    assert redis_client.exists(f"shop:sessions:s:{store.session_key}") == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "forged", ["x", "a" * 4000, "abc%20def%0d%0aSet-Cookie", '"quoted"', "sess\xe9\xe8\xff-12345"]
+)
+def test_forged_cookie_over_http_is_a_new_session(forged, client, round_trips) -> None:
+    client.cookies["sessionid"] = forged
+    round_trips.reset()
+    response = client.get("/sessions/")
+    assert response.status_code == 302  # anonymous: to the login page, not a 500
+    assert response["Location"].startswith("/accounts/login/")
+    assert round_trips.count == 0
+    response = client.get("/accounts/login/")
+    assert response.status_code == 200
