@@ -13,9 +13,9 @@ from django_redisroles import connections
 from django_redisroles.connections import get_async_redis, get_redis
 
 
-def our_connections(client: redis.Redis) -> int:
+def our_connections(client: redis.Redis, name: str = "redisroles") -> int:
     """Connections the server sees from redisroles pools (named by client_name)."""
-    return sum(1 for c in client.client_list() if c.get("name") == "redisroles")
+    return sum(1 for c in client.client_list() if c.get("name") == name)
 
 
 def connections_received(client: redis.Redis) -> int:
@@ -52,7 +52,8 @@ def test_no_new_tcp_connection_per_call(redis_client: redis.Redis) -> None:
     assert connections_received(redis_client) - before == 0
 
 
-def test_threads_reuse_the_pool(redis_client: redis.Redis) -> None:
+def test_threads_reuse_the_pool(redis_client: redis.Redis, settings) -> None:
+    settings.REDISROLES = {"OPTIONS": {"client_name": "threads-test"}}
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -73,20 +74,22 @@ def test_threads_reuse_the_pool(redis_client: redis.Redis) -> None:
     assert not errors
     assert redis_client.get("counter") == b"800"
     # At most one connection per concurrent thread, not one per call.
-    assert 1 <= our_connections(redis_client) <= 8
+    assert 1 <= our_connections(redis_client, "threads-test") <= 8
 
 
-def test_setting_changed_drops_the_pools(redis_factory, redis_client) -> None:
+def test_setting_changed_drops_the_pools(redis_factory, redis_client, settings) -> None:
+    settings.REDISROLES = {"OPTIONS": {"client_name": "dropped-test"}}
     other = redis_factory()
     first = get_redis("cache")
     first.ping()
+    assert our_connections(redis_client, "dropped-test") == 1
     with override_settings(REDISROLES={"URL": other.url()}):
         assert get_redis("cache") is not first
         get_redis("cache").set("moved", 1)
     assert other.client().get("moved") == b"1"
     assert redis_client.get("moved") is None
     # The old pool was disconnected, not leaked.
-    assert our_connections(redis_client) == 0
+    assert our_connections(redis_client, "dropped-test") == 0
 
 
 def test_recovers_after_redis_restart(redis_factory, settings) -> None:
