@@ -30,18 +30,19 @@ from redis.exceptions import NoScriptError
 # ARGV: token, ttl_ms, fence_ttl_ms, host, pid, cmd, waiting_ms ("0": not waiting)
 # -> {1, fence} | {0, pttl, owner hash as a flat list}
 #
-# The fence is max(previous + 1, server time in ms): strictly increasing while
-# the counter lives, and a counter that expired (FENCE_TTL without any
-# acquire) or lost its last increments in a failover restarts above every
-# number handed out before, as long as fewer than 1000 acquires a second were
-# made on average (and the server clock does not jump back).
+# The fence is max(previous + 1, server time in microseconds): strictly
+# increasing while the counter lives, and a counter that expired (FENCE_TTL
+# without any acquire) or lost its last increments in a failover restarts
+# above every number handed out before, unless more than a million acquires a
+# second were made (or the server clock jumped back). Microseconds since 1970
+# stay below 2^53 (exact in Lua's doubles) until the year 2255.
 ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local t = redis.call('TIME')
-  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local prev = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
   local fence = prev + 1
-  if now_ms > fence then fence = now_ms end
+  if now_us > fence then fence = now_us end
   redis.call('SET', KEYS[3], string.format('%d', fence), 'PX', ARGV[3])
   local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
   redis.call('DEL', KEYS[2])
