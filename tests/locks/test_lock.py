@@ -47,9 +47,8 @@ def test_with_block_holds_and_releases(redis_client: redis.Redis) -> None:
 
 
 def test_second_holder_gets_lock_held_naming_the_owner() -> None:
-    with Lock("job", ttl=10):
-        with pytest.raises(LockHeld) as excinfo, Lock("job", ttl=10):
-            pass
+    with Lock("job", ttl=10), pytest.raises(LockHeld) as excinfo, Lock("job", ttl=10):
+        pass
     message = str(excinfo.value)
     assert f"held by host {socket.gethostname()}, pid {os.getpid()}, since " in message
     assert excinfo.value.holder is not None and excinfo.value.holder.pid == os.getpid()
@@ -140,21 +139,20 @@ def test_one_watchdog_thread_not_one_per_acquire() -> None:
 
 def test_loss_is_noticed_by_the_watchdog_and_reported_on_exit() -> None:
     called = threading.Event()
-    with pytest.raises(LockLost, match="taken over"):
-        with Lock("gone", ttl=0.3, on_lost=lambda lock: called.set()) as lock:
-            force_release("gone")  # an operator (or an expiry) took it away
-            wait_for(lambda: lock.lost, timeout=2)
-            assert called.is_set()
-            with pytest.raises(LockLost):
-                lock.check()
+    lock = Lock("gone", ttl=0.3, on_lost=lambda lock: called.set())
+    with pytest.raises(LockLost, match="taken over"), lock:
+        force_release("gone")  # an operator (or an expiry) took it away
+        wait_for(lambda: lock.lost, timeout=2)
+        assert called.is_set()
+        with pytest.raises(LockLost):
+            lock.check()
 
 
 def test_interrupt_raises_lock_lost_in_the_main_thread_at_once() -> None:
     started = time.monotonic()
-    with pytest.raises(LockLost, match="lost lock 'main'"):
-        with Lock("main", ttl=0.3, interrupt=True):
-            force_release("main")
-            time.sleep(10)  # a blocking call: broken by the watchdog's signal
+    with pytest.raises(LockLost, match="lost lock 'main'"), Lock("main", ttl=0.3, interrupt=True):
+        force_release("main")
+        time.sleep(10)  # a blocking call: broken by the watchdog's signal
     assert time.monotonic() - started < 5
 
 
@@ -168,7 +166,7 @@ def test_interrupt_raises_lock_lost_in_a_worker_thread() -> None:
                 for _ in range(200):
                     time.sleep(0.02)
             result.append(None)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
             result.append(exc)
 
     thread = threading.Thread(target=work)
@@ -200,9 +198,8 @@ def test_waiter_gets_the_lock_when_a_dead_holders_lease_expires() -> None:
 def test_wait_times_out_with_lock_held() -> None:
     with Lock("t", ttl=10):
         started = time.monotonic()
-        with pytest.raises(LockHeld):
-            with Lock("t", ttl=10, wait=0.3):
-                pass
+        with pytest.raises(LockHeld), Lock("t", ttl=10, wait=0.3):
+            pass
         assert 0.3 <= time.monotonic() - started < 3
 
 
