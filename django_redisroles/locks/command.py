@@ -96,6 +96,7 @@ def _wrap_handle(handle: HandleT, cfg: _Config) -> HandleT:
         cmd = command_name(self)
         if options.get("no_lock"):
             self.stderr.write(f"{cmd}: running without the lock (--no-lock)")
+            self.lock = None  # type: ignore[attr-defined]
             return handle(self, *args, **options)
         name = cfg.lock_name(self, options)
         wait = options.get("lock_wait")
