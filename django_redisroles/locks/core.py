@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from .. import conf
 from ..connections import get_async_redis, get_redis
@@ -100,77 +102,103 @@ class LockLost(LockError):
 
 class LockKeys(NamedTuple):
     lock: str
-    owner: str
     fence: str
     waiting: str
     wake: str
 
 
+# (role settings, key prefix): read from settings once, dropped when they change.
+_config: tuple[dict[str, Any], str] | None = None
+
+
+def _lock_config() -> tuple[dict[str, Any], str]:
+    global _config
+    config = _config
+    if config is None:
+        config = _config = (conf.role_settings("locks"), conf.make_key("locks"))
+    return config
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    global _config
+    if setting == "REDISROLES":
+        _config = None
+
+
 def lock_keys(name: str) -> LockKeys:
     """The Redis keys of lock ``name`` (one ``{name}`` hash tag: one cluster slot)."""
-    base = conf.make_key("locks", "{" + name + "}")
-    return LockKeys(
-        f"{base}:lock", f"{base}:owner", f"{base}:fence", f"{base}:waiting", f"{base}:wake"
-    )
+    base = f"{_lock_config()[1]}:{{{name}}}"
+    return LockKeys(f"{base}:lock", f"{base}:fence", f"{base}:waiting", f"{base}:wake")
 
 
-def _utc(value: bytes | None) -> datetime | None:
-    if not value:
-        return None
+def _utc(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
+
+
+def _float(value: bytes | str | None) -> float | None:
     try:
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: bytes | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
+        return float(value) if value is not None else None
     except ValueError:
         return None
 
 
-def _owner_from(name: str, fields: dict[bytes, bytes], pttl: int) -> Owner:
-    ttl_ms = _int(fields.get(b"ttl"))
+def _owner_from(name: str, value: bytes | None, pttl: int, now: float | None) -> Owner:
+    """Parse a lock value: token, fence, acquired, ttl ms, host, pid, cmd (one a line).
+
+    ``now`` is the server's time: the last renewal was ``ttl - pttl`` before it.
+    """
+    fields = (value or b"").decode(errors="replace").split("\n", 6)
+    fields += [""] * (7 - len(fields))
+    _, fence, acquired, ttl_ms, host, pid, cmd = fields
+    ttl = _float(ttl_ms)
+    acquired_at = _float(acquired)
+    renewed_at = None
+    if ttl is not None and now is not None and pttl >= 0:
+        renewed_at = max(now - (ttl - pttl) / 1000, acquired_at or 0.0)
+    fence_value = _float(fence)
+    pid_value = _float(pid)
     return Owner(
         name=name,
-        host=fields.get(b"host", b"").decode(errors="replace"),
-        pid=_int(fields.get(b"pid")),
-        cmd=fields.get(b"cmd", b"").decode(errors="replace"),
-        acquired_at=_utc(fields.get(b"acquired")),
-        renewed_at=_utc(fields.get(b"renewed")),
-        fence=_int(fields.get(b"fence")),
-        ttl=ttl_ms / 1000 if ttl_ms is not None else None,
+        host=host,
+        pid=int(pid_value) if pid_value is not None else None,
+        cmd=cmd,
+        acquired_at=_utc(acquired_at),
+        renewed_at=_utc(renewed_at),
+        fence=int(fence) if fence.isdigit() else (int(fence_value) if fence_value else None),
+        ttl=ttl / 1000 if ttl is not None else None,
         expires_in=pttl / 1000 if pttl >= 0 else None,
     )
 
 
-def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=False))
+def _server_now(time_reply: Any) -> float:
+    return int(time_reply[0]) + int(time_reply[1]) / 1_000_000
+
+
+def _owner_pipeline(pipe: Any, keys: LockKeys) -> None:
+    pipe.get(keys.lock)
+    pipe.pttl(keys.lock)
+    pipe.time()
 
 
 def owner(name: str) -> Owner | None:
     """Who holds lock ``name`` right now, or None when it is free."""
-    keys = lock_keys(name)
     pipe = get_redis("locks").pipeline(transaction=True)
-    pipe.pttl(keys.lock)
-    pipe.hgetall(keys.owner)
-    pttl, fields = pipe.execute()
-    if pttl == -2:
+    _owner_pipeline(pipe, lock_keys(name))
+    value, pttl, now = pipe.execute()
+    if value is None:
         return None
-    return _owner_from(name, fields, pttl)
+    return _owner_from(name, value, pttl, _server_now(now))
 
 
 async def aowner(name: str) -> Owner | None:
     """Async ``owner()``."""
-    keys = lock_keys(name)
     pipe = get_async_redis("locks").pipeline(transaction=True)
-    pipe.pttl(keys.lock)
-    pipe.hgetall(keys.owner)
-    pttl, fields = await pipe.execute()
-    if pttl == -2:
+    _owner_pipeline(pipe, lock_keys(name))
+    value, pttl, now = await pipe.execute()
+    if value is None:
         return None
-    return _owner_from(name, fields, pttl)
+    return _owner_from(name, value, pttl, _server_now(now))
 
 
 def held_locks(count: int = 500) -> list[Owner]:
@@ -205,22 +233,23 @@ def force_release(name: str) -> bool:
 
 
 def _release_keys(keys: LockKeys) -> tuple[str, ...]:
-    return (keys.lock, keys.owner, keys.waiting, keys.wake)
+    return (keys.lock, keys.waiting, keys.wake)
 
 
-_identity: tuple[int, str, str] | None = None
+_identity: tuple[int, str] | None = None
 
 
-def _whoami() -> tuple[str, str, str]:
-    """(host, pid, command line) written as the owner; cached per process."""
+def _whoami() -> str:
+    """``host\npid\ncommand line``, written into the lock; cached per process."""
     global _identity
     pid = os.getpid()
     if _identity is None or _identity[0] != pid:
-        cmd = " ".join(sys.argv)
+        cmd = " ".join(sys.argv).replace("\n", " ")
         if len(cmd) > 500:
             cmd = cmd[:497] + "..."
-        _identity = (pid, socket.gethostname(), cmd)
-    return _identity[1], str(pid), _identity[2]
+        host = socket.gethostname().replace("\n", " ")
+        _identity = (pid, f"{host}\n{pid}\n{cmd}")
+    return _identity[1]
 
 
 _UNSET: Any = object()
@@ -254,7 +283,7 @@ class Lock:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Lock name must be a non-empty string, got {name!r}")
-        settings = conf.role_settings("locks")
+        settings = _lock_config()[0]
         if ttl is None:
             ttl = settings["TTL"]
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
@@ -328,10 +357,9 @@ class Lock:
             )
 
     def _acquire_args(self, token: str, block: float | None) -> tuple[Any, ...]:
-        host, pid, cmd = _whoami()
         waiting_ms = 0 if block is None else int(block * 1000) + 1000
         ttl_ms = max(1, int(self.ttl * 1000))
-        return (token, ttl_ms, self._fence_ttl_ms, host, pid, cmd, waiting_ms)
+        return (token, ttl_ms, self._fence_ttl_ms, _whoami(), waiting_ms)
 
     def _poll_cap(self, client: redis.Redis | redis.asyncio.Redis) -> float:
         # A BLPOP must return before the socket timeout, or redis-py reports
@@ -360,7 +388,7 @@ class Lock:
 
     def _failed(self, reply: list[Any]) -> int:
         pttl = int(reply[1])
-        self.holder = _owner_from(self.name, _pairs(reply[2]), pttl)
+        self.holder = _owner_from(self.name, reply[2], pttl, None)
         return pttl
 
     def _acquired(self, token: str, fence: int, started: float) -> None:
@@ -456,7 +484,7 @@ class Lock:
         while True:
             block = self._budget(deadline, cap)
             started = time.monotonic()
-            reply = scripts.acquire_script(client, self.keys[:4], self._acquire_args(token, block))
+            reply = scripts.acquire_script(client, self.keys[:3], self._acquire_args(token, block))
             if reply[0] == 1:
                 self._acquired(token, int(reply[1]), started)
                 self._install_signals()
@@ -491,7 +519,7 @@ class Lock:
         gen = self._gen
         started = time.monotonic()
         ok = scripts.extend_script(
-            get_redis("locks"), self.keys[:2], (self.token, max(1, int(self.ttl * 1000)))
+            get_redis("locks"), self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
         )
         self._extended(gen, ok, started)
 
@@ -513,7 +541,7 @@ class Lock:
         started = time.monotonic()
         try:
             ok = scripts.extend_script(
-                get_redis("locks"), self.keys[:2], (token, max(1, int(self.ttl * 1000)))
+                get_redis("locks"), self.keys[:1], (token, max(1, int(self.ttl * 1000)))
             )
         except redis.RedisError as exc:
             return self._renew_failed(gen, exc)
@@ -578,7 +606,7 @@ class Lock:
             block = self._budget(deadline, cap)
             started = time.monotonic()
             reply = await scripts.acquire_script.acall(
-                client, self.keys[:4], self._acquire_args(token, block)
+                client, self.keys[:3], self._acquire_args(token, block)
             )
             if reply[0] == 1:
                 self._acquired(token, int(reply[1]), started)
@@ -612,7 +640,7 @@ class Lock:
         gen = self._gen
         started = time.monotonic()
         ok = await scripts.extend_script.acall(
-            get_async_redis("locks"), self.keys[:2], (self.token, max(1, int(self.ttl * 1000)))
+            get_async_redis("locks"), self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
         )
         self._extended(gen, ok, started)
 
@@ -626,7 +654,7 @@ class Lock:
             started = time.monotonic()
             try:
                 ok = await scripts.extend_script.acall(
-                    client, self.keys[:2], (self.token, max(1, int(self.ttl * 1000)))
+                    client, self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
                 )
             except redis.RedisError as exc:
                 next_due = self._renew_failed(gen, exc)

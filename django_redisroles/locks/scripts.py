@@ -1,17 +1,22 @@
 """The Lua scripts behind the lock, and how they are called.
 
 Every state change of a lock is one script, so each is atomic: acquiring sets
-the lock, bumps the fence and writes the owner in one step; releasing and
+the lock with its owner and bumps the fence in one step; releasing and
 extending compare the owner token first, so a holder whose lease ran out can
 never delete or extend the lock of the next holder.
 
 Keys of one lock share a ``{name}`` hash tag (same Redis Cluster slot):
 
-- ``<prefix>:locks:{name}:lock``   the owner token, ``SET NX PX`` (the lease)
-- ``<prefix>:locks:{name}:owner``  hash: host, pid, cmd, acquired, renewed, fence, ttl (same TTL)
-- ``<prefix>:locks:{name}:fence``  the fencing counter (long TTL, refreshed on every acquire)
+- ``<prefix>:locks:{name}:lock``    the lease (``SET NX PX``); its value is the
+  owner token, then the owner, one field a line:
+  ``token, fence, acquired (server time, s), ttl ms, host, pid, command line``
+- ``<prefix>:locks:{name}:fence``   the fencing counter (long TTL, refreshed on every acquire)
 - ``<prefix>:locks:{name}:waiting`` marker: someone is blocked waiting (short TTL)
-- ``<prefix>:locks:{name}:wake``   list a waiter BLPOPs; a release pushes one element (short TTL)
+- ``<prefix>:locks:{name}:wake``    list a waiter BLPOPs; a release pushes one element (short TTL)
+
+One key holds token and owner so the hot path writes one key and a reader
+sees both at once. The last renewal is not stored: every renewal resets the
+lease to its full ttl, so it was ``ttl - PTTL`` ago.
 
 Scripts are sent with EVALSHA; on NOSCRIPT (a restarted or flushed server)
 the script is loaded again and the call retried.
@@ -26,9 +31,9 @@ import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-# KEYS: lock, owner, fence, waiting
-# ARGV: token, ttl_ms, fence_ttl_ms, host, pid, cmd, waiting_ms ("0": not waiting)
-# -> {1, fence} | {0, pttl, owner hash as a flat list}
+# KEYS: lock, fence, waiting
+# ARGV: token, ttl_ms, fence_ttl_ms, "host\npid\ncmd", waiting_ms ("0": not waiting)
+# -> {1, fence} | {0, pttl, lock value}
 #
 # The fence is max(previous + 1, server time in microseconds): strictly
 # increasing while the counter lives, and a counter that expired (FENCE_TTL
@@ -36,54 +41,53 @@ from redis.exceptions import NoScriptError
 # above every number handed out before, unless more than a million acquires a
 # second were made (or the server clock jumped back). Microseconds since 1970
 # stay below 2^53 (exact in Lua's doubles) until the year 2255.
-ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local t = redis.call('TIME')
-  local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local prev = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
-  local fence = prev + 1
-  if now_us > fence then fence = now_us end
-  redis.call('SET', KEYS[3], string.format('%d', fence), 'PX', ARGV[3])
-  local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], 'host', ARGV[4], 'pid', ARGV[5], 'cmd', ARGV[6],
-             'acquired', now, 'renewed', now, 'fence', string.format('%d', fence), 'ttl', ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+ACQUIRE = r"""
+local t = redis.call('TIME')
+local fence = (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) + 1
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if now_us > fence then fence = now_us end
+fence = string.format('%d', fence)
+local value = ARGV[1] .. '\n' .. fence .. '\n' .. t[1] .. '.' .. string.format('%06d', t[2])
+  .. '\n' .. ARGV[2] .. '\n' .. ARGV[4]
+if redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
   return {1, fence}
 end
-if ARGV[7] ~= '0' then
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[7])
+if ARGV[5] ~= '0' then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 end
-return {0, redis.call('PTTL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+return {0, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1])}
 """
 
-# KEYS: lock, owner ; ARGV: token, ttl_ms -> 1 extended | 0 not ours any more
-EXTEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[2], 'renewed', t[1] .. '.' .. string.format('%06d', tonumber(t[2])),
-           'ttl', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+# KEYS: lock ; ARGV: token, ttl_ms -> 1 extended | 0 not ours any more
+# A new lease length is written into the value (readers derive the last
+# renewal from it).
+EXTEND = r"""
+local value = redis.call('GET', KEYS[1])
+if not value or string.sub(value, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\n' then return 0 end
+local head, ttl, rest = string.match(value, '^([^\n]*\n[^\n]*\n[^\n]*\n)([^\n]*)(\n.*)$')
+if ttl and ttl ~= ARGV[2] then
+  redis.call('SET', KEYS[1], head .. ARGV[2] .. rest, 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return 1
 """
 
-# KEYS: lock, owner, waiting, wake ; ARGV: token ("" = force), wake_ttl_ms
+# KEYS: lock, waiting, wake ; ARGV: token ("" = force), wake_ttl_ms
 # -> 1 released | 0 not ours (nothing touched)
 # A waiter is woken only when one announced itself (the "waiting" marker is
 # set by its failed acquire, atomically, so no wake-up is lost); uncontended
 # releases write nothing else.
-RELEASE = """
-if ARGV[1] ~= '' then
-  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-elseif redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('RPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], -1, -1)
-  redis.call('PEXPIRE', KEYS[4], ARGV[2])
+RELEASE = r"""
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+if ARGV[1] ~= '' and string.sub(value, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\n' then return 0 end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], -1, -1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
 end
 return 1
 """

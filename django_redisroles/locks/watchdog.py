@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +36,9 @@ class Watchdog:
         self._heap: list[tuple[float, int, Renewable, int]] = []
         self._seq = 0
         self._thread: threading.Thread | None = None
+        # When the thread will wake up by itself: a new entry due later needs
+        # no notify(), so a hot acquire/release loop never wakes the thread.
+        self._wake_at = math.inf
 
     def schedule(self, lock: Renewable, gen: int, due: float) -> None:
         """Renew ``lock`` (while its generation is ``gen``) at monotonic time ``due``."""
@@ -46,14 +50,15 @@ class Watchdog:
                 # loop does not grow the heap for ttl/3 seconds.
                 heap[:] = [entry for entry in heap if entry[2]._renew_wanted(entry[3])]
                 heapq.heapify(heap)
-            earliest = not heap or due < heap[0][0]
             heapq.heappush(heap, (due, self._seq, lock, gen))
             if self._thread is None or not self._thread.is_alive():
+                self._wake_at = due
                 self._thread = threading.Thread(
                     target=self._run, name="redisroles-lock-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif earliest:
+            elif due < self._wake_at:
+                self._wake_at = due
                 self._cond.notify()
 
     def pending(self) -> int:
@@ -66,16 +71,17 @@ class Watchdog:
             with self._cond:
                 while True:
                     heap = self._heap
-                    while heap and not heap[0][2]._renew_wanted(heap[0][3]):
-                        heapq.heappop(heap)
-                    if not heap:
-                        self._cond.wait(30.0)
-                        continue
-                    delay = heap[0][0] - time.monotonic()
-                    if delay <= 0:
+                    now = time.monotonic()
+                    if heap and heap[0][0] <= now:
                         _, _, lock, gen = heapq.heappop(heap)
-                        break
-                    self._cond.wait(delay)
+                        if lock._renew_wanted(gen):
+                            break
+                        continue  # released meanwhile
+                    # Stale entries are only dropped when due (or compacted):
+                    # popping them early would empty the heap and make the
+                    # next acquire notify() us.
+                    self._wake_at = heap[0][0] if heap else math.inf
+                    self._cond.wait(self._wake_at - now if heap else None)
             try:
                 due = lock._renew_tick(gen)
             except Exception:  # the one thread must never die

@@ -23,6 +23,12 @@ def lock_key_ttls(client: redis.Redis) -> dict[str, int]:
     return {key.decode(): client.pttl(key) for key in client.scan_iter(match="demo:locks:*")}
 
 
+def token_of(client: redis.Redis, key: str) -> str | None:
+    """The owner token stored in a lock key (its first line), or None."""
+    value = client.get(key)
+    return value.split(b"\n", 1)[0].decode() if value is not None else None
+
+
 class Job:
     """``manage.py nightly_report`` in its own process."""
 

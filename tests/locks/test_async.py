@@ -11,10 +11,12 @@ import redis
 
 from django_redisroles.locks import Lock, LockHeld, LockLost, aowner, force_release, lock_keys
 
+from .conftest import token_of
+
 
 async def test_async_with_holds_and_releases(redis_client: redis.Redis) -> None:
     async with Lock("a", ttl=10) as lock:
-        assert redis_client.get(lock_keys("a").lock).decode() == lock.token
+        assert token_of(redis_client, lock_keys("a").lock) == lock.token
         info = await aowner("a")
         assert info is not None and info.pid == os.getpid() and info.fence == lock.fence
         with pytest.raises(LockHeld, match="held by host"):
@@ -41,7 +43,7 @@ async def test_async_renewal_keeps_the_lock(redis_client: redis.Redis) -> None:
     async with Lock("r", ttl=0.3) as lock:
         await asyncio.sleep(1.0)
         lock.check()
-        assert redis_client.get(lock_keys("r").lock).decode() == lock.token
+        assert token_of(redis_client, lock_keys("r").lock) == lock.token
 
 
 async def test_async_stale_holder_cannot_release_the_next_holders_lock(
@@ -56,7 +58,7 @@ async def test_async_stale_holder_cannot_release_the_next_holders_lock(
         await stale.aextend()
     with pytest.raises(LockLost):
         await stale.arelease()
-    assert redis_client.get(lock_keys("s").lock).decode() == fresh.token
+    assert token_of(redis_client, lock_keys("s").lock) == fresh.token
     assert fresh.fence > stale.fence
     await fresh.arelease()
 

@@ -22,7 +22,7 @@ from django_redisroles.locks import (
 )
 from django_redisroles.locks.watchdog import watchdog
 
-from .conftest import lock_key_ttls, wait_for
+from .conftest import lock_key_ttls, token_of, wait_for
 
 
 def test_with_block_holds_and_releases(redis_client: redis.Redis) -> None:
@@ -30,7 +30,7 @@ def test_with_block_holds_and_releases(redis_client: redis.Redis) -> None:
     assert keys.lock == "demo:locks:{job}:lock"
     with Lock("job", ttl=10) as lock:
         assert lock.held
-        assert redis_client.get(keys.lock).decode() == lock.token
+        assert token_of(redis_client, keys.lock) == lock.token
         assert 9000 < redis_client.pttl(keys.lock) <= 10_000
         info = owner("job")
         assert info is not None
@@ -40,10 +40,12 @@ def test_with_block_holds_and_releases(redis_client: redis.Redis) -> None:
             lock.fence,
             10.0,
         )
-        assert info.acquired_at is not None and info.renewed_at == info.acquired_at
+        assert info.acquired_at is not None and info.renewed_at is not None
+        # Not renewed yet (derived from the remaining lease: millisecond precision).
+        assert abs((info.renewed_at - info.acquired_at).total_seconds()) < 0.05
     assert not lock.held
     assert owner("job") is None
-    assert not redis_client.exists(keys.lock, keys.owner)
+    assert not redis_client.exists(keys.lock)
 
 
 def test_second_holder_gets_lock_held_naming_the_owner() -> None:
@@ -63,7 +65,7 @@ def test_every_key_has_a_ttl_even_after_contention(redis_client: redis.Redis) ->
     threading.Timer(0.2, holder.release).start()
     assert waiter.acquire()
     ttls = lock_key_ttls(redis_client)
-    assert {key.rsplit(":", 1)[1] for key in ttls} >= {"lock", "owner", "fence", "waiting"}
+    assert {key.rsplit(":", 1)[1] for key in ttls} >= {"lock", "fence", "waiting"}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
     # The fence counter lives long (30 days by default), refreshed on every acquire.
     assert ttls["demo:locks:{busy}:fence"] > 29 * 24 * 3600 * 1000
@@ -98,7 +100,7 @@ def test_stale_holder_cannot_release_or_extend_the_next_holders_lock(
     assert stale.held  # extend failing does not forget the hold: release still must be tried
     with pytest.raises(LockLost, match="lost lock 's'"):
         stale.release()
-    assert redis_client.get(lock_keys("s").lock).decode() == fresh.token
+    assert token_of(redis_client, lock_keys("s").lock) == fresh.token
     assert redis_client.pttl(lock_keys("s").lock) > 9000
     assert fresh.fence > stale.fence
     fresh.release()
@@ -116,9 +118,10 @@ def test_renewal_keeps_the_lock_past_its_ttl(redis_client: redis.Redis) -> None:
     with Lock("renewed", ttl=0.3) as lock:
         time.sleep(1.0)
         lock.check()
-        assert redis_client.get(lock_keys("renewed").lock).decode() == lock.token
+        assert token_of(redis_client, lock_keys("renewed").lock) == lock.token
         info = owner("renewed")
-        assert info is not None and info.renewed_at > info.acquired_at
+        assert info is not None and info.renewed_at and info.acquired_at
+        assert (info.renewed_at - info.acquired_at).total_seconds() > 0.5
 
 
 def test_one_watchdog_thread_not_one_per_acquire() -> None:
@@ -258,3 +261,14 @@ def test_misuse_is_a_clear_error() -> None:
 def test_ttl_default_comes_from_settings(settings) -> None:
     settings.REDISROLES = {**settings.REDISROLES, "ROLES": {"locks": {"TTL": 7}}}
     assert Lock("x").ttl == 7
+
+
+def test_extend_with_a_new_ttl_changes_the_lease(redis_client: redis.Redis) -> None:
+    with Lock("ext", ttl=2) as lock:
+        lock.extend(ttl=20)
+        info = owner("ext")
+        assert info is not None and info.ttl == 20.0 and info.fence == lock.fence
+        assert redis_client.pttl(lock_keys("ext").lock) > 19_000
+        assert token_of(redis_client, lock_keys("ext").lock) == lock.token
+        lock.extend()
+        assert redis_client.pttl(lock_keys("ext").lock) > 19_000
