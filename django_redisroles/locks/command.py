@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import redis
 from django.core.management.base import BaseCommand, CommandError
 
 from .core import Lock, LockLost
@@ -107,7 +108,15 @@ def _wrap_handle(handle: HandleT, cfg: _Config) -> HandleT:
             renew=cfg.renew,
             interrupt=True,
         )
-        if not lock.acquire():
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            # Fail closed: without the lock we cannot know no other copy runs.
+            raise CommandError(
+                f"{cmd}: could not take lock {name!r}, not running: {type(exc).__name__}: {exc}",
+                returncode=1,
+            ) from exc
+        if not acquired:
             who = lock.holder.describe() if lock.holder else "another host (no owner information)"
             message = f"{cmd}: already running on {who} (lock {name!r}"
             if lock.holder and lock.holder.expires_in is not None:

@@ -135,3 +135,17 @@ def test_checks_flag_bad_lock_settings(settings, locks, needle, code) -> None:
         call_command("check", stderr=err)
         text = err.getvalue()
     assert code in text and needle in text, text
+
+
+def test_redis_down_means_the_command_does_not_run(settings, redis_factory) -> None:
+    server = redis_factory()
+    settings.REDISROLES = {
+        "KEY_PREFIX": "demo",
+        "ROLES": {"locks": {"URL": server.url(), "OPTIONS": {"retry_attempts": 0}}},
+    }
+    server.kill()
+    runs = len(OnHandle.ran)
+    with pytest.raises(CommandError, match="could not take lock") as excinfo:
+        call_command(OnHandle(), "--day", "x")
+    assert excinfo.value.returncode == 1
+    assert len(OnHandle.ran) == runs  # fail closed: the body did not run
