@@ -236,6 +236,21 @@ def _release_keys(keys: LockKeys) -> tuple[str, ...]:
     return (keys.lock, keys.waiting, keys.wake)
 
 
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _release_later(keys: LockKeys, args: tuple[Any, ...]) -> None:
+    async def release() -> None:
+        try:
+            await scripts.release_script.acall(get_async_redis("locks"), _release_keys(keys), args)
+        except redis.RedisError as err:
+            logger.warning("Could not release lock %s after a cancellation: %s", keys.lock, err)
+
+    task = asyncio.get_running_loop().create_task(release())
+    _background.add(task)  # keep a reference until done
+    task.add_done_callback(_background.discard)
+
+
 _identity: tuple[int, str] | None = None
 
 
@@ -313,6 +328,7 @@ class Lock:
         self._holder_thread: int | None = None
         self._saved_handlers: dict[int, Any] | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self._renew_handle: asyncio.TimerHandle | None = None
         self._holder_task: asyncio.Task[Any] | None = None
         self._state = threading.Lock()
 
@@ -410,6 +426,9 @@ class Lock:
         if token is None:
             raise LockError(f"lock {self.name!r} is not held by this Lock object")
         self._restore_signals()
+        if self._renew_handle is not None:
+            self._renew_handle.cancel()
+            self._renew_handle = None
         if self._renew_task is not None:
             self._renew_task.cancel()
             self._renew_task = None
@@ -612,7 +631,13 @@ class Lock:
                 self._acquired(token, int(reply[1]), started)
                 self._holder_task = asyncio.current_task()
                 if self.renew:
-                    self._renew_task = asyncio.create_task(self._arenew(self._gen, started))
+                    # A timer, not a task: a lock released before ttl/3 costs
+                    # no task at all; the renewal task starts when first due.
+                    self._renew_handle = asyncio.get_running_loop().call_later(
+                        max(0.0, started + self.ttl / 3 - time.monotonic()),
+                        self._start_arenew,
+                        self._gen,
+                    )
                 return True
             pttl = self._failed(reply)
             if block is None:
@@ -644,13 +669,15 @@ class Lock:
         )
         self._extended(gen, ok, started)
 
-    async def _arenew(self, gen: int, started: float) -> None:
+    def _start_arenew(self, gen: int) -> None:
+        self._renew_handle = None
+        if self._renew_wanted(gen):
+            self._renew_task = asyncio.get_running_loop().create_task(self._arenew(gen))
+
+    async def _arenew(self, gen: int) -> None:
+        """Renew every ttl/3 until released (started when the first renewal is due)."""
         client = get_async_redis("locks")
-        due = started + self.ttl / 3
         while self._renew_wanted(gen):
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if not self._renew_wanted(gen):
-                return
             started = time.monotonic()
             try:
                 ok = await scripts.extend_script.acall(
@@ -660,7 +687,7 @@ class Lock:
                 next_due = self._renew_failed(gen, exc)
                 if next_due is None:
                     return
-                due = next_due
+                await asyncio.sleep(max(0.0, next_due - time.monotonic()))
                 continue
             if not self._renew_wanted(gen):
                 return
@@ -668,7 +695,7 @@ class Lock:
                 self._mark_lost(gen, "the lease expired or was taken over (renewal refused)")
                 return
             self._deadline = started + self.ttl
-            due = started + self.ttl / 3
+            await asyncio.sleep(max(0.0, started + self.ttl / 3 - time.monotonic()))
 
     async def __aenter__(self) -> Lock:
         if not await self.aacquire():
@@ -684,17 +711,18 @@ class Lock:
         lost = self._lost
         task = self._holder_task
         token = self._stop()
+        args = (token, self._wake_ttl_ms())
         try:
-            # Shielded: a cancellation arriving now must not skip the release.
             released = bool(
-                await asyncio.shield(
-                    scripts.release_script.acall(
-                        get_async_redis("locks"),
-                        _release_keys(self.keys),
-                        (token, self._wake_ttl_ms()),
-                    )
+                await scripts.release_script.acall(
+                    get_async_redis("locks"), _release_keys(self.keys), args
                 )
             )
+        except asyncio.CancelledError:
+            # Cancelled mid-release: finish it in the background rather than
+            # leave the lock for its TTL (a second release of it is a no-op).
+            _release_later(self.keys, args)
+            raise
         except redis.RedisError as err:
             logger.warning(
                 "Could not release lock %r (expires in <= %gs): %s", self.name, self.ttl, err

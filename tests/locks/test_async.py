@@ -80,3 +80,20 @@ async def test_async_loss_without_interrupt_is_raised_on_exit() -> None:
             await asyncio.to_thread(force_release, "e")
             await asyncio.wait_for(noticed.wait(), timeout=3)
             assert lock.lost
+
+
+async def test_cancelled_holder_releases_the_lock(redis_client: redis.Redis) -> None:
+    entered = asyncio.Event()
+
+    async def holder() -> None:
+        async with Lock("c", ttl=30):
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(holder())
+    await entered.wait()
+    assert redis_client.exists(lock_keys("c").lock)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not redis_client.exists(lock_keys("c").lock)
