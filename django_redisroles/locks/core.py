@@ -152,7 +152,10 @@ def _owner_from(name: str, value: bytes | None, pttl: int, now: float | None) ->
     fields += [""] * (7 - len(fields))
     _, fence, acquired, ttl_ms, host, pid, cmd = fields
     ttl = _float(ttl_ms)
-    acquired_at = _float(acquired)
+    seconds, _, micros = acquired.partition(" ")
+    acquired_at = _float(seconds)
+    if acquired_at is not None and micros.isdigit():
+        acquired_at += int(micros) / 1_000_000
     renewed_at = None
     if ttl is not None and now is not None and pttl >= 0:
         renewed_at = max(now - (ttl - pttl) / 1000, acquired_at or 0.0)

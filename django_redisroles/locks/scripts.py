@@ -9,7 +9,7 @@ Keys of one lock share a ``{name}`` hash tag (same Redis Cluster slot):
 
 - ``<prefix>:locks:{name}:lock``    the lease (``SET NX PX``); its value is the
   owner token, then the owner, one field a line:
-  ``token, fence, acquired (server time, s), ttl ms, host, pid, command line``
+  ``token, fence, acquired (server TIME: "seconds microseconds"), ttl ms, host, pid, cmd``
 - ``<prefix>:locks:{name}:fence``   the fencing counter (long TTL, refreshed on every acquire)
 - ``<prefix>:locks:{name}:waiting`` marker: someone is blocked waiting (short TTL)
 - ``<prefix>:locks:{name}:wake``    list a waiter BLPOPs; a release pushes one element (short TTL)
@@ -47,8 +47,8 @@ local fence = (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) + 1
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if now_us > fence then fence = now_us end
 fence = string.format('%d', fence)
-local value = ARGV[1] .. '\n' .. fence .. '\n' .. t[1] .. '.' .. string.format('%06d', t[2])
-  .. '\n' .. ARGV[2] .. '\n' .. ARGV[4]
+local value = ARGV[1] .. '\n' .. fence .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[2]
+  .. '\n' .. ARGV[4]
 if redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2]) then
   redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
   return {1, fence}
