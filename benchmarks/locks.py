@@ -10,10 +10,10 @@ every library. Two measurements:
 1. acquire+release of a free lock, one thread: latency median / p99 and the
    Redis round trips per acquire+release (counted on the client connection:
    one request written = one round trip; a Lua script is one).
-2. hand-over under contention: several threads loop on one lock (hold it
-   1 ms, release, 5 ms of other work, queue again); the hand-over latency is
-   the time from a holder's release to the acquire of the next holder, when
-   that is another thread.
+2. hand-over under contention: several threads pass one lock around (hold
+   it 1 ms, release it while the others wait, step aside until one of them
+   has it); the hand-over latency is the time from the release to the next
+   holder's acquire.
 """
 
 from __future__ import annotations
@@ -65,25 +65,26 @@ def ms(seconds: float) -> str:
 
 
 def bench_acquire_release(
-    cases: list[tuple[str, Callable[[], None]]], iterations: int, rounds: int = 10
+    cases: list[tuple[str, Callable[[], None]]], iterations: int
 ) -> list[dict[str, Any]]:
-    """Each case ``iterations`` times, interleaved in ``rounds`` (noise hits all alike)."""
-    global ROUND_TRIPS
+    """Each case ``iterations`` times, interleaved call by call (noise hits all alike)."""
     times: dict[str, list[float]] = {label: [] for label, _ in cases}
     trips: dict[str, int] = dict.fromkeys(times, 0)
     for _label, once in cases:  # warm up: connections made, scripts loaded
         for _ in range(100):
             once()
-    per_round = max(1, iterations // rounds)
-    for _ in range(rounds):
+    perf_counter = time.perf_counter
+    for _ in range(iterations):
         for label, once in cases:
-            ROUND_TRIPS = 0
-            samples = times[label]
-            for _ in range(per_round):
-                start = time.perf_counter()
-                once()
-                samples.append(time.perf_counter() - start)
-            trips[label] += ROUND_TRIPS
+            before = ROUND_TRIPS
+            start = perf_counter()
+            once()
+            times[label].append(perf_counter() - start)
+            trips[label] += ROUND_TRIPS - before
+    return _summary(times, trips)
+
+
+def _summary(times: dict[str, list[float]], trips: dict[str, int]) -> list[dict[str, Any]]:
     return [
         {
             "label": label,
@@ -103,17 +104,16 @@ def bench_handover(
     threads: int,
     handovers: int,
     hold: float = 0.001,
-    work: float = 0.005,
 ) -> dict[str, Any]:
-    """``threads`` workers contend for one lock until ``handovers`` hand-overs happened.
+    """``threads`` workers pass one lock around until ``handovers`` hand-overs happened.
 
-    Each worker holds the lock ``hold`` s, releases it, then works ``work`` s
-    outside it before queueing again, so a release normally finds others
-    waiting. Only hand-overs to *another* thread count: the time from the
-    release to the next holder's acquire.
+    A worker holds the lock ``hold`` s and releases it while the others are
+    blocked waiting; it then steps aside until another worker holds it, and
+    queues again. The hand-over latency is the time from the release to the
+    next holder's acquire: how fast a waiter learns that the lock is free.
     """
-    state = threading.Lock()
-    last: list[Any] = [0.0, None]  # released at, by whom
+    cond = threading.Condition()
+    state: dict[str, Any] = {"released": 0.0, "holder": None}
     latencies: list[float] = []
     done = threading.Event()
     errors: list[BaseException] = []
@@ -125,16 +125,19 @@ def bench_handover(
                 lock = make()
                 acquire(lock)
                 got = time.perf_counter()
-                with state:
-                    if last[1] is not None and last[1] != me:
-                        latencies.append(got - last[0])
+                with cond:
+                    if state["released"]:
+                        latencies.append(got - state["released"])
+                    state["holder"] = me
                     if len(latencies) >= handovers:
                         done.set()
+                    cond.notify_all()
                 time.sleep(hold)
-                with state:
-                    last[0], last[1] = time.perf_counter(), me
+                with cond:
+                    state["released"] = time.perf_counter()
                 release(lock)
-                time.sleep(work)
+                with cond:  # step aside: the next holder must be one of the waiters
+                    cond.wait_for(lambda: state["holder"] != me or done.is_set(), timeout=5)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
             done.set()
@@ -145,8 +148,10 @@ def bench_handover(
         thread.start()
     done.wait(120)
     elapsed = time.perf_counter() - started
+    with cond:
+        cond.notify_all()
     for thread in workers:
-        thread.join(5)
+        thread.join(10)
     if errors:
         raise errors[0]
     return {
@@ -158,34 +163,23 @@ def bench_handover(
 
 
 async def bench_async(
-    cases: list[tuple[str, Callable[[], Any]]], iterations: int, rounds: int = 10
+    cases: list[tuple[str, Callable[[], Any]]], iterations: int
 ) -> list[dict[str, Any]]:
     """``bench_acquire_release`` for coroutine functions."""
-    global ROUND_TRIPS
     times: dict[str, list[float]] = {label: [] for label, _ in cases}
     trips: dict[str, int] = dict.fromkeys(times, 0)
     for _label, once in cases:
         for _ in range(100):
             await once()
-    per_round = max(1, iterations // rounds)
-    for _ in range(rounds):
+    perf_counter = time.perf_counter
+    for _ in range(iterations):
         for label, once in cases:
-            ROUND_TRIPS = 0
-            samples = times[label]
-            for _ in range(per_round):
-                start = time.perf_counter()
-                await once()
-                samples.append(time.perf_counter() - start)
-            trips[label] += ROUND_TRIPS
-    return [
-        {
-            "label": label,
-            "median": statistics.median(samples),
-            "p99": percentile(samples, 99),
-            "round_trips": trips[label] / len(samples),
-        }
-        for label, samples in times.items()
-    ]
+            before = ROUND_TRIPS
+            start = perf_counter()
+            await once()
+            times[label].append(perf_counter() - start)
+            trips[label] += ROUND_TRIPS - before
+    return _summary(times, trips)
 
 
 def main() -> None:
@@ -271,7 +265,7 @@ def run(server: RedisServer, iterations: int, handovers: int) -> None:
 
     base = rows[1]["median"]
     print(
-        f"\n### Acquire + release, uncontended ({iterations} each, interleaved in 10 rounds; "
+        f"\n### Acquire + release, uncontended ({iterations} each, interleaved call by call; "
         "a new lock object every time)\n"
     )
     print("| library | median ms | p99 ms | vs redis-py | round trips |")
@@ -307,12 +301,12 @@ def run(server: RedisServer, iterations: int, handovers: int) -> None:
             lambda lock: lock.acquire(blocking=True),
             lambda lock: lock.release(),
             threads,
-            max(20, handovers // 5),
+            max(20, handovers // 10),
         ),
     ]
     print(
-        f"\n### Hand-over to another waiter ({threads} threads on one lock: hold 1 ms, "
-        "release, 5 ms of other work, queue again)\n"
+        f"\n### Hand-over from one holder to the next waiter ({threads} threads pass one lock "
+        "around, each holding it 1 ms)\n"
     )
     print("| library | median ms | p99 ms | hand-overs/s |")
     print("|---|---:|---:|---:|")
