@@ -443,13 +443,13 @@ class Lock:
     def _renew_wanted(self, gen: int) -> bool:
         return gen == self._gen and self.token is not None
 
-    def _mark_lost(self, gen: int, reason: str) -> None:
+    def _mark_lost(self, gen: int, reason: str, *, interrupt: bool = True) -> None:
         with self._state:
             if gen != self._gen or self._lost is not None:
                 return
             self._lost = reason
             logger.error("Lost lock %r (fence %s): %s", self.name, self.fence, reason)
-            if self.interrupt:
+            if self.interrupt and interrupt:
                 self._interrupt_holder()
         if self.on_lost is not None:
             try:
@@ -547,7 +547,8 @@ class Lock:
 
     def _extended(self, gen: int, ok: Any, started: float) -> None:
         if not ok:
-            self._mark_lost(gen, "the lease expired or was taken over")
+            # The caller is the holder: it gets the exception right here.
+            self._mark_lost(gen, "the lease expired or was taken over", interrupt=False)
             raise self._lost_error(self._lost or "the lease expired or was taken over")
         if gen == self._gen:
             self._deadline = started + self.ttl

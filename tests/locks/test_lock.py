@@ -272,3 +272,12 @@ def test_extend_with_a_new_ttl_changes_the_lease(redis_client: redis.Redis) -> N
         assert token_of(redis_client, lock_keys("ext").lock) == lock.token
         lock.extend()
         assert redis_client.pttl(lock_keys("ext").lock) > 19_000
+
+
+def test_extend_of_a_lost_interrupting_lock_raises_once_in_the_caller() -> None:
+    lock = Lock("x-int", ttl=5, interrupt=True, renew=False)
+    with pytest.raises(LockLost, match="lost lock 'x-int'"), lock:
+        force_release("x-int")
+        with pytest.raises(LockLost):
+            lock.extend()
+        time.sleep(0.2)  # no stray signal arrives from the failed extend
