@@ -199,8 +199,15 @@ def command_lock(
     """
     if isinstance(ttl, type) or (callable(ttl) and not isinstance(ttl, int | float)):
         raise TypeError("use @command_lock() or @command_lock(ttl=...), with parentheses")
-    if ttl is not None:
-        Lock("probe", ttl=ttl, wait=wait)  # validates ttl and wait now, at import time
+    # Validated now, at import time (without touching settings).
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0
+    ):
+        raise ValueError(f"command_lock ttl must be a positive number of seconds, got {ttl!r}")
+    if wait is not None and (
+        isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0
+    ):
+        raise ValueError(f"command_lock wait must be None or seconds >= 0, got {wait!r}")
     cfg = _Config(ttl, key, tuple(key_options), wait, int(held_exit), renew)
 
     def decorate(target: Any) -> Any:
