@@ -81,7 +81,16 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "ratelimit": {},
     "pubsub": {},
-    "locks": {},
+    "locks": {
+        # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
+        "TTL": 60,
+        # Renew held locks every ttl/3 (one watchdog thread per process).
+        "AUTO_RENEW": True,
+        # Lifetime of a lock's fence counter, refreshed on every acquire (30 days).
+        "FENCE_TTL": 30 * 24 * 3600,
+        # Longest a waiter blocks on the wake-up list before trying again.
+        "WAIT_POLL": 1.0,
+    },
 }
 
 

@@ -66,6 +66,10 @@ SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "redisro
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # replaced
 
 # --- role: locks ----------------------------------------------------------------
+# Locks need nothing but a Redis: `Lock("name", ttl=...)` and `@command_lock()`
+# (see testproject/management/commands/nightly_report.py). The default lease
+# is overridable from the environment so the process-level tests can use short ones.
+REDISROLES["ROLES"]["locks"]["TTL"] = float(os.environ.get("REDISROLES_LOCKS_TTL", "60"))
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

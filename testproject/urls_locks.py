@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
+
+from . import views_locks
+
+app_name = "locks"
 
 #: (title, url name) pairs listed on the home page.
-DEMO_LINKS: list[tuple[str, str]] = []
+DEMO_LINKS: list[tuple[str, str]] = [("held locks", "locks:index")]
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    path("", views_locks.index, name="index"),
+]

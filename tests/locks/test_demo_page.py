@@ -1,0 +1,30 @@
+"""The testproject's locks page lists held locks and lets a visitor take the demo lock."""
+
+from __future__ import annotations
+
+import os
+
+from django.test import Client
+
+from django_redisroles.locks import Lock, owner
+
+
+def test_page_lists_held_locks_and_takes_the_demo_lock(client: Client) -> None:
+    response = client.get("/locks/")
+    assert response.status_code == 200
+    assert "No locks held." in response.content.decode()
+
+    with Lock("nightly_report", ttl=30) as lock:
+        page = client.get("/locks/").content.decode()
+        assert "nightly_report" in page and str(os.getpid()) in page and str(lock.fence) in page
+
+    response = client.post("/locks/", follow=True)
+    assert "Took &#x27;demo-page&#x27; for 15s" in response.content.decode()
+    info = owner("demo-page")
+    assert info is not None and info.expires_in is not None and info.expires_in <= 15
+    response = client.post("/locks/", follow=True)
+    assert "is already held by host" in response.content.decode()
+
+
+def test_home_page_links_the_locks_page(client: Client) -> None:
+    assert 'href="/locks/"' in client.get("/").content.decode()
