@@ -72,7 +72,19 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cache": {},
     "sessions": {},
     "ratelimit": {},
-    "pubsub": {},
+    # Channel layer options (each overridable per layer in CHANNEL_LAYERS[...]["CONFIG"],
+    # lower-cased); see docs/pubsub.md.
+    "pubsub": {
+        "CAPACITY": 100,
+        "CHANNEL_CAPACITY": {},
+        "EXPIRY": 60,
+        "GROUP_EXPIRY": 86400,
+        "SERIALIZER_FORMAT": "msgpack",
+        "SYMMETRIC_ENCRYPTION_KEYS": None,
+        "REPLAY_GROUPS": [],
+        "REPLAY_MAXLEN": 1000,
+        "REPLAY_TTL": 86400,
+    },
     "locks": {},
 }
 
