@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from testproject.consumers_pubsub import NotificationsConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/notifications/", NotificationsConsumer.as_asgi(), name="ws-notifications"),
+]

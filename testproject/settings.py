@@ -59,7 +59,14 @@ SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"  # replaced b
 # --- role: ratelimit -----------------------------------------------------------
 
 # --- role: pubsub ---------------------------------------------------------------
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # replaced
+# One Channels layer on the pubsub role's Redis (REDISROLES, no separate host);
+# broadcast() from any sync code (views, commands, tasks) uses it too.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
+        "CONFIG": {"capacity": 200},
+    }
+}
 
 # --- role: locks ----------------------------------------------------------------
 
