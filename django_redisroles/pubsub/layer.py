@@ -241,7 +241,8 @@ class RedisRolesChannelLayer(BaseChannelLayer):
 
         ``since``: (replay groups) the ``seq`` of the last message the consumer saw;
         what it missed is queued first, or a ``redisroles.gap`` event when replay
-        cannot fill the gap. ``events``: also deliver ``redisroles.lost`` events.
+        cannot fill the gap. ``events`` (implied by ``since``): also deliver
+        ``redisroles.lost`` events (connection dropped, queue full).
         """
         await self._get_layer().group_add(group, channel, since=since, events=events)
 
@@ -670,7 +671,8 @@ class _LoopLayer:
                     "add it to REDISROLES['ROLES']['pubsub']['REPLAY_GROUPS']"
                 )
             since_seq = replay.parse_seq(since)
-        if events:
+        if events or since_seq is not None:
+            # A replay consumer must hear about capacity drops too, not only gaps.
             local.events = True
         members = self.groups.setdefault(group, {})
         member = members.get(channel)
