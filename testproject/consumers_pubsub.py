@@ -7,6 +7,8 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from django_redisroles.pubsub import RedisRolesChannelLayer
+
 GROUP = "notifications"
 
 
@@ -19,8 +21,11 @@ class NotificationsConsumer(AsyncWebsocketConsumer):
     """
 
     async def connect(self) -> None:
-        # events=True: be told (redisroles.lost) when messages may have been lost.
-        await self.channel_layer.group_add(GROUP, self.channel_name, events=True)
+        if isinstance(self.channel_layer, RedisRolesChannelLayer):
+            # events=True: be told (redisroles.lost) when messages may have been lost.
+            await self.channel_layer.group_add(GROUP, self.channel_name, events=True)
+        else:  # the benchmark runs this consumer on channels_redis's layers too
+            await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

@@ -67,6 +67,14 @@ CHANNEL_LAYERS = {
         "CONFIG": {"capacity": 200},
     }
 }
+if os.environ.get("REDISROLES_DEMO_CHANNEL_LAYER"):
+    # benchmarks/pubsub.py runs this project on channels_redis's layers for comparison.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": os.environ["REDISROLES_DEMO_CHANNEL_LAYER"],
+            "CONFIG": {"hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")]},
+        }
+    }
 
 # --- role: locks ----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from django.core.exceptions import ImproperlyConfigured
 
 from .layer import (
@@ -38,8 +39,6 @@ __all__ = [
 
 def get_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> RedisRolesChannelLayer:
     """The ``RedisRolesChannelLayer`` configured as ``CHANNEL_LAYERS[alias]``."""
-    from channels.layers import channel_layers
-
     layer = channel_layers.backends.get(alias)
     if layer is None:
         try:
@@ -50,7 +49,9 @@ def get_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> RedisRolesChannelLayer:
                 '{"BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer"}: '
                 f"{exc}"
             ) from exc
-    if not isinstance(layer, RedisRolesChannelLayer):
+    if layer.__class__ is not RedisRolesChannelLayer and not isinstance(
+        layer, RedisRolesChannelLayer
+    ):
         raise ImproperlyConfigured(
             f"broadcast() needs CHANNEL_LAYERS[{alias!r}] to use "
             f"django_redisroles.pubsub.RedisRolesChannelLayer, not {type(layer).__name__}."

@@ -17,9 +17,10 @@ import logging
 import time
 import types
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import msgpack
 import redis.asyncio
 import redis.exceptions
 from channels.exceptions import ChannelFull
@@ -51,6 +52,17 @@ _generation = [0]
 
 class MessageNotSerializable(TypeError):
     """A message holds a value the layer's serializer cannot encode."""
+
+
+def _safe_packb(message: Any) -> bytes:
+    try:
+        return msgpack.packb(message)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MessageNotSerializable(
+            f"cannot serialize {message!r} with msgpack: {exc}. Channels messages may hold "
+            "only dicts, lists, str, bytes, int, float, bool and None; convert dates, "
+            "decimals, model instances ... first."
+        ) from exc
 
 
 class _Item:
@@ -121,6 +133,10 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         self._names: dict[tuple[str, str], Any] = {}
         self._names_gen = _generation[0]
         self._replay_cache: dict[str, bool] = {}
+        self._targets: dict[str, tuple[bytes, bool]] = {}
+        # Plain msgpack (no encryption): pack directly, errors still go through serialize().
+        plain = opts.serializer_format == "msgpack" and not opts.symmetric_encryption_keys
+        self._pack: Callable[[Any], bytes] | None = _safe_packb if plain else None
         #: Counters: published, delivered, dropped_full, expired, reconnects, gaps, undecodable.
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -145,6 +161,7 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         """Redis name of a group ("g"), channel ("c") or replay stream ("r"), cached."""
         if self._names_gen != _generation[0]:
             self._names.clear()
+            self._targets.clear()
             self._names_gen = _generation[0]
         key = (kind, name)
         value = self._names.get(key)
@@ -168,13 +185,26 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         return value
 
     # -- publishing (shared by group_send and broadcast) ---------------------
-    def _check_message(self, group: str, message: Any) -> None:
-        if not isinstance(message, Mapping) or not isinstance(message.get("type"), str):
+    def _group_target(self, group: str) -> tuple[bytes, bool]:
+        """(Redis channel, is replay) of a group, validated once and cached."""
+        target = self._targets.get(group) if self._names_gen == _generation[0] else None
+        if target is None:
+            self.require_valid_group_name(group)
+            target = (self._name("g", group), self.is_replay(group))
+            if len(self._targets) < 10000:
+                self._targets[group] = target
+        return target
+
+    def _check_message(self, group: str, message: Any, is_replay: bool) -> None:
+        # type() first: the exact-dict case is the hot path of broadcast().
+        if (type(message) is not dict and not isinstance(message, Mapping)) or type(
+            message.get("type")
+        ) is not str:
             raise TypeError(
                 f"broadcast to {group!r}: the message must be a dict with a 'type' string "
                 f'naming the consumer handler (e.g. {{"type": "notify", ...}}), got {message!r}'
             )
-        if SEQ_KEY in message and self.is_replay(group):
+        if is_replay and SEQ_KEY in message:
             raise ValueError(
                 f"broadcast to replay group {group!r}: the message key {SEQ_KEY!r} is reserved "
                 "for the replay sequence id"
@@ -182,13 +212,12 @@ class RedisRolesChannelLayer(BaseChannelLayer):
 
     def publish_sync(self, group: str, message: Any) -> str | None:
         """Publish to ``group`` from synchronous code: the sequence id, or None."""
-        self.require_valid_group_name(group)
-        self._check_message(group, message)
-        payload = self.serialize(message)
-        channel = self._name("g", group)
+        channel, is_replay = self._group_target(group)
+        self._check_message(group, message, is_replay)
+        payload = self._pack(message) if self._pack is not None else self.serialize(message)
         client = get_redis("pubsub")
         self.stats["published"] += 1
-        if self.is_replay(group):
+        if is_replay:
             return replay.publish_sync(
                 client,
                 self._name("r", group),
@@ -202,14 +231,13 @@ class RedisRolesChannelLayer(BaseChannelLayer):
 
     async def publish_async(self, group: str, message: Any, *, check: bool = True) -> str | None:
         """Publish to ``group`` from async code (one round trip): the sequence id, or None."""
-        self.require_valid_group_name(group)
+        channel, is_replay = self._group_target(group)
         if check:
-            self._check_message(group, message)
+            self._check_message(group, message, is_replay)
         payload = self.serialize(message)
-        channel = self._name("g", group)
         client = get_async_redis("pubsub")
         self.stats["published"] += 1
-        if self.is_replay(group):
+        if is_replay:
             return await replay.publish_async(
                 client,
                 self._name("r", group),

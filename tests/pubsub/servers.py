@@ -31,8 +31,11 @@ def project_env(redis_url: str, **extra: str) -> dict[str, str]:
 class AsgiServer:
     """``uvicorn`` (or ``daphne``) serving ``testproject.asgi:application``."""
 
-    def __init__(self, redis_url: str, *, server: str = "uvicorn") -> None:
+    def __init__(
+        self, redis_url: str, *, server: str = "uvicorn", env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
+        self.env = dict(env or {})
         self.redis_url = redis_url
         self.server = server
         self.process: subprocess.Popen[bytes] | None = None
@@ -49,7 +52,7 @@ class AsgiServer:
         self.process = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
-            env=project_env(self.redis_url),
+            env=project_env(self.redis_url, **self.env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
