@@ -64,7 +64,9 @@ SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"  # replaced b
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
-        "CONFIG": {"capacity": 200},
+        # "notifications" keeps its last 200 broadcasts for clients that come back
+        # (/ws/notifications/replay/?since=<seq>); capacity holds a full catch-up.
+        "CONFIG": {"capacity": 200, "replay_groups": ["notifications"], "replay_maxlen": 200},
     }
 }
 if os.environ.get("REDISROLES_DEMO_CHANNEL_LAYER"):

@@ -11,9 +11,15 @@ from django_redisroles.pubsub import RedisRolesChannelLayer
 
 @pytest.fixture
 def pubsub_settings(settings: Any) -> Callable[..., None]:
-    """Set REDISROLES["ROLES"]["pubsub"] keys for one test (pools/layers reset)."""
+    """Set REDISROLES["ROLES"]["pubsub"] keys for one test (pools/layers reset).
+
+    CHANNEL_LAYERS["default"] loses the testproject's CONFIG, so these apply.
+    """
 
     def apply(**values: Any) -> None:
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer"}
+        }
         current = dict(settings.REDISROLES)
         roles = dict(current.get("ROLES") or {})
         roles["pubsub"] = {**(roles.get("pubsub") or {}), **values}

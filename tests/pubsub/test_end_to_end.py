@@ -7,6 +7,7 @@ import json
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.pubsub.servers import AsgiServer, manage
 
@@ -27,6 +28,8 @@ async def test_every_client_of_every_instance_gets_every_message_once_in_order(
                 # The handshake completes after the consumer's group_add returned,
                 # i.e. after Redis confirmed the subscription.
                 clients.append(await connect(server.ws_url(), origin=server.origin))
+        replay_url = servers[0].ws_url("/ws/notifications/replay/")
+        replayer = await connect(replay_url, origin=servers[0].origin)
 
         result = await asyncio.to_thread(
             manage, redis_server.url(), "notify", "e2e", "--count", str(MESSAGES)
@@ -43,11 +46,26 @@ async def test_every_client_of_every_instance_gets_every_message_once_in_order(
             assert extra is None, extra
             return frames
 
-        received = await asyncio.gather(*(collect(ws) for ws in clients))
+        received = await asyncio.gather(*(collect(ws) for ws in [*clients, replayer]))
         expected = [{"text": "e2e", "n": n} for n in range(MESSAGES)]
-        for frames in received:
+        for frames in received[:-1]:
             assert frames == expected
-        for ws in clients:
+        # The replay route carries each message's sequence id ...
+        with_seq = received[-1]
+        assert [f["message"] for f in with_seq] == expected
+        # ... and a client coming back with the id of message 9 gets 10.. once, in order.
+        server = servers[1]
+        url = f"{server.ws_url('/ws/notifications/replay/')}?since={with_seq[9]['seq']}"
+        back = await connect(url, origin=server.origin)
+        frames = [json.loads(await asyncio.wait_for(back.recv(), 10)) for _ in range(40)]
+        assert [f["message"]["n"] for f in frames] == list(range(10, MESSAGES))
+        assert [f["seq"] for f in frames] == [f["seq"] for f in with_seq[10:]]
+        # A bad since is the client's error: the socket is refused, not a server error.
+        with pytest.raises(InvalidStatus):
+            await connect(
+                f"{server.ws_url('/ws/notifications/replay/')}?since=x", origin=server.origin
+            )
+        for ws in [*clients, replayer, back]:
             await ws.close()
     finally:
         for server in servers:
