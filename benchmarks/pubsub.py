@@ -161,13 +161,20 @@ def bench_sync(url: str, quick: bool) -> list[dict[str, Any]]:
 
 
 # -- 2. round trips per group_send ---------------------------------------------
-async def group_send_cost(alias: str, size: int, url: str) -> tuple[int, int]:
+async def group_send_cost(
+    alias: str, size: int, url: str, *, spread: bool = False
+) -> tuple[int, int]:
     import redis.asyncio
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer(alias)
     group = f"size{size}"
-    channels = [await layer.new_channel() for _ in range(size)]
+    if spread:
+        # As if each member were a consumer of a different process: channels_redis
+        # core keeps one list per process, so its work grows with processes.
+        channels = [f"specific.proc{i}!c" for i in range(size)]
+    else:
+        channels = [await layer.new_channel() for _ in range(size)]
     for channel in channels:
         await layer.group_add(group, channel)
     await layer.group_send("warm-up", {"type": "x"})
@@ -186,10 +193,14 @@ async def group_send_cost(alias: str, size: int, url: str) -> tuple[int, int]:
 def bench_round_trips(url: str) -> list[dict[str, Any]]:
     rows = []
     for alias in LAYERS:
-        row: dict[str, Any] = {"layer": alias}
+        row: dict[str, Any] = {"layer": f"{alias} (members in this process)"}
         for size in (1, 100, 1000):
             row[size] = asyncio.run(group_send_cost(alias, size, url))
         rows.append(row)
+    row = {"layer": "channels_redis core (each member in another process)"}
+    for size in (1, 100, 1000):
+        row[size] = asyncio.run(group_send_cost("channels_redis core", size, url, spread=True))
+    rows.append(row)
     return rows
 
 
