@@ -478,13 +478,13 @@ class _LoopLayer:
         if route is None:
             return
         kind, name = route
-        payload, seq_s = replay.split_frame(data)
         now = time.monotonic()
-        if kind == "c":
+        if kind == "c":  # channel messages never carry a replay frame
             channel = self.channels.get(name)
             if channel is not None:
-                self._put(channel, _Item(now, payload, seq_s))
+                self._put(channel, _Item(now, data))
             return
+        payload, seq_s = replay.split_frame(data)
         members = self.groups.get(name)
         if not members:
             return

@@ -36,6 +36,7 @@ Seq = tuple[int, int]
 ZERO: Seq = (0, 0)
 
 _SEQ_RE = re.compile(r"^(\d+)-(\d+)$")
+_SEQ_BYTES_RE = re.compile(rb"\d+-\d+$")
 
 
 def parse_seq(value: str | bytes) -> Seq:
@@ -58,7 +59,9 @@ def split_frame(data: bytes) -> tuple[bytes, str | None]:
     """(payload, stream id or None) of a published frame."""
     if data[:1] != FRAME_MARK:
         return data, None
-    end = data.index(FRAME_MARK, 1)
+    end = data.find(FRAME_MARK, 1)
+    if end < 4 or end > 42 or _SEQ_BYTES_RE.match(data, 1, end) is None:
+        return data, None  # not one of our frames (e.g. msgpack of the integer 0)
     return data[end + 1 :], data[1:end].decode()
 
 

@@ -227,3 +227,15 @@ async def test_symmetric_encryption(settings, make_layer, redis_client) -> None:
     assert await nothing(other, oc, 0.5)
     assert other.stats["undecodable"] == 1
     await layer.close()
+
+
+async def test_odd_payloads_are_delivered_not_mistaken_for_replay_frames(make_layer) -> None:
+    # msgpack of 0 is a NUL byte, like a replay frame's marker: it must not confuse the reader.
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("odd", channel)
+    for value in (0, "text", [1, 2]):
+        await layer.group_send("odd", value)
+        assert await receive(layer, channel) == value
+    await layer.send(channel, 0)
+    assert await receive(layer, channel) == 0
