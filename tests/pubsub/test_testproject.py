@@ -56,3 +56,21 @@ async def test_consumer_leaving_unsubscribes(redis_client) -> None:
     await asyncio.sleep(0.1)
     assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 0
     assert redis_client.pubsub_channels(conf.make_key("pubsub", "c", "*")) == []
+
+
+async def test_redisroles_pubsub_command(capsys) -> None:
+    import json
+
+    from django_redisroles.pubsub import broadcast
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("notifications", channel)
+    await sync_to_async(broadcast)("notifications", {"type": "notify", "message": "x"})
+    await sync_to_async(call_command)("redisroles", "pubsub", "--json")
+    data = json.loads(capsys.readouterr().out)
+    assert {"group": "notifications", "processes": 1} in data["groups"]
+    assert data["consumer_channels"] == 1
+    [stream] = data["replay_streams"]
+    assert stream["group"] == "notifications" and stream["entries"] == 1 and stream["ttl"] > 0
+    assert stream["last_seq"] == (await receive(layer, channel))["seq"]
