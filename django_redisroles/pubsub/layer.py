@@ -137,7 +137,8 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         # Plain msgpack (no encryption): pack directly, errors still go through serialize().
         plain = opts.serializer_format == "msgpack" and not opts.symmetric_encryption_keys
         self._pack: Callable[[Any], bytes] | None = _safe_packb if plain else None
-        #: Counters: published, delivered, dropped_full, expired, reconnects, gaps, undecodable.
+        #: Counters: published, delivered, replayed, duplicates_skipped, dropped_full,
+        #: expired, group_expired, reconnects, gaps, undecodable.
         self.stats: collections.Counter[str] = collections.Counter()
 
     # -- serialization ------------------------------------------------------
@@ -425,6 +426,12 @@ class _LoopLayer:
 
     def _note_down(self, exc: BaseException) -> None:
         self._resync = True
+        # Nobody waits for a SUBSCRIBE confirmation that cannot come: the
+        # subscriptions are made again on reconnect.
+        for fut in self._confirm.values():
+            if not fut.done():
+                fut.set_result(False)
+        self._confirm.clear()
         if self._down_since is None:
             self._down_since = time.monotonic()
             logger.warning("pubsub: lost the Redis connection (%s); reconnecting", exc)
@@ -504,6 +511,7 @@ class _LoopLayer:
                     member.held.append((seq, item))
                     continue
                 if member.cursor is not None and seq <= member.cursor:
+                    self.stats["duplicates_skipped"] += 1
                     continue  # already delivered by replay
                 member.cursor = seq
             channel = self.channels.get(channel_name)
@@ -602,6 +610,7 @@ class _LoopLayer:
                 )
             for seq, sid, _prev, payload in mine:
                 member.cursor = seq
+                self.stats["replayed"] += 1
                 self._put(channel, _Item(now, payload, sid))
             if entries and entries[-1][0] > self._group_seen.get(group, replay.ZERO):
                 self._group_seen[group] = entries[-1][0]
@@ -714,9 +723,15 @@ class _LoopLayer:
             if not is_replay:
                 return
             if group not in self._group_seen:
-                self._group_seen[group] = await replay.tail(
-                    get_async_redis("pubsub"), layer._name("r", group)
-                )
+                try:
+                    self._group_seen[group] = await replay.tail(
+                        get_async_redis("pubsub"), layer._name("r", group)
+                    )
+                except REDIS_ERRORS as exc:
+                    if since_seq is not None:
+                        raise  # the replay asked for cannot be read
+                    self._note_down(exc)  # live only until Redis is back
+                    return
             if since_seq is None:
                 if member.cursor is None or member.cursor < self._group_seen[group]:
                     member.cursor = self._group_seen[group]
@@ -732,7 +747,9 @@ class _LoopLayer:
                 member.catching_up = False
                 held, member.held = member.held, []
                 for seq, item in held:
-                    if member.cursor is None or seq > member.cursor:
+                    if member.cursor is not None and seq <= member.cursor:
+                        self.stats["duplicates_skipped"] += 1
+                    else:
                         member.cursor = seq
                         if self.channels.get(channel) is local:
                             self._put(local, item)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+import redis
+
 from django_redisroles import conf
 from django_redisroles.pubsub import EVENT_GAP, EVENT_LOST, SEQ_KEY, broadcast
 from tests.pubsub.conftest import nothing, receive, wait_for
@@ -127,3 +130,21 @@ async def test_restart_that_lost_the_stream_reports_a_gap(
     assert gap["type"] == EVENT_GAP and gap["group"] == "news" and gap["resumed_at"] in (None, seq1)
     assert (await receive(layer, channel))["n"] == 1
     assert await nothing(layer, channel)  # n=1 once, though both replay and live had it
+
+
+async def test_joining_a_replay_group_while_redis_is_down(
+    redis_factory, pubsub_settings, make_layer
+) -> None:
+    server = redis_factory()
+    pubsub_settings(URL=server.url(), REPLAY_GROUPS=["news"])
+    layer = make_layer()
+    channel = await layer.new_channel()
+    other = await layer.new_channel()
+    server.kill()
+    await layer.group_add("news", channel)  # live-only until Redis is back: no error
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await layer.group_add("news", other, since="1-0")  # a replay cannot be read now
+    server.start()
+    await wait_for(lambda: subscribers(server, "news") == 1)
+    await asyncio.to_thread(broadcast, "news", {"type": "m", "n": 1})
+    assert (await receive(layer, channel))["n"] == 1
