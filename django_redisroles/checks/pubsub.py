@@ -3,6 +3,7 @@
 ``redisroles.E040``: a REDISROLES pubsub setting has an unusable value.
 ``redisroles.E041``: a ``CHANNEL_LAYERS`` entry using our layer has a bad CONFIG.
 ``redisroles.W040``: replay is on but a consumer's queue cannot hold a full catch-up.
+``redisroles.W041``: pubsub settings are set but no channel layer uses them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
+from .. import conf
 from ..pubsub import options as layer_options
 
 BACKEND = "django_redisroles.pubsub.RedisRolesChannelLayer"
@@ -49,7 +51,21 @@ def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     ]
     if errors:
         return errors
-    for alias, config in _our_layers():
+    ours = _our_layers()
+    written = (conf.raw().get("ROLES") or {}).get("pubsub") or {}
+    customised = sorted(set(conf.ROLE_DEFAULTS["pubsub"]) & set(written))
+    if customised and not ours:
+        errors.append(
+            Warning(
+                f'REDISROLES["ROLES"]["pubsub"] sets {", ".join(customised)}, but no '
+                "CHANNEL_LAYERS entry uses django_redisroles.pubsub.RedisRolesChannelLayer: "
+                "these settings do nothing, and broadcast() raises ImproperlyConfigured.",
+                hint='CHANNEL_LAYERS = {"default": {"BACKEND": '
+                '"django_redisroles.pubsub.RedisRolesChannelLayer"}}',
+                id="redisroles.W041",
+            )
+        )
+    for alias, config in ours:
         values, key_errors = layer_options.merged(config)
         where = f"CHANNEL_LAYERS[{alias!r}]['CONFIG']"
         for problem in key_errors + layer_options.problems(values, where=where):

@@ -36,3 +36,9 @@ def test_replay_with_small_capacity_is_w040(settings) -> None:
         }
     }
     assert "redisroles.W040" in ids()
+
+
+def test_pubsub_settings_without_our_layer_is_w041(settings, pubsub_settings) -> None:
+    pubsub_settings(REPLAY_GROUPS=["news"])
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    assert "redisroles.W041" in ids()
