@@ -8,8 +8,9 @@
    connections per call).
 2. Redis round trips (client writes) and commands of one ``group_send`` to
    groups of 1 / 100 / 1000 members.
-3. Fan-out latency: 100 WebSocket clients on 2 ASGI instances (uvicorn) of the
-   testproject, one message published from this process, p50/p99 over every delivery.
+3. Fan-out latency: 100 consumers of one process (the layer alone), then 100
+   WebSocket clients on 2 ASGI instances (uvicorn) of the testproject, messages
+   published from this process, p50/p99 over every delivery.
 """
 
 from __future__ import annotations
@@ -204,7 +205,47 @@ def bench_round_trips(url: str) -> list[dict[str, Any]]:
     return rows
 
 
-# -- 3. fan-out to WebSocket clients on 2 instances ------------------------------
+# -- 3a. fan-out to 100 consumers of one process (no ASGI server, no WebSocket) ---
+async def fan_out_in_process(alias: str, consumers: int, messages: int) -> list[float]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer(alias)
+    channels = [await layer.new_channel() for _ in range(consumers)]
+    for channel in channels:
+        await layer.group_add("inproc", channel)
+    latencies: list[float] = []
+
+    async def reader(channel: str) -> None:
+        for _ in range(messages):
+            message = await asyncio.wait_for(layer.receive(channel), 20)
+            latencies.append((time.perf_counter_ns() - message["t"]) / 1000)
+
+    tasks = [asyncio.create_task(reader(c)) for c in channels]
+    for _ in range(messages):
+        await layer.group_send("inproc", {"type": "x", "t": time.perf_counter_ns()})
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*tasks)
+    await layer.flush()
+    return latencies
+
+
+def bench_in_process(quick: bool) -> list[dict[str, Any]]:
+    messages = 20 if quick else 50
+    collected: dict[str, list[float]] = {alias: [] for alias in LAYERS}
+    for alias in list(LAYERS) + list(LAYERS)[::-1]:
+        collected[alias] += asyncio.run(fan_out_in_process(alias, 100, messages))
+    return [
+        {
+            "layer": alias,
+            "deliveries": len(samples),
+            "p50_ms": statistics.median(samples) / 1000,
+            "p99_ms": pct(samples, 99) / 1000,
+        }
+        for alias, samples in collected.items()
+    ]
+
+
+# -- 3b. fan-out to WebSocket clients on 2 instances -----------------------------
 async def fan_out(alias: str, url: str, clients: int, messages: int) -> list[float]:
     from channels.layers import get_channel_layer
     from websockets.asyncio.client import connect
@@ -253,10 +294,15 @@ def bench_fan_out(url: str, quick: bool) -> list[dict[str, Any]]:
     from django_redisroles import connections
 
     connections.reset()
-    clients, messages = (100, 10) if quick else (100, 30)
+    clients, messages = (100, 10) if quick else (100, 20)
+    # Two rounds, the second in reverse order, so no layer always runs first
+    # (or last) on a busy machine.
+    order = list(LAYERS)
+    collected: dict[str, list[float]] = {alias: [] for alias in order}
+    for alias in order + order[::-1]:
+        collected[alias] += asyncio.run(fan_out(alias, url, clients, messages))
     rows = []
-    for alias in LAYERS:
-        samples = asyncio.run(fan_out(alias, url, clients, messages))
+    for alias, samples in collected.items():
         rows.append(
             {
                 "layer": alias,
@@ -283,6 +329,7 @@ def main() -> None:
         part = args.only
         sync_rows = bench_sync(url, args.quick) if part in (None, "sync") else []
         trip_rows = bench_round_trips(url) if part in (None, "trips") else []
+        local_rows = bench_in_process(args.quick) if part in (None, "fanout") else []
         fan_rows = bench_fan_out(url, args.quick) if part in (None, "fanout") else []
     if sync_rows:
         print_sync(sync_rows)
@@ -293,6 +340,12 @@ def main() -> None:
         for r in trip_rows:
             cells = " | ".join(f"{r[s][0]} / {r[s][1]}" for s in (1, 100, 1000))
             print(f"| {r['layer']} | {cells} |")
+    if local_rows:
+        print("\n### Fan-out: 100 consumers of one process, no WebSocket\n")
+        print("| layer | deliveries | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for r in local_rows:
+            print(f"| {r['layer']} | {r['deliveries']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
     if fan_rows:
         print("\n### Fan-out: 100 WebSocket clients on 2 uvicorn instances\n")
         print("| layer | deliveries | p50 ms | p99 ms |")
