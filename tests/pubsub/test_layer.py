@@ -239,3 +239,20 @@ async def test_odd_payloads_are_delivered_not_mistaken_for_replay_frames(make_la
         assert await receive(layer, channel) == value
     await layer.send(channel, 0)
     assert await receive(layer, channel) == 0
+
+
+def test_wire_format_is_plain_msgpack(redis_client) -> None:
+    import msgpack
+
+    spy = redis_client.pubsub()
+    spy.subscribe(conf.make_key("pubsub", "g", "wire"))
+    spy.get_message(timeout=1)
+    message = {"type": "notify", "message": {"text": "hi", "n": [1, 2]}}
+    broadcast("wire", message)
+    got = None
+    for _ in range(20):
+        got = spy.get_message(timeout=0.1)
+        if got and got["type"] == "message":
+            break
+    spy.close()
+    assert got is not None and got["data"] == msgpack.packb(message)

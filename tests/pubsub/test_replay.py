@@ -143,3 +143,24 @@ async def test_a_catch_up_larger_than_capacity_is_reported_not_silent(
     got = [await receive(layer, channel) for _ in range(11)]
     assert [m["n"] for m in got[:10]] == list(range(1, 11))
     assert got[10] == {"type": "redisroles.lost", "reason": "capacity", "count": 19}
+
+
+async def test_flush_deletes_replay_streams(replay_on, make_layer, redis_client) -> None:
+    broadcast("news", {"type": "notify"})
+    key = conf.make_key("pubsub", "replay", "news")
+    assert redis_client.exists(key)
+    layer = make_layer()
+    await layer.flush()
+    assert not redis_client.exists(key)
+
+
+async def test_abroadcast_to_a_replay_group_returns_its_seq(replay_on, make_layer) -> None:
+    from django_redisroles.pubsub import abroadcast
+
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("news", channel)
+    seq = await abroadcast("news", {"type": "notify", "n": 1})
+    assert (await receive(layer, channel))[SEQ_KEY] == seq
+    with pytest.raises(TypeError, match="'type'"):
+        await abroadcast("news", {"no": "type"})
