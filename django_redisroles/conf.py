@@ -67,7 +67,7 @@ ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 #: Role-specific settings and their defaults. A key not listed here (nor in
-#: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E003`` check.
+#: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E004`` check.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cache": {},
     "sessions": {
@@ -80,7 +80,19 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "RETRY_AFTER": 5,
     },
     "ratelimit": {},
-    "pubsub": {},
+    # Channel layer options (each overridable per layer in CHANNEL_LAYERS[...]["CONFIG"],
+    # lower-cased); see docs/pubsub.md.
+    "pubsub": {
+        "CAPACITY": 100,
+        "CHANNEL_CAPACITY": {},
+        "EXPIRY": 60,
+        "GROUP_EXPIRY": 86400,
+        "SERIALIZER_FORMAT": "msgpack",
+        "SYMMETRIC_ENCRYPTION_KEYS": None,
+        "REPLAY_GROUPS": [],
+        "REPLAY_MAXLEN": 1000,
+        "REPLAY_TTL": 86400,
+    },
     "locks": {
         # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
         "TTL": 60,

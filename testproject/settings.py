@@ -63,7 +63,24 @@ SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "redisro
 # --- role: ratelimit -----------------------------------------------------------
 
 # --- role: pubsub ---------------------------------------------------------------
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # replaced
+# One Channels layer on the pubsub role's Redis (REDISROLES, no separate host);
+# broadcast() from any sync code (views, commands, tasks) uses it too.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
+        # "notifications" keeps its last 200 broadcasts for clients that come back
+        # (/ws/notifications/replay/?since=<seq>); capacity holds a full catch-up.
+        "CONFIG": {"capacity": 200, "replay_groups": ["notifications"], "replay_maxlen": 200},
+    }
+}
+if os.environ.get("REDISROLES_DEMO_CHANNEL_LAYER"):
+    # benchmarks/pubsub.py runs this project on channels_redis's layers for comparison.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": os.environ["REDISROLES_DEMO_CHANNEL_LAYER"],
+            "CONFIG": {"hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")]},
+        }
+    }
 
 # --- role: locks ----------------------------------------------------------------
 # Locks need nothing but a Redis: `Lock("name", ttl=...)` and `@command_lock()`

@@ -1,0 +1,66 @@
+"""``redisroles pubsub``: who listens to which group, and what the replay streams hold."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+import redis
+
+from .. import conf
+from ..connections import get_redis
+
+HELP = "Show pub/sub groups with their subscribed processes, and the replay streams."
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def describe() -> dict[str, Any]:
+    client = get_redis("pubsub")
+    group_prefix = conf.make_key("pubsub", "g", "")
+    names = sorted(n.decode() for n in client.pubsub_channels(group_prefix + "*"))
+    counts = dict(client.pubsub_numsub(*names)) if names else {}
+    groups = [
+        # One subscription per process (per event loop), whatever its consumer count.
+        {"group": n[len(group_prefix) :], "processes": int(counts.get(n.encode(), 0))}
+        for n in names
+    ]
+    consumers = len(client.pubsub_channels(conf.make_key("pubsub", "c", "*")))
+    stream_prefix = conf.make_key("pubsub", "replay", "")
+    streams = []
+    for key in sorted(client.scan_iter(match=stream_prefix + "*", count=500)):
+        last = client.xrevrange(key, count=1)
+        streams.append(
+            {
+                "group": key.decode()[len(stream_prefix) :],
+                "entries": client.xlen(key),
+                "ttl": client.ttl(key),
+                "last_seq": last[0][0].decode() if last else None,
+            }
+        )
+    return {"groups": groups, "consumer_channels": consumers, "replay_streams": streams}
+
+
+def handle(command: Any, options: dict[str, Any]) -> int:
+    try:
+        data = describe()
+    except redis.RedisError as exc:
+        command.stderr.write(f"cannot reach the pubsub role's Redis: {type(exc).__name__}: {exc}")
+        return 1
+    if options["json"]:
+        command.stdout.write(json.dumps(data, indent=2))
+        return 0
+    out = command.stdout
+    out.write(f"consumer channels subscribed: {data['consumer_channels']}")
+    out.write("groups (processes subscribed):")
+    for row in data["groups"] or [{"group": "(none)", "processes": ""}]:
+        out.write(f"  {row['group']:<40} {row['processes']}")
+    out.write("replay streams (entries, ttl s, last seq):")
+    for row in data["replay_streams"] or [
+        {"group": "(none)", "entries": "", "ttl": "", "last_seq": ""}
+    ]:
+        out.write(f"  {row['group']:<40} {row['entries']:>6} {row['ttl']:>7} {row['last_seq']}")
+    return 0

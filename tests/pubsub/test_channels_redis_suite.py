@@ -1,0 +1,66 @@
+"""channels_redis's own pub/sub layer suite (tests/test_pubsub.py of its sdist), run on our layer.
+
+The file is fetched at test time from the sdist of the installed channels-redis
+(never copied here), loaded as a module, and its layer class swapped for ours:
+every test in it then runs against ``RedisRolesChannelLayer`` on the test
+redis-server. The only adaptations are names that are internal to
+channels_redis: its ``hosts=`` argument (our layer takes the pubsub role's URL
+from REDISROLES) and ``_shards[0]._redis`` (the connection its reconnect test
+closes: for us, the pubsub role's pooled async client, whose pool also holds
+the subscriber connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import types
+from typing import Any
+
+from django_redisroles.connections import get_async_redis
+from django_redisroles.pubsub import RedisRolesChannelLayer
+from tests.sdist import fetch_sdist
+
+# The suite imports async_timeout; Python 3.11's asyncio.timeout is the same thing.
+if "async_timeout" not in sys.modules:
+    try:
+        import async_timeout  # noqa: F401
+    except ImportError:
+        shim = types.ModuleType("async_timeout")
+        shim.timeout = asyncio.timeout  # type: ignore[attr-defined]
+        sys.modules["async_timeout"] = shim
+
+
+class PointedLayer(RedisRolesChannelLayer):
+    """Our layer under the constructor and attribute names the suite uses."""
+
+    def __init__(self, *args: Any, hosts: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    @property
+    def _shards(self) -> list[types.SimpleNamespace]:
+        return [types.SimpleNamespace(_redis=get_async_redis("pubsub"))]
+
+
+def _load_suite() -> types.ModuleType:
+    path = fetch_sdist("channels-redis") / "tests" / "test_pubsub.py"
+    spec = importlib.util.spec_from_file_location("channels_redis_sdist_test_pubsub", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.RedisPubSubChannelLayer = PointedLayer  # the fixtures build this name
+    return module
+
+
+_suite = _load_suite()
+for _name, _value in vars(_suite).items():
+    if _name.startswith("test_") or _name in ("channel_layer", "other_channel_layer"):
+        globals()[_name] = _value
+
+
+def test_suite_was_loaded() -> None:
+    # Guard against silently collecting nothing if the sdist layout changes.
+    names = [n for n in vars(_suite) if n.startswith("test_")]
+    assert len(names) >= 15, names
+    assert _suite.RedisPubSubChannelLayer is PointedLayer

@@ -1,0 +1,72 @@
+"""Two ASGI server processes, real WebSocket clients, broadcast() from a third process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.pubsub.servers import AsgiServer, manage
+
+CLIENTS_PER_SERVER = 5
+MESSAGES = 50
+
+
+@pytest.mark.slow
+async def test_every_client_of_every_instance_gets_every_message_once_in_order(
+    redis_server,
+) -> None:
+    servers = [AsgiServer(redis_server.url()), AsgiServer(redis_server.url(), server="daphne")]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+        clients = []
+        for server in servers:
+            for _ in range(CLIENTS_PER_SERVER):
+                # The handshake completes after the consumer's group_add returned,
+                # i.e. after Redis confirmed the subscription.
+                clients.append(await connect(server.ws_url(), origin=server.origin))
+        replay_url = servers[0].ws_url("/ws/notifications/replay/")
+        replayer = await connect(replay_url, origin=servers[0].origin)
+
+        result = await asyncio.to_thread(
+            manage, redis_server.url(), "notify", "e2e", "--count", str(MESSAGES)
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"broadcast {MESSAGES} message(s)" in result.stdout
+
+        async def collect(ws) -> list[dict]:
+            frames = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(MESSAGES)]
+            try:  # and nothing more: exactly once
+                extra = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                extra = None
+            assert extra is None, extra
+            return frames
+
+        received = await asyncio.gather(*(collect(ws) for ws in [*clients, replayer]))
+        expected = [{"text": "e2e", "n": n} for n in range(MESSAGES)]
+        for frames in received[:-1]:
+            assert frames == expected
+        # The replay route carries each message's sequence id ...
+        with_seq = received[-1]
+        assert [f["message"] for f in with_seq] == expected
+        # ... and a client coming back with the id of message 9 gets 10.. once, in order.
+        server = servers[1]
+        url = f"{server.ws_url('/ws/notifications/replay/')}?since={with_seq[9]['seq']}"
+        back = await connect(url, origin=server.origin)
+        frames = [json.loads(await asyncio.wait_for(back.recv(), 10)) for _ in range(40)]
+        assert [f["message"]["n"] for f in frames] == list(range(10, MESSAGES))
+        assert [f["seq"] for f in frames] == [f["seq"] for f in with_seq[10:]]
+        # A bad since is the client's error: the socket is refused, not a server error.
+        with pytest.raises(InvalidStatus):
+            await connect(
+                f"{server.ws_url('/ws/notifications/replay/')}?since=x", origin=server.origin
+            )
+        for ws in [*clients, replayer, back]:
+            await ws.close()
+    finally:
+        for server in servers:
+            server.stop()

@@ -1,0 +1,258 @@
+"""The layer's own behaviour: one PUBLISH per group send, capacity, expiry, errors, encryption."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+import redis
+from channels.exceptions import ChannelFull
+from django.core.exceptions import ImproperlyConfigured
+
+from django_redisroles import conf
+from django_redisroles.pubsub import (
+    EVENT_LOST,
+    MessageNotSerializable,
+    RedisRolesChannelLayer,
+    abroadcast,
+    broadcast,
+)
+from tests.pubsub.conftest import nothing, receive, wait_for
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+
+
+async def test_group_send_is_one_publish_at_any_group_size(make_layer, redis_client) -> None:
+    layer = make_layer()
+    for size in (1, 100, 1000):
+        group = f"size-{size}"
+        channels = [await layer.new_channel() for _ in range(size)]
+        for channel in channels:
+            await layer.group_add(group, channel)
+        await layer.group_send("warm-up", {"type": "x"})  # the pooled connection is open
+        redis_client.config_resetstat()
+        await layer.group_send(group, {"type": "hello", "size": size})
+        stats = commandstats(redis_client)
+        # CONFIG RESETSTAT leaves its own call; INFO is not counted until it returns.
+        assert stats.get("publish") == 1, stats
+        assert set(stats) <= {"publish", "config|resetstat"}, stats
+        for channel in channels:
+            assert (await receive(layer, channel)) == {"type": "hello", "size": size}
+        for channel in channels:
+            await layer.group_discard(group, channel)
+
+
+async def test_redis_names_are_under_the_pubsub_key_prefix(make_layer, redis_client) -> None:
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    names = {n.decode() for n in redis_client.pubsub_channels()}
+    prefix = conf.make_key("pubsub", "")
+    assert names == {conf.make_key("pubsub", "c", channel), conf.make_key("pubsub", "g", "room")}
+    assert all(n.startswith(prefix) for n in names)
+
+
+async def test_capacity_drops_and_counts_instead_of_growing(make_layer) -> None:
+    layer = make_layer(capacity=5)
+    channel = await layer.new_channel()
+    await layer.group_add("busy", channel, events=True)
+    for n in range(20):
+        await layer.group_send("busy", {"type": "m", "n": n})
+    await wait_for(lambda: layer.stats["dropped_full"] == 15)
+    got = [(await receive(layer, channel))["n"] for _ in range(5)]
+    assert got == [0, 1, 2, 3, 4]
+    lost = await receive(layer, channel)
+    assert lost == {"type": EVENT_LOST, "reason": "capacity", "count": 15}
+    # Room again: new messages flow.
+    await layer.group_send("busy", {"type": "m", "n": 99})
+    assert (await receive(layer, channel))["n"] == 99
+
+
+async def test_channel_capacity_patterns(make_layer) -> None:
+    layer = make_layer(capacity=100, channel_capacity={"small.*": 2})
+    small = await layer.new_channel("small.")
+    big = await layer.new_channel("big.")
+    for channel in (small, big):
+        await layer.group_add("g", channel)
+    for n in range(4):
+        await layer.group_send("g", {"type": "m", "n": n})
+    await wait_for(lambda: layer.stats["dropped_full"] == 2)
+    assert [(await receive(layer, big))["n"] for _ in range(4)] == [0, 1, 2, 3]
+    assert [(await receive(layer, small))["n"] for _ in range(2)] == [0, 1]
+
+
+async def test_send_to_a_full_local_channel_raises_channel_full(make_layer) -> None:
+    layer = make_layer(capacity=1)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "m"})
+    await wait_for(lambda: layer._get_layer().channels[channel].count == 1)
+    with pytest.raises(ChannelFull):
+        await layer.send(channel, {"type": "m"})
+
+
+async def test_expiry_drops_messages_not_received_in_time(make_layer) -> None:
+    layer = make_layer(expiry=0.2)
+    channel = await layer.new_channel()
+    for n in range(3):
+        await layer.send(channel, {"type": "old", "n": n})
+    await asyncio.sleep(0.4)
+    await layer.send(channel, {"type": "fresh"})
+    assert (await receive(layer, channel))["type"] == "fresh"
+    assert layer.stats["expired"] == 3
+
+
+async def test_group_expiry_ends_old_memberships(make_layer) -> None:
+    layer = make_layer(group_expiry=0.2)
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    await asyncio.sleep(0.3)
+    await layer.group_send("g", {"type": "late"})
+    assert await nothing(layer, channel)
+    assert layer.stats["group_expired"] == 1
+
+
+async def test_two_layers_two_processes_worth_of_subscribers(make_layer) -> None:
+    # Two layer objects stand for two app instances: each gets the message once.
+    a, b = make_layer(), make_layer()
+    ca, cb = await a.new_channel(), await b.new_channel()
+    await a.group_add("all", ca)
+    await b.group_add("all", cb)
+    await a.group_send("all", {"type": "x", "n": 1})
+    assert (await receive(a, ca))["n"] == 1
+    assert (await receive(b, cb))["n"] == 1
+    assert await nothing(a, ca)
+
+
+async def test_broadcast_from_sync_code_reaches_consumers(make_layer, redis_client) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    assert isinstance(layer, RedisRolesChannelLayer)
+    channel = await layer.new_channel()
+    await layer.group_add("news", channel)
+    before = redis_client.info("stats")["total_connections_received"]
+    for n in range(50):
+        assert broadcast("news", {"type": "notify", "message": n}) is None
+    after = redis_client.info("stats")["total_connections_received"]
+    # One pooled connection, not one per call (+1 for our INFO client at most).
+    assert after - before <= 2
+    got = [(await receive(layer, channel))["message"] for _ in range(50)]
+    assert got == list(range(50))
+    await abroadcast("news", {"type": "notify", "message": "async"})
+    assert (await receive(layer, channel))["message"] == "async"
+    await layer.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "text"),
+    [
+        ("hello", TypeError, "must be a dict with a 'type'"),
+        ({"message": "no type"}, TypeError, "must be a dict with a 'type'"),
+        (
+            {"type": "notify", "when": datetime.datetime(2024, 1, 1)},
+            MessageNotSerializable,
+            "datetime",
+        ),
+        ({"type": "notify", "tags": {"a", "b"}}, MessageNotSerializable, "cannot serialize"),
+    ],
+)
+def test_broadcast_rejects_bad_messages_clearly(message: Any, error: type, text: str) -> None:
+    with pytest.raises(error, match=text):
+        broadcast("news", message)
+
+
+def test_broadcast_rejects_bad_group_names() -> None:
+    with pytest.raises(TypeError, match="Group name must be"):
+        broadcast("no spaces allowed", {"type": "notify"})
+
+
+def test_broadcast_needs_our_layer(settings) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with pytest.raises(ImproperlyConfigured, match="RedisRolesChannelLayer"):
+        broadcast("news", {"type": "notify"})
+
+
+def test_bad_layer_config_is_improperly_configured() -> None:
+    with pytest.raises(ImproperlyConfigured, match="hosts"):
+        RedisRolesChannelLayer(hosts=["redis://elsewhere:6379"])
+    with pytest.raises(ImproperlyConfigured, match="capacity must be a positive integer"):
+        RedisRolesChannelLayer(capacity=0)
+    with pytest.raises(ImproperlyConfigured, match="symmetric_encryption_keys"):
+        RedisRolesChannelLayer(symmetric_encryption_keys="one-key-not-a-list")
+
+
+async def test_layer_options_default_from_redisroles(pubsub_settings, make_layer) -> None:
+    pubsub_settings(CAPACITY=7, EXPIRY=5, REPLAY_GROUPS=["live.*"])
+    layer = make_layer()
+    assert (layer.capacity, layer.expiry) == (7, 5)
+    assert layer.is_replay("live.scores") and not layer.is_replay("chat")
+    # CHANNEL_LAYERS CONFIG wins over REDISROLES.
+    assert make_layer(capacity=3).capacity == 3
+
+
+async def test_symmetric_encryption(settings, make_layer, redis_client) -> None:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
+            "CONFIG": {"symmetric_encryption_keys": ["s3cret"]},
+        }
+    }
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("private", channel)
+    spy = redis_client.pubsub()
+    spy.subscribe(conf.make_key("pubsub", "g", "private"))
+    spy.get_message(timeout=1)
+    broadcast("private", {"type": "notify", "message": "top secret text"})
+    raw = None
+    for _ in range(20):
+        got = spy.get_message(timeout=0.1)
+        if got and got["type"] == "message":
+            raw = got["data"]
+            break
+    spy.close()
+    assert raw is not None and b"top secret text" not in raw
+    assert (await receive(layer, channel))["message"] == "top secret text"
+    # A layer with another key cannot read it: the message is dropped and counted.
+    other = make_layer(symmetric_encryption_keys=["other"])
+    oc = await other.new_channel()
+    await other.group_add("private", oc)
+    broadcast("private", {"type": "notify", "message": "x"})
+    assert await nothing(other, oc, 0.5)
+    assert other.stats["undecodable"] == 1
+    await layer.close()
+
+
+async def test_odd_payloads_are_delivered_not_mistaken_for_replay_frames(make_layer) -> None:
+    # msgpack of 0 is a NUL byte, like a replay frame's marker: it must not confuse the reader.
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("odd", channel)
+    for value in (0, "text", [1, 2]):
+        await layer.group_send("odd", value)
+        assert await receive(layer, channel) == value
+    await layer.send(channel, 0)
+    assert await receive(layer, channel) == 0
+
+
+def test_wire_format_is_plain_msgpack(redis_client) -> None:
+    import msgpack
+
+    spy = redis_client.pubsub()
+    spy.subscribe(conf.make_key("pubsub", "g", "wire"))
+    spy.get_message(timeout=1)
+    message = {"type": "notify", "message": {"text": "hi", "n": [1, 2]}}
+    broadcast("wire", message)
+    got = None
+    for _ in range(20):
+        got = spy.get_message(timeout=0.1)
+        if got and got["type"] == "message":
+            break
+    spy.close()
+    assert got is not None and got["data"] == msgpack.packb(message)

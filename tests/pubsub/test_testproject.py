@@ -1,0 +1,76 @@
+"""The testproject's pub/sub wiring: the page, its form, the notify command."""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.core.management import call_command
+from django.test import AsyncClient
+
+from django_redisroles import conf
+from tests.pubsub.conftest import nothing, receive
+
+
+async def test_page_and_form_broadcast(redis_client) -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("notifications", channel)
+    client = AsyncClient(enforce_csrf_checks=False)
+    page = await client.get("/pubsub/")
+    assert page.status_code == 200
+    assert b"/ws/notifications/" in page.content
+    response = await client.post("/pubsub/", {"message": "from the form"})
+    assert response.status_code == 302
+    message = await receive(layer, channel)
+    assert message["type"] == "notify"
+    assert message["message"] == {"text": "from the form", "from": "web"}
+    assert "seq" in message  # notifications is a replay group in the testproject
+    empty = await client.post("/pubsub/", {"message": "   "})
+    assert empty.status_code == 302
+    assert await nothing(layer, channel)
+    assert redis_client.xlen(conf.make_key("pubsub", "replay", "notifications")) == 1
+
+
+async def test_notify_command(capsys) -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("notifications", channel)
+    await sync_to_async(call_command)("notify", "hello", "--count", "3")
+    got = [await receive(layer, channel) for _ in range(3)]
+    assert [m["message"] for m in got] == [{"text": "hello", "n": n} for n in range(3)]
+    assert "broadcast 3 message(s)" in capsys.readouterr().out
+
+
+async def test_consumer_leaving_unsubscribes(redis_client) -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    group_key = conf.make_key("pubsub", "g", "room").encode()
+    assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 1
+    task = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0.05)
+    task.cancel()  # what Channels does when a consumer exits
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 0
+    assert redis_client.pubsub_channels(conf.make_key("pubsub", "c", "*")) == []
+
+
+async def test_redisroles_pubsub_command(capsys) -> None:
+    import json
+
+    from django_redisroles.pubsub import broadcast
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("notifications", channel)
+    await sync_to_async(broadcast)("notifications", {"type": "notify", "message": "x"})
+    await sync_to_async(call_command)("redisroles", "pubsub", "--json")
+    data = json.loads(capsys.readouterr().out)
+    assert {"group": "notifications", "processes": 1} in data["groups"]
+    assert data["consumer_channels"] == 1
+    [stream] = data["replay_streams"]
+    assert stream["group"] == "notifications" and stream["entries"] == 1 and stream["ttl"] > 0
+    assert stream["last_seq"] == (await receive(layer, channel))["seq"]
