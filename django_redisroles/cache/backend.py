@@ -16,7 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -347,6 +349,16 @@ class RedisRolesCache(RedisCache):
             return connections.get_async_redis("cache")
         return async_url_client(client._server[index])
 
+    async def _aencode(self, nkey: str, value: Any) -> Any:
+        try:
+            return self.client.encode_checked(nkey, value)
+        except SynchronousOnlyOperation:
+            # Pickling an unevaluated QuerySet runs its query: that must happen
+            # in a thread, as Django's default aset() does for every call.
+            return await sync_to_async(self.client.encode_checked, thread_sensitive=True)(
+                nkey, value
+            )
+
     @_afail_open()
     async def aget(self, key: str, default: Any = None, version: Any = None) -> Any:
         raw = await self._aclient(write=False).get(self.client.make_key(key, version=version))
@@ -379,7 +391,7 @@ class RedisRolesCache(RedisCache):
         client = self.client
         nkey = client.make_key(key, version=version)
         px = client.ttl_ms(key, timeout)
-        nvalue = client.encode_checked(nkey, value)
+        nvalue = await self._aencode(nkey, value)
         redis_ = self._aclient()
         if nvalue is None:
             if not nx:
@@ -406,7 +418,7 @@ class RedisRolesCache(RedisCache):
         for key, value in data.items():
             nkey = client.make_key(key, version=version)
             px = client.ttl_ms(key, timeout)
-            nvalue = client.encode_checked(nkey, value)
+            nvalue = await self._aencode(nkey, value)
             if nvalue is None:
                 failed.append(key)
                 pipe.delete(nkey)

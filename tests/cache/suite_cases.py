@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from cache.tests import BaseCacheTests, caches_setting_for_tests  # type: ignore[import-not-found]
+from asgiref.sync import async_to_sync
 from django.core.cache import cache
 from django.test import TestCase, override_settings
 
-from django_redisroles.cache import TimeoutRequired
+from django_redisroles.cache import RedisRolesCache, TimeoutRequired
 from django_redisroles.cache.options import BACKEND_PATH
 
 # Redis evicts by itself: no culling caches (as Django's own RedisCacheTests).
@@ -42,7 +43,7 @@ def _documented_error_instead(name: str, key: str) -> Any:
         self.assertIsNone(cache.get(key))
         cache.clear()
         # ... and with the documented opt-out, Django's test passes unchanged.
-        with override_settings(CACHES=CACHES_ALLOWING_NO_TIMEOUT):
+        with self._allow_no_timeout():
             original(self)
             cache.clear()
 
@@ -55,6 +56,9 @@ def _documented_error_instead(name: str, key: str) -> Any:
 class RedisRolesCacheDjangoTests(BaseCacheTests, TestCase):
     """Every BaseCacheTests test against RedisRolesCache on a real Redis."""
 
+    def _allow_no_timeout(self) -> Any:
+        return override_settings(CACHES=CACHES_ALLOWING_NO_TIMEOUT)
+
     def tearDown(self) -> None:
         super().tearDown()
         # Django's tearDown clears "default"; the other caches have their own namespaces.
@@ -66,3 +70,57 @@ class RedisRolesCacheDjangoTests(BaseCacheTests, TestCase):
     for _name, _key in NO_TIMEOUT_TESTS.items():
         locals()[_name] = _documented_error_instead(_name, _key)
     del _name, _key
+
+
+class AsyncBridgeCache(RedisRolesCache):
+    """Test-only: each sync method runs the native ``a*`` method in an event loop.
+
+    Lets Django's (sync) suite check that aget/aset/... keep Django's cache API
+    semantics. Each call gets a fresh loop, so a fresh pooled async client too.
+    """
+
+    def _bridge(name: str) -> Any:  # type: ignore[misc]  # noqa: N805
+        def method(self: AsyncBridgeCache, *args: Any, **kwargs: Any) -> Any:
+            return async_to_sync(getattr(self, f"a{name}"))(*args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    for _op in (
+        "get",
+        "get_many",
+        "has_key",
+        "set",
+        "add",
+        "set_many",
+        "touch",
+        "delete",
+        "delete_many",
+        "clear",
+        "incr",
+        "decr",
+        "incr_version",
+        "decr_version",
+        "get_or_set",
+    ):
+        locals()[_op] = _bridge(_op)
+    del _op, _bridge
+
+
+ASYNC_BRIDGE = "tests.cache.suite_cases.AsyncBridgeCache"
+
+
+@override_settings(
+    CACHES=caches_setting_for_tests(base={"BACKEND": ASYNC_BRIDGE}, exclude=EXCLUDED)
+)
+class AsyncRedisRolesCacheDjangoTests(RedisRolesCacheDjangoTests):
+    """The same suite through aget/aset/... (native redis.asyncio)."""
+
+    def _allow_no_timeout(self) -> Any:
+        return override_settings(
+            CACHES=caches_setting_for_tests(
+                base={"BACKEND": ASYNC_BRIDGE},
+                exclude=EXCLUDED,
+                OPTIONS={"ALLOW_NO_TIMEOUT": True},
+            )
+        )
