@@ -277,6 +277,14 @@ class RedisRolesCache(RedisCache):
     def pexpire(self, key: str, timeout: Any, version: Any = None, client: Any = None) -> bool:
         return self.client.pexpire(key, timeout, version=version, client=client)
 
+    @_fail_open()
+    def lock(self, key: str, version: Any = None, timeout: float | None = None,
+             **kwargs: Any) -> Any:  # fmt: skip
+        """django-redis's ``lock()`` (a redis-py Lock); ``timeout`` is required like any TTL."""
+        if timeout is None:
+            self.refuse_no_timeout(key, what="lock() without a timeout")
+        return self.client.lock(key, version=version, timeout=timeout, **kwargs)
+
     def get_or_set(
         self,
         key: str,

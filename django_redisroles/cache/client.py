@@ -214,8 +214,10 @@ class RedisRolesClient(DefaultClient):
 
     def default_ttl_ms(self) -> int:
         """TTL for a key created without one (incr); 0 when "forever" is allowed."""
-        ms = self.ttl_ms("(incr)", DEFAULT_TIMEOUT) if self._backend.default_timeout else None
-        return ms or 0
+        ms = self.ttl_ms("(a key created by incr/sadd/hset/...)", DEFAULT_TIMEOUT)
+        if ms is None:
+            return 0
+        return max(ms, 1)
 
     def encode_checked(self, nkey: str, value: Any) -> bytes | int | None:
         """Encoded value, or None when it is too large and refused."""
