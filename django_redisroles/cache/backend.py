@@ -11,15 +11,14 @@ stampede-safe, large values are flagged, and the ``a*`` methods are native
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import SynchronousOnlyOperation
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.exceptions import SynchronousOnlyOperation
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.cache import RedisCache
@@ -214,23 +213,43 @@ class RedisRolesCache(RedisCache):
     # -- sync API: Django's semantics where django-redis differs ----------------
 
     @_fail_open(default=False)
-    def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None,
-            client: Any = None, nx: bool = False, xx: bool = False) -> bool:  # fmt: skip
+    def set(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+        client: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
         return self.client.set(key, value, timeout, version=version, client=client, nx=nx, xx=xx)
 
     @_fail_open(default=False)
-    def add(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None,
-            client: Any = None) -> bool:  # fmt: skip
+    def add(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+        client: Any = None,
+    ) -> bool:
         return self.client.set(key, value, timeout, version=version, client=client, nx=True)
 
     @_fail_open(default=list)
-    def set_many(self, data: Mapping[str, Any], timeout: Any = DEFAULT_TIMEOUT,
-                 version: Any = None, client: Any = None) -> list[str]:  # fmt: skip
+    def set_many(
+        self,
+        data: Mapping[str, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+        client: Any = None,
+    ) -> list[str]:
         return self.client.set_many(data, timeout, version=version, client=client)
 
     @_fail_open(default=False)
-    def touch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None,
-              client: Any = None) -> bool:  # fmt: skip
+    def touch(
+        self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None, client: Any = None
+    ) -> bool:
         return self.client.touch(key, timeout, version=version, client=client)
 
     @_fail_open(default=False)
@@ -247,8 +266,14 @@ class RedisRolesCache(RedisCache):
         return self.client.clear()
 
     @_fail_open()
-    def incr(self, key: str, delta: int = 1, version: Any = None, client: Any = None,
-             ignore_key_check: bool = False) -> int:  # fmt: skip
+    def incr(
+        self,
+        key: str,
+        delta: int = 1,
+        version: Any = None,
+        client: Any = None,
+        ignore_key_check: bool = False,
+    ) -> int:
         return self.client.incr(
             key, delta, version=version, client=client, ignore_key_check=ignore_key_check
         )
@@ -258,8 +283,9 @@ class RedisRolesCache(RedisCache):
         return self.client.decr(key, delta, version=version, client=client)
 
     @_fail_open()
-    def incr_version(self, key: str, delta: int = 1, version: Any = None,
-                     client: Any = None) -> int:  # fmt: skip
+    def incr_version(
+        self, key: str, delta: int = 1, version: Any = None, client: Any = None
+    ) -> int:
         return self.client.incr_version(key, delta, version=version, client=client)
 
     def decr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
@@ -278,8 +304,9 @@ class RedisRolesCache(RedisCache):
         return self.client.pexpire(key, timeout, version=version, client=client)
 
     @_fail_open()
-    def lock(self, key: str, version: Any = None, timeout: float | None = None,
-             **kwargs: Any) -> Any:  # fmt: skip
+    def lock(
+        self, key: str, version: Any = None, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         """django-redis's ``lock()`` (a redis-py Lock); ``timeout`` is required like any TTL."""
         if timeout is None:
             self.refuse_no_timeout(key, what="lock() without a timeout")
@@ -305,9 +332,16 @@ class RedisRolesCache(RedisCache):
         probabilistic early refresh factor (XFetch beta, 0 = off).
         """
         return stampede.get_or_set(
-            self, key, default, timeout, version,
-            stale=stale, early=early, lock_timeout=lock_timeout, wait=wait,
-        )  # fmt: skip
+            self,
+            key,
+            default,
+            timeout,
+            version,
+            stale=stale,
+            early=early,
+            lock_timeout=lock_timeout,
+            wait=wait,
+        )
 
     # The extras that create keys of other types: give them a TTL if they have none.
 
@@ -320,7 +354,7 @@ class RedisRolesCache(RedisCache):
             except _main_exceptions as exc:
                 _log_outage(exc)
 
-    def _with_ttl(name: str, dest_arg: int = 0) -> Any:  # type: ignore[misc]  # noqa: N805
+    def _with_ttl(name: str, dest_arg: int = 0) -> Any:  # type: ignore[misc]
         parent = getattr(RedisCache, name)
 
         @functools.wraps(parent)
@@ -394,8 +428,15 @@ class RedisRolesCache(RedisCache):
         return bool(await self._aclient(write=False).exists(nkey))
 
     @_afail_open(default=False)
-    async def aset(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT,
-                   version: Any = None, nx: bool = False, xx: bool = False) -> bool:  # fmt: skip
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
         client = self.client
         nkey = client.make_key(key, version=version)
         px = client.ttl_ms(key, timeout)
@@ -411,13 +452,22 @@ class RedisRolesCache(RedisCache):
             return bool(await redis_.delete(nkey))
         return bool(await redis_.set(nkey, nvalue, nx=nx, xx=xx, px=px))
 
-    async def aadd(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT,
-                   version: Any = None) -> bool:  # fmt: skip
+    async def aadd(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+    ) -> bool:
         return await self.aset(key, value, timeout, version, nx=True)
 
     @_afail_open(default=list)
-    async def aset_many(self, data: Mapping[str, Any], timeout: Any = DEFAULT_TIMEOUT,
-                        version: Any = None) -> list[str]:  # fmt: skip
+    async def aset_many(
+        self,
+        data: Mapping[str, Any],
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+    ) -> list[str]:
         if not data:
             return []
         client = self.client
@@ -438,7 +488,12 @@ class RedisRolesCache(RedisCache):
         return failed
 
     @_afail_open(default=False)
-    async def atouch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
+    async def atouch(
+        self,
+        key: str,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+    ) -> bool:
         client = self.client
         px = client.ttl_ms(key, timeout)
         nkey = client.make_key(key, version=version)
@@ -475,8 +530,9 @@ class RedisRolesCache(RedisCache):
         return removed
 
     @_afail_open()
-    async def aincr(self, key: str, delta: int = 1, version: Any = None,
-                    ignore_key_check: bool = False) -> int:  # fmt: skip
+    async def aincr(
+        self, key: str, delta: int = 1, version: Any = None, ignore_key_check: bool = False
+    ) -> int:
         client = self.client
         nkey = client.make_key(key, version=version)
         ttl = client.default_ttl_ms() if ignore_key_check else 0
@@ -524,7 +580,7 @@ class RedisRolesCache(RedisCache):
         self,
         key: str,
         default: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
         version: int | None = None,
         *,
         stale: float | None = None,
@@ -534,9 +590,16 @@ class RedisRolesCache(RedisCache):
     ) -> Any:
         """Async get_or_set(); ``default`` may be a callable returning an awaitable."""
         return await stampede.aget_or_set(
-            self, key, default, timeout, version,
-            stale=stale, early=early, lock_timeout=lock_timeout, wait=wait,
-        )  # fmt: skip
+            self,
+            key,
+            default,
+            timeout,
+            version,
+            stale=stale,
+            early=early,
+            lock_timeout=lock_timeout,
+            wait=wait,
+        )
 
     async def aclose(self, **kwargs: Any) -> None:
         # The async client belongs to the role and its event loop, not to us.

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, memcache_key_warnings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.client import DefaultClient
@@ -84,9 +84,7 @@ def _url_client(url: str) -> redis.Redis:
         with _url_lock:
             client = _url_clients.get(key)
             if client is None:
-                pool = redis.ConnectionPool.from_url(
-                    url, **connections.pool_kwargs(options, url)
-                )
+                pool = redis.ConnectionPool.from_url(url, **connections.pool_kwargs(options, url))
                 client = _url_clients[key] = redis.Redis(connection_pool=pool)
     return client
 
@@ -222,9 +220,12 @@ class RedisRolesClient(DefaultClient):
     def encode_checked(self, nkey: str, value: Any) -> bytes | int | None:
         """Encoded value, or None when it is too large and refused."""
         nvalue = self.encode(value)
-        if isinstance(nvalue, bytes) and len(nvalue) > self._backend._rr["MAX_VALUE_SIZE"]:
-            if not self._backend.large_value(nkey, len(nvalue)):
-                return None
+        if (
+            isinstance(nvalue, bytes)
+            and len(nvalue) > self._backend._rr["MAX_VALUE_SIZE"]
+            and not self._backend.large_value(nkey, len(nvalue))
+        ):
+            return None
         return nvalue
 
     # -- writes ----------------------------------------------------------------
@@ -310,7 +311,9 @@ class RedisRolesClient(DefaultClient):
         self._backend.refuse_no_timeout(key, what="persist()")
         return super().persist(key, version=version, client=client)
 
-    def expire(self, key: str, timeout: Any, version: int | None = None, client: Any = None) -> bool:
+    def expire(
+        self, key: str, timeout: Any, version: int | None = None, client: Any = None
+    ) -> bool:
         if timeout is None:
             self._backend.refuse_no_timeout(key, what="expire(timeout=None)")
             return self.persist(key, version=version, client=client)
@@ -387,5 +390,7 @@ class RedisRolesClient(DefaultClient):
             raise ConnectionInterrupted(connection=write) from e
         return removed
 
-    def delete_many(self, keys: Iterable[str], version: int | None = None, client: Any = None) -> int:
+    def delete_many(
+        self, keys: Iterable[str], version: int | None = None, client: Any = None
+    ) -> int:
         return super().delete_many(list(keys), version=version, client=client)

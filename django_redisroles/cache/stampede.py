@@ -283,7 +283,7 @@ async def aget_or_set(
     cache: RedisRolesCache,
     key: str,
     default: Any,
-    timeout: Any = DEFAULT_TIMEOUT,
+    timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
     version: int | None = None,
     *,
     stale: float | None = None,

@@ -75,7 +75,9 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         for message, hint in option_problems(options):
             errors.append(
-                Error(f"{where}: {message}", hint=hint or "See docs/cache.md.", id="redisroles.E011")
+                Error(
+                    f"{where}: {message}", hint=hint or "See docs/cache.md.", id="redisroles.E011"
+                )
             )
         for name in ("SERIALIZER", "COMPRESSOR", "CLIENT_CLASS"):
             path = options.get(name)

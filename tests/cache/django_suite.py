@@ -1,4 +1,4 @@
-"""Run Django's cache test suite against RedisRolesCache: ``python -m tests.cache.django_suite DIR``.
+"""Run Django's cache tests on RedisRolesCache: ``python -m tests.cache.django_suite DIR``.
 
 DIR is the ``tests/`` directory of the Django sdist (``tests.sdist.fetch_sdist``).
 Runs in its own process because the suite needs Django's ``cache`` test app

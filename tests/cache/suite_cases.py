@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cache.tests import BaseCacheTests, caches_setting_for_tests  # type: ignore[import-not-found]
 from asgiref.sync import async_to_sync
+from cache.tests import BaseCacheTests, caches_setting_for_tests  # type: ignore[import-not-found]
 from django.core.cache import cache
 from django.test import TestCase, override_settings
 
@@ -79,7 +79,7 @@ class AsyncBridgeCache(RedisRolesCache):
     semantics. Each call gets a fresh loop, so a fresh pooled async client too.
     """
 
-    def _bridge(name: str) -> Any:  # type: ignore[misc]  # noqa: N805
+    def _bridge(name: str) -> Any:  # type: ignore[misc]
         def method(self: AsyncBridgeCache, *args: Any, **kwargs: Any) -> Any:
             return async_to_sync(getattr(self, f"a{name}"))(*args, **kwargs)
 

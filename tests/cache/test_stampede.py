@@ -162,7 +162,9 @@ def test_a_crashed_lock_holder_only_delays_the_others(
     assert time.monotonic() - start >= 0.25  # it did wait for the lock
 
 
-def test_the_wait_is_bounded(rr_cache: RedisRolesCache, redis_client: redis.Redis, caplog: Any) -> None:
+def test_the_wait_is_bounded(
+    rr_cache: RedisRolesCache, redis_client: redis.Redis, caplog: Any
+) -> None:
     redis_client.set(lock_key(rr_cache, "k", None), "stuck-worker", px=60_000)
     loader = Loader("v", delay=0)
     assert rr_cache.get_or_set("k", loader, 60, wait=0.2) == "v"
@@ -170,7 +172,9 @@ def test_the_wait_is_bounded(rr_cache: RedisRolesCache, redis_client: redis.Redi
     assert "computing it here" in caplog.text
 
 
-def test_a_failing_loader_releases_the_lock(rr_cache: RedisRolesCache, redis_client: redis.Redis) -> None:
+def test_a_failing_loader_releases_the_lock(
+    rr_cache: RedisRolesCache, redis_client: redis.Redis
+) -> None:
     def broken() -> str:
         raise RuntimeError("boom")
 

@@ -97,7 +97,9 @@ def test_no_timeout_is_refused_with_the_documented_error(
     rr_cache: RedisRolesCache, redis_client: redis.Redis, write: Callable[[Any], Any]
 ) -> None:
     rr_cache.set("k", "before", 30)
-    with pytest.raises(TimeoutRequired, match=r"'k'.*every cache key needs a TTL.*ALLOW_NO_TIMEOUT"):
+    with pytest.raises(
+        TimeoutRequired, match=r"'k'.*every cache key needs a TTL.*ALLOW_NO_TIMEOUT"
+    ):
         write(rr_cache)
     # Nothing was written and the key kept its TTL.
     assert rr_cache.get("k") == "before"
