@@ -11,6 +11,7 @@ stampede-safe, large values are flagged, and the ``a*`` methods are native
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -75,6 +76,15 @@ def _log_outage(exc: BaseException) -> None:
             exc,
             int(_OUTAGE_LOG_INTERVAL),
         )
+
+
+class _OutageLogger:
+    """What django-redis's ``omit_exception`` logs through: our rate-limited warning."""
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            _log_outage(_cause(exc))
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -143,7 +153,7 @@ class RedisRolesCache(RedisCache):
         # django-redis's omit_exception (for the extras we do not override)
         # logs through this logger.
         self._log_ignored_exceptions = True
-        self.logger = logger
+        self.logger = _OutageLogger()  # type: ignore[assignment]
 
     @staticmethod
     def _alias_of(params: Mapping[str, Any]) -> str:
@@ -251,6 +261,20 @@ class RedisRolesCache(RedisCache):
         self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None, client: Any = None
     ) -> bool:
         return self.client.touch(key, timeout, version=version, client=client)
+
+    def get(self, key: str, default: Any = None, version: Any = None, client: Any = None) -> Any:
+        try:
+            return self.client.get(key, default=default, version=version, client=client)
+        except (ConnectionInterrupted, *_main_exceptions) as exc:
+            cause = _cause(exc)
+            if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+                raise cause from None
+            _log_outage(cause)
+            return default
+
+    @_fail_open(default=False)
+    def has_key(self, key: str, version: Any = None, client: Any = None) -> bool:
+        return self.client.has_key(key, version=version, client=client)
 
     @_fail_open(default=False)
     def delete(self, key: str, version: Any = None, prefix: Any = None, client: Any = None) -> bool:
@@ -401,13 +425,16 @@ class RedisRolesCache(RedisCache):
                 nkey, value
             )
 
-    @_afail_open()
     async def aget(self, key: str, default: Any = None, version: Any = None) -> Any:
-        raw = await self._aclient(write=False).get(self.client.make_key(key, version=version))
+        nkey = self.client.make_key(key, version=version)
+        try:
+            raw = await self._aclient(write=False).get(nkey)
+        except _main_exceptions as exc:
+            if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+                raise
+            _log_outage(exc)
+            return default
         return default if raw is None else self.client.decode(raw)
-
-    async def _aget_raw(self, nkey: str) -> Any:
-        return await self._aclient(write=False).get(nkey)
 
     @_afail_open(default=dict)
     async def aget_many(self, keys: Iterable[str], version: Any = None) -> dict[str, Any]:
