@@ -263,8 +263,11 @@ class RedisRolesCache(RedisCache):
         return self.client.touch(key, timeout, version=version, client=client)
 
     def get(self, key: str, default: Any = None, version: Any = None, client: Any = None) -> Any:
+        # The hot path, inlined: one frame fewer than django-redis's own.
+        c = self.client
         try:
-            return self.client.get(key, default=default, version=version, client=client)
+            raw = (client or c.get_client(write=False)).get(c.make_key(key, version=version))
+            return default if raw is None else c.decode(raw)
         except (ConnectionInterrupted, *_main_exceptions) as exc:
             cause = _cause(exc)
             if isinstance(cause, ResponseError) or not self._ignore_exceptions:

@@ -23,10 +23,12 @@ import hashlib
 import inspect
 import math
 import random
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.cache import caches
@@ -135,6 +137,32 @@ def _is_outage(exc: BaseException, cache: RedisRolesCache) -> BaseException | No
     return cause
 
 
+class _Flight:
+    """One in-process miss of a key that other callers of this process wait on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.ok = False
+        self.value: Any = None
+        self.stored: bool | None = None
+
+
+class _AFlight:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.ok = False
+        self.value: Any = None
+        self.stored: bool | None = None
+
+
+_flights_lock = threading.Lock()
+_flights: dict[tuple[Any, ...], _Flight] = {}
+# Per event loop: tasks of one loop wait on each other, never across loops.
+_aflights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _AFlight]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class _Loader:
     """Calls ``default`` at most once and times it."""
 
@@ -194,8 +222,8 @@ def get_or_set(
         return loader()
 
 
-def _store(cache: RedisRolesCache, key: str, version: int | None, value: Any, p: _Params) -> None:
-    cache.client.set(key, value, _store_timeout(p), version=version)
+def _store(cache: RedisRolesCache, key: str, version: int | None, value: Any, p: _Params) -> bool:
+    return cache.client.set(key, value, _store_timeout(p), version=version)
 
 
 def _release(write: Any, lkey: str, token: str) -> None:
@@ -206,11 +234,19 @@ def _release(write: Any, lkey: str, token: str) -> None:
 
 
 def _compute(
-    cache: RedisRolesCache, key: str, nkey: str, version: int | None, loader: _Loader, p: _Params
+    cache: RedisRolesCache,
+    key: str,
+    nkey: str,
+    version: int | None,
+    loader: _Loader,
+    p: _Params,
+    flight: _Flight | None = None,
 ) -> Any:
     value = loader()
     _remember_delta(nkey, loader.elapsed)
-    _store(cache, key, version, value, p)
+    stored = _store(cache, key, version, value, p)
+    if flight is not None:
+        flight.value, flight.stored = value, stored
     return value
 
 
@@ -246,7 +282,52 @@ def _get_or_set(
         finally:
             _release(write, lkey, token)
 
-    # Miss: take the lock, or wait for whoever holds it.
+    # Miss. Callers in this process share one trip to Redis (they wait on the
+    # first one, then read the value it stored); that one takes the lock or
+    # waits for whoever holds it in another process.
+    flight_key = (tuple(client._server), nkey)
+    with _flights_lock:
+        flight = _flights.get(flight_key)
+        leader = flight is None
+        if flight is None:
+            flight = _flights[flight_key] = _Flight()
+    if not leader:
+        started = time.monotonic()
+        if flight.event.wait(p.wait) and flight.ok:
+            raw = read.get(nkey)
+            if raw is not None:
+                return client.decode(raw)
+            if flight.stored is False:  # refused (too large): share the leader's value
+                return flight.value
+        # The leader failed or took too long: go to Redis ourselves, within
+        # what is left of the bounded wait.
+        p = replace(p, wait=max(0.0, p.wait - (time.monotonic() - started)))
+        return _miss(cache, key, nkey, lkey, token, write, version, loader, p)
+    try:
+        value = _miss(cache, key, nkey, lkey, token, write, version, loader, p, flight)
+        flight.ok = True
+        return value
+    finally:
+        with _flights_lock:
+            if _flights.get(flight_key) is flight:
+                del _flights[flight_key]
+        flight.event.set()
+
+
+def _miss(
+    cache: RedisRolesCache,
+    key: str,
+    nkey: str,
+    lkey: str,
+    token: str,
+    write: Any,
+    version: int | None,
+    loader: _Loader,
+    p: _Params,
+    flight: _Flight | None = None,
+) -> Any:
+    """Take the single-flight lock and compute, or wait for the holder's value."""
+    client = cache.client
     deadline = time.monotonic() + p.wait
     pause = POLL_MIN
     while True:
@@ -262,7 +343,7 @@ def _get_or_set(
             return client.decode(raw)
         if got:
             try:
-                return _compute(cache, key, nkey, version, loader, p)
+                return _compute(cache, key, nkey, version, loader, p, flight)
             finally:
                 _release(write, lkey, token)
         if time.monotonic() >= deadline:
@@ -271,7 +352,7 @@ def _get_or_set(
                 p.wait,
                 nkey,
             )
-            return _compute(cache, key, nkey, version, loader, p)
+            return _compute(cache, key, nkey, version, loader, p, flight)
         time.sleep(pause * random.uniform(0.5, 1.0))
         pause = min(pause * 1.5, POLL_MAX)
 
@@ -307,11 +388,19 @@ async def aget_or_set(
 
 
 async def _acompute(
-    cache: RedisRolesCache, key: str, nkey: str, version: int | None, loader: _Loader, p: _Params
+    cache: RedisRolesCache,
+    key: str,
+    nkey: str,
+    version: int | None,
+    loader: _Loader,
+    p: _Params,
+    flight: _AFlight | None = None,
 ) -> Any:
     value = await loader.acall()
     _remember_delta(nkey, loader.elapsed)
-    await cache.aset(key, value, _store_timeout(p), version)
+    stored = await cache.aset(key, value, _store_timeout(p), version)
+    if flight is not None:
+        flight.value, flight.stored = value, stored
     return value
 
 
@@ -353,6 +442,48 @@ async def _aget_or_set(
         finally:
             await _arelease(write, lkey, token)
 
+    flights = _aflights.setdefault(asyncio.get_running_loop(), {})
+    flight_key = (tuple(client._server), nkey)
+    flight = flights.get(flight_key)
+    if flight is not None:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(flight.event.wait(), p.wait)
+        except TimeoutError:
+            pass
+        else:
+            if flight.ok:
+                raw = await read.get(nkey)
+                if raw is not None:
+                    return client.decode(raw)
+                if flight.stored is False:
+                    return flight.value
+        p = replace(p, wait=max(0.0, p.wait - (time.monotonic() - started)))
+        return await _amiss(cache, key, nkey, lkey, token, write, version, loader, p)
+    flight = flights[flight_key] = _AFlight()
+    try:
+        value = await _amiss(cache, key, nkey, lkey, token, write, version, loader, p, flight)
+        flight.ok = True
+        return value
+    finally:
+        if flights.get(flight_key) is flight:
+            del flights[flight_key]
+        flight.event.set()
+
+
+async def _amiss(
+    cache: RedisRolesCache,
+    key: str,
+    nkey: str,
+    lkey: str,
+    token: str,
+    write: Any,
+    version: int | None,
+    loader: _Loader,
+    p: _Params,
+    flight: _AFlight | None = None,
+) -> Any:
+    client = cache.client
     deadline = time.monotonic() + p.wait
     pause = POLL_MIN
     while True:
@@ -368,7 +499,7 @@ async def _aget_or_set(
             return client.decode(raw)
         if got:
             try:
-                return await _acompute(cache, key, nkey, version, loader, p)
+                return await _acompute(cache, key, nkey, version, loader, p, flight)
             finally:
                 await _arelease(write, lkey, token)
         if time.monotonic() >= deadline:
@@ -377,7 +508,7 @@ async def _aget_or_set(
                 p.wait,
                 nkey,
             )
-            return await _acompute(cache, key, nkey, version, loader, p)
+            return await _acompute(cache, key, nkey, version, loader, p, flight)
         await asyncio.sleep(pause * random.uniform(0.5, 1.0))
         pause = min(pause * 1.5, POLL_MAX)
 

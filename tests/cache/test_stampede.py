@@ -201,3 +201,60 @@ def test_lock_key_is_in_the_namespace_with_a_ttl_but_not_in_iter_keys(
     assert 0 < seen["pttl"] <= 10_000
     assert seen["keys"] == []
     assert list(rr_cache.iter_keys("*")) == ["k"]
+
+
+WORKER = """
+import os, sys, time
+import django
+django.setup()
+from django.core.cache import cache
+from django_redisroles.connections import get_redis
+
+def loader():
+    get_redis("cache").incr("loader-calls")  # counted outside the cache namespace
+    time.sleep(0.5)
+    return "from one process"
+
+start = float(sys.argv[1])
+cache.get("warm-up")  # connected before the race
+if time.time() > start:
+    sys.exit("started too late to race")
+time.sleep(start - time.time())
+print(cache.get_or_set("hot", loader, 60))
+"""
+
+
+@pytest.mark.slow
+def test_processes_missing_one_key_run_the_loader_once(
+    redis_server: Any, redis_client: redis.Redis
+) -> None:
+    """Across processes the single flight is the Redis lock (threads also share in-process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "REDIS_URL": redis_server.url(),
+        "REDISROLES_NO_DAPHNE": "1",
+    }
+    start = time.time() + 6  # every process is up and waiting by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(start)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert [out.strip() for out, _ in outputs] == ["from one process"] * 6
+    assert int(redis_client.get("loader-calls")) == 1
