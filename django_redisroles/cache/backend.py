@@ -565,7 +565,7 @@ class RedisRolesCache(RedisCache):
     ) -> int:
         client = self.client
         nkey = client.make_key(key, version=version)
-        ttl = client.default_ttl_ms() if ignore_key_check else 0
+        ttl = client.default_ttl_ms()
         redis_ = self._aclient()
         try:
             value = await redis_.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)

@@ -337,7 +337,8 @@ class RedisRolesClient(DefaultClient):
     ) -> int:
         write = client if client is not None else self.get_client(write=True)
         nkey = self.make_key(key, version=version)
-        ttl = self.default_ttl_ms() if ignore_key_check else 0
+        # Also fixes a key found without a TTL (written by another client).
+        ttl = self.default_ttl_ms()
         try:
             try:
                 value = write.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)

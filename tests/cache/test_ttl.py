@@ -171,3 +171,11 @@ def test_no_jitter_by_default(rr_cache: RedisRolesCache, redis_client: redis.Red
     rr_cache.set_many({f"k{i}": i for i in range(20)})
     pttls = {redis_client.pttl(rr_cache.make_key(f"k{i}")) // 1000 for i in range(20)}
     assert pttls <= {59, 60}
+
+
+def test_incr_gives_a_key_found_without_ttl_the_default(
+    rr_cache: RedisRolesCache, redis_client: redis.Redis
+) -> None:
+    redis_client.set(rr_cache.make_key("counter"), 5)  # written by someone else, no TTL
+    assert rr_cache.incr("counter") == 6
+    assert 0 < redis_client.ttl(rr_cache.make_key("counter")) <= 60
