@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ..cache.options import BACKEND_PATH, option_problems
@@ -123,8 +124,11 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                             id="redisroles.E013",
                         )
                     )
-        server = str(location or "role")
-        key = (server, cache_namespace(entry))
+        try:
+            namespace = cache_namespace(entry)
+        except ImproperlyConfigured:
+            continue  # a malformed REDISROLES is reported by redisroles.E001-E004
+        key = (str(location or "role"), namespace)
         other = namespaces.get(key)
         if other is not None:
             errors.append(
