@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -55,8 +54,6 @@ end
 return value
 """
 
-# A key Django would warn about (memcached-unsafe): control chars, spaces, DEL.
-_UNSAFE_KEY = re.compile(r"[\x00-\x20\x7f]")
 _MAX_KEY = 250
 
 # Clients of an explicit LOCATION that is not the cache role's URL. The role's
@@ -170,14 +167,14 @@ class RedisRolesClient(DefaultClient):
         if isinstance(key, CacheKey):
             return key
         backend = self._backend
-        made = backend.key_func(
-            key,
-            backend.key_prefix if prefix is None else prefix,
-            backend.version if version is None else version,
-        )
-        # Django's backends warn about keys memcached would refuse; so do we
-        # (a regex first: the generator is slow on the hot path).
-        if len(made) > _MAX_KEY or _UNSAFE_KEY.search(made):
+        if prefix is None:
+            prefix = backend._explicit_prefix
+            if prefix is None:
+                prefix = backend.key_prefix
+        made = backend.key_func(key, prefix, backend.version if version is None else version)
+        # Django's backends warn about keys memcached would refuse (CacheKeyWarning);
+        # so do we. A cheap conservative test first: Django's check is slow.
+        if len(made) > _MAX_KEY or " " in made or not made.isprintable():
             backend.validate_key(made)
         return CacheKey(made)
 
