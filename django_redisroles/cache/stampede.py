@@ -119,7 +119,10 @@ def _needs_refresh(nkey: str, pttl: int, p: _Params) -> bool:
 
 def _remember_delta(nkey: str, elapsed: float) -> None:
     if len(_deltas) >= _DELTAS_MAX:
-        _deltas.pop(next(iter(_deltas)), None)
+        try:
+            _deltas.pop(next(iter(_deltas)), None)
+        except (StopIteration, RuntimeError):  # another thread changed it meanwhile
+            pass
     _deltas[nkey] = elapsed
 
 
