@@ -158,9 +158,8 @@ class RedisRolesCache(RedisCache):
     @staticmethod
     def _alias_of(params: Mapping[str, Any]) -> str:
         for alias, entry in getattr(settings, "CACHES", {}).items():
-            if entry.get("BACKEND") == params.get("BACKEND") and all(
-                entry.get(k) == params.get(k) for k in ("LOCATION", "KEY_PREFIX", "OPTIONS")
-            ):
+            # Django pops BACKEND and LOCATION from params before calling us.
+            if all(entry.get(k) == params.get(k) for k in ("KEY_PREFIX", "OPTIONS", "TIMEOUT")):
                 return str(alias)
         return "?"
 

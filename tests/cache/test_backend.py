@@ -185,7 +185,7 @@ def test_bad_options_raise_improperly_configured(
 ) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    with pytest.raises(ImproperlyConfigured, match="ON_LARGE_VALUE"):
+    with pytest.raises(ImproperlyConfigured, match=r"CACHES\['default'\]: .*ON_LARGE_VALUE"):
         make_cache(OPTIONS={"ON_LARGE_VALUE": "ignore"}).get("k")
 
 
