@@ -139,7 +139,13 @@ def test_stale_value_is_served_when_the_refresh_fails(rr_cache: RedisRolesCache)
     assert rr_cache.get_or_set("k", broken, timeout=1, stale=30) == "old"
 
 
-def test_probabilistic_early_refresh_refreshes_before_expiry(rr_cache: RedisRolesCache) -> None:
+def test_probabilistic_early_refresh_refreshes_before_expiry(
+    rr_cache: RedisRolesCache, monkeypatch: Any
+) -> None:
+    from django_redisroles.cache import stampede
+
+    # The draw U of XFetch fixed at 0.5 (-ln U = 0.69), so the outcome is deterministic.
+    monkeypatch.setattr(stampede.random, "random", lambda: 0.5)
     loader = Loader("v", delay=0.05)
     rr_cache.get_or_set("k", loader, timeout=30, early=1.0)
     for _ in range(20):  # 30 s from expiry, a 50 ms loader: no early refresh
@@ -204,7 +210,7 @@ def test_lock_key_is_in_the_namespace_with_a_ttl_but_not_in_iter_keys(
 
 
 WORKER = """
-import os, sys, time
+import time
 import django
 django.setup()
 from django.core.cache import cache
@@ -215,11 +221,11 @@ def loader():
     time.sleep(0.5)
     return "from one process"
 
-start = float(sys.argv[1])
+r = get_redis("cache")
 cache.get("warm-up")  # connected before the race
-if time.time() > start:
-    sys.exit("started too late to race")
-time.sleep(start - time.time())
+r.incr("ready")
+while not r.exists("go"):  # everyone starts together
+    time.sleep(0.001)
 print(cache.get_or_set("hot", loader, 60))
 """
 
@@ -242,10 +248,9 @@ def test_processes_missing_one_key_run_the_loader_once(
         "REDIS_URL": redis_server.url(),
         "REDISROLES_NO_DAPHNE": "1",
     }
-    start = time.time() + 6  # every process is up and waiting by then
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(start)],
+            [sys.executable, "-c", WORKER],
             cwd=root,
             env=env,
             stdout=subprocess.PIPE,
@@ -254,6 +259,10 @@ def test_processes_missing_one_key_run_the_loader_once(
         )
         for _ in range(6)
     ]
+    deadline = time.monotonic() + 60
+    while int(redis_client.get("ready") or 0) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    redis_client.set("go", 1, ex=60)
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     assert [out.strip() for out, _ in outputs] == ["from one process"] * 6
