@@ -396,15 +396,20 @@ class RedisRolesCache(RedisCache):
 
         return method
 
-    sadd = _with_ttl("sadd")
-    hset = _with_ttl("hset")
-    zadd = _with_ttl("zadd")
-    zincrby = _with_ttl("zincrby")
-    sdiffstore = _with_ttl("sdiffstore")
-    sinterstore = _with_ttl("sinterstore")
-    sunionstore = _with_ttl("sunionstore")
-    smove = _with_ttl("smove", dest_arg=1)
-    del _with_ttl
+    # Only those the installed django-redis has (the hash/zset ones are newer).
+    for _name, _dest in (
+        ("sadd", 0),
+        ("hset", 0),
+        ("zadd", 0),
+        ("zincrby", 0),
+        ("sdiffstore", 0),
+        ("sinterstore", 0),
+        ("sunionstore", 0),
+        ("smove", 1),
+    ):
+        if hasattr(RedisCache, _name):
+            locals()[_name] = _with_ttl(_name, _dest)
+    del _with_ttl, _name, _dest
 
     # -- async API: redis.asyncio on the cache role's pooled client -------------
 
