@@ -46,10 +46,17 @@ REDISROLES = {
 }
 
 # --- role: cache ----------------------------------------------------------------
+# LOCATION defaults to the cache role's URL (and its pooled connections);
+# KEY_PREFIX defaults to "<REDISROLES KEY_PREFIX>:cache" ("demo:cache"), the
+# namespace clear() is limited to. Every key gets a TTL.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",  # replaced by the cache role
+        "BACKEND": "django_redisroles.cache.RedisRolesCache",
         "TIMEOUT": 300,
+        "OPTIONS": {
+            "TIMEOUT_JITTER": 0.1,  # keys written together do not expire together
+            "STALE_TIMEOUT": 30,  # serve a just-expired value while one caller refreshes it
+        },
     }
 }
 

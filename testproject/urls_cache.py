@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
+
+from . import views_cache
 
 #: (title, url name) pairs listed on the home page.
-DEMO_LINKS: list[tuple[str, str]] = []
+DEMO_LINKS: list[tuple[str, str]] = [
+    ("Cached user (the seed's getUser)", "cache-user"),
+    ("Same, async view", "cache-user-async"),
+]
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    path("user/", views_cache.user, name="cache-user"),
+    path("user/async/", views_cache.auser, name="cache-user-async"),
+]

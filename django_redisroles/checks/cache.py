@@ -1,1 +1,145 @@
-"""System checks of the cache role (see docs/checks.md)."""
+"""System checks of the cache role (``redisroles.E01x``/``W01x``, see docs/checks.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from ..cache.options import BACKEND_PATH, option_problems
+from .config import validate_url
+
+
+def redisroles_caches() -> dict[str, Mapping[str, Any]]:
+    """The ``CACHES`` entries that use RedisRolesCache, by alias."""
+    caches = getattr(settings, "CACHES", None) or {}
+    if not isinstance(caches, Mapping):
+        return {}
+    return {
+        str(alias): entry
+        for alias, entry in caches.items()
+        if isinstance(entry, Mapping) and entry.get("BACKEND") == BACKEND_PATH
+    }
+
+
+def cache_namespace(entry: Mapping[str, Any]) -> str:
+    """The KEY_PREFIX a RedisRolesCache entry writes under (its namespace)."""
+    from ..cache.backend import default_key_prefix
+
+    if "KEY_PREFIX" in entry:
+        return str(entry["KEY_PREFIX"])
+    return default_key_prefix()
+
+
+@register()
+def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every RedisRolesCache entry keeps the TTL promise and has valid OPTIONS."""
+    errors: list[CheckMessage] = []
+    namespaces: dict[tuple[str, str], str] = {}
+    for alias, entry in redisroles_caches().items():
+        where = f"CACHES[{alias!r}]"
+        options = entry.get("OPTIONS") or {}
+        if not isinstance(options, Mapping):
+            errors.append(
+                Error(
+                    f"{where}['OPTIONS'] must be a dict, got {options!r}.",
+                    hint="See docs/cache.md for the OPTIONS RedisRolesCache accepts.",
+                    id="redisroles.E011",
+                )
+            )
+            continue
+        if "TIMEOUT" in entry and entry["TIMEOUT"] is None and not options.get("ALLOW_NO_TIMEOUT"):
+            errors.append(
+                Error(
+                    f"{where}['TIMEOUT'] is None: every key would be written without a TTL, "
+                    "and RedisRolesCache requires one (keys without a TTL grow memory for ever).",
+                    hint="Set a default TIMEOUT in seconds (e.g. 300), or, if this cache "
+                    "really must hold keys that never expire, set "
+                    "OPTIONS['ALLOW_NO_TIMEOUT'] = True.",
+                    id="redisroles.E010",
+                )
+            )
+        timeout = entry.get("TIMEOUT", 300)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float)
+        ):
+            errors.append(
+                Error(
+                    f"{where}['TIMEOUT'] must be a number of seconds, got {timeout!r}.",
+                    hint="For example 300.",
+                    id="redisroles.E010",
+                )
+            )
+        for message, hint in option_problems(options):
+            errors.append(
+                Error(
+                    f"{where}: {message}", hint=hint or "See docs/cache.md.", id="redisroles.E011"
+                )
+            )
+        for name in ("SERIALIZER", "COMPRESSOR", "CLIENT_CLASS"):
+            path = options.get(name)
+            if path is None:
+                continue
+            try:
+                cls = import_string(path)
+            except ImportError as exc:
+                errors.append(
+                    Error(
+                        f"{where}['OPTIONS'][{name!r}] = {path!r} cannot be imported ({exc}).",
+                        hint="Use a dotted path, e.g. "
+                        "'django_redis.serializers.json.JSONSerializer' or "
+                        "'django_redis.compressors.zlib.ZlibCompressor'.",
+                        id="redisroles.E012",
+                    )
+                )
+                continue
+            if name == "CLIENT_CLASS":
+                from ..cache.client import RedisRolesClient
+
+                if not (isinstance(cls, type) and issubclass(cls, RedisRolesClient)):
+                    errors.append(
+                        Error(
+                            f"{where}['OPTIONS']['CLIENT_CLASS'] = {path!r} is not a "
+                            "RedisRolesClient: the TTL and clear() guarantees live there.",
+                            hint="Remove CLIENT_CLASS, or subclass "
+                            "django_redisroles.cache.client.RedisRolesClient.",
+                            id="redisroles.E012",
+                        )
+                    )
+        location = entry.get("LOCATION")
+        if location:
+            urls = location if isinstance(location, list | tuple) else str(location).split(",")
+            for url in urls:
+                problem = validate_url(url)
+                if problem:
+                    errors.append(
+                        Error(
+                            f"{where}['LOCATION'] is not a usable Redis URL: {problem}.",
+                            hint="Leave LOCATION out to use the cache role's URL "
+                            "(REDISROLES['ROLES']['cache']['URL']).",
+                            id="redisroles.E013",
+                        )
+                    )
+        try:
+            namespace = cache_namespace(entry)
+        except ImproperlyConfigured:
+            continue  # a malformed REDISROLES is reported by redisroles.E001-E004
+        key = (str(location or "role"), namespace)
+        other = namespaces.get(key)
+        if other is not None:
+            errors.append(
+                Warning(
+                    f"{where} and CACHES[{other!r}] write to the same namespace "
+                    f"{key[1]!r} on the same Redis: they overwrite each other's keys and "
+                    "each one's clear() empties both.",
+                    hint=f"Give {where} its own KEY_PREFIX.",
+                    id="redisroles.W010",
+                )
+            )
+        else:
+            namespaces[key] = alias
+    return errors

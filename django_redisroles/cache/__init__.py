@@ -1,0 +1,27 @@
+"""The cache role: a ``CACHES`` backend where every key has a TTL.
+
+``CACHES = {"default": {"BACKEND": "django_redisroles.cache.RedisRolesCache", "TIMEOUT": 300}}``
+
+- :class:`RedisRolesCache`: django-redis's API on the cache role's pool; TTL
+  mandatory, namespace-only ``clear()``, stampede-safe ``get_or_set()``,
+  large-value guard, native async ``a*`` methods.
+- :func:`cached`: ``@cached(300, key="user:{user_id}")`` on sync or async functions.
+"""
+
+from __future__ import annotations
+
+from django_redis import get_redis_connection
+
+from .backend import RedisRolesCache, default_key_prefix
+from .client import CacheValueTooLarge, RedisRolesClient, TimeoutRequired
+from .stampede import cached
+
+__all__ = [
+    "CacheValueTooLarge",
+    "RedisRolesCache",
+    "RedisRolesClient",
+    "TimeoutRequired",
+    "cached",
+    "default_key_prefix",
+    "get_redis_connection",
+]

@@ -1,0 +1,649 @@
+"""``RedisRolesCache``: the cache role's ``CACHES`` backend.
+
+Built on django-redis's ``RedisCache`` (so ``cache.ttl()``, ``lock()``,
+``iter_keys()``, ``delete_pattern()``, ``get_redis_connection()`` ... keep
+working) with the cache role's guarantees on top: every key has a TTL,
+``clear()`` touches only this cache's namespace, ``get_or_set()`` is
+stampede-safe, large values are flagged, and the ``a*`` methods are native
+``redis.asyncio`` calls on the cache role's pooled async client.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.exceptions import SynchronousOnlyOperation
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django_redis.cache import RedisCache
+from django_redis.client.default import _main_exceptions
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ResponseError
+
+from .. import conf, connections
+from . import stampede
+from .client import (
+    INCR_LUA,
+    CacheValueTooLarge,
+    RedisRolesClient,
+    TimeoutRequired,
+    async_url_client,
+    logger,
+)
+from .options import BACKEND_PATH, cache_options
+
+T = TypeVar("T")
+
+CLIENT_CLASS_PATH = "django_redisroles.cache.client.RedisRolesClient"
+
+# Bumped when REDISROLES changes: the default KEY_PREFIX derives from it.
+_generation = 0
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    global _generation
+    if setting == "REDISROLES":
+        _generation += 1
+
+
+def default_key_prefix() -> str:
+    """KEY_PREFIX of a RedisRolesCache whose CACHES entry sets none: ``<prefix>:cache``."""
+    return conf.make_key("cache")
+
+
+# Logging a Redis outage once per interval: under load every request would log it.
+_OUTAGE_LOG_INTERVAL = 10.0
+_last_outage_log = 0.0
+
+
+def _log_outage(exc: BaseException) -> None:
+    global _last_outage_log
+    now = time.monotonic()
+    if now - _last_outage_log >= _OUTAGE_LOG_INTERVAL:
+        _last_outage_log = now
+        logger.warning(
+            "Cache Redis unavailable (%s: %s); reads are misses and writes are dropped "
+            "(OPTIONS['IGNORE_EXCEPTIONS']). Further errors are logged every %ss.",
+            type(exc).__name__,
+            exc,
+            int(_OUTAGE_LOG_INTERVAL),
+        )
+
+
+class _OutageLogger:
+    """What django-redis's ``omit_exception`` logs through: our rate-limited warning."""
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            _log_outage(_cause(exc))
+
+
+def _cause(exc: BaseException) -> BaseException:
+    return exc.__cause__ if isinstance(exc, ConnectionInterrupted) and exc.__cause__ else exc
+
+
+def _fail_open(default: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Turn a Redis outage into ``default`` when IGNORE_EXCEPTIONS (the cache is lossy)."""
+
+    def decorator(method: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(method)
+        def wrapper(self: RedisRolesCache, *args: Any, **kwargs: Any) -> T:
+            try:
+                return method(self, *args, **kwargs)
+            except (ConnectionInterrupted, *_main_exceptions) as exc:
+                cause = _cause(exc)
+                if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+                    raise cause from None
+                _log_outage(cause)
+                return default() if callable(default) else default
+
+        return wrapper
+
+    return decorator
+
+
+def _afail_open(
+    default: Any = None,
+) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+    def decorator(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        @functools.wraps(method)
+        async def wrapper(self: RedisRolesCache, *args: Any, **kwargs: Any) -> T:
+            try:
+                return await method(self, *args, **kwargs)
+            except _main_exceptions as exc:
+                if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+                    raise
+                _log_outage(exc)
+                return default() if callable(default) else default
+
+        return wrapper
+
+    return decorator
+
+
+class RedisRolesCache(RedisCache):
+    """Django cache backend on the cache role's Redis, TTL mandatory.
+
+    ``LOCATION`` is optional (default: the cache role's URL); ``KEY_PREFIX``
+    defaults to ``"<REDISROLES KEY_PREFIX>:cache"``. OPTIONS: see docs/cache.md.
+    """
+
+    client: RedisRolesClient  # type: ignore[assignment]
+
+    def __init__(self, server: str | None, params: dict[str, Any]) -> None:
+        params = dict(params)
+        options = dict(params.get("OPTIONS") or {})
+        self._rr = cache_options(self._alias_of(params), options)
+        options.setdefault("CLIENT_CLASS", CLIENT_CLASS_PATH)
+        options["IGNORE_EXCEPTIONS"] = self._rr["IGNORE_EXCEPTIONS"]
+        params["OPTIONS"] = options
+        self._explicit_prefix: str | None = None
+        self._has_prefix = "KEY_PREFIX" in params
+        self._location = server or None
+        super().__init__(server or conf.role_url("cache"), params)
+        # django-redis's omit_exception (for the extras we do not override)
+        # logs through this logger.
+        self._log_ignored_exceptions = True
+        self.logger = _OutageLogger()  # type: ignore[assignment]
+
+    @staticmethod
+    def _alias_of(params: Mapping[str, Any]) -> str:
+        for alias, entry in getattr(settings, "CACHES", {}).items():
+            # Django pops BACKEND and LOCATION from params before calling us.
+            if all(entry.get(k) == params.get(k) for k in ("KEY_PREFIX", "OPTIONS", "TIMEOUT")):
+                return str(alias)
+        return "?"
+
+    # -- namespace ---------------------------------------------------------
+
+    @property  # type: ignore[override]
+    def key_prefix(self) -> str:
+        if self._explicit_prefix is not None:
+            return self._explicit_prefix
+        if self._prefix_generation != _generation:
+            self._default_prefix = default_key_prefix()
+            self._prefix_generation = _generation
+        return self._default_prefix
+
+    @key_prefix.setter
+    def key_prefix(self, value: str) -> None:
+        # BaseCache.__init__ assigns params.get("KEY_PREFIX", ""): only an
+        # explicit KEY_PREFIX overrides the role's namespace.
+        self._default_prefix = default_key_prefix()
+        self._prefix_generation = _generation
+        if getattr(self, "_has_prefix", True):
+            self._explicit_prefix = value
+        else:
+            self._has_prefix = True  # later assignments are explicit
+
+    def make_key(self, key: str, version: int | None = None) -> str:
+        return self.client.make_key(key, version=version)
+
+    # -- policies (used by the client) -----------------------------------------
+
+    def refuse_no_timeout(self, key: Any, what: str = "timeout=None") -> None:
+        """Raise TimeoutRequired unless OPTIONS['ALLOW_NO_TIMEOUT']."""
+        if self._rr["ALLOW_NO_TIMEOUT"]:
+            return
+        raise TimeoutRequired(
+            f"RedisRolesCache refuses {what} for key {key!r}: every cache key needs a TTL "
+            "(a key without one is never evicted by expiry and grows memory for ever). "
+            "Pass a timeout in seconds, or set OPTIONS['ALLOW_NO_TIMEOUT'] = True in this "
+            "CACHES entry to allow keys that never expire."
+        )
+
+    def large_value(self, nkey: str, size: int) -> bool:
+        """Apply ON_LARGE_VALUE to a value of ``size`` bytes; True to store it."""
+        limit = self._rr["MAX_VALUE_SIZE"]
+        policy = self._rr["ON_LARGE_VALUE"]
+        message = (
+            f"Cache value for key {nkey!r} is {size} bytes, above MAX_VALUE_SIZE "
+            f"({limit} bytes). Large values cost network and memory on every hit; "
+            "store big blobs elsewhere (object storage) and cache a reference, "
+            "or enable a COMPRESSOR."
+        )
+        if policy == "raise":
+            raise CacheValueTooLarge(message)
+        if policy == "refuse":
+            logger.warning("%s Not stored (ON_LARGE_VALUE='refuse').", message)
+            return False
+        logger.warning(message)
+        return True
+
+    # -- sync API: Django's semantics where django-redis differs ----------------
+
+    @_fail_open(default=False)
+    def set(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+        client: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        return self.client.set(key, value, timeout, version=version, client=client, nx=nx, xx=xx)
+
+    @_fail_open(default=False)
+    def add(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+        client: Any = None,
+    ) -> bool:
+        return self.client.set(key, value, timeout, version=version, client=client, nx=True)
+
+    @_fail_open(default=list)
+    def set_many(
+        self,
+        data: Mapping[str, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Any = None,
+        client: Any = None,
+    ) -> list[str]:
+        return self.client.set_many(data, timeout, version=version, client=client)
+
+    @_fail_open(default=False)
+    def touch(
+        self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: Any = None, client: Any = None
+    ) -> bool:
+        return self.client.touch(key, timeout, version=version, client=client)
+
+    def get(self, key: str, default: Any = None, version: Any = None, client: Any = None) -> Any:
+        # The hot path, inlined: one frame fewer than django-redis's own.
+        c = self.client
+        try:
+            raw = (client or c.get_client(write=False)).get(c.make_key(key, version=version))
+            return default if raw is None else c.decode(raw)
+        except (ConnectionInterrupted, *_main_exceptions) as exc:
+            cause = _cause(exc)
+            if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+                raise cause from None
+            _log_outage(cause)
+            return default
+
+    @_fail_open(default=False)
+    def has_key(self, key: str, version: Any = None, client: Any = None) -> bool:
+        return self.client.has_key(key, version=version, client=client)
+
+    @_fail_open(default=False)
+    def delete(self, key: str, version: Any = None, prefix: Any = None, client: Any = None) -> bool:
+        return bool(self.client.delete(key, version=version, prefix=prefix, client=client))
+
+    @_fail_open()
+    def delete_many(self, keys: Iterable[str], version: Any = None, client: Any = None) -> None:
+        self.client.delete_many(keys, version=version, client=client)
+
+    @_fail_open(default=0)
+    def clear(self) -> int:  # type: ignore[override]
+        """Remove this cache's keys only (SCAN + UNLINK), never FLUSHDB."""
+        return self.client.clear()
+
+    @_fail_open()
+    def incr(
+        self,
+        key: str,
+        delta: int = 1,
+        version: Any = None,
+        client: Any = None,
+        ignore_key_check: bool = False,
+    ) -> int:
+        return self.client.incr(
+            key, delta, version=version, client=client, ignore_key_check=ignore_key_check
+        )
+
+    @_fail_open()
+    def decr(self, key: str, delta: int = 1, version: Any = None, client: Any = None) -> int:
+        return self.client.decr(key, delta, version=version, client=client)
+
+    @_fail_open()
+    def incr_version(
+        self, key: str, delta: int = 1, version: Any = None, client: Any = None
+    ) -> int:
+        return self.client.incr_version(key, delta, version=version, client=client)
+
+    def decr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
+        return self.incr_version(key, -delta, version)
+
+    @_fail_open(default=False)
+    def persist(self, key: str, version: Any = None, client: Any = None) -> bool:
+        return self.client.persist(key, version=version, client=client)
+
+    @_fail_open(default=False)
+    def expire(self, key: str, timeout: Any, version: Any = None, client: Any = None) -> bool:
+        return self.client.expire(key, timeout, version=version, client=client)
+
+    @_fail_open(default=False)
+    def pexpire(self, key: str, timeout: Any, version: Any = None, client: Any = None) -> bool:
+        return self.client.pexpire(key, timeout, version=version, client=client)
+
+    @_fail_open()
+    def lock(
+        self, key: str, version: Any = None, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """django-redis's ``lock()`` (a redis-py Lock); ``timeout`` is required like any TTL."""
+        if timeout is None:
+            self.refuse_no_timeout(key, what="lock() without a timeout")
+        return self.client.lock(key, version=version, timeout=timeout, **kwargs)
+
+    def get_or_set(
+        self,
+        key: str,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        stale: float | None = None,
+        early: float | None = None,
+        lock_timeout: float | None = None,
+        wait: float | None = None,
+    ) -> Any:
+        """Django's get_or_set, stampede-safe: one caller computes, the others wait.
+
+        ``default`` may be a callable (called at most once per miss across all
+        processes sharing the cache). ``stale``: seconds a value is kept and
+        served past its timeout while one caller refreshes it; ``early``:
+        probabilistic early refresh factor (XFetch beta, 0 = off).
+        """
+        return stampede.get_or_set(
+            self,
+            key,
+            default,
+            timeout,
+            version,
+            stale=stale,
+            early=early,
+            lock_timeout=lock_timeout,
+            wait=wait,
+        )
+
+    # The extras that create keys of other types: give them a TTL if they have none.
+
+    def _ensure_ttl(self, key: str, version: Any = None) -> None:
+        ms = self.client.default_ttl_ms()
+        if ms:
+            nkey = self.client.make_key(key, version=version)
+            try:
+                self.client.get_client(write=True).execute_command("PEXPIRE", nkey, ms, "NX")
+            except _main_exceptions as exc:
+                _log_outage(exc)
+
+    def _with_ttl(name: str, dest_arg: int = 0) -> Any:  # type: ignore[misc]
+        parent = getattr(RedisCache, name)
+
+        @functools.wraps(parent)
+        def method(self: RedisRolesCache, *args: Any, **kwargs: Any) -> Any:
+            result = parent(self, *args, **kwargs)
+            version = kwargs.get("version_dest", kwargs.get("version"))
+            key = kwargs.get("dest") or kwargs.get("destination") or kwargs.get("key")
+            if key is None and len(args) > dest_arg:
+                key = args[dest_arg]
+            if key is not None:
+                self._ensure_ttl(key, version)
+            return result
+
+        return method
+
+    # Only those the installed django-redis has (the hash/zset ones are newer).
+    for _name, _dest in (
+        ("sadd", 0),
+        ("hset", 0),
+        ("zadd", 0),
+        ("zincrby", 0),
+        ("sdiffstore", 0),
+        ("sinterstore", 0),
+        ("sunionstore", 0),
+        ("smove", 1),
+    ):
+        if hasattr(RedisCache, _name):
+            locals()[_name] = _with_ttl(_name, _dest)
+    del _with_ttl, _name, _dest
+
+    # -- async API: redis.asyncio on the cache role's pooled client -------------
+
+    def _aclient(self, write: bool = True) -> Any:
+        client = self.client
+        if client._single_role:
+            return connections.get_async_redis("cache")
+        index = client.get_next_client_index(write=write)
+        if index in client._role_index:
+            return connections.get_async_redis("cache")
+        return async_url_client(client._server[index])
+
+    async def _aencode(self, nkey: str, value: Any) -> Any:
+        try:
+            return self.client.encode_checked(nkey, value)
+        except SynchronousOnlyOperation:
+            # Pickling an unevaluated QuerySet runs its query: that must happen
+            # in a thread, as Django's default aset() does for every call.
+            return await sync_to_async(self.client.encode_checked, thread_sensitive=True)(
+                nkey, value
+            )
+
+    async def aget(self, key: str, default: Any = None, version: Any = None) -> Any:
+        nkey = self.client.make_key(key, version=version)
+        try:
+            raw = await self._aclient(write=False).get(nkey)
+        except _main_exceptions as exc:
+            if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+                raise
+            _log_outage(exc)
+            return default
+        return default if raw is None else self.client.decode(raw)
+
+    @_afail_open(default=dict)
+    async def aget_many(self, keys: Iterable[str], version: Any = None) -> dict[str, Any]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        nkeys = [self.client.make_key(k, version=version) for k in keys]
+        values = await self._aclient(write=False).mget(nkeys)
+        return {
+            key: self.client.decode(raw)
+            for key, raw in zip(keys, values, strict=True)
+            if raw is not None
+        }
+
+    @_afail_open(default=False)
+    async def ahas_key(self, key: str, version: Any = None) -> bool:
+        nkey = self.client.make_key(key, version=version)
+        return bool(await self._aclient(write=False).exists(nkey))
+
+    @_afail_open(default=False)
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        client = self.client
+        nkey = client.make_key(key, version=version)
+        px = client.ttl_ms(key, timeout)
+        nvalue = await self._aencode(nkey, value)
+        redis_ = self._aclient()
+        if nvalue is None:
+            if not nx:
+                await redis_.delete(nkey)
+            return False
+        if px is not None and px <= 0:
+            if nx:
+                return not await redis_.exists(nkey)
+            return bool(await redis_.delete(nkey))
+        return bool(await redis_.set(nkey, nvalue, nx=nx, xx=xx, px=px))
+
+    async def aadd(
+        self,
+        key: str,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+    ) -> bool:
+        return await self.aset(key, value, timeout, version, nx=True)
+
+    @_afail_open(default=list)
+    async def aset_many(
+        self,
+        data: Mapping[str, Any],
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+    ) -> list[str]:
+        if not data:
+            return []
+        client = self.client
+        failed: list[str] = []
+        pipe = self._aclient().pipeline(transaction=False)
+        for key, value in data.items():
+            nkey = client.make_key(key, version=version)
+            px = client.ttl_ms(key, timeout)
+            nvalue = await self._aencode(nkey, value)
+            if nvalue is None:
+                failed.append(key)
+                pipe.delete(nkey)
+            elif px is not None and px <= 0:
+                pipe.delete(nkey)
+            else:
+                pipe.set(nkey, nvalue, px=px)
+        await pipe.execute()
+        return failed
+
+    @_afail_open(default=False)
+    async def atouch(
+        self,
+        key: str,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: Any = None,
+    ) -> bool:
+        client = self.client
+        px = client.ttl_ms(key, timeout)
+        nkey = client.make_key(key, version=version)
+        redis_ = self._aclient()
+        if px is None:
+            return bool(await redis_.persist(nkey) or await redis_.exists(nkey))
+        if px <= 0:
+            return bool(await redis_.delete(nkey))
+        return bool(await redis_.pexpire(nkey, px))
+
+    @_afail_open(default=False)
+    async def adelete(self, key: str, version: Any = None) -> bool:
+        return bool(await self._aclient().delete(self.client.make_key(key, version=version)))
+
+    @_afail_open()
+    async def adelete_many(self, keys: Iterable[str], version: Any = None) -> None:
+        nkeys = [self.client.make_key(k, version=version) for k in keys]
+        if nkeys:
+            await self._aclient().delete(*nkeys)
+
+    @_afail_open(default=0)
+    async def aclear(self) -> int:  # type: ignore[override]
+        """Async clear(): this cache's namespace only."""
+        redis_ = self._aclient()
+        removed = 0
+        batch: list[bytes] = []
+        async for key in redis_.scan_iter(match=self.client.namespace_pattern(), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                removed += await redis_.unlink(*batch)
+                batch = []
+        if batch:
+            removed += await redis_.unlink(*batch)
+        return removed
+
+    @_afail_open()
+    async def aincr(
+        self, key: str, delta: int = 1, version: Any = None, ignore_key_check: bool = False
+    ) -> int:
+        client = self.client
+        nkey = client.make_key(key, version=version)
+        ttl = client.default_ttl_ms()
+        redis_ = self._aclient()
+        try:
+            value = await redis_.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
+        except ResponseError as e:
+            pttl = await redis_.pttl(nkey)
+            if pttl == -2:
+                raise ValueError(f"Key {key!r} not found") from e
+            raw = await redis_.get(nkey)
+            new = (None if raw is None else client.decode(raw)) + delta
+            await self.aset(nkey, new, pttl / 1000 if pttl > 0 else DEFAULT_TIMEOUT)
+            return new
+        if value is None:
+            raise ValueError(f"Key {key!r} not found")
+        return int(value)
+
+    async def adecr(self, key: str, delta: int = 1, version: Any = None) -> int:
+        return await self.aincr(key, -delta, version)
+
+    @_afail_open()
+    async def aincr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
+        if version is None:
+            version = self.version
+        client = self.client
+        try:
+            await self._aclient().rename(
+                client.make_key(key, version=version), client.make_key(key, version=version + delta)
+            )
+        except ResponseError as e:
+            raise ValueError(f"Key {key!r} not found") from e
+        return version + delta
+
+    async def adecr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
+        return await self.aincr_version(key, -delta, version)
+
+    @_afail_open()
+    async def attl(self, key: str, version: Any = None) -> int | None:
+        """Async ``ttl()``: seconds left, None without expiry, 0 when missing."""
+        t = await self._aclient(write=False).ttl(self.client.make_key(key, version=version))
+        return None if t == -1 else max(t, 0)
+
+    async def aget_or_set(
+        self,
+        key: str,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        version: int | None = None,
+        *,
+        stale: float | None = None,
+        early: float | None = None,
+        lock_timeout: float | None = None,
+        wait: float | None = None,
+    ) -> Any:
+        """Async get_or_set(); ``default`` may be a callable returning an awaitable."""
+        return await stampede.aget_or_set(
+            self,
+            key,
+            default,
+            timeout,
+            version,
+            stale=stale,
+            early=early,
+            lock_timeout=lock_timeout,
+            wait=wait,
+        )
+
+    async def aclose(self, **kwargs: Any) -> None:
+        # The async client belongs to the role and its event loop, not to us.
+        return None
+
+
+__all__ = [
+    "BACKEND_PATH",
+    "CacheValueTooLarge",
+    "RedisRolesCache",
+    "TimeoutRequired",
+    "default_key_prefix",
+]

@@ -1,0 +1,394 @@
+"""The django-redis client under RedisRolesCache: role connections, TTL always.
+
+django-redis's ``DefaultClient`` does the (de)serializing, compression, key
+making and its extras (``ttl``, ``lock``, ``iter_keys``, ...). This subclass
+changes what RedisRolesCache promises differently:
+
+- connections come from ``django_redisroles.connections`` (the cache role's
+  shared pool), not from a pool of django-redis's own;
+- every write path gives the key a TTL (``set``, ``add``, ``set_many``,
+  ``incr`` creating a key, ``touch``, ``persist``, ``incr_version``);
+- ``clear()`` SCANs and UNLINKs this cache's namespace instead of FLUSHDB;
+- keys are validated like Django's own backends do (CacheKeyWarning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django_redis.client import DefaultClient
+from django_redis.client.default import _main_exceptions, glob_escape
+from django_redis.exceptions import ConnectionInterrupted
+from django_redis.util import CacheKey
+from redis.exceptions import ResponseError
+
+from .. import conf, connections
+
+if TYPE_CHECKING:
+    from .backend import RedisRolesCache
+
+logger = logging.getLogger("django_redisroles.cache")
+
+#: SCAN COUNT and UNLINK batch size of clear().
+CLEAR_BATCH = 1000
+
+# INCRBY that keeps Django's semantics (missing key -> error, unless asked to
+# create it) and never leaves the key without a TTL.
+INCR_LUA = b"""
+if redis.call('EXISTS', KEYS[1]) == 0 and ARGV[2] == '0' then return false end
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if tonumber(ARGV[3]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return value
+"""
+
+_MAX_KEY = 250
+
+# Clients of an explicit LOCATION that is not the cache role's URL. The role's
+# own URL always goes through connections.get_redis("cache").
+_url_lock = threading.Lock()
+_url_clients: dict[tuple[str, str], redis.Redis] = {}
+
+
+@receiver(setting_changed)
+def _drop_url_clients(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("REDISROLES", "CACHES"):
+        with _url_lock:
+            clients = list(_url_clients.values())
+            _url_clients.clear()
+        _async_url_clients.clear()
+        for client in clients:
+            client.connection_pool.disconnect()
+
+
+def _url_client(url: str) -> redis.Redis:
+    options = conf.role_options("cache")
+    key = (url, repr(sorted(options.items())))
+    client = _url_clients.get(key)
+    if client is None:
+        with _url_lock:
+            client = _url_clients.get(key)
+            if client is None:
+                pool = redis.ConnectionPool.from_url(url, **connections.pool_kwargs(options, url))
+                client = _url_clients[key] = redis.Redis(connection_pool=pool)
+    return client
+
+
+# Async clients of such a URL, per event loop (a redis.asyncio connection
+# cannot cross loops); they go away with their loop.
+_async_url_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_url_client(url: str) -> redis.asyncio.Redis:
+    loop = asyncio.get_running_loop()
+    by_url = _async_url_clients.setdefault(loop, {})
+    client = by_url.get(url)
+    if client is None:
+        options = conf.role_options("cache")
+        pool = redis.asyncio.ConnectionPool.from_url(
+            url, **connections.pool_kwargs(options, url, asyncio_=True)
+        )
+        client = by_url[url] = redis.asyncio.Redis.from_pool(pool)
+    return client
+
+
+class TimeoutRequired(ValueError):
+    """A write asked for a key without a TTL and the cache does not allow it."""
+
+
+class CacheValueTooLarge(ValueError):
+    """A value above ``MAX_VALUE_SIZE`` with ``ON_LARGE_VALUE = "raise"``."""
+
+
+class RedisRolesClient(DefaultClient):
+    """django-redis client on the cache role's pool, with mandatory TTLs."""
+
+    _backend: RedisRolesCache
+
+    def __init__(self, server: Any, params: dict[str, Any], backend: Any) -> None:
+        super().__init__(server, params, backend)
+        role_url = conf.role_url("cache")
+        # Servers equal to the role's URL use the role's pool, looked up on each
+        # call so a connections.reset() (settings change) is picked up.
+        self._role_index = {i for i, url in enumerate(self._server) if url == role_url}
+        self._single_role = len(self._server) == 1 and 0 in self._role_index
+        if not params.get("REVERSE_KEY_FUNCTION"):
+            # django-redis's default assumes a prefix without ":"; ours has one.
+            self.reverse_key = self._reverse_key
+        threshold = backend._rr["COMPRESS_MIN_SIZE"]
+        if threshold is not None and hasattr(self._compressor, "min_length"):
+            self._compressor.min_length = threshold
+
+    # -- connections -------------------------------------------------------
+
+    def _client_at(self, index: int) -> redis.Redis:
+        if index in self._role_index:
+            return connections.get_redis("cache")
+        return _url_client(self._server[index])
+
+    def get_client(self, write: bool = True, tried: list[int] | None = None) -> redis.Redis:
+        if self._single_role:
+            return connections.get_redis("cache")
+        return self._client_at(self.get_next_client_index(write=write, tried=tried))
+
+    def get_client_with_index(
+        self, write: bool = True, tried: list[int] | None = None
+    ) -> tuple[redis.Redis, int]:
+        if self._single_role:
+            return connections.get_redis("cache"), 0
+        index = self.get_next_client_index(write=write, tried=tried)
+        return self._client_at(index), index
+
+    def connect(self, index: int = 0) -> redis.Redis:
+        return self._client_at(index)
+
+    def do_close_clients(self) -> None:
+        # The pools are shared (role pool, per-URL pools): closing one cache
+        # (Django does at the end of each request) must not disconnect others.
+        return None
+
+    # -- keys --------------------------------------------------------------
+
+    def make_key(self, key: str, version: int | None = None, prefix: str | None = None) -> CacheKey:
+        if isinstance(key, CacheKey):
+            return key
+        backend = self._backend
+        if prefix is None:
+            prefix = backend._explicit_prefix
+            if prefix is None:
+                prefix = backend.key_prefix
+        made = backend.key_func(key, prefix, backend.version if version is None else version)
+        # Django's backends warn about keys memcached would refuse (CacheKeyWarning);
+        # so do we. A cheap conservative test first: Django's check is slow.
+        if len(made) > _MAX_KEY or " " in made or not made.isprintable():
+            backend.validate_key(made)
+        return CacheKey(made)
+
+    def _reverse_key(self, key: str) -> str:
+        prefix = self._backend.key_prefix + ":"
+        if key.startswith(prefix):
+            return key[len(prefix) :].split(":", 1)[-1]
+        return key.split(":", 2)[-1]
+
+    def namespace_pattern(self) -> str:
+        """SCAN pattern matching every key of this cache (all versions)."""
+        backend = self._backend
+        return backend.key_func("*", glob_escape(backend.key_prefix), "*")
+
+    # -- TTL policy ----------------------------------------------------------
+
+    def ttl_ms(self, key: Any, timeout: Any) -> int | None:
+        """Milliseconds to give ``key``: jittered, or None when "forever" is allowed.
+
+        Raises TimeoutRequired for ``timeout=None`` unless ALLOW_NO_TIMEOUT.
+        """
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self._backend.default_timeout
+        if timeout is None:
+            self._backend.refuse_no_timeout(key)
+            return None
+        ms = int(timeout * 1000)
+        jitter = self._backend._rr["TIMEOUT_JITTER"]
+        if jitter and ms > 0:
+            ms = max(1, round(ms * random.uniform(1 - jitter, 1 + jitter)))
+        return ms
+
+    def default_ttl_ms(self) -> int:
+        """TTL for a key created without one (incr); 0 when "forever" is allowed."""
+        ms = self.ttl_ms("(a key created by incr/sadd/hset/...)", DEFAULT_TIMEOUT)
+        if ms is None:
+            return 0
+        return max(ms, 1)
+
+    def encode_checked(self, nkey: str, value: Any) -> bytes | int | None:
+        """Encoded value, or None when it is too large and refused."""
+        nvalue = self.encode(value)
+        if (
+            isinstance(nvalue, bytes)
+            and len(nvalue) > self._backend._rr["MAX_VALUE_SIZE"]
+            and not self._backend.large_value(nkey, len(nvalue))
+        ):
+            return None
+        return nvalue
+
+    # -- writes ----------------------------------------------------------------
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        nkey = self.make_key(key, version=version)
+        px = self.ttl_ms(key, timeout)
+        nvalue = self.encode_checked(nkey, value)
+        write = client if client is not None else self.get_client(write=True)
+        try:
+            if nvalue is None:
+                # Refused: drop the old value too, so readers do not keep
+                # getting what the caller meant to replace (memcached does).
+                if not nx:
+                    write.delete(nkey)
+                return False
+            if px is not None and px <= 0:
+                # Django: a timeout <= 0 means "expire now".
+                if nx:
+                    return not bool(write.exists(nkey))
+                return bool(write.delete(nkey))
+            return bool(write.set(nkey, nvalue, nx=nx, xx=xx, px=px))
+        except _main_exceptions as e:
+            raise ConnectionInterrupted(connection=write) from e
+
+    def set_many(  # type: ignore[override]
+        self,
+        data: Mapping[str, Any],
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
+    ) -> list[str]:
+        """Like Django's: returns the keys that were not stored (refused as too large)."""
+        if not data:
+            return []
+        write = client if client is not None else self.get_client(write=True)
+        failed: list[str] = []
+        try:
+            pipe = write.pipeline(transaction=False)
+            for key, value in data.items():
+                nkey = self.make_key(key, version=version)
+                px = self.ttl_ms(key, timeout)  # per key: each gets its own jitter
+                nvalue = self.encode_checked(nkey, value)
+                if nvalue is None:
+                    failed.append(key)
+                    pipe.delete(nkey)
+                elif px is not None and px <= 0:
+                    pipe.delete(nkey)
+                else:
+                    pipe.set(nkey, nvalue, px=px)
+            pipe.execute()
+        except _main_exceptions as e:
+            raise ConnectionInterrupted(connection=write) from e
+        return failed
+
+    def touch(
+        self,
+        key: str,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
+    ) -> bool:
+        px = self.ttl_ms(key, timeout)
+        write = client if client is not None else self.get_client(write=True)
+        nkey = self.make_key(key, version=version)
+        try:
+            if px is None:
+                return bool(write.persist(nkey) or write.exists(nkey))
+            return bool(write.pexpire(nkey, max(px, 0)) if px > 0 else write.delete(nkey))
+        except _main_exceptions as e:
+            raise ConnectionInterrupted(connection=write) from e
+
+    def persist(self, key: str, version: int | None = None, client: Any = None) -> bool:
+        self._backend.refuse_no_timeout(key, what="persist()")
+        return super().persist(key, version=version, client=client)
+
+    def expire(
+        self, key: str, timeout: Any, version: int | None = None, client: Any = None
+    ) -> bool:
+        if timeout is None:
+            self._backend.refuse_no_timeout(key, what="expire(timeout=None)")
+            return self.persist(key, version=version, client=client)
+        return bool(super().expire(key, timeout, version=version, client=client))
+
+    def pexpire(
+        self, key: str, timeout: Any, version: int | None = None, client: Any = None
+    ) -> bool:
+        if timeout is None:
+            self._backend.refuse_no_timeout(key, what="pexpire(timeout=None)")
+            return self.persist(key, version=version, client=client)
+        return super().pexpire(key, timeout, version=version, client=client)
+
+    def _incr(
+        self,
+        key: str,
+        delta: int = 1,
+        version: int | None = None,
+        client: Any = None,
+        ignore_key_check: bool = False,
+    ) -> int:
+        write = client if client is not None else self.get_client(write=True)
+        nkey = self.make_key(key, version=version)
+        # Also fixes a key found without a TTL (written by another client).
+        ttl = self.default_ttl_ms()
+        try:
+            try:
+                value = write.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
+            except ResponseError as e:
+                # Not an integer in Redis (pickled value, or beyond 64 bits):
+                # read-modify-write keeping the remaining TTL, like django-redis.
+                pttl = write.pttl(nkey)
+                if pttl == -2:
+                    raise ValueError(f"Key {key!r} not found") from e
+                value = self.get(nkey, client=write) + delta
+                self.set(nkey, value, timeout=pttl / 1000 if pttl > 0 else DEFAULT_TIMEOUT)
+                return value
+        except _main_exceptions as e:
+            raise ConnectionInterrupted(connection=write) from e
+        if value is None:
+            raise ValueError(f"Key {key!r} not found")
+        return int(value)
+
+    def incr_version(
+        self, key: str, delta: int = 1, version: int | None = None, client: Any = None
+    ) -> int:
+        """Move the value to ``version + delta`` with RENAME: atomic, and the TTL moves with it."""
+        if version is None:
+            version = self._backend.version
+        write = client if client is not None else self.get_client(write=True)
+        old = self.make_key(key, version=version)
+        new = self.make_key(key, version=version + delta)
+        try:
+            write.rename(old, new)
+        except ResponseError as e:
+            raise ValueError(f"Key {key!r} not found") from e
+        except _main_exceptions as e:
+            raise ConnectionInterrupted(connection=write) from e
+        return version + delta
+
+    def clear(self, client: Any = None) -> int:  # type: ignore[override]
+        """UNLINK this cache's keys (SCAN in batches); never FLUSHDB. Returns the count."""
+        write = client if client is not None else self.get_client(write=True)
+        removed = 0
+        try:
+            batch: list[bytes] = []
+            for key in write.scan_iter(match=self.namespace_pattern(), count=CLEAR_BATCH):
+                batch.append(key)
+                if len(batch) >= CLEAR_BATCH:
+                    removed += write.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += write.unlink(*batch)
+        except _main_exceptions as e:
+            raise ConnectionInterrupted(connection=write) from e
+        return removed
+
+    def delete_many(
+        self, keys: Iterable[str], version: int | None = None, client: Any = None
+    ) -> int:
+        return super().delete_many(list(keys), version=version, client=client)

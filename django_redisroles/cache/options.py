@@ -1,0 +1,118 @@
+"""The ``CACHES[alias]["OPTIONS"]`` keys RedisRolesCache adds to django-redis's.
+
+One place for names, defaults and validation: the backend reads them through
+:func:`cache_options`, the system checks (``checks/cache.py``) report the
+problems :func:`option_problems` finds, and ``redisroles doctor`` reads the
+same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+BACKEND_PATH = "django_redisroles.cache.RedisRolesCache"
+
+#: Our OPTIONS and their defaults (django-redis's own OPTIONS pass through).
+DEFAULTS: dict[str, Any] = {
+    # Values above this many bytes (after serializing and compressing) are
+    # "large": warned about or refused. The seed: put big blobs in object storage.
+    "MAX_VALUE_SIZE": 1024 * 1024,
+    "ON_LARGE_VALUE": "warn",
+    # Every key gets a TTL unless the project says, here, that it wants keys
+    # that never expire.
+    "ALLOW_NO_TIMEOUT": False,
+    # +/- this fraction of each TTL, so keys written together expire apart.
+    "TIMEOUT_JITTER": 0.0,
+    # Compress values of at least this many bytes (needs COMPRESSOR); None:
+    # the compressor's own threshold.
+    "COMPRESS_MIN_SIZE": None,
+    # Stampede protection of get_or_set() / @cached.
+    "STALE_TIMEOUT": 0,
+    "EARLY_REFRESH": 0.0,
+    "LOCK_TIMEOUT": 10.0,
+    "LOCK_WAIT": None,  # None: LOCK_TIMEOUT
+    # A cache is lossy: a Redis outage is a miss, not a 500 (django-redis's
+    # own option; its default there is False).
+    "IGNORE_EXCEPTIONS": True,
+}
+
+ON_LARGE_VALUE_CHOICES: tuple[str, ...] = ("warn", "refuse", "raise")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(message, hint)`` for each bad value among our OPTIONS."""
+    problems: list[tuple[str, str]] = []
+    size = options.get("MAX_VALUE_SIZE", DEFAULTS["MAX_VALUE_SIZE"])
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        problems.append(
+            (
+                f"OPTIONS['MAX_VALUE_SIZE'] must be a positive number of bytes, got {size!r}.",
+                "For example 1048576 (1 MiB, the default).",
+            )
+        )
+    on_large = options.get("ON_LARGE_VALUE", DEFAULTS["ON_LARGE_VALUE"])
+    if on_large not in ON_LARGE_VALUE_CHOICES:
+        problems.append(
+            (
+                f"OPTIONS['ON_LARGE_VALUE'] is {on_large!r}.",
+                "Use one of: " + ", ".join(repr(c) for c in ON_LARGE_VALUE_CHOICES) + ".",
+            )
+        )
+    for name in ("ALLOW_NO_TIMEOUT", "IGNORE_EXCEPTIONS"):
+        value = options.get(name, DEFAULTS[name])
+        if not isinstance(value, bool):
+            problems.append((f"OPTIONS[{name!r}] must be True or False, got {value!r}.", ""))
+    jitter = options.get("TIMEOUT_JITTER", DEFAULTS["TIMEOUT_JITTER"])
+    if not _number(jitter) or not 0 <= jitter < 1:
+        problems.append(
+            (
+                f"OPTIONS['TIMEOUT_JITTER'] must be a fraction in [0, 1), got {jitter!r}.",
+                "For example 0.1 spreads TTLs over +/-10 %.",
+            )
+        )
+    compress = options.get("COMPRESS_MIN_SIZE")
+    if compress is not None and (
+        not isinstance(compress, int) or isinstance(compress, bool) or compress < 0
+    ):
+        problems.append(
+            (
+                f"OPTIONS['COMPRESS_MIN_SIZE'] must be a number of bytes, got {compress!r}.",
+                "For example 1024, with OPTIONS['COMPRESSOR'] set.",
+            )
+        )
+    for name in ("STALE_TIMEOUT", "EARLY_REFRESH"):
+        value = options.get(name, DEFAULTS[name])
+        if not _number(value) or value < 0:
+            problems.append((f"OPTIONS[{name!r}] must be a number >= 0, got {value!r}.", ""))
+    lock = options.get("LOCK_TIMEOUT", DEFAULTS["LOCK_TIMEOUT"])
+    if not _number(lock) or lock <= 0:
+        problems.append(
+            (
+                f"OPTIONS['LOCK_TIMEOUT'] must be a number of seconds > 0, got {lock!r}.",
+                "It bounds how long one loader may hold the single-flight lock; "
+                "make it longer than your slowest loader.",
+            )
+        )
+    wait = options.get("LOCK_WAIT")
+    if wait is not None and (not _number(wait) or wait < 0):
+        problems.append((f"OPTIONS['LOCK_WAIT'] must be seconds >= 0, got {wait!r}.", ""))
+    return problems
+
+
+def cache_options(alias: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Our OPTIONS with defaults filled in; ImproperlyConfigured on a bad value."""
+    problems = option_problems(options)
+    if problems:
+        message, hint = problems[0]
+        raise ImproperlyConfigured(f"CACHES[{alias!r}]: {message} {hint}".strip())
+    resolved = {name: options.get(name, default) for name, default in DEFAULTS.items()}
+    if resolved["LOCK_WAIT"] is None:
+        resolved["LOCK_WAIT"] = resolved["LOCK_TIMEOUT"]
+    return resolved

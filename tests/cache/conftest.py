@@ -1,0 +1,31 @@
+"""Fixtures of the cache role's tests: a RedisRolesCache on the shared test Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+
+from django_redisroles.cache import RedisRolesCache
+
+BACKEND = "django_redisroles.cache.RedisRolesCache"
+
+
+@pytest.fixture
+def make_cache(settings: Any) -> Callable[..., RedisRolesCache]:
+    """``make_cache(TIMEOUT=60, OPTIONS={...})`` -> CACHES["default"] rebuilt with that entry."""
+
+    def make(alias: str = "default", **entry: Any) -> RedisRolesCache:
+        entry.setdefault("TIMEOUT", 60)
+        settings.CACHES = {**settings.CACHES, alias: {"BACKEND": BACKEND, **entry}}
+        return caches[alias]  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture
+def rr_cache(make_cache: Callable[..., RedisRolesCache]) -> RedisRolesCache:
+    """The default cache as a RedisRolesCache with TIMEOUT=60."""
+    return make_cache()

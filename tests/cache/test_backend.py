@@ -1,0 +1,272 @@
+"""RedisRolesCache: the role's connections and namespace, django-redis's API, options."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+from django.core.cache import caches
+from django_redis import get_redis_connection
+
+from django_redisroles import connections
+from django_redisroles.cache import CacheValueTooLarge, RedisRolesCache, cached
+
+
+def test_location_defaults_to_the_cache_role_and_shares_its_pool(
+    rr_cache: RedisRolesCache,
+) -> None:
+    assert rr_cache._location is None
+    assert rr_cache.client.get_client() is connections.get_redis("cache")
+    assert get_redis_connection("default") is connections.get_redis("cache")
+
+
+def test_location_follows_the_cache_role_url(
+    settings: Any, make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    other = redis_factory()
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": {"cache": {"URL": other.url()}}}
+    c = make_cache()
+    c.set("k", "on the cache instance")
+    with other.client() as client:
+        assert client.get(c.make_key("k")) is not None
+    assert c.client.get_client() is connections.get_redis("cache")
+
+
+def test_explicit_location_to_another_server(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any, redis_client: redis.Redis
+) -> None:
+    other = redis_factory()
+    c = make_cache(LOCATION=other.url(3))
+    c.set("k", 1)
+    assert c.get("k") == 1
+    with other.client(3) as client:
+        assert client.exists(c.make_key("k")) == 1
+    assert redis_client.exists(c.make_key("k")) == 0
+
+
+async def test_explicit_location_async(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    other = redis_factory()
+    c = make_cache(LOCATION=other.url(2))
+    await c.aset("k", {"a": 1})
+    assert await c.aget("k") == {"a": 1}
+    with other.client(2) as client:
+        assert 0 < client.ttl(c.make_key("k")) <= 60
+
+
+def test_key_prefix_defaults_to_the_role_namespace(
+    settings: Any, make_cache: Callable[..., RedisRolesCache]
+) -> None:
+    c = make_cache()
+    assert c.key_prefix == "demo:cache"
+    assert c.make_key("user:1") == "demo:cache:1:user:1"
+    settings.REDISROLES = {**settings.REDISROLES, "KEY_PREFIX": "shop"}
+    assert caches["default"].make_key("x") == "shop:cache:1:x"
+    assert make_cache(KEY_PREFIX="mine").make_key("x") == "mine:1:x"
+
+
+def test_django_redis_extras_work(rr_cache: RedisRolesCache, redis_client: redis.Redis) -> None:
+    c = rr_cache
+    c.set_many({"user:1": 1, "user:2": 2, "post:1": 3})
+    assert sorted(c.iter_keys("user:*")) == ["user:1", "user:2"]
+    assert sorted(c.keys("*")) == ["post:1", "user:1", "user:2"]
+    assert c.ttl("user:1") == 60
+    assert c.expire("user:1", 500) is True and c.ttl("user:1") == 500
+    assert 0 < c.pttl("user:1") <= 500_000
+    assert c.delete_pattern("user:*") == 2
+    assert c.get("post:1") == 3
+    with c.lock("job", timeout=5):
+        assert redis_client.exists(c.make_key("job")) == 1
+    assert redis_client.exists(c.make_key("job")) == 0
+    assert c.incr("post:1", 10) == 13
+
+
+@pytest.mark.parametrize(
+    ("serializer", "decode"),
+    [
+        ("django_redis.serializers.json.JSONSerializer", lambda b: json.loads(b)),
+        ("django_redis.serializers.msgpack.MSGPackSerializer", lambda b: msgpack.loads(b)),
+    ],
+    ids=["json", "msgpack"],
+)
+def test_non_pickle_serializers(
+    make_cache: Callable[..., RedisRolesCache],
+    redis_client: redis.Redis,
+    serializer: str,
+    decode: Callable[[bytes], Any],
+) -> None:
+    c = make_cache(OPTIONS={"SERIALIZER": serializer})
+    value = {"id": 1, "name": "Ada", "tags": ["a", "b"]}
+    c.set("user:1", value)
+    assert c.get("user:1") == value
+    raw = redis_client.get(c.make_key("user:1"))
+    assert decode(raw) == value  # plain data in Redis: nothing to unpickle
+    assert c.get_or_set("n", 5) == 5 and c.incr("n") == 6
+
+
+def test_large_value_warns_by_default_with_key_and_size(
+    rr_cache: RedisRolesCache, caplog: Any
+) -> None:
+    big = "x" * (1024 * 1024 + 10)
+    with caplog.at_level(logging.WARNING, "django_redisroles.cache"):
+        assert rr_cache.set("big", big) is True
+    assert rr_cache.get("big") == big
+    (record,) = [r for r in caplog.records if "MAX_VALUE_SIZE" in r.getMessage()]
+    assert "'demo:cache:1:big'" in record.getMessage()
+    assert f"{len(rr_cache.client.encode(big))} bytes" in record.getMessage()
+
+
+def test_large_value_refused(make_cache: Callable[..., RedisRolesCache], caplog: Any) -> None:
+    c = make_cache(OPTIONS={"MAX_VALUE_SIZE": 100, "ON_LARGE_VALUE": "refuse"})
+    c.set("k", "small")
+    assert c.set("k", "y" * 200) is False
+    assert c.get("k") is None  # the old value is gone too, not served as if updated
+    assert c.set_many({"a": "ok", "b": "z" * 500}) == ["b"]
+    assert c.get("a") == "ok" and c.get("b") is None
+    assert c.get_or_set("c", "w" * 500) == "w" * 500  # computed value still returned
+    assert c.get("c") is None
+    assert "Not stored" in caplog.text
+
+
+async def test_large_value_refused_async(make_cache: Callable[..., RedisRolesCache]) -> None:
+    c = make_cache(OPTIONS={"MAX_VALUE_SIZE": 100, "ON_LARGE_VALUE": "refuse"})
+    assert await c.aset("k", "y" * 200) is False
+    assert await c.aset_many({"a": 1, "b": "z" * 500}) == ["b"]
+
+
+def test_large_value_raise(make_cache: Callable[..., RedisRolesCache]) -> None:
+    c = make_cache(OPTIONS={"MAX_VALUE_SIZE": 100, "ON_LARGE_VALUE": "raise"})
+    with pytest.raises(CacheValueTooLarge, match=r"'demo:cache:1:k' is \d+ bytes"):
+        c.set("k", "y" * 200)
+
+
+def test_compression_above_threshold(
+    make_cache: Callable[..., RedisRolesCache], redis_client: redis.Redis
+) -> None:
+    c = make_cache(
+        OPTIONS={
+            "COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor",
+            "COMPRESS_MIN_SIZE": 1000,
+        }
+    )
+    c.set("small", "a" * 500)
+    c.set("large", "a" * 5000)
+    small = redis_client.get(c.make_key("small"))
+    large = redis_client.get(c.make_key("large"))
+    assert len(small) > 500  # below the threshold: stored as is
+    assert len(large) < 200
+    zlib.decompress(large)  # really zlib
+    assert c.get("small") == "a" * 500 and c.get("large") == "a" * 5000
+
+
+def test_compression_keeps_a_compressible_value_under_the_limit(
+    make_cache: Callable[..., RedisRolesCache], caplog: Any
+) -> None:
+    c = make_cache(
+        OPTIONS={
+            "COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor",
+            "MAX_VALUE_SIZE": 1000,
+            "ON_LARGE_VALUE": "refuse",
+        }
+    )
+    assert c.set("k", "a" * 100_000) is True  # the size limit applies to what is sent
+    assert c.get("k") == "a" * 100_000
+
+
+def test_bad_options_raise_improperly_configured(
+    make_cache: Callable[..., RedisRolesCache],
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=r"CACHES\['default'\]: .*ON_LARGE_VALUE"):
+        make_cache(OPTIONS={"ON_LARGE_VALUE": "ignore"}).get("k")
+
+
+def test_redis_outage_is_a_miss_not_an_error(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any, caplog: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url())
+    c.set("k", 1)
+    server.kill()
+    calls = []
+    with caplog.at_level(logging.WARNING, "django_redisroles.cache"):
+        assert c.get("k", "default") == "default"
+        assert c.set("k", 2) is False
+        assert c.get_many(["k"]) == {}
+        assert c.get_or_set("k", lambda: calls.append(1) or "computed") == "computed"
+
+        @cached(60, cache="default")
+        def f() -> str:
+            calls.append(1)
+            return "fresh"
+
+        assert f() == "fresh"
+    assert len(calls) == 2
+    assert "Cache Redis unavailable" in caplog.text
+
+
+async def test_redis_outage_async(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url())
+    await c.aset("k", 1)
+    server.kill()
+    assert await c.aget("k", "default") == "default"
+    assert await c.aset("k", 2) is False
+    assert await c.aget_or_set("k", lambda: "computed") == "computed"
+
+
+def test_outage_raises_when_ignore_exceptions_is_off(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"IGNORE_EXCEPTIONS": False})
+    server.kill()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        c.get("k")
+
+
+def test_cached_key_forms(rr_cache: RedisRolesCache) -> None:
+    @cached(30)
+    def plain(a: int, b: int = 2) -> int:
+        return a + b
+
+    @cached(30, key=lambda a, b=2: f"sum:{a}:{b}")
+    def keyed(a: int, b: int = 2) -> int:
+        return a + b
+
+    assert plain(1) == 3 and plain(1, b=2) == 3
+    assert plain.key(1) == plain.key(1, 2) == plain.key(a=1, b=2)
+    assert plain.key(1).startswith(f"{__name__}.test_cached_key_forms.<locals>.plain:")
+    assert keyed(1) == 3 and rr_cache.get("sum:1:2") == 3
+    assert plain.invalidate(1) is True
+    assert rr_cache.get(plain.key(1)) is None
+    with pytest.raises(TypeError, match="needs a TTL"):
+        cached(lambda: None)  # type: ignore[arg-type]
+
+
+def test_outage_is_logged_once_not_per_call(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any, caplog: Any
+) -> None:
+    from django_redisroles.cache import backend
+
+    backend._last_outage_log = 0.0
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"IGNORE_EXCEPTIONS": True})
+    server.kill()
+    with caplog.at_level(logging.WARNING, "django_redisroles.cache"):
+        for _ in range(5):
+            assert c.get("k") is None
+            assert c.has_key("k") is False
+    records = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(records) == 1
+    assert "ConnectionError" in records[0].getMessage()

@@ -1,0 +1,75 @@
+"""The testproject's cached-user page (the seed's getUser)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import AsyncClient, Client
+
+from testproject import views_cache
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ada() -> Any:
+    return get_user_model().objects.create_user("ada", email="ada@example.com", password="x")
+
+
+def test_first_view_loads_from_the_database_then_hits_the_cache(
+    client: Client, ada: Any, redis_client: redis.Redis
+) -> None:
+    before = views_cache.loads["sync"]
+    first = client.get(f"/cache/user/?id={ada.pk}")
+    assert first.status_code == 200
+    assert b"cache miss" in first.content and b"ada@example.com" in first.content
+    second = client.get(f"/cache/user/?id={ada.pk}")
+    assert b"cache hit" in second.content and b"ada@example.com" in second.content
+    assert views_cache.loads["sync"] == before + 1
+    key = f"demo:cache:1:user:{ada.pk}"
+    # TTL 300 + 30 s stale window, +/-10 % jitter (testproject settings)
+    assert 296 <= redis_client.ttl(key) <= 363
+
+
+def test_drop_the_cached_copy(client: Client, ada: Any) -> None:
+    client.get(f"/cache/user/?id={ada.pk}")
+    response = client.post("/cache/user/", {"id": ada.pk})
+    assert response.status_code == 302
+    assert cache.get(f"user:{ada.pk}") is None
+    assert b"cache miss" in client.get(f"/cache/user/?id={ada.pk}").content
+
+
+def test_missing_user_is_cached_too(client: Client) -> None:
+    before = views_cache.loads["sync"]
+    for _ in range(3):
+        response = client.get("/cache/user/?id=999")
+        assert b"No such user" in response.content
+    assert views_cache.loads["sync"] == before + 1
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "9" * 30])
+def test_bad_id_is_a_400_not_a_500(client: Client, value: str) -> None:
+    assert client.get(f"/cache/user/?id={value}").status_code == 400
+    assert client.get(f"/cache/user/async/?id={value}").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)  # the async ORM runs in another thread
+async def test_async_view_shares_the_cache_with_the_sync_one(ada: Any) -> None:
+    client = AsyncClient()
+    first = await client.get(f"/cache/user/async/?id={ada.pk}")
+    assert first.status_code == 200 and b"cache miss" in first.content
+    second = await client.get(f"/cache/user/async/?id={ada.pk}")
+    assert b"cache hit" in second.content and b"(async view)" in second.content
+    assert await cache.aget(f"user:{ada.pk}") == {
+        **{k: getattr(ada, k) for k in ("id", "username", "first_name", "last_name", "email")},
+        "date_joined": ada.date_joined,
+    }
+
+
+def test_home_page_links_to_the_demo(client: Client) -> None:
+    content = client.get("/").content
+    assert b'href="/cache/user/"' in content and b'href="/cache/user/async/"' in content
