@@ -56,13 +56,13 @@ DEFAULT_MAX_VALUE_SIZE = 1_048_576
 JSON_SCHEMA_VERSION = 1
 DOCTOR_CLIENT_NAME = "redisroles-doctor"
 
-#: The oldest Redis each role is supported on, and why (the feature that needs it).
+#: The oldest Redis each role is supported on, and why.
+_BASELINE = (
+    "the supported baseline: django-redisroles is tested on Redis 7.0+ only (its Lua "
+    "scripts rely on 7.0's script semantics; older servers are untested)"
+)
 ROLE_MIN_VERSION: dict[str, tuple[tuple[int, int], str]] = {
-    "cache": ((7, 0), "the supported baseline (GETEX and SET ... KEEPTTL for touch need 6.2)"),
-    "sessions": ((7, 0), "EXPIRE ... GT/NX on the per-user session index (7.0)"),
-    "ratelimit": ((7, 0), "Lua scripts using EXPIRE ... NX (7.0)"),
-    "pubsub": ((7, 0), "capped replay streams: XADD ... MAXLEN ~ ... LIMIT, XAUTOCLAIM (6.2+)"),
-    "locks": ((7, 0), "SET ... NX PX and EXPIRE ... GT/XX for renewal (7.0)"),
+    role: ((7, 0), _BASELINE) for role in ("cache", "sessions", "ratelimit", "pubsub", "locks")
 }
 
 
@@ -383,15 +383,22 @@ def cache_namespaces() -> list[tuple[str, int]]:
 
 
 def pubsub_stream_cap(default: int) -> tuple[int, bool]:
-    """The replay streams' configured length cap, and whether the role sets one."""
-    # The pubsub role owns the name of its cap setting; any positive integer
-    # setting named like a max length (REPLAY_MAXLEN, STREAM_MAX_LEN, ...) is it.
-    for name, value in conf.role_settings("pubsub").items():
-        upper = name.upper()
-        named_like_a_cap = "MAXLEN" in upper or "MAX_LEN" in upper
-        if named_like_a_cap and type(value) is int and value > 0:
-            return value, True
-    return default, False
+    """The replay streams' configured length cap, and whether one is configured.
+
+    The pubsub role's ``REPLAY_MAXLEN``, or the largest ``replay_maxlen`` of a
+    redisroles channel layer's CONFIG (a layer may raise it for its groups).
+    """
+    caps: list[int] = []
+    value = conf.role_settings("pubsub").get("REPLAY_MAXLEN")
+    if type(value) is int and value > 0:
+        caps.append(value)
+    for layer in (getattr(settings, "CHANNEL_LAYERS", None) or {}).values():
+        if not str(layer.get("BACKEND", "")).startswith("django_redisroles.pubsub"):
+            continue
+        value = (layer.get("CONFIG") or {}).get("replay_maxlen")
+        if type(value) is int and value > 0:
+            caps.append(value)
+    return (max(caps), True) if caps else (default, False)
 
 
 def role_namespaces(role: str) -> list[Namespace]:

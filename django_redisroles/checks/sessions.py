@@ -114,12 +114,13 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     try:
         sessions_url = conf.role_url("sessions")
+        cache_urls = list(_cache_urls())
     except Exception:  # noqa: BLE001 - malformed REDISROLES is reported by E001-E004
         return messages
     sessions_server = server_of(sessions_url)
     if sessions_server is None:
         return messages
-    for where, url in _cache_urls():
+    for where, url in cache_urls:
         if server_of(url) == sessions_server:
             messages.append(
                 Warning(
