@@ -57,6 +57,19 @@ CACHES = {
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"  # replaced by the sessions role
 
 # --- role: ratelimit -----------------------------------------------------------
+# Rules for RateLimitMiddleware (added to MIDDLEWARE below); per-view limits
+# are @rate_limit decorators in testproject/urls_ratelimit.py.
+REDISROLES["ROLES"]["ratelimit"].update(
+    {
+        "RULES": [
+            {"path": "/ratelimit/middleware/", "rate": "20/m", "key": "ip", "name": "demo-mw"},
+        ],
+        "HEADERS_ON_ALLOWED": True,  # the demo shows its budget on every response
+        "PROBLEM_JSON_PATHS": ["/ratelimit/api/"],
+        # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"].
+        "TRUSTED_PROXIES": [],
+    }
+)
 
 # --- role: pubsub ---------------------------------------------------------------
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # replaced
@@ -69,6 +82,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication, so rules can key on the user.
+    "django_redisroles.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

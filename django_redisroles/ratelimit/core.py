@@ -70,6 +70,10 @@ class InvalidRate(ImproperlyConfigured):
     """A rate string that cannot be parsed (``"60/m"``, ``"100/10m"`` are fine)."""
 
 
+class UnknownKey(ImproperlyConfigured):
+    """A rate-limit key that is neither a known kind nor a callable."""
+
+
 @dataclass(frozen=True)
 class Rate:
     """``limit`` requests per ``period`` seconds."""
@@ -160,9 +164,7 @@ def compile_key(spec: str | Callable[[HttpRequest], Any]) -> tuple[str, KeyFunc,
 
         return label, _callable_key, False
     if not isinstance(spec, str):
-        raise ImproperlyConfigured(
-            f"A rate-limit key must be a string or a callable, got {spec!r}."
-        )
+        raise UnknownKey(f"A rate-limit key must be a string or a callable, got {spec!r}.")
     if spec == "ip":
         return spec, _ip_key, False
     if spec == "user":
@@ -193,9 +195,7 @@ def compile_key(spec: str | Callable[[HttpRequest], Any]) -> tuple[str, KeyFunc,
                 return f"post:{name}:{request.POST.get(name, '')}"
 
             return spec, _post_key, False
-    raise ImproperlyConfigured(
-        f"Unknown rate-limit key {spec!r}; use one of: {', '.join(KEY_KINDS)}."
-    )
+    raise UnknownKey(f"Unknown rate-limit key {spec!r}; use one of: {', '.join(KEY_KINDS)}.")
 
 
 def _short_hash(value: str, size: int) -> str:
@@ -412,6 +412,7 @@ def clear_state() -> None:
     _state = None
     _outage_until = 0.0
     _last_logged.clear()
+    identity.configure(None)
 
 
 @receiver(setting_changed)
@@ -531,7 +532,8 @@ def _decide(st: State, applied: list[Policy], reply: list[int]) -> RateLimitResu
 
 def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimitResult:
     global _outage_until
-    if st.outage_backoff > 0:
+    backing_off = isinstance(error, _Outage)
+    if st.outage_backoff > 0 and not backing_off:
         _outage_until = time.monotonic() + st.outage_backoff
     blocked = False
     for policy in applied:
@@ -539,7 +541,8 @@ def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimit
             shadow = st.shadow if policy.shadow is None else policy.shadow
             if not shadow:
                 blocked = True
-    _log_failure(st, error, blocked)
+    if not backing_off:
+        _log_failure(st, error, blocked)
     return RateLimitResult([], limited=False, blocked=blocked, error=error)
 
 

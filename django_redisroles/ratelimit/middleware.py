@@ -101,7 +101,7 @@ def compile_rule(raw: Any, index: int) -> Rule:
             slot=SLOT,
         )
     except ImproperlyConfigured as exc:
-        raise ImproperlyConfigured(f"RULES[{index}]: {exc}") from None
+        raise type(exc)(f"RULES[{index}]: {exc}") from None
     return Rule(paths, frozenset(url_names), policy)
 
 

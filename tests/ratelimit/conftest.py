@@ -22,3 +22,13 @@ def commandstats(client) -> dict[str, int]:
     """Calls per command, from INFO commandstats."""
     stats = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@pytest.fixture
+def ratelimit_settings(settings):
+    """``ratelimit_settings(RULES=[...], ...)``: set the ratelimit role's settings."""
+
+    def configure(**role: object) -> None:
+        settings.REDISROLES = {**settings.REDISROLES, "ROLES": {"ratelimit": role}}
+
+    return configure
