@@ -439,20 +439,53 @@ class PolicyResult:
         return self.policy.rate.limit
 
 
-@dataclass(slots=True)
 class RateLimitResult:
     """What ``request.ratelimit`` holds: the outcome of every policy of one check.
 
     ``limited``: some policy is over its limit. ``blocked``: the request is
     answered with 429 (or the fail-closed status) instead of the view.
-    ``error``: Redis could not be asked; the failure policy decided.
+    ``shadowed``: a shadow-mode policy would have refused it. ``error``: Redis
+    could not be asked; the failure policy decided. ``results``: one
+    ``PolicyResult`` per policy that applied (built on first access: the hot
+    path of an allowed request never needs them).
     """
 
-    results: list[PolicyResult]
-    limited: bool = False
-    blocked: bool = False
-    shadowed: bool = False
-    error: BaseException | None = None
+    __slots__ = ("_applied", "_reply", "_results", "blocked", "error", "limited", "shadowed")
+
+    def __init__(
+        self,
+        results: list[PolicyResult] | None = None,
+        limited: bool = False,
+        blocked: bool = False,
+        shadowed: bool = False,
+        error: BaseException | None = None,
+        *,
+        applied: Sequence[Policy] = (),
+        reply: Sequence[int] = (),
+    ) -> None:
+        self._results = results
+        self._applied = applied
+        self._reply = reply
+        self.limited = limited
+        self.blocked = blocked
+        self.shadowed = shadowed
+        self.error = error
+
+    @property
+    def results(self) -> list[PolicyResult]:
+        if self._results is None:
+            reply = self._reply
+            self._results = [
+                PolicyResult(
+                    policy,
+                    reply[4 * i] == 1,
+                    reply[4 * i + 1],
+                    reply[4 * i + 2] / 1000,
+                    reply[4 * i + 3] / 1000,
+                )
+                for i, policy in enumerate(self._applied)
+            ]
+        return self._results
 
     @property
     def failed(self) -> bool:
@@ -460,24 +493,32 @@ class RateLimitResult:
 
     @property
     def retry_after(self) -> float:
+        """Seconds until every policy would allow a request (0 when not limited)."""
         denied = [r.retry_after for r in self.results if not r.allowed]
         return max(denied) if denied else 0.0
 
     @property
     def remaining(self) -> int | None:
+        """Requests left under the tightest policy (None when no policy applied)."""
         return min((r.remaining for r in self.results), default=None)
 
-    def __bool__(self) -> bool:  # "if request.ratelimit.limited" reads better; this too
+    def __bool__(self) -> bool:
         return self.limited
+
+    def __repr__(self) -> str:
+        return (
+            f"<RateLimitResult limited={self.limited} blocked={self.blocked} "
+            f"failed={self.failed} results={self.results!r}>"
+        )
 
     def merge(self, other: RateLimitResult) -> RateLimitResult:
         """Combine two checks of one request (middleware + decorator)."""
         return RateLimitResult(
-            results=self.results + other.results,
-            limited=self.limited or other.limited,
-            blocked=self.blocked or other.blocked,
-            shadowed=self.shadowed or other.shadowed,
-            error=self.error or other.error,
+            self.results + other.results,
+            self.limited or other.limited,
+            self.blocked or other.blocked,
+            self.shadowed or other.shadowed,
+            self.error or other.error,
         )
 
 
@@ -487,10 +528,17 @@ _outage_until = 0.0
 _last_logged: dict[str, float] = {}
 
 
+_LAZY_USER: Any = object()
+
+
 def _prepare(
-    st: State, policies: Sequence[Policy], request: HttpRequest, user: Any
+    st: State, policies: Sequence[Policy], request: HttpRequest, user: Any = _LAZY_USER
 ) -> tuple[list[Policy], list[str]]:
-    """The policies that apply to ``request`` and the EVALSHA command for them."""
+    """The policies that apply to ``request`` and the EVALSHA command for them.
+
+    This is the per-request hot path: no settings reads, no allocations beyond
+    the command itself.
+    """
     applied: list[Policy] = []
     keys: list[str] = []
     argv: list[str] = []
@@ -500,34 +548,30 @@ def _prepare(
     for policy in policies:
         if policy.methods is not None and method not in policy.methods:
             continue
+        if policy.needs_user and user is _LAZY_USER:
+            user = getattr(request, "user", None)
         ident = policy.key_fn(request, user)
         if ident is None:
             continue
         algo = policy.algorithm or default
         applied.append(policy)
         keys.append(base + policy.tails[algo] + ident_hash(ident))
-        argv.extend(policy.argsets[algo])
+        argv += policy.argsets[algo]
     return applied, ["EVALSHA", SCRIPT_SHA, str(len(keys)), *keys, *argv]
 
 
 def _decide(st: State, applied: list[Policy], reply: list[int]) -> RateLimitResult:
-    results: list[PolicyResult] = []
-    limited = blocked = shadowed = False
+    if 0 not in reply[::4]:  # every policy allowed it: the common case, kept cheap
+        return RateLimitResult(None, applied=applied, reply=reply)
+    blocked = shadowed = False
     for i, policy in enumerate(applied):
-        j = 4 * i
-        allowed = reply[j] == 1
-        results.append(
-            PolicyResult(policy, allowed, reply[j + 1], reply[j + 2] / 1000, reply[j + 3] / 1000)
-        )
-        if not allowed:
-            limited = True
+        if reply[4 * i] != 1:
             shadow = st.shadow if policy.shadow is None else policy.shadow
             if shadow:
                 shadowed = True
             elif policy.block:
                 blocked = True
-    result = RateLimitResult(results, limited, blocked, shadowed)
-    return result
+    return RateLimitResult(None, True, blocked, shadowed, applied=applied, reply=reply)
 
 
 def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimitResult:
@@ -571,9 +615,9 @@ def check(
     request: HttpRequest, policies: Sequence[Policy], st: State | None = None
 ) -> RateLimitResult:
     """Count ``request`` against ``policies`` in one Redis round trip (sync)."""
-    st = st or state()
-    user = getattr(request, "user", None) if any(p.needs_user for p in policies) else None
-    applied, args = _prepare(st, policies, request, user)
+    if st is None:
+        st = _state or _build_state()
+    applied, args = _prepare(st, policies, request)
     if not applied:
         return RateLimitResult([])
     if _outage_until and time.monotonic() < _outage_until:
@@ -611,7 +655,8 @@ async def acheck(
     request: HttpRequest, policies: Sequence[Policy], st: State | None = None
 ) -> RateLimitResult:
     """Count ``request`` against ``policies`` in one Redis round trip (native asyncio)."""
-    st = st or state()
+    if st is None:
+        st = _state or _build_state()
     user = await _auser(request) if any(p.needs_user for p in policies) else None
     applied, args = _prepare(st, policies, request, user)
     if not applied:

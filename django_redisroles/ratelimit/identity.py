@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -39,10 +39,10 @@ class ProxyConfig:
     header: str = "x-forwarded-for"
     ipv4_prefix: int = 32
     ipv6_prefix: int = 64
+    meta_key: str = field(init=False)
 
-    @property
-    def meta_key(self) -> str:
-        return PROXY_HEADERS[self.header]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "meta_key", PROXY_HEADERS[self.header])
 
     @classmethod
     def from_settings(cls, s: Mapping[str, Any]) -> ProxyConfig:
@@ -182,7 +182,9 @@ def _walk(remote: str, header_value: str) -> str:
 
 def client_ip(request: HttpRequest) -> str:
     """The client's address (grouped: an IPv6 /64 by default) for rate limiting."""
-    cfg = _config or _current()
+    cfg = _config
+    if cfg is None:
+        cfg = _current()
     meta = request.META
     remote = meta.get("REMOTE_ADDR") or ""
     if cfg.trusted:
