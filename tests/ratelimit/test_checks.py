@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-from django.test import override_settings
 
 from django_redisroles.checks.ratelimit import (
     check_middleware,
@@ -80,11 +79,12 @@ def test_manage_py_check_reports_them(role) -> None:
     assert "redisroles.E031" in str(excinfo.value)
 
 
-def test_proxied_without_trusted_proxies_warns(role) -> None:
-    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
-        assert ids(check_proxies()) == ["redisroles.W031"]
-        role(TRUSTED_PROXIES=["10.0.0.0/8"])
-        assert check_proxies() == []
+def test_proxied_without_trusted_proxies_warns(role, settings) -> None:
+    assert check_proxies() == []
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert ids(check_proxies()) == ["redisroles.W031"]
+    role(TRUSTED_PROXIES=["10.0.0.0/8"])
+    assert check_proxies() == []
 
 
 def test_rules_without_middleware_warn(role, settings) -> None:
