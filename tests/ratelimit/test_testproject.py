@@ -42,9 +42,12 @@ def test_stacked_per_user_and_per_ip(client) -> None:
 def test_middleware_rule(client) -> None:
     codes = [client.get("/ratelimit/middleware/").status_code for _ in range(21)]
     assert codes == [200] * 20 + [429]
-    assert json.loads(client.get("/ratelimit/middleware/", REMOTE_ADDR="198.51.100.5").content)[
-        "limits"
-    ][0]["policy"] == "demo-mw"
+    assert (
+        json.loads(client.get("/ratelimit/middleware/", REMOTE_ADDR="198.51.100.5").content)[
+            "limits"
+        ][0]["policy"]
+        == "demo-mw"
+    )
 
 
 async def test_async_demo_view(async_client) -> None:
