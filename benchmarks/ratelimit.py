@@ -62,7 +62,9 @@ def configure(url: str) -> None:
 # --------------------------------------------------------------------------- limiters
 
 
-def make_limiters(url: str, rate: str, ident: str = "203.0.113.9") -> dict[str, Callable[[], bool]]:
+def make_limiters(
+    url: str, rate: str, ident: str = "203.0.113.9", views: bool = False
+) -> dict[str, Callable[[], bool]]:
     """name -> a function doing one check (True = allowed), all for the same client."""
     from django.test import RequestFactory
     from django_ratelimit.core import is_ratelimited
@@ -84,6 +86,34 @@ def make_limiters(url: str, rate: str, ident: str = "203.0.113.9") -> dict[str, 
         return not is_ratelimited(request, group="bench", key="ip", rate=rate, increment=True)
 
     limiters["django-ratelimit (django-redis)"] = django_ratelimit
+    if views:
+        # The whole decorator path, as a view sees it (both refuse with an exception/429).
+        from django.http import HttpResponse
+        from django_ratelimit.decorators import ratelimit
+
+        from django_redisroles.ratelimit import rate_limit
+
+        def view(request: Any) -> HttpResponse:
+            return HttpResponse("ok")
+
+        ours_view = rate_limit(rate, key="ip", group="bench-view")(view)
+        peer_view = ratelimit(key="ip", rate=rate, block=False, group="bench-view")(view)
+        # Both annotate the request (and would merge with an earlier annotation):
+        # a fresh request per call would cost more than the check, so clear it.
+        ours_request = RequestFactory().get("/api/", REMOTE_ADDR=ident)
+        peer_request = RequestFactory().get("/api/", REMOTE_ADDR=ident)
+
+        def ours_decorated() -> bool:
+            ours_request.__dict__.pop("ratelimit", None)
+            return ours_view(ours_request).status_code == 200
+
+        def peer_decorated() -> bool:
+            peer_request.__dict__.pop("limited", None)
+            peer_view(peer_request)
+            return not peer_request.limited
+
+        limiters["redisroles @rate_limit view"] = ours_decorated
+        limiters["django-ratelimit @ratelimit view"] = peer_decorated
 
     store = storage.RedisStorage(url)
     item = parse(
@@ -260,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         url = server.url()
         configure(url)
         redis_version = server.client().info("server")["redis_version"]
-        limiters = make_limiters(url, "1000000000/m")
+        limiters = make_limiters(url, "1000000000/m", views=True)
         cases: dict[str, Callable[[], bool]] = {
             "bare redis-py EVALSHA (ceiling)": bare_evalsha(url)
         }
@@ -268,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = throughput(cases, opts.seconds, opts.rounds)
         for name, fn in cases.items():
             rows[name]["round_trips"], rows[name]["commands"] = round_trips(server, fn)
-        for name in limiters:
+        for name in make_limiters(url, "1/s"):
             rows[name]["concurrent_passed"] = concurrency(server, url, name)
             rows[name]["boundary_passed"] = boundary(server, url, name)
 

@@ -8,12 +8,13 @@ whole seconds, rounded up.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .core import PolicyResult, RateLimitResult, State, ceil_seconds
+from .core import PolicyResult, RateLimitResult, State, acheck, ceil_seconds, check
 from .signals import ratelimited
 
 logger = logging.getLogger("django_redisroles.ratelimit")
@@ -114,8 +115,6 @@ def process_sync(
     request: HttpRequest, policies: Any, st: State, get_response: Any, sender: Any
 ) -> Any:
     """Check, then call ``get_response(request)`` or refuse (sync views and middleware)."""
-    from .core import check
-
     result = check(request, policies, st)
     _attach(request, result)
     if result.limited or result.blocked:
@@ -132,10 +131,6 @@ async def process_async(
     request: HttpRequest, policies: Any, st: State, get_response: Any, sender: Any
 ) -> Any:
     """Check on the native asyncio client, then await ``get_response()`` or refuse."""
-    import inspect
-
-    from .core import acheck
-
     result = await acheck(request, policies, st)
     _attach(request, result)
     if result.limited or result.blocked:

@@ -198,3 +198,21 @@ def test_gcra_steady_rate_never_exceeds_limit_per_window(redis_client) -> None:
     for i, t in enumerate(steady):
         in_window = [u for u in steady[i:] if u < t + 1.0]
         assert len(in_window) <= 10 + 1  # +1: a window can catch both ends of a 100 ms step
+
+
+def _sleep_until(redis_client, period: float, fraction: float) -> None:
+    """Sleep until ``fraction`` of the way into the next ``period``-second window (Redis clock)."""
+    now = _redis_seconds(redis_client)
+    target = (now // period + 1) * period + fraction * period
+    time.sleep(target - now)
+
+
+def test_sliding_window_weighs_the_previous_window(redis_client) -> None:
+    policy = make_policy("4/2s", "ip", algorithm="sliding", group="slide")
+    _sleep_until(redis_client, 2.0, 0.05)
+    assert [check(req(), [policy]).limited for _ in range(5)] == [False] * 4 + [True]
+    # 62.5 % into the next window, 37.5 % of the previous one still counts: 1.5 of 4
+    _sleep_until(redis_client, 2.0, 0.625)
+    results = [check(req(), [policy]) for _ in range(3)]
+    assert [r.limited for r in results] == [False, False, True]
+    assert 0 < results[2].retry_after <= 0.5  # until enough of the old window slid out

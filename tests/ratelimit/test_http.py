@@ -130,6 +130,12 @@ def test_methods_on_decorator(client) -> None:
 
 def test_class_based_views(client) -> None:
     assert statuses(client, "/class/", 3) == [200, 200, 429]
+    assert statuses(client, "/method/", 3) == [200, 200, 429]  # method_decorator
+
+
+def test_middleware_and_decorator_results_are_merged(client, ratelimit_settings) -> None:
+    ratelimit_settings(RULES=[{"path": "/both/", "rate": "9/m", "name": "rule"}])
+    assert json.loads(client.get("/both/").content) == {"policies": ["decorator", "rule"]}
 
 
 def test_shadow_mode_counts_logs_and_signals_but_never_refuses(
@@ -227,6 +233,12 @@ async def test_async_middleware(async_client, ratelimit_settings) -> None:
     ratelimit_settings(RULES=[{"path": "/plain/", "rate": "2/m"}])
     codes = [(await async_client.get("/plain/")).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+async def test_async_headers_on_allowed(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(HEADERS_ON_ALLOWED=True)
+    response = await async_client.get("/async-ip/")
+    assert response["RateLimit"].startswith('"ip-3-per-60s";r=2;')
 
 
 async def test_async_class_based_view(async_client) -> None:

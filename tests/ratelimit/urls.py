@@ -6,6 +6,7 @@ import threading
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from django.utils.decorators import method_decorator
 from django.views import View
 
 from django_redisroles.ratelimit import rate_limit
@@ -72,7 +73,22 @@ class AsyncClassView(View):
         return HttpResponse("ok")
 
 
+class MethodDecoratedView(View):
+    @method_decorator(rate_limit("2/m", key="ip"))
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+
+def _both(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"policies": sorted(r.policy.name for r in request.ratelimit.results)})
+
+
+both_view = rate_limit("5/m", key="ip", name="decorator")(_both)
+
+
 urlpatterns = [
+    path("method/", MethodDecoratedView.as_view()),
+    path("both/", both_view),
     path("ip/", ip_view, name="ip"),
     path("async-ip/", async_ip_view, name="async-ip"),
     path("async-thread/", async_thread_view),
