@@ -202,9 +202,18 @@ def _short_hash(value: str, size: int) -> str:
     return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=size).hexdigest()
 
 
-@lru_cache(maxsize=16384)
+_cached_hash = lru_cache(maxsize=16384)(lambda ident: _short_hash(ident, 12))
+
+
 def ident_hash(ident: str) -> str:
-    """Hash of a client identity: bounded, injection-free key part (cached: hot path)."""
+    """Hash of a client identity: a bounded, injection-free key part.
+
+    Short identities (addresses, user ids) are cached: they are the hot path.
+    Long ones (a header value a client chose) are not, so a client cannot fill
+    the cache with large strings.
+    """
+    if len(ident) <= 128:
+        return _cached_hash(ident)
     return _short_hash(ident, 12)
 
 

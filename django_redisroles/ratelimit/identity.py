@@ -190,7 +190,9 @@ def client_ip(request: HttpRequest) -> str:
     if cfg.trusted:
         value = meta.get(cfg.meta_key)
         if value:
-            return _walk(remote, value)
+            if len(value) <= 256:  # a long chain is walked uncached: no cache filling
+                return _walk(remote, value)
+            return _walk.__wrapped__(remote, value)
     elif not _warned_untrusted_header and cfg.meta_key in meta:
         _warn_untrusted_header(remote)
     return _group(remote)

@@ -147,6 +147,10 @@ class RateLimitMiddleware:
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
+        # Built now, when the server loads its middleware: a bad RULES entry is
+        # ImproperlyConfigured at start-up even where system checks never run
+        # (gunicorn, uvicorn), not a 500 on every request.
+        state()
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             # Django's handler checks this to await us instead of wrapping us in a thread.

@@ -253,3 +253,11 @@ async def test_async_user_key(async_client) -> None:
     await sync_to_async(async_client.force_login)(user)
     codes = [(await async_client.get("/async-user/")).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_bad_rules_fail_when_middleware_loads(ratelimit_settings) -> None:
+    from django_redisroles.ratelimit import RateLimitMiddleware
+
+    ratelimit_settings(RULES=[{"path": "/api/", "rate": "lots"}])
+    with pytest.raises(ImproperlyConfigured, match="RULES\\[0\\]: Invalid rate 'lots'"):
+        RateLimitMiddleware(lambda request: HttpResponse())

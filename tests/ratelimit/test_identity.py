@@ -80,3 +80,10 @@ def test_untrusted_proxy_header_is_logged_once(caplog) -> None:
             ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7")
     warnings = [r for r in caplog.records if "TRUSTED_PROXIES" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_long_header_chains_are_walked_too(proxies) -> None:
+    proxies(TRUSTED_PROXIES=["10.0.0.0/8"])
+    chain = ", ".join(["1.1.1.1"] * 100 + ["198.51.100.7", "10.0.0.9"])
+    assert len(chain) > 256
+    assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR=chain) == "198.51.100.7"
