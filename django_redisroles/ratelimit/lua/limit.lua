@@ -13,7 +13,9 @@
 -- request, milliseconds until the policy is fully reset, milliseconds until
 -- a request would be allowed (0 when allowed).
 
-local t = redis.call('TIME')
+local call, tonumber, floor, ceil, max, fmt = redis.call, tonumber, math.floor, math.ceil, math.max, string.format
+
+local t = call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS
 local algo, limit, period, st, allow = {}, {}, {}, {}, {}
@@ -26,14 +28,14 @@ for i = 1, n do
   algo[i], limit[i], period[i] = a, l, p
   if a == 3 then
     -- GCRA: theoretical arrival time; a burst of `l` from idle, then one per p/l.
-    local tat = tonumber(redis.call('GET', KEYS[i])) or now
+    local tat = tonumber(call('GET', KEYS[i])) or now
     if tat < now then tat = now end
     st[i] = tat
     -- 1 microsecond of slack absorbs float rounding of p/l.
     allow[i] = tat + p / l - now <= p + 1
   else
-    local win = math.floor(now / p)
-    local v = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
+    local win = floor(now / p)
+    local v = call('HMGET', KEYS[i], 'w', 'c', 'p')
     local w, c, prev = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or 0
     if w == nil then
       c, prev = 0, 0
@@ -62,14 +64,14 @@ for i = 1, n do
     local tat = st[i]
     if ok then
       tat = tat + T
-      redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+      call('SET', KEYS[i], fmt('%.17g', tat), 'PX', ceil((tat - now) / 1000) + 1)
       retry = 0
     elseif allow[i] then
       retry = 0
     else
       retry = tat + T - p - now
     end
-    remaining = math.floor((p - (tat - now)) / T + 1e-6)
+    remaining = floor((p - (tat - now)) / T + 1e-6)
     reset = tat - now
   else
     local win, c, prev = st[i][1], st[i][2], st[i][3]
@@ -78,8 +80,8 @@ for i = 1, n do
       c = c + 1
       local ttl = window_end - now
       if a == 2 then ttl = ttl + p end
-      redis.call('HSET', KEYS[i], 'w', win, 'c', c, 'p', prev)
-      redis.call('PEXPIRE', KEYS[i], math.ceil(ttl / 1000) + 1)
+      call('HSET', KEYS[i], 'w', win, 'c', c, 'p', prev)
+      call('PEXPIRE', KEYS[i], ceil(ttl / 1000) + 1)
     end
     if a == 1 then
       remaining = l - c
@@ -88,7 +90,7 @@ for i = 1, n do
     else
       local elapsed = now - win * p
       local est = prev * (p - elapsed) / p + c
-      remaining = math.floor(l - est + 1e-6)
+      remaining = floor(l - est + 1e-6)
       if c > 0 then reset = window_end + p - now else reset = window_end - now end
       if allow[i] then
         retry = 0
@@ -97,7 +99,7 @@ for i = 1, n do
         retry = p * (1 - (l - c - 1) / prev) - elapsed
       else
         -- wait for the next window, where this window becomes the previous one
-        retry = window_end - now + math.max(0, p * (1 - (l - 1) / c))
+        retry = window_end - now + max(0, p * (1 - (l - 1) / c))
       end
     end
   end
@@ -106,7 +108,7 @@ for i = 1, n do
   if retry < 0 then retry = 0 end
   out[4 * i - 3] = (allow[i] and 1) or 0
   out[4 * i - 2] = remaining
-  out[4 * i - 1] = math.ceil(reset / 1000)
-  out[4 * i] = math.ceil(retry / 1000)
+  out[4 * i - 1] = ceil(reset / 1000)
+  out[4 * i] = ceil(retry / 1000)
 end
 return out
