@@ -320,6 +320,9 @@ def make_policy(
         raise ImproperlyConfigured(f"block must be True or False, got {block!r}.")
     if shadow is not None and not isinstance(shadow, bool):
         raise ImproperlyConfigured(f"shadow must be True, False or None, got {shadow!r}.")
+    if not isinstance(name, str) or not all(" " <= ch <= "~" for ch in name):
+        # it goes into the RateLimit headers
+        raise ImproperlyConfigured(f"name must be printable ASCII, got {name!r}.")
     return Policy(
         rate=parse_rate(rate),
         key=key,

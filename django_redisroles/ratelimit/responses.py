@@ -33,6 +33,11 @@ def _binding(result: RateLimitResult) -> PolicyResult | None:
     return best
 
 
+def _sf_string(value: str) -> str:
+    """A structured-field string (RFC 8941): quoted, with quotes and backslashes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def add_headers(response: HttpResponse, result: RateLimitResult, mode: str) -> None:
     """Set the rate-limit header fields of ``result`` on ``response``."""
     if mode == "none" or not result.results:
@@ -42,12 +47,13 @@ def add_headers(response: HttpResponse, result: RateLimitResult, mode: str) -> N
     if mode in ("ietf", "both"):
         existing = response.headers.get("RateLimit-Policy")
         policies = ", ".join(
-            f'"{r.policy.name}";q={r.policy.rate.limit};w={r.policy.rate.period}'
+            f"{_sf_string(r.policy.name)};q={r.policy.rate.limit};w={r.policy.rate.period}"
             for r in result.results
         )
         response.headers["RateLimit-Policy"] = f"{existing}, {policies}" if existing else policies
         response.headers["RateLimit"] = (
-            f'"{binding.policy.name}";r={binding.remaining};t={ceil_seconds(binding.reset_after)}'
+            f"{_sf_string(binding.policy.name)};r={binding.remaining};"
+            f"t={ceil_seconds(binding.reset_after)}"
         )
     if mode in ("legacy", "both"):
         response.headers["X-RateLimit-Limit"] = str(binding.policy.rate.limit)
@@ -90,7 +96,9 @@ def finish_limited(
 def limited_response(request: HttpRequest, result: RateLimitResult, st: State) -> Any:
     """The refusal: the RESPONSE callable's, else the default (may be a coroutine)."""
     if st.response is not None:
-        return st.response(request, result)
+        response = st.response(request, result)
+        if response is not None:
+            return response
     return default_response(request, result, st)
 
 
@@ -139,6 +147,8 @@ async def process_async(
         response = limited_response(request, result, st)
         if inspect.isawaitable(response):
             response = await response
+        if response is None:  # an async RESPONSE callable that declined
+            response = default_response(request, result, st)
         return finish_limited(request, result, st, response)
     response = await get_response()
     if st.headers_on_allowed and response is not None:

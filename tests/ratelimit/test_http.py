@@ -189,6 +189,8 @@ def test_bad_arguments_fail_at_decoration_time() -> None:
         ({"rate": "5/m", "key": "header:"}, "Unknown rate-limit key"),
         ({"rate": "5/m", "algorithm": "leaky"}, "Unknown rate-limit algorithm"),
         ({"rate": "5/m", "fail": "maybe"}, "fail must be"),
+        ({"rate": "5/m", "name": "per\nuser"}, "printable ASCII"),
+        ({"rate": "5/m", "block": "yes"}, "block must be"),
     ]:
         with pytest.raises(ImproperlyConfigured, match=needle):
             rate_limit(**kwargs)(view)
