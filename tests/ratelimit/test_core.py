@@ -161,26 +161,29 @@ def _redis_seconds(client) -> float:
 
 def test_gcra_has_no_window_boundary_burst(redis_client) -> None:
     """The seed's fixed window lets 2x the limit through around a boundary; GCRA does not."""
-    gcra = make_policy("10/s", "ip", algorithm="gcra", group="gcra")
-    fixed = make_policy("10/s", "ip", algorithm="fixed", group="fixed")
-    # just before a whole second (the fixed window's boundary), by Redis' clock
-    now = _redis_seconds(redis_client)
-    time.sleep((1 - now % 1) - 0.05 if now % 1 < 0.9 else (2 - now % 1) - 0.05)
-    started = time.monotonic()
-    passed = {"gcra": 0, "fixed": 0}
-    for _ in range(10):
-        passed["gcra"] += not check(req(), [gcra]).limited
-        passed["fixed"] += not check(req(), [fixed]).limited
-    time.sleep(max(0.0, 0.06 - (time.monotonic() - started)))  # cross the boundary
-    for _ in range(10):
-        passed["gcra"] += not check(req(), [gcra]).limited
-        passed["fixed"] += not check(req(), [fixed]).limited
-    elapsed = time.monotonic() - started
-    # GCRA admits the burst plus one per 100 ms elapsed, whatever the clock says.
-    assert passed["gcra"] <= 10 + int(elapsed / 0.1)
-    if elapsed < 0.1:
-        assert passed["gcra"] == 10
-        assert passed["fixed"] == 20  # the boundary burst GCRA prevents
+    for attempt in range(3):  # a loaded machine may stretch the 60 ms scenario; retry it
+        gcra = make_policy("10/s", "ip", algorithm="gcra", group=f"gcra{attempt}")
+        fixed = make_policy("10/s", "ip", algorithm="fixed", group=f"fixed{attempt}")
+        # just before a whole second (the fixed window's boundary), by Redis' clock
+        now = _redis_seconds(redis_client)
+        time.sleep((1 - now % 1) - 0.05 if now % 1 < 0.9 else (2 - now % 1) - 0.05)
+        started = time.monotonic()
+        passed = {"gcra": 0, "fixed": 0}
+        for _ in range(10):
+            passed["gcra"] += not check(req(), [gcra]).limited
+            passed["fixed"] += not check(req(), [fixed]).limited
+        time.sleep(max(0.0, 0.06 - (time.monotonic() - started)))  # cross the boundary
+        for _ in range(10):
+            passed["gcra"] += not check(req(), [gcra]).limited
+            passed["fixed"] += not check(req(), [fixed]).limited
+        elapsed = time.monotonic() - started
+        # GCRA admits the burst plus one per 100 ms elapsed, whatever the clock says.
+        assert passed["gcra"] <= 10 + int(elapsed / 0.1)
+        if elapsed < 0.1:
+            assert passed["gcra"] == 10
+            assert passed["fixed"] == 20  # the boundary burst GCRA prevents
+            return
+    pytest.fail("could not run the 60 ms boundary scenario in under 100 ms in 3 attempts")
 
 
 def test_gcra_steady_rate_never_exceeds_limit_per_window(redis_client) -> None:
