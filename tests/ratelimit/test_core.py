@@ -219,3 +219,13 @@ def test_sliding_window_weighs_the_previous_window(redis_client) -> None:
     results = [check(req(), [policy]) for _ in range(3)]
     assert [r.limited for r in results] == [False, False, True]
     assert 0 < results[2].retry_after <= 0.5  # until enough of the old window slid out
+
+
+async def test_async_check_reloads_the_script_too(redis_client) -> None:
+    from django_redisroles.ratelimit import acheck
+
+    policy = make_policy("5/m", "ip", group="t-async")
+    assert not (await acheck(req(), [policy])).limited
+    redis_client.script_flush()
+    result = await acheck(req(), [policy])
+    assert not result.failed and result.remaining == 3
