@@ -70,7 +70,6 @@ def rate_limit(
         if getattr(view, "_ratelimit_self", None) is view:  # another @rate_limit: merge
             inner, existing = view._ratelimit_view, getattr(view, _POLICIES)
         grp = group or (existing[0].group if existing else _default_group(inner))
-        slot = existing[0].slot or existing[0].group if existing else None
         policy = make_policy(
             rate,
             key,
@@ -81,7 +80,6 @@ def rate_limit(
             shadow=shadow,
             fail=fail,
             name=name,
-            slot=slot,
         )
         return _wrap(inner, (*existing, policy))
 
@@ -137,7 +135,6 @@ def _decorate_class(
     existing: tuple[Policy, ...] = cls.__dict__.get(_POLICIES, ())
     original = cls.__dict__.get("_ratelimit_dispatch") or cls.dispatch
     grp = group or (existing[0].group if existing else _default_group(cls))
-    slot = existing[0].slot or existing[0].group if existing else None
     policy = make_policy(
         rate,
         key,
@@ -148,7 +145,6 @@ def _decorate_class(
         shadow=shadow,
         fail=fail,
         name=name,
-        slot=slot,
     )
     policies = (*existing, policy)
     if getattr(cls, "view_is_async", False):

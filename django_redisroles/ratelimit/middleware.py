@@ -44,7 +44,7 @@ RULE_KEYS: frozenset[str] = frozenset(
     }
 )
 
-#: All middleware keys share one hash tag, so a request's rules hit one cluster slot.
+#: Rules without an explicit group share this hash tag: a request's rules hit one cluster slot.
 SLOT = "middleware"
 
 
@@ -98,7 +98,10 @@ def compile_rule(raw: Any, index: int) -> Rule:
             shadow=raw.get("shadow"),
             fail=raw.get("fail"),
             name=raw.get("name", ""),
-            slot=SLOT,
+            # Rules without a group share one hash tag (one request's rules, one
+            # cluster slot); a named group keeps its own, so the same group can be
+            # shared with a decorator.
+            slot=None if raw.get("group") else SLOT,
         )
     except ImproperlyConfigured as exc:
         raise type(exc)(f"RULES[{index}]: {exc}") from None

@@ -229,3 +229,21 @@ async def test_async_check_reloads_the_script_too(redis_client) -> None:
     redis_client.script_flush()
     result = await acheck(req(), [policy])
     assert not result.failed and result.remaining == 3
+
+
+def test_a_named_group_is_one_budget_wherever_it_is_stacked() -> None:
+    from django.http import HttpResponse
+
+    from django_redisroles.ratelimit import rate_limit
+
+    def a(request):
+        return HttpResponse()
+
+    def b(request):
+        return HttpResponse()
+
+    # the shared "search" budget, stacked on different per-view limits
+    view_a = rate_limit("2/m", group="search")(rate_limit("100/m")(a))
+    view_b = rate_limit("2/m", group="search")(rate_limit("50/m")(b))
+    codes = [view_a(req()).status_code, view_b(req()).status_code, view_a(req()).status_code]
+    assert codes == [200, 200, 429]
