@@ -69,7 +69,7 @@ def rate_limit(
         inner, existing = view, ()
         if getattr(view, "_ratelimit_self", None) is view:  # another @rate_limit: merge
             inner, existing = view._ratelimit_view, getattr(view, _POLICIES)
-        grp = group or (existing[0].group if existing else _default_group(inner))
+        grp = group or _default_group(inner)  # stacked defaults share the view's group
         policy = make_policy(
             rate,
             key,
@@ -112,9 +112,9 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
     functools.update_wrapper(wrapper, view)
     setattr(wrapper, _POLICIES, policies)
     wrapper._ratelimit_view = view
-    wrapper._ratelimit_self = (
-        wrapper  # functools.wraps copies attributes; this one tells copies apart
-    )
+    # functools.wraps copies attributes onto other decorators' wrappers; this
+    # one tells our own wrapper apart from such copies.
+    wrapper._ratelimit_self = wrapper
     return wrapper
 
 
@@ -134,7 +134,7 @@ def _decorate_class(
         raise ImproperlyConfigured(f"@rate_limit on a class needs a Django View, got {cls!r}.")
     existing: tuple[Policy, ...] = cls.__dict__.get(_POLICIES, ())
     original = cls.__dict__.get("_ratelimit_dispatch") or cls.dispatch
-    grp = group or (existing[0].group if existing else _default_group(cls))
+    grp = group or _default_group(cls)
     policy = make_policy(
         rate,
         key,

@@ -247,3 +247,7 @@ def test_a_named_group_is_one_budget_wherever_it_is_stacked() -> None:
     view_b = rate_limit("2/m", group="search")(rate_limit("50/m")(b))
     codes = [view_a(req()).status_code, view_b(req()).status_code, view_a(req()).status_code]
     assert codes == [200, 200, 429]
+    # ... and a default-group limit stacked on it stays the view's own
+    view_c = rate_limit("1/m")(rate_limit("5/m", group="other")(a))
+    view_d = rate_limit("1/m")(rate_limit("5/m", group="other")(b))
+    assert [view_c(req()).status_code, view_d(req()).status_code] == [200, 200]
