@@ -114,6 +114,10 @@ def notify(request: HttpRequest, result: RateLimitResult, sender: Any) -> None:
     ratelimited.send(sender=sender, request=request, result=result)
 
 
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
 def _attach(request: HttpRequest, result: RateLimitResult) -> None:
     previous = getattr(request, "ratelimit", None)
     request.ratelimit = previous.merge(result) if isinstance(previous, RateLimitResult) else result  # type: ignore[attr-defined]
@@ -128,7 +132,14 @@ def process_sync(
     if result.limited or result.blocked:
         notify(request, result, sender)
     if result.blocked:
-        return finish_limited(request, result, st, limited_response(request, result, st))
+        response = limited_response(request, result, st)
+        if inspect.isawaitable(response):  # an async RESPONSE on the sync path
+            from asgiref.sync import async_to_sync
+
+            response = async_to_sync(_await)(response)
+        if response is None:
+            response = default_response(request, result, st)
+        return finish_limited(request, result, st, response)
     response = get_response()
     if st.headers_on_allowed and response is not None:
         add_headers(response, result, st.headers)

@@ -263,3 +263,22 @@ def test_bad_rules_fail_when_middleware_loads(ratelimit_settings) -> None:
     ratelimit_settings(RULES=[{"path": "/api/", "rate": "lots"}])
     with pytest.raises(ImproperlyConfigured, match="RULES\\[0\\]: Invalid rate 'lots'"):
         RateLimitMiddleware(lambda request: HttpResponse())
+
+
+async def async_response(request, result: RateLimitResult) -> HttpResponse:
+    return HttpResponse("async refusal", status=429)
+
+
+def test_async_response_callable_on_a_sync_view(client, ratelimit_settings) -> None:
+    ratelimit_settings(RESPONSE=async_response)
+    statuses(client, "/ip/", 3)
+    response = client.get("/ip/")
+    assert response.content == b"async refusal" and "Retry-After" in response
+
+
+async def test_async_response_callable_on_an_async_view(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(RESPONSE=async_response)
+    for _ in range(3):
+        await async_client.get("/async-ip/")
+    response = await async_client.get("/async-ip/")
+    assert response.content == b"async refusal" and "Retry-After" in response
