@@ -79,7 +79,24 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
         "RETRY_AFTER": 5,
     },
-    "ratelimit": {},
+    "ratelimit": {
+        "ENABLED": True,  # False: every limit is off (checks still validate settings)
+        "RULES": [],  # middleware rules: [{"path": "/api/", "rate": "60/m", "key": "ip"}, ...]
+        "ALGORITHM": "gcra",  # default of rules and decorators: "fixed", "sliding", "gcra"
+        "FAIL": "open",  # when Redis is unreachable: "open" (let through) or "closed"
+        "FAIL_STATUS": 503,  # status of a fail-closed refusal (429 or 503)
+        "FAIL_LOG_INTERVAL": 60,  # seconds between two "Redis unreachable" log lines
+        "OUTAGE_BACKOFF": 1.0,  # seconds to skip Redis after an error (failure policy applies)
+        "SHADOW": False,  # True: count and log/signal, never refuse (dry run)
+        "TRUSTED_PROXIES": [],  # networks whose proxy header is believed
+        "PROXY_HEADER": "X-Forwarded-For",  # or "Forwarded" (RFC 7239)
+        "IPV4_PREFIX": 32,  # clients are grouped by these prefix lengths
+        "IPV6_PREFIX": 64,
+        "HEADERS": "ietf",  # "ietf" (RateLimit-Policy/RateLimit), "legacy", "both", "none"
+        "HEADERS_ON_ALLOWED": False,  # also send them on responses that were let through
+        "RESPONSE": None,  # callable or dotted path: (request, result) -> HttpResponse
+        "PROBLEM_JSON_PATHS": [],  # path prefixes answered with application/problem+json
+    },
     # Channel layer options (each overridable per layer in CHANNEL_LAYERS[...]["CONFIG"],
     # lower-cased); see docs/pubsub.md.
     "pubsub": {

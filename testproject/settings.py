@@ -68,6 +68,19 @@ SESSION_ENGINE = "django_redisroles.sessions"
 SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "redisroles.W021"]
 
 # --- role: ratelimit -----------------------------------------------------------
+# Rules for RateLimitMiddleware (added to MIDDLEWARE below); per-view limits
+# are @rate_limit decorators in testproject/urls_ratelimit.py.
+REDISROLES["ROLES"]["ratelimit"].update(
+    {
+        "RULES": [
+            {"path": "/ratelimit/middleware/", "rate": "20/m", "key": "ip", "name": "demo-mw"},
+        ],
+        "HEADERS_ON_ALLOWED": True,  # the demo shows its budget on every response
+        "PROBLEM_JSON_PATHS": ["/ratelimit/api/"],
+        # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"].
+        "TRUSTED_PROXIES": [],
+    }
+)
 
 # --- role: pubsub ---------------------------------------------------------------
 # One Channels layer on the pubsub role's Redis (REDISROLES, no separate host);
@@ -101,6 +114,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication, so rules can key on the user.
+    "django_redisroles.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -2,9 +2,64 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import URLPattern, path
+
+from django_redisroles.ratelimit import rate_limit
+
+
+def _budget(request: HttpRequest) -> list[dict[str, object]]:
+    result = getattr(request, "ratelimit", None)
+    if result is None:
+        return []
+    return [
+        {
+            "policy": r.policy.name,
+            "limit": r.policy.rate.limit,
+            "period_s": r.policy.rate.period,
+            "remaining": r.remaining,
+            "allowed": r.allowed,
+        }
+        for r in result.results
+    ]
+
+
+@rate_limit("60/m", key="ip", algorithm="fixed")
+def api(request: HttpRequest) -> JsonResponse:
+    """The seed's limit (60 a minute per IP, fixed window), made atomic."""
+    return JsonResponse({"ok": True, "limits": _budget(request)})
+
+
+@rate_limit("30/m", key="ip", name="per-ip")
+@rate_limit("10/m", key="user", name="per-user")
+def stacked(request: HttpRequest) -> HttpResponse:
+    """Per-user and per-IP limits, checked in one Redis round trip."""
+    return render(request, "testproject/ratelimit/stacked.html", {"limits": _budget(request)})
+
+
+@rate_limit("10/m", key="ip", algorithm="sliding")
+async def async_api(request: HttpRequest) -> JsonResponse:
+    """An async view: the check runs on redis.asyncio, no thread hop."""
+    return JsonResponse({"ok": True, "limits": _budget(request)})
+
+
+def middleware_limited(request: HttpRequest) -> JsonResponse:
+    """Limited by the RULES setting (20/m per IP), not by a decorator."""
+    return JsonResponse({"ok": True, "limits": _budget(request)})
+
 
 #: (title, url name) pairs listed on the home page.
-DEMO_LINKS: list[tuple[str, str]] = []
+DEMO_LINKS: list[tuple[str, str]] = [
+    ("API view, 60/minute per IP (JSON; 429 problem+json when over)", "ratelimit-api"),
+    ("Stacked: 10/minute per user + 30/minute per IP", "ratelimit-stacked"),
+    ("Async view, 10/minute per IP (sliding window)", "ratelimit-async"),
+    ("Middleware rule, 20/minute per IP", "ratelimit-middleware"),
+]
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    path("api/", api, name="ratelimit-api"),
+    path("stacked/", stacked, name="ratelimit-stacked"),
+    path("async/", async_api, name="ratelimit-async"),
+    path("middleware/", middleware_limited, name="ratelimit-middleware"),
+]

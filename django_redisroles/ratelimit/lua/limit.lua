@@ -1,0 +1,114 @@
+-- django-redisroles rate limiter: every policy of one request, in one call.
+--
+-- KEYS[i]      one key per policy (all keys of one request share a hash tag)
+-- ARGV[3i-2]   algorithm: 1 fixed window, 2 sliding window counter, 3 GCRA
+-- ARGV[3i-1]   limit (requests per period, >= 1)
+-- ARGV[3i]     period in microseconds
+--
+-- All or nothing: the request is counted against every policy only when
+-- every policy has room; a rejected request consumes nothing. The clock is
+-- Redis' own (TIME), so app servers with skewed clocks agree.
+--
+-- Returns 4 integers per policy: allowed (1/0), remaining after this
+-- request, milliseconds until the policy is fully reset, milliseconds until
+-- a request would be allowed (0 when allowed).
+
+local call, tonumber, floor, ceil, max, fmt = redis.call, tonumber, math.floor, math.ceil, math.max, string.format
+
+local t = call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #KEYS
+local algo, limit, period, st, allow = {}, {}, {}, {}, {}
+local ok = true
+
+for i = 1, n do
+  local a = tonumber(ARGV[3 * i - 2])
+  local l = tonumber(ARGV[3 * i - 1])
+  local p = tonumber(ARGV[3 * i])
+  algo[i], limit[i], period[i] = a, l, p
+  if a == 3 then
+    -- GCRA: theoretical arrival time; a burst of `l` from idle, then one per p/l.
+    local tat = tonumber(call('GET', KEYS[i])) or now
+    if tat < now then tat = now end
+    st[i] = tat
+    -- 1 microsecond of slack absorbs float rounding of p/l.
+    allow[i] = tat + p / l - now <= p + 1
+  else
+    local win = floor(now / p)
+    local v = call('HMGET', KEYS[i], 'w', 'c', 'p')
+    local w, c, prev = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or 0
+    if w == nil then
+      c, prev = 0, 0
+    elseif w == win - 1 then
+      prev, c = c, 0
+    elseif w ~= win then
+      c, prev = 0, 0
+    end
+    st[i] = { win, c, prev }
+    if a == 1 then
+      allow[i] = c + 1 <= l
+    else
+      local elapsed = now - win * p
+      allow[i] = prev * (p - elapsed) / p + c + 1 <= l
+    end
+  end
+  if not allow[i] then ok = false end
+end
+
+local out = {}
+for i = 1, n do
+  local a, l, p = algo[i], limit[i], period[i]
+  local remaining, reset, retry
+  if a == 3 then
+    local T = p / l
+    local tat = st[i]
+    if ok then
+      tat = tat + T
+      call('SET', KEYS[i], fmt('%.17g', tat), 'PX', ceil((tat - now) / 1000) + 1)
+      retry = 0
+    elseif allow[i] then
+      retry = 0
+    else
+      retry = tat + T - p - now
+    end
+    remaining = floor((p - (tat - now)) / T + 1e-6)
+    reset = tat - now
+  else
+    local win, c, prev = st[i][1], st[i][2], st[i][3]
+    local window_end = (win + 1) * p
+    if ok then
+      c = c + 1
+      local ttl = window_end - now
+      if a == 2 then ttl = ttl + p end
+      call('HSET', KEYS[i], 'w', win, 'c', c, 'p', prev)
+      call('PEXPIRE', KEYS[i], ceil(ttl / 1000) + 1)
+    end
+    if a == 1 then
+      remaining = l - c
+      reset = window_end - now
+      if allow[i] then retry = 0 else retry = window_end - now end
+    else
+      local elapsed = now - win * p
+      local est = prev * (p - elapsed) / p + c
+      remaining = floor(l - est + 1e-6)
+      if c > 0 then reset = window_end + p - now else reset = window_end - now end
+      if allow[i] then
+        retry = 0
+      elseif c + 1 <= l then
+        -- room once enough of the previous window has slid out
+        retry = p * (1 - (l - c - 1) / prev) - elapsed
+      else
+        -- wait for the next window, where this window becomes the previous one
+        retry = window_end - now + max(0, p * (1 - (l - 1) / c))
+      end
+    end
+  end
+  if remaining < 0 then remaining = 0 end
+  if remaining > l then remaining = l end
+  if retry < 0 then retry = 0 end
+  out[4 * i - 3] = (allow[i] and 1) or 0
+  out[4 * i - 2] = remaining
+  out[4 * i - 1] = ceil(reset / 1000)
+  out[4 * i] = ceil(retry / 1000)
+end
+return out

@@ -1,0 +1,284 @@
+"""What a client sees: 429s, headers, responses, decorators, middleware, async views."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
+
+from django_redisroles.ratelimit import RateLimitResult, rate_limit, ratelimited
+
+from . import urls
+
+pytestmark = [pytest.mark.urls("tests.ratelimit.urls"), pytest.mark.django_db]
+
+
+def statuses(client, path: str, n: int, **kwargs) -> list[int]:
+    return [client.get(path, **kwargs).status_code for _ in range(n)]
+
+
+def test_429_with_retry_after_and_ietf_headers(client) -> None:
+    assert statuses(client, "/ip/", 3) == [200, 200, 200]
+    response = client.get("/ip/")
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response["RateLimit-Policy"] == '"ip-3-per-60s";q=3;w=60'
+    name, *params = response["RateLimit"].split(";")
+    assert name == '"ip-3-per-60s"'
+    assert params[0] == "r=0" and 1 <= int(params[1].removeprefix("t=")) <= 60
+    assert "X-RateLimit-Limit" not in response
+    assert response["Content-Type"].startswith("text/plain")
+
+
+def test_headers_on_allowed_and_legacy(client, ratelimit_settings) -> None:
+    ratelimit_settings(HEADERS="both", HEADERS_ON_ALLOWED=True)
+    response = client.get("/ip/")
+    assert response.status_code == 200
+    assert response["RateLimit"].startswith('"ip-3-per-60s";r=2;')
+    assert response["X-RateLimit-Limit"] == "3"
+    assert response["X-RateLimit-Remaining"] == "2"
+    ratelimit_settings(HEADERS="none", HEADERS_ON_ALLOWED=True)
+    assert "RateLimit" not in client.get("/ip/")
+
+
+def test_problem_json_for_api_paths(client, ratelimit_settings) -> None:
+    ratelimit_settings(
+        PROBLEM_JSON_PATHS=["/api/"], RULES=[{"path": "/api/", "rate": "1/m", "name": "api"}]
+    )
+    assert client.get("/api/things/").status_code == 200
+    response = client.get("/api/things/")
+    assert response.status_code == 429
+    assert response["Content-Type"] == "application/problem+json"
+    body = json.loads(response.content)
+    assert body["status"] == 429 and body["title"] == "Too Many Requests"
+    assert "retry in" in body["detail"]
+    assert response["RateLimit-Policy"] == '"api";q=1;w=60'
+
+
+def custom_response(request, result: RateLimitResult) -> HttpResponse:
+    return HttpResponse(f"slow down {len(result.results)}", status=429)
+
+
+def test_custom_response_callable(client, ratelimit_settings) -> None:
+    ratelimit_settings(RESPONSE="tests.ratelimit.test_http.custom_response")
+    statuses(client, "/ip/", 3)
+    response = client.get("/ip/")
+    assert response.content == b"slow down 1"
+    assert "Retry-After" in response  # still added
+
+
+def test_middleware_rules_match_path_url_name_and_methods(client, ratelimit_settings) -> None:
+    ratelimit_settings(
+        RULES=[
+            {"path": "/api/", "rate": "2/m"},
+            {"url_name": "named", "rate": "1/m"},
+            {"path": "/plain/", "rate": "1/m", "methods": ["POST"]},
+        ]
+    )
+    assert statuses(client, "/api/things/", 3) == [200, 200, 429]
+    assert client.get("/named/1/").status_code == 200
+    assert client.get("/named/2/").status_code == 429  # same URL name, same budget
+    assert statuses(client, "/plain/", 3) == [200, 200, 200]  # GET not counted
+    assert [client.post("/plain/").status_code for _ in range(2)] == [200, 429]
+
+
+def test_middleware_rules_are_one_round_trip(client, ratelimit_settings, redis_client) -> None:
+    ratelimit_settings(
+        RULES=[
+            {"path": "/api/", "rate": "10/s", "name": "burst"},
+            {"path": "/api/things/", "rate": "100/h", "algorithm": "sliding", "name": "hourly"},
+        ]
+    )
+    client.get("/api/things/")
+    redis_client.config_resetstat()
+    response = client.get("/api/things/")
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 1
+    assert response.status_code == 200 and "RateLimit" not in response  # only on refusals
+    keys = redis_client.keys("*")
+    assert len(keys) == 2
+    assert len({k.split(b"{")[1].split(b"}")[0] for k in keys}) == 1  # one cluster slot
+
+
+def test_stacked_decorators_per_user_and_per_ip(client, redis_client) -> None:
+    alice = User.objects.create_user("alice", password="pw")
+    bob = User.objects.create_user("bob", password="pw")
+    client.force_login(alice)
+    redis_client.config_resetstat()
+    assert statuses(client, "/stacked/", 3) == [200, 200, 429]  # alice's 2/m
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 3  # one each
+    client.force_login(bob)
+    # bob has his own 2/m, but the per-IP 5/m only had 2 taken (the 429 took none)
+    assert statuses(client, "/stacked/", 3) == [200, 200, 429]
+    client.logout()
+    assert statuses(client, "/stacked/", 2) == [200, 429]  # anonymous: per-IP only, 4 of 5 used
+
+
+def test_block_false_sets_request_ratelimit(client) -> None:
+    bodies = [json.loads(client.get("/advisory/").content) for _ in range(3)]
+    assert [b["limited"] for b in bodies] == [False, False, True]
+    assert [b["remaining"] for b in bodies] == [1, 0, 0]
+
+
+def test_methods_on_decorator(client) -> None:
+    assert statuses(client, "/post-only/", 3) == [200, 200, 200]
+    assert [client.post("/post-only/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_class_based_views(client) -> None:
+    assert statuses(client, "/class/", 3) == [200, 200, 429]
+    assert statuses(client, "/method/", 3) == [200, 200, 429]  # method_decorator
+
+
+def test_middleware_and_decorator_results_are_merged(client, ratelimit_settings) -> None:
+    ratelimit_settings(RULES=[{"path": "/both/", "rate": "9/m", "name": "rule"}])
+    assert json.loads(client.get("/both/").content) == {"policies": ["decorator", "rule"]}
+
+
+def test_shadow_mode_counts_logs_and_signals_but_never_refuses(
+    client, ratelimit_settings, caplog
+) -> None:
+    ratelimit_settings(SHADOW=True)
+    seen: list[RateLimitResult] = []
+
+    def receiver(sender, request, result, **kwargs) -> None:
+        seen.append(result)
+
+    ratelimited.connect(receiver)
+    try:
+        with caplog.at_level("INFO", logger="django_redisroles.ratelimit"):
+            assert statuses(client, "/ip/", 5) == [200] * 5
+    finally:
+        ratelimited.disconnect(receiver)
+    assert len(seen) == 2 and all(r.limited and r.shadowed and not r.blocked for r in seen)
+    assert sum("would be refused" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_signal_on_refusal(client) -> None:
+    seen: list[tuple[str, RateLimitResult]] = []
+
+    def receiver(sender, request, result, **kwargs) -> None:
+        seen.append((request.path, result))
+
+    ratelimited.connect(receiver)
+    try:
+        statuses(client, "/ip/", 4)
+    finally:
+        ratelimited.disconnect(receiver)
+    assert len(seen) == 1
+    assert seen[0][0] == "/ip/" and seen[0][1].blocked
+
+
+def test_disabled(client, ratelimit_settings) -> None:
+    ratelimit_settings(ENABLED=False)
+    assert statuses(client, "/ip/", 5) == [200] * 5
+
+
+def test_bad_arguments_fail_at_decoration_time() -> None:
+    def view(request):
+        return HttpResponse()
+
+    for kwargs, needle in [
+        ({"rate": "60/fortnight"}, "unknown unit"),
+        ({"rate": "sixty/m"}, "Invalid rate"),
+        ({"rate": "0/m"}, "at least 1"),
+        ({"rate": "5/m", "key": "cookie:x"}, "Unknown rate-limit key"),
+        ({"rate": "5/m", "key": "header:"}, "Unknown rate-limit key"),
+        ({"rate": "5/m", "algorithm": "leaky"}, "Unknown rate-limit algorithm"),
+        ({"rate": "5/m", "fail": "maybe"}, "fail must be"),
+        ({"rate": "5/m", "name": "per\nuser"}, "printable ASCII"),
+        ({"rate": "5/m", "block": "yes"}, "block must be"),
+    ]:
+        with pytest.raises(ImproperlyConfigured, match=needle):
+            rate_limit(**kwargs)(view)
+
+
+@pytest.mark.parametrize(
+    ("rate", "limit", "period"),
+    [
+        ("60/m", 60, 60),
+        ("5/s", 5, 1),
+        ("1000/h", 1000, 3600),
+        ("100/10m", 100, 600),
+        ("7/2d", 7, 172800),
+        ("3 / minutes", 3, 60),
+    ],
+)
+def test_rate_strings(rate: str, limit: int, period: int) -> None:
+    from django_redisroles.ratelimit import parse_rate
+
+    parsed = parse_rate(rate)
+    assert (parsed.limit, parsed.period) == (limit, period)
+
+
+# -- async --------------------------------------------------------------------
+
+
+async def test_async_view(async_client) -> None:
+    codes = [(await async_client.get("/async-ip/")).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+async def test_async_check_runs_on_the_event_loop_thread(async_client) -> None:
+    urls.seen_threads.clear()
+    loop_thread = threading.current_thread().name
+    codes = [(await async_client.get("/async-thread/")).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    # key function (inside the limiter) and the view ran on the loop: no thread hop
+    assert set(urls.seen_threads) == {loop_thread}
+
+
+async def test_async_middleware(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(RULES=[{"path": "/plain/", "rate": "2/m"}])
+    codes = [(await async_client.get("/plain/")).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+async def test_async_headers_on_allowed(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(HEADERS_ON_ALLOWED=True)
+    response = await async_client.get("/async-ip/")
+    assert response["RateLimit"].startswith('"ip-3-per-60s";r=2;')
+
+
+async def test_async_class_based_view(async_client) -> None:
+    codes = [(await async_client.get("/async-class/")).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+async def test_async_user_key(async_client) -> None:
+    from asgiref.sync import sync_to_async
+
+    user = await sync_to_async(User.objects.create_user)("carol", password="pw")
+    await sync_to_async(async_client.force_login)(user)
+    codes = [(await async_client.get("/async-user/")).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_bad_rules_fail_when_middleware_loads(ratelimit_settings) -> None:
+    from django_redisroles.ratelimit import RateLimitMiddleware
+
+    ratelimit_settings(RULES=[{"path": "/api/", "rate": "lots"}])
+    with pytest.raises(ImproperlyConfigured, match="RULES\\[0\\]: Invalid rate 'lots'"):
+        RateLimitMiddleware(lambda request: HttpResponse())
+
+
+async def async_response(request, result: RateLimitResult) -> HttpResponse:
+    return HttpResponse("async refusal", status=429)
+
+
+def test_async_response_callable_on_a_sync_view(client, ratelimit_settings) -> None:
+    ratelimit_settings(RESPONSE=async_response)
+    statuses(client, "/ip/", 3)
+    response = client.get("/ip/")
+    assert response.content == b"async refusal" and "Retry-After" in response
+
+
+async def test_async_response_callable_on_an_async_view(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(RESPONSE=async_response)
+    for _ in range(3):
+        await async_client.get("/async-ip/")
+    response = await async_client.get("/async-ip/")
+    assert response.content == b"async refusal" and "Retry-After" in response
