@@ -24,11 +24,15 @@ apt_install() {
 }
 
 ensure_redis() {
-    if [ -n "${REDIS_SERVER_BIN:-}" ] || command -v redis-server >/dev/null 2>&1; then
-        return 0
+    if [ -z "${REDIS_SERVER_BIN:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server redis-tools
+        # Debian may start a system redis on :6379; ours run on their own ports.
     fi
-    apt_install redis-server redis-tools
-    # Debian starts a system redis on :6379; ours run on their own ports, so leave it be.
+}
+
+ensure_openssl() {
+    # The TLS tests make a throwaway CA with the openssl command.
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
 pick_python() {
