@@ -593,7 +593,9 @@ def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimit
         _outage_until = time.monotonic() + st.outage_backoff
     blocked = False
     for policy in applied:
-        if (policy.fail or st.fail) == "closed":
+        # As in _decide: a shadow or block=False policy never refuses (the view
+        # reads request.ratelimit.failed and decides).
+        if (policy.fail or st.fail) == "closed" and policy.block:
             shadow = st.shadow if policy.shadow is None else policy.shadow
             if not shadow:
                 blocked = True
