@@ -257,6 +257,32 @@ async def test_async_user_key(async_client) -> None:
     assert codes == [200, 200, 429]
 
 
+async def test_async_user_key_without_auser(rf) -> None:
+    # Django 4.2 has no request.auser(): the lazy user is then loaded in a
+    # thread (it may query the database), never on the event loop.
+    from asgiref.sync import sync_to_async
+    from django.utils.functional import SimpleLazyObject
+
+    from django_redisroles.ratelimit import acheck, make_policy
+
+    user = await sync_to_async(User.objects.create_user)("dave", password="pw")
+    loaded_in: list[str] = []
+
+    def load() -> User:
+        loaded_in.append(threading.current_thread().name)
+        return user
+
+    policy = make_policy("1/m", "user", group="no-auser")
+    limited = []
+    for _ in range(2):
+        request = rf.get("/", REMOTE_ADDR="198.51.100.9")
+        request.user = SimpleLazyObject(load)
+        assert not hasattr(request, "auser")
+        limited.append((await acheck(request, [policy])).limited)
+    assert limited == [False, True]
+    assert len(loaded_in) == 2 and threading.current_thread().name not in loaded_in
+
+
 def test_bad_rules_fail_when_middleware_loads(ratelimit_settings) -> None:
     from django_redisroles.ratelimit import RateLimitMiddleware
 
