@@ -671,7 +671,9 @@ async def acheck(
     """Count ``request`` against ``policies`` in one Redis round trip (native asyncio)."""
     if st is None:
         st = _state or _build_state()
-    user = await _auser(request) if any(p.needs_user for p in policies) else None
+    method = request.method
+    needs_user = any(p.needs_user and p.applies_to(method) for p in policies)
+    user = await _auser(request) if needs_user else None
     applied, args = _prepare(st, policies, request, user)
     if not applied:
         return RateLimitResult([])

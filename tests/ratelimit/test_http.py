@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import User
@@ -260,15 +261,15 @@ async def test_async_user_key(async_client) -> None:
 async def test_async_user_key_without_auser(rf) -> None:
     # Django 4.2 has no request.auser(): the lazy user is then loaded in a
     # thread (it may query the database), never on the event loop.
-    from asgiref.sync import sync_to_async
     from django.utils.functional import SimpleLazyObject
 
     from django_redisroles.ratelimit import acheck, make_policy
 
-    user = await sync_to_async(User.objects.create_user)("dave", password="pw")
+    # Not a database user: rows written from the test's executor thread outlive its rollback.
+    user = SimpleNamespace(pk=4242, is_authenticated=True)
     loaded_in: list[str] = []
 
-    def load() -> User:
+    def load() -> SimpleNamespace:
         loaded_in.append(threading.current_thread().name)
         return user
 
@@ -281,6 +282,12 @@ async def test_async_user_key_without_auser(rf) -> None:
         limited.append((await acheck(request, [policy])).limited)
     assert limited == [False, True]
     assert len(loaded_in) == 2 and threading.current_thread().name not in loaded_in
+    # a user policy that does not apply to the method does not load the user
+    post_only = make_policy("1/m", "user", group="no-auser-post", methods=["POST"])
+    request = rf.get("/", REMOTE_ADDR="198.51.100.9")
+    request.user = SimpleLazyObject(load)
+    assert (await acheck(request, [post_only])).results == []
+    assert len(loaded_in) == 2
 
 
 def test_bad_rules_fail_when_middleware_loads(ratelimit_settings) -> None:
