@@ -166,12 +166,15 @@ def test_gcra_has_no_window_boundary_burst(redis_client) -> None:
         fixed = make_policy("10/s", "ip", algorithm="fixed", group=f"fixed{attempt}")
         # just before a whole second (the fixed window's boundary), by Redis' clock
         now = _redis_seconds(redis_client)
-        time.sleep((1 - now % 1) - 0.05 if now % 1 < 0.9 else (2 - now % 1) - 0.05)
+        boundary = int(now) + (1 if now % 1 < 0.9 else 2)
+        time.sleep(boundary - now - 0.05)
         started = time.monotonic()
         passed = {"gcra": 0, "fixed": 0}
         for _ in range(10):
             passed["gcra"] += not check(req(), [gcra]).limited
             passed["fixed"] += not check(req(), [fixed]).limited
+        if _redis_seconds(redis_client) >= boundary:
+            continue  # a loaded machine woke us too late: the first burst is not before it
         time.sleep(max(0.0, 0.06 - (time.monotonic() - started)))  # cross the boundary
         for _ in range(10):
             passed["gcra"] += not check(req(), [gcra]).limited
@@ -183,7 +186,7 @@ def test_gcra_has_no_window_boundary_burst(redis_client) -> None:
             assert passed["gcra"] == 10
             assert passed["fixed"] == 20  # the boundary burst GCRA prevents
             return
-    pytest.fail("could not run the 60 ms boundary scenario in under 100 ms in 3 attempts")
+    pytest.fail("could not run the boundary scenario (first burst before it, all in 100 ms) in 3 tries")
 
 
 def test_gcra_steady_rate_never_exceeds_limit_per_window(redis_client) -> None:
