@@ -186,7 +186,7 @@ def test_gcra_has_no_window_boundary_burst(redis_client) -> None:
             assert passed["gcra"] == 10
             assert passed["fixed"] == 20  # the boundary burst GCRA prevents
             return
-    pytest.fail("could not run the boundary scenario (first burst before it, all in 100 ms) in 3 tries")
+    pytest.fail("no clean boundary scenario (first burst before it, all in 100 ms) in 3 tries")
 
 
 def test_gcra_steady_rate_never_exceeds_limit_per_window(redis_client) -> None:
