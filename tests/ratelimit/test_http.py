@@ -139,6 +139,24 @@ def test_middleware_and_decorator_results_are_merged(client, ratelimit_settings)
     assert json.loads(client.get("/both/").content) == {"policies": ["decorator", "rule"]}
 
 
+def test_a_decorator_refusal_under_a_middleware_rule_keeps_its_headers(
+    client, ratelimit_settings
+) -> None:
+    # The 429 comes from the decorator's 5/m; the middleware's 9/m still has
+    # room. The headers must name the limit that refused, with r=0, not r=3.
+    ratelimit_settings(
+        RULES=[{"path": "/both/", "rate": "9/m", "name": "rule"}], HEADERS_ON_ALLOWED=True
+    )
+    allowed = [client.get("/both/") for _ in range(5)]
+    assert allowed[-1]["RateLimit"].startswith('"decorator";r=0;')
+    assert allowed[-1]["RateLimit-Policy"].count('"decorator"') == 1
+    refused = client.get("/both/")
+    assert refused.status_code == 429
+    assert refused["RateLimit"].startswith('"decorator";r=0;')
+    policy = refused["RateLimit-Policy"]
+    assert policy.count('"decorator";q=5;w=60') == 1 and policy.count('"rule";q=9;w=60') == 1
+
+
 def test_shadow_mode_counts_logs_and_signals_but_never_refuses(
     client, ratelimit_settings, caplog
 ) -> None:
