@@ -61,6 +61,10 @@ def rate_limit(
     raise ``ImproperlyConfigured`` here, at import time.
     """
 
+    # method_decorator() applies this decorator again on every request: build
+    # each group's policy once, not per request.
+    built: dict[str, Policy] = {}
+
     def decorator(view: Any) -> Any:
         if isinstance(view, type):
             return _decorate_class(
@@ -70,17 +74,21 @@ def rate_limit(
         if getattr(view, "_ratelimit_self", None) is view:  # another @rate_limit: merge
             inner, existing = view._ratelimit_view, getattr(view, _POLICIES)
         grp = group or _default_group(inner)  # stacked defaults share the view's group
-        policy = make_policy(
-            rate,
-            key,
-            algorithm=algorithm,
-            group=grp,
-            methods=methods,
-            block=block,
-            shadow=shadow,
-            fail=fail,
-            name=name,
-        )
+        policy = built.get(grp)
+        if policy is None:
+            if len(built) >= 256:  # one decorator, unboundedly many views: don't grow
+                built.clear()
+            policy = built[grp] = make_policy(
+                rate,
+                key,
+                algorithm=algorithm,
+                group=grp,
+                methods=methods,
+                block=block,
+                shadow=shadow,
+                fail=fail,
+                name=name,
+            )
         return _wrap(inner, (*existing, policy))
 
     return decorator

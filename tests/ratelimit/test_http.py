@@ -333,3 +333,19 @@ async def test_async_response_callable_on_an_async_view(async_client, ratelimit_
         await async_client.get("/async-ip/")
     response = await async_client.get("/async-ip/")
     assert response.content == b"async refusal" and "Retry-After" in response
+
+
+def test_a_decorator_reapplied_per_request_reuses_its_policy() -> None:
+    # method_decorator applies the decorator again on every request; building
+    # the policy (rate parsing, key compilation, hashing) each time cost ~20 µs.
+    from functools import partial, wraps
+
+    decorate = rate_limit("2/m", key="ip")
+
+    def get(request):
+        return HttpResponse("ok")
+
+    first = decorate(wraps(get)(partial(get)))
+    second = decorate(wraps(get)(partial(get)))
+    assert first is not second
+    assert first._ratelimit_policies[0] is second._ratelimit_policies[0]
