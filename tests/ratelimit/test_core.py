@@ -105,6 +105,29 @@ def test_each_check_is_one_evalsha(redis_server, redis_client) -> None:
     assert "eval" not in stats and "script|load" not in stats
 
 
+async def test_each_async_check_is_one_evalsha(redis_server, redis_client) -> None:
+    import asyncio
+
+    from django_redisroles.ratelimit import acheck
+
+    policies = [
+        make_policy("5/s", "ip", algorithm="gcra", group="va"),
+        make_policy("100/h", "user_or_ip", algorithm="sliding", group="va"),
+    ]
+    await acheck(req(), policies)  # first use: connect, load the script
+    loop = asyncio.get_running_loop()
+
+    def twenty_checks() -> None:  # runs in _monitor's caller thread: hand them to the loop
+        for _ in range(20):
+            asyncio.run_coroutine_threadsafe(acheck(req(), policies), loop).result(10)
+
+    redis_client.config_resetstat()
+    events = await asyncio.to_thread(_monitor, redis_server, twenty_checks)
+    stats = commandstats(redis_client)
+    assert [e["command"].split()[0].upper() for e in events] == ["EVALSHA"] * 20
+    assert stats["evalsha"] == 20
+
+
 def test_script_is_reloaded_after_script_flush(redis_client) -> None:
     policy = make_policy("5/m", "ip", group="t")
     assert not check(req(), [policy]).limited
