@@ -104,7 +104,8 @@ def parse_rate(value: str | Rate) -> Rate:
         )
     count, multiplier, unit = match.groups()
     unit = unit.lower()
-    if unit not in _UNITS and unit.endswith("s") and unit[:-1] in _UNITS:
+    # Plurals of the words only: "mins", "hours"; "ms" is not "minutes".
+    if unit not in _UNITS and unit.endswith("s") and len(unit) > 2 and unit[:-1] in _UNITS:
         unit = unit[:-1]
     if unit not in _UNITS:
         raise InvalidRate(f"Invalid rate {value!r}: unknown unit {unit!r} (use s, m, h or d).")

@@ -233,6 +233,15 @@ def test_rate_strings(rate: str, limit: int, period: int) -> None:
     assert (parsed.limit, parsed.period) == (limit, period)
 
 
+@pytest.mark.parametrize("rate", ["60/ms", "5/ss", "10/hs", "1/ds", "0/m", "5/0s", "5", "m/5"])
+def test_bad_rate_strings(rate: str) -> None:
+    # "60/ms" must not quietly become 60 a minute ("ms" is no plural of "m")
+    from django_redisroles.ratelimit import InvalidRate, parse_rate
+
+    with pytest.raises(InvalidRate):
+        parse_rate(rate)
+
+
 # -- async --------------------------------------------------------------------
 
 
