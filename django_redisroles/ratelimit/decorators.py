@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
-from .core import Policy, Rate, make_policy, state
+from .core import Policy, Rate, RateLimitResult, make_policy, state
 from .responses import process_async, process_sync
 
 V = TypeVar("V")
@@ -24,6 +24,12 @@ def _find_request(args: tuple[Any, ...]) -> Any:
     if len(args) > 1 and hasattr(args[1], "META"):
         return args[1]
     raise TypeError("@rate_limit: the decorated callable did not receive an HttpRequest")
+
+
+def _disabled(request: Any) -> None:
+    # ENABLED=False: a block=False view still reads request.ratelimit (never limited).
+    if not isinstance(getattr(request, "ratelimit", None), RateLimitResult):
+        request.ratelimit = RateLimitResult([])
 
 
 def _default_group(view: Any) -> str:
@@ -101,9 +107,10 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             st = state()
-            if not st.enabled:
-                return await view(*args, **kwargs)
             request = _find_request(args)
+            if not st.enabled:
+                _disabled(request)
+                return await view(*args, **kwargs)
             return await process_async(request, policies, st, lambda: view(*args, **kwargs), view)
 
         wrapper: Any = async_wrapper
@@ -111,9 +118,10 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
 
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             st = state()
-            if not st.enabled:
-                return view(*args, **kwargs)
             request = _find_request(args)
+            if not st.enabled:
+                _disabled(request)
+                return view(*args, **kwargs)
             return process_sync(request, policies, st, lambda: view(*args, **kwargs), view)
 
         wrapper = sync_wrapper
@@ -160,6 +168,7 @@ def _decorate_class(
         async def dispatch(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             st = state()
             if not st.enabled:
+                _disabled(request)
                 return await original(self, request, *args, **kwargs)
             return await process_async(
                 request, policies, st, lambda: original(self, request, *args, **kwargs), cls
@@ -170,6 +179,7 @@ def _decorate_class(
         def dispatch(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             st = state()
             if not st.enabled:
+                _disabled(request)
                 return original(self, request, *args, **kwargs)
             return process_sync(
                 request, policies, st, lambda: original(self, request, *args, **kwargs), cls

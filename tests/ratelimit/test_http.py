@@ -194,6 +194,14 @@ def test_signal_on_refusal(client) -> None:
 def test_disabled(client, ratelimit_settings) -> None:
     ratelimit_settings(ENABLED=False)
     assert statuses(client, "/ip/", 5) == [200] * 5
+    # a block=False view still finds request.ratelimit (never limited), not a 500
+    assert json.loads(client.get("/advisory/").content) == {"limited": False, "remaining": None}
+
+
+async def test_disabled_async(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(ENABLED=False)
+    response = await async_client.get("/async-advisory-closed/")
+    assert response.json() == {"failed": False, "blocked": False}
 
 
 def test_bad_arguments_fail_at_decoration_time() -> None:
