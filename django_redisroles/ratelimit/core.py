@@ -14,6 +14,7 @@ rules, ...) is built once and dropped on ``setting_changed`` for
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import re
@@ -154,6 +155,13 @@ def _user_or_ip_key(request: HttpRequest, user: Any) -> str:
 def compile_key(spec: str | Callable[[HttpRequest], Any]) -> tuple[str, KeyFunc, bool]:
     """``(label, function, needs_user)`` for a key spec; ``ImproperlyConfigured`` if unknown."""
     if callable(spec):
+        call = spec if inspect.isroutine(spec) else type(spec).__call__  # or an instance's
+        if inspect.iscoroutinefunction(call):
+            # It would return a coroutine, never the key: a new bucket per request.
+            raise UnknownKey(
+                f"A rate-limit key callable must be a plain function (request) -> str, "
+                f"not a coroutine function: {spec!r}."
+            )
         fn = spec
         label = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
 

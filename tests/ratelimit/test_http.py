@@ -204,6 +204,10 @@ async def test_disabled_async(async_client, ratelimit_settings) -> None:
     assert response.json() == {"failed": False, "blocked": False}
 
 
+async def async_key(request) -> str:
+    return "k"
+
+
 def test_bad_arguments_fail_at_decoration_time() -> None:
     def view(request):
         return HttpResponse()
@@ -218,6 +222,8 @@ def test_bad_arguments_fail_at_decoration_time() -> None:
         ({"rate": "5/m", "fail": "maybe"}, "fail must be"),
         ({"rate": "5/m", "name": "per\nuser"}, "printable ASCII"),
         ({"rate": "5/m", "block": "yes"}, "block must be"),
+        # an async key would return a coroutine: a new bucket per request, no limit at all
+        ({"rate": "5/m", "key": async_key}, "plain function"),
     ]:
         with pytest.raises(ImproperlyConfigured, match=needle):
             rate_limit(**kwargs)(view)
