@@ -155,8 +155,8 @@ def _user_or_ip_key(request: HttpRequest, user: Any) -> str:
 def compile_key(spec: str | Callable[[HttpRequest], Any]) -> tuple[str, KeyFunc, bool]:
     """``(label, function, needs_user)`` for a key spec; ``ImproperlyConfigured`` if unknown."""
     if callable(spec):
-        call = spec if inspect.isroutine(spec) else type(spec).__call__  # or an instance's
-        if inspect.iscoroutinefunction(call):
+        call = type(spec).__call__  # an instance with an async __call__
+        if inspect.iscoroutinefunction(spec) or inspect.iscoroutinefunction(call):
             # It would return a coroutine, never the key: a new bucket per request.
             raise UnknownKey(
                 f"A rate-limit key callable must be a plain function (request) -> str, "
