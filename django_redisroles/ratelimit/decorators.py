@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
-from .core import Policy, Rate, RateLimitResult, make_policy, state
+from .core import Policy, Rate, make_policy, state
+from .responses import mark_disabled as _disabled
 from .responses import process_async, process_sync
 
 V = TypeVar("V")
@@ -24,12 +25,6 @@ def _find_request(args: tuple[Any, ...]) -> Any:
     if len(args) > 1 and hasattr(args[1], "META"):
         return args[1]
     raise TypeError("@rate_limit: the decorated callable did not receive an HttpRequest")
-
-
-def _disabled(request: Any) -> None:
-    # ENABLED=False: a block=False view still reads request.ratelimit (never limited).
-    if not isinstance(getattr(request, "ratelimit", None), RateLimitResult):
-        request.ratelimit = RateLimitResult([])
 
 
 def _default_group(view: Any) -> str:

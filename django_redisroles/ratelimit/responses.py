@@ -116,6 +116,12 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def mark_disabled(request: HttpRequest) -> None:
+    """``ENABLED=False``: a ``block=False`` view still finds an empty ``request.ratelimit``."""
+    if not isinstance(getattr(request, "ratelimit", None), RateLimitResult):
+        request.ratelimit = RateLimitResult([])  # type: ignore[attr-defined]
+
+
 def _attach(request: HttpRequest, result: RateLimitResult) -> None:
     previous = getattr(request, "ratelimit", None)
     request.ratelimit = previous.merge(result) if isinstance(previous, RateLimitResult) else result  # type: ignore[attr-defined]

@@ -198,6 +198,15 @@ def test_disabled(client, ratelimit_settings) -> None:
     assert json.loads(client.get("/advisory/").content) == {"limited": False, "remaining": None}
 
 
+def test_disabled_block_false_rule(client, ratelimit_settings) -> None:
+    rule = {"path": "/rule-advisory/", "rate": "1/m", "block": False}
+    ratelimit_settings(RULES=[rule])
+    bodies = [json.loads(client.get("/rule-advisory/").content) for _ in range(2)]
+    assert bodies == [{"limited": False}, {"limited": True}]
+    ratelimit_settings(RULES=[rule], ENABLED=False)
+    assert json.loads(client.get("/rule-advisory/").content) == {"limited": False}
+
+
 async def test_disabled_async(async_client, ratelimit_settings) -> None:
     ratelimit_settings(ENABLED=False)
     response = await async_client.get("/async-advisory-closed/")

@@ -68,6 +68,11 @@ async def async_advisory_closed_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"failed": r.failed, "blocked": r.blocked})
 
 
+def rule_advisory_view(request: HttpRequest) -> JsonResponse:
+    # under a block=False middleware rule: reads what the middleware decided
+    return JsonResponse({"limited": request.ratelimit.limited})
+
+
 @rate_limit("2/m", key="ip", methods=["POST"])
 def post_only_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
@@ -107,6 +112,7 @@ urlpatterns = [
     path("stacked/", stacked_view),
     path("async-user/", async_user_view),
     path("advisory/", advisory_view),
+    path("rule-advisory/", rule_advisory_view),
     path("advisory-closed/", advisory_closed_view),
     path("async-advisory-closed/", async_advisory_closed_view),
     path("post-only/", post_only_view),
