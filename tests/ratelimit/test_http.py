@@ -157,6 +157,20 @@ def test_a_decorator_refusal_under_a_middleware_rule_keeps_its_headers(
     assert policy.count('"decorator";q=5;w=60') == 1 and policy.count('"rule";q=9;w=60') == 1
 
 
+async def test_async_decorator_refusal_under_a_middleware_rule_keeps_its_headers(
+    async_client, ratelimit_settings
+) -> None:
+    ratelimit_settings(
+        RULES=[{"path": "/async-ip/", "rate": "9/m", "name": "rule"}], HEADERS_ON_ALLOWED=True
+    )
+    for _ in range(3):
+        await async_client.get("/async-ip/")
+    refused = await async_client.get("/async-ip/")
+    assert refused.status_code == 429
+    assert refused["RateLimit"].startswith('"ip-3-per-60s";r=0;')
+    assert refused["RateLimit-Policy"].count('"ip-3-per-60s"') == 1
+
+
 def test_shadow_mode_counts_logs_and_signals_but_never_refuses(
     client, ratelimit_settings, caplog
 ) -> None:
