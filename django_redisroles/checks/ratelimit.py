@@ -156,13 +156,43 @@ def check_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     ]
 
 
+def _user_rules(rules: Any) -> list[str]:
+    """Names of the rules that key on the user (bad rules are E031-E033's business)."""
+    from ..ratelimit.middleware import compile_rule
+
+    names = []
+    for index, raw in enumerate(rules if isinstance(rules, list | tuple) else ()):
+        try:
+            policy = compile_rule(raw, index).policy
+        except ImproperlyConfigured:
+            continue
+        if policy.needs_user:
+            names.append(policy.name)
+    return names
+
+
 @register()
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W032: RULES are set but RateLimitMiddleware is not installed (they would do nothing)."""
+    """W032: RULES but no RateLimitMiddleware; W033: user rules before authentication."""
     s = _role_settings()
     if s is None or not s.get("RULES"):
         return []
-    if MIDDLEWARE_PATH in (getattr(settings, "MIDDLEWARE", None) or []):
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH in middleware:
+        ours = middleware.index(MIDDLEWARE_PATH)
+        # Anything named *AuthenticationMiddleware (Django's, RemoteUser's, a subclass).
+        auth = [i for i, m in enumerate(middleware) if m.endswith("AuthenticationMiddleware")]
+        user_rules = _user_rules(s["RULES"])
+        if user_rules and auth and ours < auth[0]:
+            return [
+                Warning(
+                    f"{MIDDLEWARE_PATH} comes before {middleware[auth[0]]} in MIDDLEWARE, but "
+                    f"rules {', '.join(user_rules)} key on the user: there is no request.user "
+                    "yet, so 'user' rules never apply and 'user_or_ip' rules count users by IP.",
+                    hint=f"Move {MIDDLEWARE_PATH!r} after {middleware[auth[0]]!r}.",
+                    id="redisroles.W033",
+                )
+            ]
         return []
     return [
         Warning(

@@ -14,6 +14,7 @@ rules, ...) is built once and dropped on ``setting_changed`` for
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import re
@@ -104,7 +105,8 @@ def parse_rate(value: str | Rate) -> Rate:
         )
     count, multiplier, unit = match.groups()
     unit = unit.lower()
-    if unit not in _UNITS and unit.endswith("s") and unit[:-1] in _UNITS:
+    # Plurals of the words only: "mins", "hours"; "ms" is not "minutes".
+    if unit not in _UNITS and unit.endswith("s") and len(unit) > 2 and unit[:-1] in _UNITS:
         unit = unit[:-1]
     if unit not in _UNITS:
         raise InvalidRate(f"Invalid rate {value!r}: unknown unit {unit!r} (use s, m, h or d).")
@@ -153,6 +155,13 @@ def _user_or_ip_key(request: HttpRequest, user: Any) -> str:
 def compile_key(spec: str | Callable[[HttpRequest], Any]) -> tuple[str, KeyFunc, bool]:
     """``(label, function, needs_user)`` for a key spec; ``ImproperlyConfigured`` if unknown."""
     if callable(spec):
+        call = type(spec).__call__  # an instance with an async __call__
+        if inspect.iscoroutinefunction(spec) or inspect.iscoroutinefunction(call):
+            # It would return a coroutine, never the key: a new bucket per request.
+            raise UnknownKey(
+                f"A rate-limit key callable must be a plain function (request) -> str, "
+                f"not a coroutine function: {spec!r}."
+            )
         fn = spec
         label = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
 
@@ -593,7 +602,9 @@ def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimit
         _outage_until = time.monotonic() + st.outage_backoff
     blocked = False
     for policy in applied:
-        if (policy.fail or st.fail) == "closed":
+        # As in _decide: a shadow or block=False policy never refuses (the view
+        # reads request.ratelimit.failed and decides).
+        if (policy.fail or st.fail) == "closed" and policy.block:
             shadow = st.shadow if policy.shadow is None else policy.shadow
             if not shadow:
                 blocked = True
@@ -669,7 +680,9 @@ async def acheck(
     """Count ``request`` against ``policies`` in one Redis round trip (native asyncio)."""
     if st is None:
         st = _state or _build_state()
-    user = await _auser(request) if any(p.needs_user for p in policies) else None
+    method = request.method
+    needs_user = any(p.needs_user and p.applies_to(method) for p in policies)
+    user = await _auser(request) if needs_user else None
     applied, args = _prepare(st, policies, request, user)
     if not applied:
         return RateLimitResult([])

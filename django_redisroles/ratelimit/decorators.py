@@ -10,6 +10,7 @@ from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
 from .core import Policy, Rate, make_policy, state
+from .responses import mark_disabled as _disabled
 from .responses import process_async, process_sync
 
 V = TypeVar("V")
@@ -61,6 +62,10 @@ def rate_limit(
     raise ``ImproperlyConfigured`` here, at import time.
     """
 
+    # method_decorator() applies this decorator again on every request: build
+    # each group's policy once, not per request.
+    built: dict[str, Policy] = {}
+
     def decorator(view: Any) -> Any:
         if isinstance(view, type):
             return _decorate_class(
@@ -70,17 +75,21 @@ def rate_limit(
         if getattr(view, "_ratelimit_self", None) is view:  # another @rate_limit: merge
             inner, existing = view._ratelimit_view, getattr(view, _POLICIES)
         grp = group or _default_group(inner)  # stacked defaults share the view's group
-        policy = make_policy(
-            rate,
-            key,
-            algorithm=algorithm,
-            group=grp,
-            methods=methods,
-            block=block,
-            shadow=shadow,
-            fail=fail,
-            name=name,
-        )
+        policy = built.get(grp)
+        if policy is None:
+            if len(built) >= 256:  # one decorator, unboundedly many views: don't grow
+                built.clear()
+            policy = built[grp] = make_policy(
+                rate,
+                key,
+                algorithm=algorithm,
+                group=grp,
+                methods=methods,
+                block=block,
+                shadow=shadow,
+                fail=fail,
+                name=name,
+            )
         return _wrap(inner, (*existing, policy))
 
     return decorator
@@ -93,9 +102,10 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             st = state()
-            if not st.enabled:
-                return await view(*args, **kwargs)
             request = _find_request(args)
+            if not st.enabled:
+                _disabled(request)
+                return await view(*args, **kwargs)
             return await process_async(request, policies, st, lambda: view(*args, **kwargs), view)
 
         wrapper: Any = async_wrapper
@@ -103,9 +113,10 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
 
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             st = state()
-            if not st.enabled:
-                return view(*args, **kwargs)
             request = _find_request(args)
+            if not st.enabled:
+                _disabled(request)
+                return view(*args, **kwargs)
             return process_sync(request, policies, st, lambda: view(*args, **kwargs), view)
 
         wrapper = sync_wrapper
@@ -152,6 +163,7 @@ def _decorate_class(
         async def dispatch(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             st = state()
             if not st.enabled:
+                _disabled(request)
                 return await original(self, request, *args, **kwargs)
             return await process_async(
                 request, policies, st, lambda: original(self, request, *args, **kwargs), cls
@@ -162,6 +174,7 @@ def _decorate_class(
         def dispatch(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             st = state()
             if not st.enabled:
+                _disabled(request)
                 return original(self, request, *args, **kwargs)
             return process_sync(
                 request, policies, st, lambda: original(self, request, *args, **kwargs), cls

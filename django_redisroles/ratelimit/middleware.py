@@ -25,7 +25,7 @@ from django.http import HttpRequest
 from django.urls import Resolver404, get_resolver
 
 from .core import Policy, State, make_policy, state
-from .responses import process_async, process_sync
+from .responses import mark_disabled, process_async, process_sync
 
 #: Keys a rule accepts.
 RULE_KEYS: frozenset[str] = frozenset(
@@ -164,6 +164,8 @@ class RateLimitMiddleware:
             return self.__acall__(request)
         st = state()
         if not st.enabled or not st.rules:
+            if not st.enabled and st.rules and matching_policies(st, request):
+                mark_disabled(request)
             return self.get_response(request)
         policies = matching_policies(st, request)
         if not policies:
@@ -173,6 +175,8 @@ class RateLimitMiddleware:
     async def __acall__(self, request: HttpRequest) -> Any:
         st = state()
         if not st.enabled or not st.rules:
+            if not st.enabled and st.rules and matching_policies(st, request):
+                mark_disabled(request)
             return await self.get_response(request)
         policies = matching_policies(st, request)
         if not policies:

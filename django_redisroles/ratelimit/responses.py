@@ -45,12 +45,10 @@ def add_headers(response: HttpResponse, result: RateLimitResult, mode: str) -> N
     binding = _binding(result)
     assert binding is not None  # results is not empty
     if mode in ("ietf", "both"):
-        existing = response.headers.get("RateLimit-Policy")
-        policies = ", ".join(
+        response.headers["RateLimit-Policy"] = ", ".join(
             f"{_sf_string(r.policy.name)};q={r.policy.rate.limit};w={r.policy.rate.period}"
             for r in result.results
         )
-        response.headers["RateLimit-Policy"] = f"{existing}, {policies}" if existing else policies
         response.headers["RateLimit"] = (
             f"{_sf_string(binding.policy.name)};r={binding.remaining};"
             f"t={ceil_seconds(binding.reset_after)}"
@@ -118,9 +116,23 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def mark_disabled(request: HttpRequest) -> None:
+    """``ENABLED=False``: a ``block=False`` view still finds an empty ``request.ratelimit``."""
+    if not isinstance(getattr(request, "ratelimit", None), RateLimitResult):
+        request.ratelimit = RateLimitResult([])  # type: ignore[attr-defined]
+
+
 def _attach(request: HttpRequest, result: RateLimitResult) -> None:
     previous = getattr(request, "ratelimit", None)
     request.ratelimit = previous.merge(result) if isinstance(previous, RateLimitResult) else result  # type: ignore[attr-defined]
+
+
+def _all_results(request: HttpRequest, result: RateLimitResult) -> RateLimitResult:
+    # After the view, request.ratelimit also holds what an inner check (a
+    # decorator under the middleware) decided: the headers describe every
+    # policy of the request and the binding one among all of them.
+    merged = getattr(request, "ratelimit", None)
+    return merged if isinstance(merged, RateLimitResult) else result
 
 
 def process_sync(
@@ -142,7 +154,7 @@ def process_sync(
         return finish_limited(request, result, st, response)
     response = get_response()
     if st.headers_on_allowed and response is not None:
-        add_headers(response, result, st.headers)
+        add_headers(response, _all_results(request, result), st.headers)
     return response
 
 
@@ -163,5 +175,5 @@ async def process_async(
         return finish_limited(request, result, st, response)
     response = await get_response()
     if st.headers_on_allowed and response is not None:
-        add_headers(response, result, st.headers)
+        add_headers(response, _all_results(request, result), st.headers)
     return response

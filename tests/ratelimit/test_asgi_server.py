@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,15 @@ from django_redisroles.testing import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def get(url: str, **headers: str) -> tuple[int, dict[str, str]]:
+def get(url: str, **headers: str) -> tuple[int, Message]:
+    # The headers as an email Message: field names are case-insensitive there, as
+    # in HTTP (uvicorn's httptools protocol sends them lower-cased, h11's does not).
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers)
+            return response.status, response.headers
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers)
+        return exc.code, exc.headers
 
 
 @pytest.mark.slow

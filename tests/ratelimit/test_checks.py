@@ -91,3 +91,22 @@ def test_rules_without_middleware_warn(role, settings) -> None:
     role(RULES=[{"path": "/api/", "rate": "1/s"}])
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "RateLimit" not in m]
     assert ids(check_middleware()) == ["redisroles.W032"]
+
+
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+OURS = "django_redisroles.ratelimit.RateLimitMiddleware"
+
+
+@pytest.mark.parametrize("key", ["user", "user_or_ip"])
+def test_user_rules_with_the_middleware_before_authentication_warn(role, settings, key) -> None:
+    # Before AuthenticationMiddleware there is no request.user: a "user" rule
+    # would silently never apply, a "user_or_ip" one would count users by IP.
+    role(RULES=[{"path": "/api/", "rate": "1/s", "key": key}])
+    assert check_middleware() == []  # testproject: after authentication
+    others = [m for m in settings.MIDDLEWARE if m != OURS]
+    settings.MIDDLEWARE = [*others[: others.index(AUTH)], OURS, *others[others.index(AUTH) :]]
+    messages = check_middleware()
+    assert ids(messages) == ["redisroles.W033"]
+    assert "AuthenticationMiddleware" in messages[0].msg
+    role(RULES=[{"path": "/api/", "rate": "1/s", "key": "ip"}])
+    assert check_middleware() == []  # an IP rule does not need the user

@@ -105,6 +105,29 @@ def test_each_check_is_one_evalsha(redis_server, redis_client) -> None:
     assert "eval" not in stats and "script|load" not in stats
 
 
+async def test_each_async_check_is_one_evalsha(redis_server, redis_client) -> None:
+    import asyncio
+
+    from django_redisroles.ratelimit import acheck
+
+    policies = [
+        make_policy("5/s", "ip", algorithm="gcra", group="va"),
+        make_policy("100/h", "user_or_ip", algorithm="sliding", group="va"),
+    ]
+    await acheck(req(), policies)  # first use: connect, load the script
+    loop = asyncio.get_running_loop()
+
+    def twenty_checks() -> None:  # runs in _monitor's caller thread: hand them to the loop
+        for _ in range(20):
+            asyncio.run_coroutine_threadsafe(acheck(req(), policies), loop).result(10)
+
+    redis_client.config_resetstat()
+    events = await asyncio.to_thread(_monitor, redis_server, twenty_checks)
+    stats = commandstats(redis_client)
+    assert [e["command"].split()[0].upper() for e in events] == ["EVALSHA"] * 20
+    assert stats["evalsha"] == 20
+
+
 def test_script_is_reloaded_after_script_flush(redis_client) -> None:
     policy = make_policy("5/m", "ip", group="t")
     assert not check(req(), [policy]).limited
@@ -166,12 +189,15 @@ def test_gcra_has_no_window_boundary_burst(redis_client) -> None:
         fixed = make_policy("10/s", "ip", algorithm="fixed", group=f"fixed{attempt}")
         # just before a whole second (the fixed window's boundary), by Redis' clock
         now = _redis_seconds(redis_client)
-        time.sleep((1 - now % 1) - 0.05 if now % 1 < 0.9 else (2 - now % 1) - 0.05)
+        boundary = int(now) + (1 if now % 1 < 0.9 else 2)
+        time.sleep(boundary - now - 0.05)
         started = time.monotonic()
         passed = {"gcra": 0, "fixed": 0}
         for _ in range(10):
             passed["gcra"] += not check(req(), [gcra]).limited
             passed["fixed"] += not check(req(), [fixed]).limited
+        if _redis_seconds(redis_client) >= boundary:
+            continue  # a loaded machine woke us too late: the first burst is not before it
         time.sleep(max(0.0, 0.06 - (time.monotonic() - started)))  # cross the boundary
         for _ in range(10):
             passed["gcra"] += not check(req(), [gcra]).limited
@@ -183,7 +209,7 @@ def test_gcra_has_no_window_boundary_burst(redis_client) -> None:
             assert passed["gcra"] == 10
             assert passed["fixed"] == 20  # the boundary burst GCRA prevents
             return
-    pytest.fail("could not run the 60 ms boundary scenario in under 100 ms in 3 attempts")
+    pytest.fail("no clean boundary scenario (first burst before it, all in 100 ms) in 3 tries")
 
 
 def test_gcra_steady_rate_never_exceeds_limit_per_window(redis_client) -> None:

@@ -101,3 +101,23 @@ async def test_async_fail_open_and_closed(async_client, own_redis) -> None:
     assert (await async_client.get("/plain/")).status_code == 200
     assert (await async_client.get("/api/things/")).status_code == 503
     assert (await async_client.get("/async-ip/")).status_code == 200
+
+
+def test_block_false_lets_the_view_decide_even_when_failing_closed(client, own_redis) -> None:
+    # block=False promises the view always runs and reads request.ratelimit;
+    # fail="closed" then tells it what the limiter could not decide.
+    server, _ = own_redis
+    server.kill()
+    response = client.get("/advisory-closed/")
+    assert response.status_code == 200
+    assert response.json() == {"failed": True, "blocked": False}
+
+
+async def test_async_block_false_lets_the_view_decide_when_failing_closed(
+    async_client, own_redis
+) -> None:
+    server, _ = own_redis
+    server.kill()
+    response = await async_client.get("/async-advisory-closed/")
+    assert response.status_code == 200
+    assert response.json() == {"failed": True, "blocked": False}

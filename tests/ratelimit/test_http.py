@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import User
@@ -138,6 +139,38 @@ def test_middleware_and_decorator_results_are_merged(client, ratelimit_settings)
     assert json.loads(client.get("/both/").content) == {"policies": ["decorator", "rule"]}
 
 
+def test_a_decorator_refusal_under_a_middleware_rule_keeps_its_headers(
+    client, ratelimit_settings
+) -> None:
+    # The 429 comes from the decorator's 5/m; the middleware's 9/m still has
+    # room. The headers must name the limit that refused, with r=0, not r=3.
+    ratelimit_settings(
+        RULES=[{"path": "/both/", "rate": "9/m", "name": "rule"}], HEADERS_ON_ALLOWED=True
+    )
+    allowed = [client.get("/both/") for _ in range(5)]
+    assert allowed[-1]["RateLimit"].startswith('"decorator";r=0;')
+    assert allowed[-1]["RateLimit-Policy"].count('"decorator"') == 1
+    refused = client.get("/both/")
+    assert refused.status_code == 429
+    assert refused["RateLimit"].startswith('"decorator";r=0;')
+    policy = refused["RateLimit-Policy"]
+    assert policy.count('"decorator";q=5;w=60') == 1 and policy.count('"rule";q=9;w=60') == 1
+
+
+async def test_async_decorator_refusal_under_a_middleware_rule_keeps_its_headers(
+    async_client, ratelimit_settings
+) -> None:
+    ratelimit_settings(
+        RULES=[{"path": "/async-ip/", "rate": "9/m", "name": "rule"}], HEADERS_ON_ALLOWED=True
+    )
+    for _ in range(3):
+        await async_client.get("/async-ip/")
+    refused = await async_client.get("/async-ip/")
+    assert refused.status_code == 429
+    assert refused["RateLimit"].startswith('"ip-3-per-60s";r=0;')
+    assert refused["RateLimit-Policy"].count('"ip-3-per-60s"') == 1
+
+
 def test_shadow_mode_counts_logs_and_signals_but_never_refuses(
     client, ratelimit_settings, caplog
 ) -> None:
@@ -175,6 +208,27 @@ def test_signal_on_refusal(client) -> None:
 def test_disabled(client, ratelimit_settings) -> None:
     ratelimit_settings(ENABLED=False)
     assert statuses(client, "/ip/", 5) == [200] * 5
+    # a block=False view still finds request.ratelimit (never limited), not a 500
+    assert json.loads(client.get("/advisory/").content) == {"limited": False, "remaining": None}
+
+
+def test_disabled_block_false_rule(client, ratelimit_settings) -> None:
+    rule = {"path": "/rule-advisory/", "rate": "1/m", "block": False}
+    ratelimit_settings(RULES=[rule])
+    bodies = [json.loads(client.get("/rule-advisory/").content) for _ in range(2)]
+    assert bodies == [{"limited": False}, {"limited": True}]
+    ratelimit_settings(RULES=[rule], ENABLED=False)
+    assert json.loads(client.get("/rule-advisory/").content) == {"limited": False}
+
+
+async def test_disabled_async(async_client, ratelimit_settings) -> None:
+    ratelimit_settings(ENABLED=False)
+    response = await async_client.get("/async-advisory-closed/")
+    assert response.json() == {"failed": False, "blocked": False}
+
+
+async def async_key(request) -> str:
+    return "k"
 
 
 def test_bad_arguments_fail_at_decoration_time() -> None:
@@ -191,6 +245,8 @@ def test_bad_arguments_fail_at_decoration_time() -> None:
         ({"rate": "5/m", "fail": "maybe"}, "fail must be"),
         ({"rate": "5/m", "name": "per\nuser"}, "printable ASCII"),
         ({"rate": "5/m", "block": "yes"}, "block must be"),
+        # an async key would return a coroutine: a new bucket per request, no limit at all
+        ({"rate": "5/m", "key": async_key}, "plain function"),
     ]:
         with pytest.raises(ImproperlyConfigured, match=needle):
             rate_limit(**kwargs)(view)
@@ -212,6 +268,15 @@ def test_rate_strings(rate: str, limit: int, period: int) -> None:
 
     parsed = parse_rate(rate)
     assert (parsed.limit, parsed.period) == (limit, period)
+
+
+@pytest.mark.parametrize("rate", ["60/ms", "5/ss", "10/hs", "1/ds", "0/m", "5/0s", "5", "m/5"])
+def test_bad_rate_strings(rate: str) -> None:
+    # "60/ms" must not quietly become 60 a minute ("ms" is no plural of "m")
+    from django_redisroles.ratelimit import InvalidRate, parse_rate
+
+    with pytest.raises(InvalidRate):
+        parse_rate(rate)
 
 
 # -- async --------------------------------------------------------------------
@@ -257,6 +322,38 @@ async def test_async_user_key(async_client) -> None:
     assert codes == [200, 200, 429]
 
 
+async def test_async_user_key_without_auser(rf) -> None:
+    # Django 4.2 has no request.auser(): the lazy user is then loaded in a
+    # thread (it may query the database), never on the event loop.
+    from django.utils.functional import SimpleLazyObject
+
+    from django_redisroles.ratelimit import acheck, make_policy
+
+    # Not a database user: rows written from the test's executor thread outlive its rollback.
+    user = SimpleNamespace(pk=4242, is_authenticated=True)
+    loaded_in: list[str] = []
+
+    def load() -> SimpleNamespace:
+        loaded_in.append(threading.current_thread().name)
+        return user
+
+    policy = make_policy("1/m", "user", group="no-auser")
+    limited = []
+    for _ in range(2):
+        request = rf.get("/", REMOTE_ADDR="198.51.100.9")
+        request.user = SimpleLazyObject(load)
+        assert not hasattr(request, "auser")
+        limited.append((await acheck(request, [policy])).limited)
+    assert limited == [False, True]
+    assert len(loaded_in) == 2 and threading.current_thread().name not in loaded_in
+    # a user policy that does not apply to the method does not load the user
+    post_only = make_policy("1/m", "user", group="no-auser-post", methods=["POST"])
+    request = rf.get("/", REMOTE_ADDR="198.51.100.9")
+    request.user = SimpleLazyObject(load)
+    assert (await acheck(request, [post_only])).results == []
+    assert len(loaded_in) == 2
+
+
 def test_bad_rules_fail_when_middleware_loads(ratelimit_settings) -> None:
     from django_redisroles.ratelimit import RateLimitMiddleware
 
@@ -282,3 +379,19 @@ async def test_async_response_callable_on_an_async_view(async_client, ratelimit_
         await async_client.get("/async-ip/")
     response = await async_client.get("/async-ip/")
     assert response.content == b"async refusal" and "Retry-After" in response
+
+
+def test_a_decorator_reapplied_per_request_reuses_its_policy() -> None:
+    # method_decorator applies the decorator again on every request; building
+    # the policy (rate parsing, key compilation, hashing) each time cost ~20 µs.
+    from functools import partial, wraps
+
+    decorate = rate_limit("2/m", key="ip")
+
+    def get(request):
+        return HttpResponse("ok")
+
+    first = decorate(wraps(get)(partial(get)))
+    second = decorate(wraps(get)(partial(get)))
+    assert first is not second
+    assert first._ratelimit_policies[0] is second._ratelimit_policies[0]

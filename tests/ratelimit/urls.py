@@ -56,6 +56,23 @@ def advisory_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"limited": r.limited, "remaining": r.remaining})
 
 
+@rate_limit("2/m", key="ip", block=False, fail="closed")
+def advisory_closed_view(request: HttpRequest) -> JsonResponse:
+    r = request.ratelimit
+    return JsonResponse({"failed": r.failed, "blocked": r.blocked})
+
+
+@rate_limit("2/m", key="ip", block=False, fail="closed")
+async def async_advisory_closed_view(request: HttpRequest) -> JsonResponse:
+    r = request.ratelimit
+    return JsonResponse({"failed": r.failed, "blocked": r.blocked})
+
+
+def rule_advisory_view(request: HttpRequest) -> JsonResponse:
+    # under a block=False middleware rule: reads what the middleware decided
+    return JsonResponse({"limited": request.ratelimit.limited})
+
+
 @rate_limit("2/m", key="ip", methods=["POST"])
 def post_only_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
@@ -95,6 +112,9 @@ urlpatterns = [
     path("stacked/", stacked_view),
     path("async-user/", async_user_view),
     path("advisory/", advisory_view),
+    path("rule-advisory/", rule_advisory_view),
+    path("advisory-closed/", advisory_closed_view),
+    path("async-advisory-closed/", async_advisory_closed_view),
     path("post-only/", post_only_view),
     path("class/", ClassView.as_view()),
     path("async-class/", AsyncClassView.as_view()),
