@@ -29,14 +29,16 @@ from typing import Any
 
 import redis
 import redis.exceptions
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
     SessionBase,
     UpdateError,
 )
-from django.utils.crypto import get_random_string
+from django.core.exceptions import ValidationError
+from django.utils.crypto import constant_time_compare, get_random_string
 
 from .. import conf, connections
 
@@ -245,6 +247,45 @@ def index_refresh() -> int:
     return max(0, int(conf.get(ROLE, "INDEX_REFRESH")))
 
 
+def _fallback_hash_of(user: Any, old_hash: str) -> bool:
+    hashes = getattr(user, "get_session_auth_fallback_hash", None)
+    if user is None or hashes is None:
+        return False
+    return any(constant_time_compare(old_hash, h) for h in hashes())
+
+
+def _user_query(uid: str) -> Any:
+    model = get_user_model()
+    try:
+        pk = model._meta.pk.to_python(uid)
+    except ValidationError:
+        return None
+    return model._default_manager.filter(pk=pk)
+
+
+def _rotated(uid: str, old_hash: str) -> bool:
+    """Whether a changed auth hash is a ``SECRET_KEY`` rotation, not a password change.
+
+    Django re-hashes a session verified with a ``SECRET_KEY_FALLBACKS`` key
+    (``cycle_key()`` and a new hash: the same calls as
+    ``update_session_auth_hash()``). Ending the user's other sessions then
+    would log every user out of all but one device on a key rotation. Only
+    with fallbacks configured does this cost a query, and only on a hash change.
+    """
+    if not getattr(settings, "SECRET_KEY_FALLBACKS", None):
+        return False
+    query = _user_query(uid)
+    return query is not None and _fallback_hash_of(query.first(), old_hash)
+
+
+async def _arotated(uid: str, old_hash: str) -> bool:
+    """Async :func:`_rotated`."""
+    if not getattr(settings, "SECRET_KEY_FALLBACKS", None):
+        return False
+    query = _user_query(uid)
+    return query is not None and _fallback_hash_of(await query.afirst(), old_hash)
+
+
 class _Plan:
     """One save, as a single Redis request: a plain SET, an UNLINK, or the SAVE script."""
 
@@ -448,8 +489,12 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             return 1
         return int(reply)
 
-    def _saved(self, result: int, data: dict[str, Any], plan: _Plan) -> str | None:
-        """Bookkeeping after a save; returns a user whose other sessions must end."""
+    def _saved(self, result: int, data: dict[str, Any], plan: _Plan) -> tuple[str, str] | None:
+        """Bookkeeping after a save; returns (user, old auth hash) when the auth hash changed.
+
+        A changed hash means a password change (the user's other sessions must
+        end) unless it is a ``SECRET_KEY`` rotation: see :func:`_rotated`.
+        """
         if result == 0:
             raise CreateError
         if result == -1:
@@ -463,13 +508,16 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             and new_hash is not None
             and new_hash != self._rr_hash
         )
+        old_hash = self._rr_hash
         self._rr_uid, self._rr_hash = uid, new_hash
         self._rr_score = plan.score
         self._rr_login_meta = None
         # update_session_auth_hash() after a password change: this session
         # stays, the user's other sessions end now (Django would reject them
         # lazily on their next request anyway).
-        return uid if password_changed and index_enabled() else None
+        if password_changed and index_enabled() and uid is not None and old_hash is not None:
+            return uid, old_hash
+        return None
 
     # -- sync API --------------------------------------------------------------
     def _redis(self) -> redis.Redis:
@@ -524,11 +572,11 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     def _write(self, data: dict[str, Any], must_create: bool, old_key: str | None = None) -> None:
         plan = self._plan_save(data, must_create, old_key)
         reply = self._call(self._run, plan)
-        ended_for = self._saved(self._result(plan, reply), data, plan)
-        if ended_for is not None:
+        changed = self._saved(self._result(plan, reply), data, plan)
+        if changed is not None and not _rotated(*changed):
             from .index import logout_everywhere
 
-            logout_everywhere(ended_for, keep=self.session_key)
+            logout_everywhere(changed[0], keep=self.session_key)
 
     def _plan_delete(self, session_key: str) -> tuple[Any, list[str], list[Any]] | None:
         if self._rr_uid is not None and index_enabled():
@@ -659,11 +707,11 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     ) -> None:
         plan = self._plan_save(data, must_create, old_key)
         reply = await self._acall(self._arun, plan)
-        ended_for = self._saved(self._result(plan, reply), data, plan)
-        if ended_for is not None:
+        changed = self._saved(self._result(plan, reply), data, plan)
+        if changed is not None and not await _arotated(*changed):
             from .index import alogout_everywhere
 
-            await alogout_everywhere(ended_for, keep=self.session_key)
+            await alogout_everywhere(changed[0], keep=self.session_key)
 
     async def adelete(self, session_key: str | None = None) -> None:
         if session_key is None:
