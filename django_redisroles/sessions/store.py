@@ -355,6 +355,16 @@ class _AsyncAccessors:
         await self._rr_aget_session()
         return self.get_expiry_date(**kwargs)  # type: ignore[attr-defined]
 
+    async def aset_test_cookie(self) -> None:
+        await self.aset(SessionBase.TEST_COOKIE_NAME, SessionBase.TEST_COOKIE_VALUE)
+
+    async def atest_cookie_worked(self) -> bool:
+        return (await self.aget(SessionBase.TEST_COOKIE_NAME)) == SessionBase.TEST_COOKIE_VALUE
+
+    async def adelete_test_cookie(self) -> None:
+        del (await self._rr_aget_session())[SessionBase.TEST_COOKIE_NAME]
+        self.modified = True
+
 
 _COMPAT: tuple[type, ...] = () if hasattr(SessionBase, "aget") else (_AsyncAccessors,)
 
