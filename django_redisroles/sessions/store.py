@@ -118,11 +118,19 @@ local ttl = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
 local sk, old, indexed = ARGV[5], ARGV[6], ARGV[7] == '1'
 if ttl <= 0 then
-  -- Already expired (an expiry date in the past): the session ends now.
+  -- Already expired (an expiry date in the past): the session ends now,
+  -- under its old key too (cycle_key).
   redis.call('UNLINK', KEYS[1])
+  if old ~= '' then
+    redis.call('UNLINK', KEYS[2])
+  end
   if indexed then
     redis.call('ZREM', KEYS[3], sk)
     redis.call('HDEL', KEYS[4], sk, sk .. '|seen')
+    if old ~= '' then
+      redis.call('ZREM', KEYS[3], old)
+      redis.call('HDEL', KEYS[4], old, old .. '|seen')
+    end
   end
   return 1
 end

@@ -12,6 +12,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.test import override_settings
 from django.utils import timezone
 
+from django_redisroles import conf
 from django_redisroles.sessions import SessionStore
 
 from .conftest import session_redis_key
@@ -85,6 +86,18 @@ def test_expiry_in_the_past_ends_the_session(redis_client) -> None:
     store.set_expiry(-5)
     store.save()
     assert redis_client.exists(session_redis_key(store.session_key)) == 0
+
+
+def test_cycle_key_of_an_expired_session_removes_the_old_key(redis_client, user) -> None:
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    old_key = store.session_key
+    store.set_expiry(-1)
+    store.cycle_key()
+    assert redis_client.exists(session_redis_key(old_key)) == 0
+    assert redis_client.exists(session_redis_key(store.session_key)) == 0
+    assert redis_client.zscore(conf.make_key("sessions", "u", str(user.pk)), old_key) is None
 
 
 def test_saving_a_deleted_session_raises_and_does_not_resurrect_it(redis_client) -> None:
