@@ -54,7 +54,15 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 # Redis replies that mean "Redis cannot serve us right now", as opposed to a
 # bug in our command.
-_UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "LOADING", "MASTERDOWN", "NOREPLICAS", "READONLY")
+_UNAVAILABLE_REPLIES = (
+    "OOM",
+    "MISCONF",
+    "LOADING",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "READONLY",
+    "BUSY ",  # a long-running script: "BUSY Redis is busy running a script"
+)
 
 
 class SessionUnavailable(RuntimeError):
