@@ -164,3 +164,16 @@ def test_a_busy_redis_is_unavailable_not_a_bug(sessions_server, user, browser) -
         admin.script_kill()
         thread.join()
     assert client.get("/sessions/").status_code == 200
+
+
+@pytest.mark.slow
+def test_sessions_command_reports_an_outage_as_a_command_error(sessions_server, user) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    sessions_server.kill()
+    for extra in ([], ["--logout"]):
+        with pytest.raises(CommandError, match=r"sessions role .* is unavailable"):
+            call_command("redisroles", "sessions", "alice", *extra)
+    with pytest.raises(CommandError, match="--keep"):
+        call_command("redisroles", "sessions", "alice", "--keep", "abcdefgh12")
