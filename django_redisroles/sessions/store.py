@@ -37,6 +37,7 @@ from django.contrib.sessions.backends.base import (
     SessionBase,
     UpdateError,
 )
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare, get_random_string
 
@@ -119,7 +120,8 @@ class _Script:
 # ARGV: mode ("c" create | "u" update), data, ttl, now, key, old key ("" = none),
 #       index ("1" | "0"), login metadata JSON ("" = keep), index score (the
 #       session's expiry time), grace (INDEX_REFRESH seconds)
-# Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone).
+# Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone),
+# -2 cycle_key failed (the old session is gone).
 SAVE = _Script(
     """
 local ttl = tonumber(ARGV[3])
@@ -141,6 +143,11 @@ if ttl <= 0 then
     end
   end
   return 1
+end
+if old ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then
+  -- cycle_key() of a session deleted meanwhile (a logout elsewhere): do not
+  -- bring it back under a new key.
+  return -2
 end
 local ok
 if ARGV[1] == 'c' then
@@ -525,6 +532,13 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             raise CreateError
         if result == -1:
             raise UpdateError
+        if result == -2:
+            # Raised from cycle_key() (login(), update_session_auth_hash(), ...)
+            # inside a view: a 400, as Django's middleware answers an UpdateError.
+            raise SessionInterrupted(
+                "The request's session was deleted before the request completed "
+                "(the user may have been logged out in a concurrent request)."
+            )
         uid = plan.uid
         new_hash = data.get(HASH_SESSION_KEY)
         password_changed = (

@@ -113,6 +113,31 @@ def test_saving_a_deleted_session_raises_and_does_not_resurrect_it(redis_client)
     assert redis_client.exists(session_redis_key(key)) == 0
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_cycle_key_never_resurrects_a_deleted_session(redis_client, user, use_async) -> None:
+    """A request holding a session that "log out everywhere" just ended must not bring it
+    back under a new key by cycling it (login, password change, key rotation do)."""
+    from asgiref.sync import sync_to_async
+    from django.contrib.sessions.exceptions import SessionInterrupted
+
+    from django_redisroles.sessions import alogout_everywhere
+
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    await sync_to_async(store.save)()
+    old_key = store.session_key
+    await sync_to_async(store.load)()
+    assert await alogout_everywhere(user.pk) == 1
+    with pytest.raises(SessionInterrupted):
+        if use_async:
+            await store.acycle_key()
+        else:
+            await sync_to_async(store.cycle_key)()
+    assert redis_client.keys(conf.make_key("sessions", "s", "*")) == []
+    assert redis_client.zcard(conf.make_key("sessions", "u", str(user.pk))) == 0
+    assert old_key is not None
+
+
 def test_concurrent_saves_never_resurrect_a_deleted_session(redis_client) -> None:
     """Many writers race one logout: once deleted, the session stays deleted."""
     store = SessionStore()
