@@ -145,6 +145,8 @@ if ttl <= 0 then
   return 1
 end
 if old ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then
+  -- A retry of this very call (the reply to the first one was lost): done.
+  if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end
   -- cycle_key() of a session deleted meanwhile (a logout elsewhere): do not
   -- bring it back under a new key.
   return -2

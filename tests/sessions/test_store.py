@@ -138,6 +138,21 @@ async def test_cycle_key_never_resurrects_a_deleted_session(redis_client, user, 
     assert old_key is not None
 
 
+def test_a_retried_cycle_key_script_is_not_taken_for_a_logout(redis_client, user) -> None:
+    """redis-py retries a command whose reply was lost (retry_attempts): the second run of
+    the cycle_key script finds the old key gone because the first run removed it."""
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    old_key = store.session_key
+    store._session_key = "cycledkey" + "x" * 23
+    plan = store._plan_save(store._session, must_create=True, old_key=old_key)
+    assert store._result(plan, store._run(plan)) == 1
+    assert store._result(plan, store._run(plan)) == 1  # the retry
+    assert redis_client.exists(session_redis_key(old_key)) == 0
+    assert SessionStore(store.session_key).load()["_auth_user_id"] == str(user.pk)
+
+
 def test_concurrent_saves_never_resurrect_a_deleted_session(redis_client) -> None:
     """Many writers race one logout: once deleted, the session stays deleted."""
     store = SessionStore()
