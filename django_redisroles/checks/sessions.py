@@ -99,12 +99,15 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not _engine_in_use():
         return []
     messages: list[CheckMessage] = _check_role_settings()
+    from ..sessions.store import pickle_based
+
     serializer = str(getattr(settings, "SESSION_SERIALIZER", ""))
-    if "pickle" in serializer.lower():
+    if pickle_based(serializer):
         messages.append(
             Error(
                 f"SESSION_SERIALIZER is {serializer!r}: the Redis session engine never "
-                "unpickles (anyone who can write to Redis could run code in your app).",
+                "unpickles (anyone who can write to Redis could run code in your app); "
+                "it refuses to load or save sessions.",
                 hint="Use SESSION_SERIALIZER = "
                 '"django.contrib.sessions.serializers.JSONSerializer" (the default) and '
                 "store only JSON-serializable values in sessions.",

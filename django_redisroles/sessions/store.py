@@ -38,7 +38,7 @@ from django.contrib.sessions.backends.base import (
     UpdateError,
 )
 from django.contrib.sessions.exceptions import SessionInterrupted
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.crypto import constant_time_compare, get_random_string
 
 from .. import conf, connections
@@ -248,6 +248,11 @@ def split_stored(raw: bytes) -> tuple[int, bytes]:
     return 0, raw
 
 
+def pickle_based(serializer_path: str) -> bool:
+    """Whether a ``SESSION_SERIALIZER`` path names a pickle-based serializer."""
+    return "pickle" in serializer_path.lower()
+
+
 def session_key_name(session_key: str) -> str:
     """The Redis key holding a session."""
     return conf.make_key(ROLE, "s", session_key)
@@ -428,13 +433,30 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
         return self._new_key()
 
     # -- data ----------------------------------------------------------------
+    def _serializer(self) -> Any:
+        """A ``SESSION_SERIALIZER`` instance; never a pickle-based one.
+
+        Check ``redisroles.E020`` reports it at start-up, but checks can be
+        silenced and do not run under a WSGI/ASGI server: refuse here too,
+        rather than unpickle what anyone able to write to Redis put there.
+        """
+        cls = self.serializer
+        path = f"{cls.__module__}.{cls.__qualname__}"
+        if pickle_based(path):
+            raise ImproperlyConfigured(
+                f"SESSION_SERIALIZER is {path!r}: the Redis session engine never unpickles. "
+                'Use "django.contrib.sessions.serializers.JSONSerializer" (see redisroles.E020).'
+            )
+        return cls()
+
     def _encode(self, data: dict[str, Any]) -> bytes:
-        encoded = self.serializer().dumps(data)
+        encoded = self._serializer().dumps(data)
         return encoded.encode() if isinstance(encoded, str) else encoded
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
+        serializer = self._serializer()
         try:
-            data = self.serializer().loads(raw)
+            data = serializer.loads(raw)
         except Exception:  # noqa: BLE001 - corrupted data: an empty session, like Django's
             logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
             return {}

@@ -207,6 +207,32 @@ def test_data_is_json_never_pickle(redis_client) -> None:
         store.save()
 
 
+class PickleSerializer:
+    """What a project might still have from Django < 5.0."""
+
+    def dumps(self, obj: object) -> bytes:
+        import pickle
+
+        return pickle.dumps(obj)
+
+    def loads(self, data: bytes) -> object:
+        import pickle
+
+        return pickle.loads(data)  # the very thing the store must refuse
+
+
+def test_a_pickle_serializer_is_refused_at_run_time_too(redis_client, settings) -> None:
+    """Checks can be silenced (and do not run under gunicorn): the store refuses anyway."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.SESSION_SERIALIZER = f"{__name__}.PickleSerializer"
+    redis_client.set(session_redis_key("k" * 32), b"rr1 0\n" + PickleSerializer().dumps({"a": 1}))
+    with pytest.raises(ImproperlyConfigured, match="SESSION_SERIALIZER"):
+        SessionStore("k" * 32).load()
+    with pytest.raises(ImproperlyConfigured, match="SESSION_SERIALIZER"):
+        SessionStore().save()
+
+
 def test_corrupted_data_is_an_empty_session_not_an_error(redis_client) -> None:
     store = SessionStore()
     store["x"] = 1
