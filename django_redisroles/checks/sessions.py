@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,12 +47,20 @@ def _cache_urls() -> Iterator[tuple[str, str]]:
     caches = getattr(settings, "CACHES", {}) or {}
     for alias, config in caches.items():
         backend = str(config.get("BACKEND", ""))
-        if backend.startswith("django_redisroles."):
+        location = config.get("LOCATION")
+        if backend.startswith("django_redisroles.") and not location:
+            # Our cache backend without LOCATION runs on the cache role's URL.
             yield f"the cache role (CACHES[{alias!r}])", conf.role_url("cache")
             continue
-        location = config.get("LOCATION")
-        locations = location if isinstance(location, list | tuple) else [location]
+        # "primary,replica" strings, as Django's RedisCache and django-redis split them.
+        if isinstance(location, str):
+            locations: Any = re.split("[;,]", location)
+        elif isinstance(location, list | tuple):
+            locations = location
+        else:
+            locations = []
         for loc in locations:
+            loc = loc.strip() if isinstance(loc, str) else loc
             if isinstance(loc, str) and loc.startswith(conf.URL_SCHEMES):
                 yield f"CACHES[{alias!r}]", loc
 
@@ -90,12 +99,15 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not _engine_in_use():
         return []
     messages: list[CheckMessage] = _check_role_settings()
+    from ..sessions.store import pickle_based
+
     serializer = str(getattr(settings, "SESSION_SERIALIZER", ""))
-    if "pickle" in serializer.lower():
+    if pickle_based(serializer):
         messages.append(
             Error(
                 f"SESSION_SERIALIZER is {serializer!r}: the Redis session engine never "
-                "unpickles (anyone who can write to Redis could run code in your app).",
+                "unpickles (anyone who can write to Redis could run code in your app); "
+                "it refuses to load or save sessions.",
                 hint="Use SESSION_SERIALIZER = "
                 '"django.contrib.sessions.serializers.JSONSerializer" (the default) and '
                 "store only JSON-serializable values in sessions.",

@@ -7,6 +7,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 HELP = "List a user's live sessions (device, IP, last seen), or end them with --logout."
@@ -31,9 +32,21 @@ def _user(options: dict[str, Any]) -> Any:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int:
-    from ..sessions import logout_everywhere, user_sessions
+    if options["keep"] and not options["logout"]:
+        raise CommandError("--keep only makes sense with --logout.")
+    from ..sessions import SessionUnavailable
 
     user = _user(options)
+    try:
+        return _handle(command, options, user)
+    except (SessionUnavailable, ImproperlyConfigured) as exc:
+        # An outage or USER_INDEX off: one clear line, not a traceback.
+        raise CommandError(str(exc)) from exc
+
+
+def _handle(command: Any, options: dict[str, Any], user: Any) -> int:
+    from ..sessions import logout_everywhere, user_sessions
+
     if options["logout"]:
         ended = logout_everywhere(user, keep=options["keep"])
         if options["json"]:

@@ -105,8 +105,9 @@ def _owned_by(raw: bytes | None, pk: str) -> bool:
     """Whether stored session data still belongs to user ``pk``."""
     if raw is None:
         return False
+    serializer = _store.SessionStore()._serializer()  # a pickle-based one raises
     try:
-        data = _store.SessionStore().serializer().loads(_store.split_stored(raw)[1])
+        data = serializer.loads(_store.split_stored(raw)[1])
     except Exception:  # noqa: BLE001 - corrupt data belongs to nobody
         return False
     return isinstance(data, dict) and str(data.get(SESSION_KEY)) == pk

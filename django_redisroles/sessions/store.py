@@ -29,14 +29,17 @@ from typing import Any
 
 import redis
 import redis.exceptions
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
     SessionBase,
     UpdateError,
 )
-from django.utils.crypto import get_random_string
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils.crypto import constant_time_compare, get_random_string
 
 from .. import conf, connections
 
@@ -52,7 +55,15 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 # Redis replies that mean "Redis cannot serve us right now", as opposed to a
 # bug in our command.
-_UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "LOADING", "MASTERDOWN", "NOREPLICAS", "READONLY")
+_UNAVAILABLE_REPLIES = (
+    "OOM",
+    "MISCONF",
+    "LOADING",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "READONLY",
+    "BUSY ",  # a long-running script: "BUSY Redis is busy running a script"
+)
 
 
 class SessionUnavailable(RuntimeError):
@@ -109,20 +120,36 @@ class _Script:
 # ARGV: mode ("c" create | "u" update), data, ttl, now, key, old key ("" = none),
 #       index ("1" | "0"), login metadata JSON ("" = keep), index score (the
 #       session's expiry time), grace (INDEX_REFRESH seconds)
-# Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone).
+# Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone),
+# -2 cycle_key failed (the old session is gone).
 SAVE = _Script(
     """
 local ttl = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
 local sk, old, indexed = ARGV[5], ARGV[6], ARGV[7] == '1'
 if ttl <= 0 then
-  -- Already expired (an expiry date in the past): the session ends now.
+  -- Already expired (an expiry date in the past): the session ends now,
+  -- under its old key too (cycle_key).
   redis.call('UNLINK', KEYS[1])
+  if old ~= '' then
+    redis.call('UNLINK', KEYS[2])
+  end
   if indexed then
     redis.call('ZREM', KEYS[3], sk)
     redis.call('HDEL', KEYS[4], sk, sk .. '|seen')
+    if old ~= '' then
+      redis.call('ZREM', KEYS[3], old)
+      redis.call('HDEL', KEYS[4], old, old .. '|seen')
+    end
   end
   return 1
+end
+if old ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then
+  -- A retry of this very call (the reply to the first one was lost): done.
+  if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end
+  -- cycle_key() of a session deleted meanwhile (a logout elsewhere): do not
+  -- bring it back under a new key.
+  return -2
 end
 local ok
 if ARGV[1] == 'c' then
@@ -221,6 +248,11 @@ def split_stored(raw: bytes) -> tuple[int, bytes]:
     return 0, raw
 
 
+def pickle_based(serializer_path: str) -> bool:
+    """Whether a ``SESSION_SERIALIZER`` path names a pickle-based serializer."""
+    return "pickle" in serializer_path.lower()
+
+
 def session_key_name(session_key: str) -> str:
     """The Redis key holding a session."""
     return conf.make_key(ROLE, "s", session_key)
@@ -243,6 +275,45 @@ def index_enabled() -> bool:
 def index_refresh() -> int:
     """Seconds a user-index entry may lag behind its session (``INDEX_REFRESH``)."""
     return max(0, int(conf.get(ROLE, "INDEX_REFRESH")))
+
+
+def _fallback_hash_of(user: Any, old_hash: str) -> bool:
+    hashes = getattr(user, "get_session_auth_fallback_hash", None)
+    if user is None or hashes is None:
+        return False
+    return any(constant_time_compare(old_hash, h) for h in hashes())
+
+
+def _user_query(uid: str) -> Any:
+    model = get_user_model()
+    try:
+        pk = model._meta.pk.to_python(uid)
+    except ValidationError:
+        return None
+    return model._default_manager.filter(pk=pk)
+
+
+def _rotated(uid: str, old_hash: str) -> bool:
+    """Whether a changed auth hash is a ``SECRET_KEY`` rotation, not a password change.
+
+    Django re-hashes a session verified with a ``SECRET_KEY_FALLBACKS`` key
+    (``cycle_key()`` and a new hash: the same calls as
+    ``update_session_auth_hash()``). Ending the user's other sessions then
+    would log every user out of all but one device on a key rotation. Only
+    with fallbacks configured does this cost a query, and only on a hash change.
+    """
+    if not getattr(settings, "SECRET_KEY_FALLBACKS", None):
+        return False
+    query = _user_query(uid)
+    return query is not None and _fallback_hash_of(query.first(), old_hash)
+
+
+async def _arotated(uid: str, old_hash: str) -> bool:
+    """Async :func:`_rotated`."""
+    if not getattr(settings, "SECRET_KEY_FALLBACKS", None):
+        return False
+    query = _user_query(uid)
+    return query is not None and _fallback_hash_of(await query.afirst(), old_hash)
 
 
 class _Plan:
@@ -314,6 +385,16 @@ class _AsyncAccessors:
         await self._rr_aget_session()
         return self.get_expiry_date(**kwargs)  # type: ignore[attr-defined]
 
+    async def aset_test_cookie(self) -> None:
+        await self.aset(SessionBase.TEST_COOKIE_NAME, SessionBase.TEST_COOKIE_VALUE)
+
+    async def atest_cookie_worked(self) -> bool:
+        return (await self.aget(SessionBase.TEST_COOKIE_NAME)) == SessionBase.TEST_COOKIE_VALUE
+
+    async def adelete_test_cookie(self) -> None:
+        del (await self._rr_aget_session())[SessionBase.TEST_COOKIE_NAME]
+        self.modified = True
+
 
 _COMPAT: tuple[type, ...] = () if hasattr(SessionBase, "aget") else (_AsyncAccessors,)
 
@@ -352,13 +433,30 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
         return self._new_key()
 
     # -- data ----------------------------------------------------------------
+    def _serializer(self) -> Any:
+        """A ``SESSION_SERIALIZER`` instance; never a pickle-based one.
+
+        Check ``redisroles.E020`` reports it at start-up, but checks can be
+        silenced and do not run under a WSGI/ASGI server: refuse here too,
+        rather than unpickle what anyone able to write to Redis put there.
+        """
+        cls = self.serializer
+        path = f"{cls.__module__}.{cls.__qualname__}"
+        if pickle_based(path):
+            raise ImproperlyConfigured(
+                f"SESSION_SERIALIZER is {path!r}: the Redis session engine never unpickles. "
+                'Use "django.contrib.sessions.serializers.JSONSerializer" (see redisroles.E020).'
+            )
+        return cls()
+
     def _encode(self, data: dict[str, Any]) -> bytes:
-        encoded = self.serializer().dumps(data)
+        encoded = self._serializer().dumps(data)
         return encoded.encode() if isinstance(encoded, str) else encoded
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
+        serializer = self._serializer()
         try:
-            data = self.serializer().loads(raw)
+            data = serializer.loads(raw)
         except Exception:  # noqa: BLE001 - corrupted data: an empty session, like Django's
             logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
             return {}
@@ -448,12 +546,23 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             return 1
         return int(reply)
 
-    def _saved(self, result: int, data: dict[str, Any], plan: _Plan) -> str | None:
-        """Bookkeeping after a save; returns a user whose other sessions must end."""
+    def _saved(self, result: int, data: dict[str, Any], plan: _Plan) -> tuple[str, str] | None:
+        """Bookkeeping after a save; returns (user, old auth hash) when the auth hash changed.
+
+        A changed hash means a password change (the user's other sessions must
+        end) unless it is a ``SECRET_KEY`` rotation: see :func:`_rotated`.
+        """
         if result == 0:
             raise CreateError
         if result == -1:
             raise UpdateError
+        if result == -2:
+            # Raised from cycle_key() (login(), update_session_auth_hash(), ...)
+            # inside a view: a 400, as Django's middleware answers an UpdateError.
+            raise SessionInterrupted(
+                "The request's session was deleted before the request completed "
+                "(the user may have been logged out in a concurrent request)."
+            )
         uid = plan.uid
         new_hash = data.get(HASH_SESSION_KEY)
         password_changed = (
@@ -463,13 +572,16 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             and new_hash is not None
             and new_hash != self._rr_hash
         )
+        old_hash = self._rr_hash
         self._rr_uid, self._rr_hash = uid, new_hash
         self._rr_score = plan.score
         self._rr_login_meta = None
         # update_session_auth_hash() after a password change: this session
         # stays, the user's other sessions end now (Django would reject them
         # lazily on their next request anyway).
-        return uid if password_changed and index_enabled() else None
+        if password_changed and index_enabled() and uid is not None and old_hash is not None:
+            return uid, old_hash
+        return None
 
     # -- sync API --------------------------------------------------------------
     def _redis(self) -> redis.Redis:
@@ -524,11 +636,11 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     def _write(self, data: dict[str, Any], must_create: bool, old_key: str | None = None) -> None:
         plan = self._plan_save(data, must_create, old_key)
         reply = self._call(self._run, plan)
-        ended_for = self._saved(self._result(plan, reply), data, plan)
-        if ended_for is not None:
+        changed = self._saved(self._result(plan, reply), data, plan)
+        if changed is not None and not _rotated(*changed):
             from .index import logout_everywhere
 
-            logout_everywhere(ended_for, keep=self.session_key)
+            logout_everywhere(changed[0], keep=self.session_key)
 
     def _plan_delete(self, session_key: str) -> tuple[Any, list[str], list[Any]] | None:
         if self._rr_uid is not None and index_enabled():
@@ -659,11 +771,11 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     ) -> None:
         plan = self._plan_save(data, must_create, old_key)
         reply = await self._acall(self._arun, plan)
-        ended_for = self._saved(self._result(plan, reply), data, plan)
-        if ended_for is not None:
+        changed = self._saved(self._result(plan, reply), data, plan)
+        if changed is not None and not await _arotated(*changed):
             from .index import alogout_everywhere
 
-            await alogout_everywhere(ended_for, keep=self.session_key)
+            await alogout_everywhere(changed[0], keep=self.session_key)
 
     async def adelete(self, session_key: str | None = None) -> None:
         if session_key is None:

@@ -65,3 +65,19 @@ async def test_anonymous_async_request_touches_no_redis(round_trips) -> None:
     response = await AsyncClient().get("/sessions/api/")
     assert response.status_code == 401
     assert round_trips.count == 0
+
+
+async def test_async_accessors_on_every_django_version(redis_client) -> None:
+    """The whole async session API of Django 5+, on Django 4.2 too (test cookie included)."""
+    store = SessionStore()
+    await store.aset_test_cookie()
+    await store.aset("cart", [1, 2])
+    await store.asave()
+    again = SessionStore(store.session_key)
+    assert await again.atest_cookie_worked()
+    await again.adelete_test_cookie()
+    assert not await again.atest_cookie_worked()
+    assert await again.aget("cart") == [1, 2]
+    assert await again.apop("cart") == [1, 2]
+    assert await again.asetdefault("n", 1) == 1
+    assert list(await again.aitems()) == [("n", 1)]

@@ -59,6 +59,39 @@ def test_pickle_serializer_is_an_error(settings, capsys) -> None:
             {"default": {"BACKEND": "django_redisroles.cache.RedisRolesCache"}},
             False,
         ),
+        # The cache role's backend with an explicit LOCATION on the sessions server: warned.
+        (
+            {"ROLES": {"sessions": {"URL": "redis://sessions-host:6379/0"}}},
+            {
+                "default": {
+                    "BACKEND": "django_redisroles.cache.RedisRolesCache",
+                    "LOCATION": "redis://sessions-host:6379/2",
+                }
+            },
+            True,
+        ),
+        # ... and with an explicit LOCATION elsewhere, though the role URLs are shared: fine.
+        (
+            {},
+            {
+                "default": {
+                    "BACKEND": "django_redisroles.cache.RedisRolesCache",
+                    "LOCATION": "redis://cache-host:6379/0",
+                }
+            },
+            False,
+        ),
+        # A replicated LOCATION string ("primary,replica"), one of them the sessions server.
+        (
+            {"ROLES": {"sessions": {"URL": "redis://sessions-host:6379/0"}}},
+            {
+                "default": {
+                    "BACKEND": "django_redis.cache.RedisCache",
+                    "LOCATION": "redis://cache-host:6379/0,redis://sessions-host:6379/1",
+                }
+            },
+            True,
+        ),
         # No Redis cache at all: fine.
         ({}, {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}, False),
     ],

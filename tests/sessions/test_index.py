@@ -107,7 +107,9 @@ def test_logout_removes_the_index_entry(user, browser, redis_client) -> None:
     assert redis_client.zcard(conf.make_key("sessions", "u", str(user.pk))) == 0
 
 
-def test_password_change_ends_the_other_sessions(user, browser) -> None:
+@pytest.mark.parametrize("fallbacks", [[], ["an-old-secret-key-" + "y" * 40]])
+def test_password_change_ends_the_other_sessions(user, browser, settings, fallbacks) -> None:
+    settings.SECRET_KEY_FALLBACKS = fallbacks  # with fallbacks, told apart from a key rotation
     laptop = browser("10.0.0.1", FIREFOX)
     phone = browser("10.0.0.2", IPHONE)
     login(laptop)
@@ -125,6 +127,43 @@ def test_password_change_ends_the_other_sessions(user, browser) -> None:
     (kept,) = user_sessions(user)
     assert kept.session_key == laptop.cookies["sessionid"].value  # a new key (cycle_key)...
     assert kept.ip == "10.0.0.1"  # ...with its login metadata carried over
+
+
+def test_secret_key_rotation_logs_nobody_out(user, browser, settings) -> None:
+    """Rotating SECRET_KEY with SECRET_KEY_FALLBACKS re-hashes each session on its next
+    request (cycle_key + new auth hash, the same calls as a password change). That must
+    not be taken for a password change: every device stays logged in."""
+    laptop = browser("10.0.0.1", FIREFOX)
+    phone = browser("10.0.0.2", IPHONE)
+    login(laptop)
+    login(phone)
+    old_secret = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-brand-new-secret-key-" + "x" * 40
+    settings.SECRET_KEY_FALLBACKS = [old_secret]
+    assert is_logged_in(laptop)  # verified with the fallback, re-hashed with the new key
+    assert is_logged_in(phone)
+    assert len(user_sessions(user)) == 2
+
+
+async def test_secret_key_rotation_logs_nobody_out_async(async_user, settings) -> None:
+    from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+
+    stores = [SessionStore(), SessionStore()]
+    for store in stores:
+        await store.aset(SESSION_KEY, str(async_user.pk))
+        await store.aset(HASH_SESSION_KEY, async_user.get_session_auth_hash())
+        await store.asave()
+    old_secret = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-brand-new-secret-key-" + "x" * 40
+    settings.SECRET_KEY_FALLBACKS = [old_secret]
+    # What django.contrib.auth.aget_user() does for a session hashed with a fallback key.
+    laptop = SessionStore(stores[0].session_key)
+    await laptop.aget(SESSION_KEY)
+    await laptop.acycle_key()
+    await laptop.aset(HASH_SESSION_KEY, async_user.get_session_auth_hash())
+    await laptop.asave()
+    assert await SessionStore().aexists(stores[1].session_key)
+    assert len(await auser_sessions(async_user)) == 2
 
 
 def test_stale_entries_are_trimmed(user, browser, redis_client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import http.cookiejar
 import os
 import subprocess
@@ -36,7 +37,10 @@ class Browser:
     def cookie(self, name: str) -> str | None:
         return next((c.value for c in self.jar if c.name == name), None)
 
-    def request(self, path: str, data: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    def request(
+        self, path: str, data: dict[str, str] | None = None
+    ) -> tuple[int, email.message.Message, str]:
+        """Status, headers (case-insensitive: uvicorn's h11 protocol sends them lowercase), body."""
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         req = urllib.request.Request(
             self.base + path,
@@ -45,9 +49,9 @@ class Browser:
         )
         try:
             with self.opener.open(req, timeout=10) as resp:
-                return resp.status, dict(resp.headers), resp.read().decode()
+                return resp.status, resp.headers, resp.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), exc.read().decode()
+            return exc.code, exc.headers, exc.read().decode()
 
 
 @pytest.fixture
@@ -116,6 +120,7 @@ def test_outage_under_uvicorn(uvicorn_demo) -> None:
     )
     assert status == 302 and headers["Location"] == "/sessions/"
     cookie = browser.cookie("sessionid")
+    assert cookie
     status, _, page = browser.request("/sessions/")
     assert status == 200 and "Firefox on Linux" in page
 

@@ -7,7 +7,11 @@ restart the user is still logged in.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+import redis
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpResponse
 from django.test import AsyncClient, RequestFactory
@@ -135,3 +139,41 @@ def test_with_djangos_middleware_the_cookie_survives_too(sessions_server, settin
     sessions_server.start()
     assert client.get("/sessions/").status_code == 200
     assert client.cookies["sessionid"].value == cookie
+
+
+@pytest.mark.slow
+def test_a_busy_redis_is_unavailable_not_a_bug(sessions_server, user, browser) -> None:
+    """A long script on the sessions instance makes Redis answer BUSY: a 503, like an outage."""
+    client = browser()
+    login(client)
+    admin = sessions_server.client()
+    admin.config_set("busy-reply-threshold", 50)  # ms; Redis 7's default is 5 s
+
+    def busy() -> None:
+        with pytest.raises(redis.exceptions.ResponseError):
+            sessions_server.client().eval("while true do end", 0)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        response = client.get("/sessions/")
+        assert response.status_code == 503
+        assert "sessionid" not in response.cookies
+    finally:
+        admin.script_kill()
+        thread.join()
+    assert client.get("/sessions/").status_code == 200
+
+
+@pytest.mark.slow
+def test_sessions_command_reports_an_outage_as_a_command_error(sessions_server, user) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    sessions_server.kill()
+    for extra in ([], ["--logout"]):
+        with pytest.raises(CommandError, match=r"sessions role .* is unavailable"):
+            call_command("redisroles", "sessions", "alice", *extra)
+    with pytest.raises(CommandError, match="--keep"):
+        call_command("redisroles", "sessions", "alice", "--keep", "abcdefgh12")

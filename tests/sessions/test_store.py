@@ -12,6 +12,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.test import override_settings
 from django.utils import timezone
 
+from django_redisroles import conf
 from django_redisroles.sessions import SessionStore
 
 from .conftest import session_redis_key
@@ -87,6 +88,18 @@ def test_expiry_in_the_past_ends_the_session(redis_client) -> None:
     assert redis_client.exists(session_redis_key(store.session_key)) == 0
 
 
+def test_cycle_key_of_an_expired_session_removes_the_old_key(redis_client, user) -> None:
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    old_key = store.session_key
+    store.set_expiry(-1)
+    store.cycle_key()
+    assert redis_client.exists(session_redis_key(old_key)) == 0
+    assert redis_client.exists(session_redis_key(store.session_key)) == 0
+    assert redis_client.zscore(conf.make_key("sessions", "u", str(user.pk)), old_key) is None
+
+
 def test_saving_a_deleted_session_raises_and_does_not_resurrect_it(redis_client) -> None:
     first = SessionStore()
     first["step"] = 1
@@ -98,6 +111,46 @@ def test_saving_a_deleted_session_raises_and_does_not_resurrect_it(redis_client)
     with pytest.raises(UpdateError):
         first.save()
     assert redis_client.exists(session_redis_key(key)) == 0
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_cycle_key_never_resurrects_a_deleted_session(redis_client, user, use_async) -> None:
+    """A request holding a session that "log out everywhere" just ended must not bring it
+    back under a new key by cycling it (login, password change, key rotation do)."""
+    from asgiref.sync import sync_to_async
+    from django.contrib.sessions.exceptions import SessionInterrupted
+
+    from django_redisroles.sessions import alogout_everywhere
+
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    await sync_to_async(store.save)()
+    old_key = store.session_key
+    await sync_to_async(store.load)()
+    assert await alogout_everywhere(user.pk) == 1
+    with pytest.raises(SessionInterrupted):
+        if use_async:
+            await store.acycle_key()
+        else:
+            await sync_to_async(store.cycle_key)()
+    assert redis_client.keys(conf.make_key("sessions", "s", "*")) == []
+    assert redis_client.zcard(conf.make_key("sessions", "u", str(user.pk))) == 0
+    assert old_key is not None
+
+
+def test_a_retried_cycle_key_script_is_not_taken_for_a_logout(redis_client, user) -> None:
+    """redis-py retries a command whose reply was lost (retry_attempts): the second run of
+    the cycle_key script finds the old key gone because the first run removed it."""
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store.save()
+    old_key = store.session_key
+    store._session_key = "cycledkey" + "x" * 23
+    plan = store._plan_save(store._session, must_create=True, old_key=old_key)
+    assert store._result(plan, store._run(plan)) == 1
+    assert store._result(plan, store._run(plan)) == 1  # the retry
+    assert redis_client.exists(session_redis_key(old_key)) == 0
+    assert SessionStore(store.session_key).load()["_auth_user_id"] == str(user.pk)
 
 
 def test_concurrent_saves_never_resurrect_a_deleted_session(redis_client) -> None:
@@ -152,6 +205,32 @@ def test_data_is_json_never_pickle(redis_client) -> None:
     store["bad"] = object()
     with pytest.raises(TypeError):  # JSON refuses it; nothing is pickled
         store.save()
+
+
+class PickleSerializer:
+    """What a project might still have from Django < 5.0."""
+
+    def dumps(self, obj: object) -> bytes:
+        import pickle
+
+        return pickle.dumps(obj)
+
+    def loads(self, data: bytes) -> object:
+        import pickle
+
+        return pickle.loads(data)  # the very thing the store must refuse
+
+
+def test_a_pickle_serializer_is_refused_at_run_time_too(redis_client, settings) -> None:
+    """Checks can be silenced (and do not run under gunicorn): the store refuses anyway."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.SESSION_SERIALIZER = f"{__name__}.PickleSerializer"
+    redis_client.set(session_redis_key("k" * 32), b"rr1 0\n" + PickleSerializer().dumps({"a": 1}))
+    with pytest.raises(ImproperlyConfigured, match="SESSION_SERIALIZER"):
+        SessionStore("k" * 32).load()
+    with pytest.raises(ImproperlyConfigured, match="SESSION_SERIALIZER"):
+        SessionStore().save()
 
 
 def test_corrupted_data_is_an_empty_session_not_an_error(redis_client) -> None:
