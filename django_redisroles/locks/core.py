@@ -544,6 +544,8 @@ class Lock:
             get_redis("locks"), self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
         )
         self._extended(gen, ok, started)
+        if ttl is not None and self.renew:
+            self._replan_renewal(started, asynchronous=False)
 
     def _extended(self, gen: int, ok: Any, started: float) -> None:
         if not ok:
@@ -552,6 +554,30 @@ class Lock:
             raise self._lost_error(self._lost or "the lease expired or was taken over")
         if gen == self._gen:
             self._deadline = started + self.ttl
+
+    def _replan_renewal(self, started: float, *, asynchronous: bool) -> None:
+        """After the lease length changed: the next renewal is due at the new ttl / 3.
+
+        The planned renewal was computed from the old ttl; with a shorter one
+        the lease would run out before it. A new generation drops the old plan.
+        """
+        with self._state:
+            if self.token is None:
+                return
+            self._gen += 1
+            gen = self._gen
+        due = started + self.ttl / 3
+        if asynchronous:
+            if self._renew_handle is not None:
+                self._renew_handle.cancel()
+            if self._renew_task is not None:
+                self._renew_task.cancel()
+                self._renew_task = None
+            self._renew_handle = asyncio.get_running_loop().call_later(
+                max(0.0, due - time.monotonic()), self._start_arenew, gen
+            )
+        else:
+            watchdog().schedule(self, gen, due)
 
     def _wake_ttl_ms(self) -> int:
         return max(1000, int(self.ttl * 1000))
@@ -672,6 +698,8 @@ class Lock:
             get_async_redis("locks"), self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
         )
         self._extended(gen, ok, started)
+        if ttl is not None and self.renew:
+            self._replan_renewal(started, asynchronous=True)
 
     def _start_arenew(self, gen: int) -> None:
         self._renew_handle = None

@@ -284,3 +284,24 @@ def test_extend_of_a_lost_interrupting_lock_raises_once_in_the_caller() -> None:
         with pytest.raises(LockLost):
             lock.extend()
         time.sleep(0.2)  # no stray signal arrives from the failed extend
+
+
+def test_extend_to_a_shorter_ttl_renews_on_the_new_schedule(redis_client: redis.Redis) -> None:
+    """The watchdog's next renewal was planned for the old ttl / 3: it must follow the new one."""
+    with Lock("shorter", ttl=6) as lock:
+        lock.extend(ttl=0.6)
+        time.sleep(1.5)  # 2.5 leases of the new length; the old plan renews only at 2 s
+        lock.check()
+        assert token_of(redis_client, lock_keys("shorter").lock) == lock.token
+
+
+async def test_aextend_to_a_shorter_ttl_renews_on_the_new_schedule(
+    redis_client: redis.Redis,
+) -> None:
+    import asyncio
+
+    async with Lock("ashorter", ttl=6) as lock:
+        await lock.aextend(ttl=0.6)
+        await asyncio.sleep(1.5)
+        lock.check()
+        assert token_of(redis_client, lock_keys("ashorter").lock) == lock.token
