@@ -1,0 +1,79 @@
+"""The doctor against what the roles really write, in the testproject's wiring.
+
+The other doctor tests plant keys by hand; these let each role write its own
+keys (cache entries and stampede locks, sessions with the user index,
+rate-limit counters with hash tags, a replay stream, a lock and its fence),
+so a change of a role's key layout that the doctor does not follow fails here.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from django_redisroles.locks import Lock
+from django_redisroles.pubsub import broadcast
+
+from .test_doctor import check
+
+ROLES = ("cache", "sessions", "ratelimit", "pubsub", "locks")
+
+
+@pytest.fixture
+def trio(redis_factory, settings):
+    """The testproject's settings, its roles split over three well-configured servers."""
+    cache_server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    sessions_server = redis_factory(persistence=True)  # noeviction, appendonly yes
+    rest = redis_factory()  # noeviction
+    value = copy.deepcopy(settings.REDISROLES)
+    urls = {"cache": cache_server, "sessions": sessions_server}
+    for role in ROLES:
+        value["ROLES"][role]["URL"] = urls.get(role, rest).url()
+    value["DOCTOR"] = {"CLIENT_WINDOW": 0.2}
+    settings.REDISROLES = value
+    settings.CACHES = copy.deepcopy(settings.CACHES)  # a fresh backend on the new URL
+    return cache_server, sessions_server, rest
+
+
+@pytest.mark.django_db
+def test_what_the_roles_write_gives_no_findings(trio, doctor, django_user_model) -> None:
+    cache_server, sessions_server, rest = trio
+    cache.set("page", "x" * 1000)
+    assert cache.get_or_set("computed", lambda: 42) == 42  # stampede-safe path
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("alice", password="pw"))
+    assert client.get("/ratelimit/middleware/").status_code == 200
+    assert client.get("/ratelimit/api/").status_code == 200
+    broadcast("notifications", {"type": "notify", "text": "hello"})  # a replay group
+    with Lock("nightly_report", ttl=30):
+        run = check(doctor())
+    # Each role wrote to its own server, under its own namespace.
+    for server, prefixes in (
+        (cache_server, {"demo:cache"}),
+        (sessions_server, {"demo:sessions"}),
+        (rest, {"demo:ratelimit", "demo:pubsub", "demo:locks"}),
+    ):
+        found = {":".join(k.decode().split(":")[:2]) for k in server.client().scan_iter()}
+        assert found == prefixes
+    assert run.ids == [], [f["message"] for f in run.data["findings"]]
+    sampled = {
+        ns["role"]: ns["sampled"]
+        for inst in run.data["instances"]
+        for db in inst["databases"]
+        for ns in db["namespaces"]
+    }
+    # Each role's keys were found where the doctor looks (its own namespace).
+    assert all(sampled[role] >= 1 for role in ROLES), sampled
+    assert sampled["sessions"] >= 2  # the session and the user's index
+    assert sampled["locks"] >= 2  # the lock and its fence counter
+    streams = [
+        ns["streams"]
+        for inst in run.data["instances"]
+        for db in inst["databases"]
+        for ns in db["namespaces"]
+        if ns["role"] == "pubsub"
+    ]
+    assert streams == [1]
