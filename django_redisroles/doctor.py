@@ -401,6 +401,38 @@ def pubsub_stream_cap(default: int) -> tuple[int, bool]:
     return (max(caps), True) if caps else (default, False)
 
 
+def _ours(path: Any, package: str) -> bool:
+    return isinstance(path, str) and (path == package or path.startswith(package + "."))
+
+
+def unwired_roles() -> dict[str, str]:
+    """Roles whose Django piece the project does not use -> why (not checked by default).
+
+    Every role's URL defaults to ``REDISROLES["URL"]``, so without this a project
+    that keeps sessions in its database would get the sessions' rules (an error
+    on an ``allkeys-lru`` cache server) for sessions it does not have. Rate
+    limiting and locks are used from code (decorators, ``Lock``), which settings
+    cannot show: they are always checked.
+    """
+    unwired: dict[str, str] = {}
+    caches = getattr(settings, "CACHES", None) or {}
+    if not any(
+        isinstance(entry, Mapping) and _ours(entry.get("BACKEND"), "django_redisroles.cache")
+        for entry in caches.values()
+    ):
+        unwired["cache"] = f"no CACHES entry uses {CACHE_BACKEND}"
+    engine = getattr(settings, "SESSION_ENGINE", None)
+    if not _ours(engine, "django_redisroles.sessions"):
+        unwired["sessions"] = f"SESSION_ENGINE is {engine!r}, not 'django_redisroles.sessions'"
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    if not any(
+        isinstance(layer, Mapping) and _ours(layer.get("BACKEND"), "django_redisroles.pubsub")
+        for layer in layers.values()
+    ):
+        unwired["pubsub"] = "no CHANNEL_LAYERS entry uses django_redisroles.pubsub"
+    return unwired
+
+
 def role_namespaces(role: str) -> list[Namespace]:
     if role == "cache":
         return [Namespace("cache", prefix, limit) for prefix, limit in cache_namespaces()]
@@ -1170,6 +1202,8 @@ class Report:
     findings: list[Finding]
     limits: Limits
     seconds: float
+    #: Roles left out because the project does not wire them -> why.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -1197,6 +1231,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "limits": asdict(self.limits),
             "roles": role_map,
+            "skipped": dict(self.skipped),
             "instances": [s.as_dict() for s in self.servers],
             "findings": [f.as_dict() for f in self.findings],
         }
@@ -1207,10 +1242,16 @@ def run(
     limits: Limits | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Check the servers of ``roles`` (default: all five) and return a report."""
+    """Check the servers of ``roles`` and return a report.
+
+    Default: every role the project wires (see ``unwired_roles``); roles named
+    in ``roles`` are checked whatever the wiring.
+    """
     started = time.monotonic()
     limits = limits or Limits.from_settings()
-    selected = [r for r in conf.ROLES if roles is None or r in set(roles)]
+    skipped = unwired_roles() if roles is None else {}
+    wanted = set(conf.ROLES) - set(skipped) if roles is None else set(roles)
+    selected = [r for r in conf.ROLES if r in wanted]
     servers = _connect(selected, limits)
     try:
         window_start = time.monotonic()
@@ -1255,4 +1296,4 @@ def run(
     findings = [finding for check in RULES for finding in check(ctx)]
     order = {"error": 0, "warning": 1}
     findings.sort(key=lambda f: (order.get(f.severity, 2), f.id, f.instance))
-    return Report(selected, servers, findings, limits, time.monotonic() - started)
+    return Report(selected, servers, findings, limits, time.monotonic() - started, skipped)

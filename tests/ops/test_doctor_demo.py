@@ -77,3 +77,30 @@ def test_what_the_roles_write_gives_no_findings(trio, doctor, django_user_model)
         if ns["role"] == "pubsub"
     ]
     assert streams == [1]
+
+
+def test_roles_the_project_does_not_wire_are_not_checked(redis_factory, settings, doctor) -> None:
+    """A cache-only project on a server set up for a cache: no sessions/pubsub findings.
+
+    Every role's URL defaults to REDISROLES["URL"], so the sessions role "is" on
+    this allkeys-lru server; but sessions live in the database here, and an
+    E120 would fail `check --deploy` for a problem the project does not have.
+    """
+    server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    settings.REDISROLES = {
+        "URL": server.url(),
+        "ROLES": {"locks": {"URL": redis_factory().url()}},  # locks on a noeviction server
+        "DOCTOR": {"CLIENT_WINDOW": 0.2},
+    }
+    settings.CACHES = {"default": {"BACKEND": "django_redisroles.cache.RedisRolesCache"}}
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    settings.CHANNEL_LAYERS = {}
+    run = check(doctor())
+    assert run.ids == []
+    assert set(run.data["roles"]) == {"cache", "ratelimit", "locks"}
+    assert set(run.data["skipped"]) == {"sessions", "pubsub"}
+    assert "SESSION_ENGINE" in run.data["skipped"]["sessions"]
+    table = doctor(json_=False)
+    assert "not checked: sessions (SESSION_ENGINE is" in table.stdout
+    # Asked for by name, a role is checked whatever the wiring.
+    assert check(doctor("--role", "sessions")).ids == ["E120", "W122"]
