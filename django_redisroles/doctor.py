@@ -141,6 +141,8 @@ class Namespace:
     role: str
     prefix: str  # with the trailing ":"
     max_value_size: int | None = None  # cache only
+    #: The role writes keys without a TTL here on purpose (a cache with ALLOW_NO_TIMEOUT).
+    allow_no_ttl: bool = False
     sampled: int = 0
     no_ttl: int = 0
     no_ttl_examples: list[str] = field(default_factory=list)
@@ -367,18 +369,18 @@ def url_label(url: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def cache_namespaces() -> list[tuple[str, int]]:
-    """(prefix with ":", value size limit) of each RedisRolesCache in ``CACHES``."""
-    found: list[tuple[str, int]] = []
+def cache_namespaces() -> list[tuple[str, int, bool]]:
+    """(prefix with ":", value size limit, ALLOW_NO_TIMEOUT) of each RedisRolesCache."""
+    found: list[tuple[str, int, bool]] = []
     for entry in (getattr(settings, "CACHES", None) or {}).values():
         if not isinstance(entry, Mapping) or entry.get("BACKEND") != CACHE_BACKEND:
             continue
         prefix = entry.get("KEY_PREFIX") or conf.make_key("cache")
         options = entry.get("OPTIONS") or {}
         limit = int(options.get("MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE) or 0)
-        found.append((f"{prefix}:", limit))
+        found.append((f"{prefix}:", limit, options.get("ALLOW_NO_TIMEOUT") is True))
     if not found:
-        found.append((conf.make_key("cache") + ":", DEFAULT_MAX_VALUE_SIZE))
+        found.append((conf.make_key("cache") + ":", DEFAULT_MAX_VALUE_SIZE, False))
     return found
 
 
@@ -435,7 +437,10 @@ def unwired_roles() -> dict[str, str]:
 
 def role_namespaces(role: str) -> list[Namespace]:
     if role == "cache":
-        return [Namespace("cache", prefix, limit) for prefix, limit in cache_namespaces()]
+        return [
+            Namespace("cache", prefix, limit, allow_no_ttl=allow)
+            for prefix, limit, allow in cache_namespaces()
+        ]
     return [Namespace(role, conf.make_key(role) + ":")]
 
 
@@ -904,6 +909,9 @@ def keys_without_ttl(ctx: Context) -> Iterable[Finding]:
         for database in server.databases:
             for ns in database.namespaces:
                 if ns.role not in ctx.roles or not ns.no_ttl:
+                    continue
+                if ns.allow_no_ttl:
+                    # Written so on purpose; whether they can be evicted is W111's business.
                     continue
                 scope = (
                     f"all {database.scanned:,} keys of db{database.db} scanned"

@@ -104,3 +104,32 @@ def test_roles_the_project_does_not_wire_are_not_checked(redis_factory, settings
     assert "not checked: sessions (SESSION_ENGINE is" in table.stdout
     # Asked for by name, a role is checked whatever the wiring.
     assert check(doctor("--role", "sessions")).ids == ["E120", "W122"]
+
+
+def test_cache_keys_without_ttl_are_fine_when_the_cache_allows_them(
+    redis_factory, roles_on, doctor, settings
+) -> None:
+    """ALLOW_NO_TIMEOUT=True: the cache itself writes keys that never expire, on purpose.
+
+    On an allkeys-lru server they are evicted like any other; W112 ("these come
+    from other code") would be wrong. Another cache without the option keeps it.
+    """
+    server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    roles_on(cache=server)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redisroles.cache.RedisRolesCache",
+            "KEY_PREFIX": "forever",
+            "OPTIONS": {"ALLOW_NO_TIMEOUT": True},
+        },
+        "strict": {"BACKEND": "django_redisroles.cache.RedisRolesCache", "KEY_PREFIX": "strict"},
+    }
+    from django.core.cache import caches
+
+    caches["default"].set("config", "x", timeout=None)
+    assert server.client().pttl("forever:1:config") == -1
+    assert check(doctor("--role", "cache")).ids == []
+    server.client().set("strict:1:stray", "x")
+    run = check(doctor("--role", "cache"))
+    assert run.ids == ["W112"]
+    assert run.finding("W112")["details"]["prefix"] == "strict:"
