@@ -305,3 +305,20 @@ async def test_aextend_to_a_shorter_ttl_renews_on_the_new_schedule(
         await asyncio.sleep(1.5)
         lock.check()
         assert token_of(redis_client, lock_keys("ashorter").lock) == lock.token
+
+
+def test_a_retried_acquire_of_our_own_token_is_a_success(redis_client: redis.Redis) -> None:
+    """redis-py retries a command that timed out (retry_attempts, default 2), but the
+    server may have run it: the retry then finds the lock held by our own token.
+    It must count as acquired, not as "held by host X, pid <ourselves>"."""
+    from django_redisroles.connections import get_redis
+    from django_redisroles.locks import scripts
+
+    lock = Lock("retried", ttl=10)
+    keys, args = lock.keys[:3], lock._acquire_args("tok" * 8, None)
+    first = scripts.acquire_script(get_redis("locks"), keys, args)
+    again = scripts.acquire_script(get_redis("locks"), keys, args)
+    assert first[0] == 1 and again == [1, first[1]]  # same hold, same fence
+    other = scripts.acquire_script(get_redis("locks"), keys, ("x" * 24, *args[1:]))
+    assert other[0] == 0
+    assert token_of(redis_client, lock_keys("retried").lock) == "tok" * 8
