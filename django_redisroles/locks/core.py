@@ -242,10 +242,17 @@ def _release_keys(keys: LockKeys) -> tuple[str, ...]:
 _background: set[asyncio.Task[Any]] = set()
 
 
-def _release_later(keys: LockKeys, args: tuple[Any, ...]) -> None:
+def _release_later(keys: LockKeys, args: tuple[Any, ...], *, settle: bool = False) -> None:
     async def release() -> None:
         try:
-            await scripts.release_script.acall(get_async_redis("locks"), _release_keys(keys), args)
+            client = get_async_redis("locks")
+            if settle:
+                # An acquire cancelled in flight was written on a connection
+                # redis-py has since dropped; the server may still run it. A
+                # round trip on another connection first lets it do so, so the
+                # release comes after it rather than before (then a no-op).
+                await client.ping()
+            await scripts.release_script.acall(client, _release_keys(keys), args)
         except redis.RedisError as err:
             logger.warning("Could not release lock %s after a cancellation: %s", keys.lock, err)
 
@@ -654,9 +661,17 @@ class Lock:
         while True:
             block = self._budget(deadline, cap)
             started = time.monotonic()
-            reply = await scripts.acquire_script.acall(
-                client, self.keys[:3], self._acquire_args(token, block)
-            )
+            try:
+                reply = await scripts.acquire_script.acall(
+                    client, self.keys[:3], self._acquire_args(token, block)
+                )
+            except asyncio.CancelledError:
+                # Cancelled with the acquire in flight (a timeout around it, a
+                # shutdown): the server may run it anyway, and nobody would
+                # release that lock before its TTL. Release whatever our token
+                # holds (nothing, most of the time: then it is a no-op).
+                _release_later(self.keys, (token, self._wake_ttl_ms()), settle=True)
+                raise
             if reply[0] == 1:
                 self._acquired(token, int(reply[1]), started)
                 self._holder_task = asyncio.current_task()
