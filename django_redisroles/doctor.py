@@ -375,7 +375,9 @@ def cache_namespaces() -> list[tuple[str, int, bool]]:
     for entry in (getattr(settings, "CACHES", None) or {}).values():
         if not isinstance(entry, Mapping) or entry.get("BACKEND") != CACHE_BACKEND:
             continue
-        prefix = entry.get("KEY_PREFIX") or conf.make_key("cache")
+        # As the backend does: only a missing KEY_PREFIX means the role's namespace
+        # ("" is an explicit prefix: keys are ":1:<key>").
+        prefix = entry["KEY_PREFIX"] if "KEY_PREFIX" in entry else conf.make_key("cache")
         options = entry.get("OPTIONS") or {}
         limit = int(options.get("MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE) or 0)
         found.append((f"{prefix}:", limit, options.get("ALLOW_NO_TIMEOUT") is True))

@@ -133,3 +133,22 @@ def test_cache_keys_without_ttl_are_fine_when_the_cache_allows_them(
     run = check(doctor("--role", "cache"))
     assert run.ids == ["W112"]
     assert run.finding("W112")["details"]["prefix"] == "strict:"
+
+
+def test_an_empty_cache_key_prefix_is_the_namespace_the_cache_uses(
+    redis_factory, roles_on, doctor, settings
+) -> None:
+    """KEY_PREFIX "" is explicit: the backend writes ":1:<key>", so that is where to look."""
+    server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    roles_on(cache=server)
+    settings.CACHES = {
+        "default": {"BACKEND": "django_redisroles.cache.RedisRolesCache", "KEY_PREFIX": ""}
+    }
+    from django.core.cache import caches
+
+    caches["default"].set("home", "x", 60)
+    assert server.client().pttl(":1:home") > 0
+    server.client().set(":1:stray", "x")
+    run = check(doctor("--role", "cache"))
+    assert run.ids == ["W112"]
+    assert run.finding("W112")["details"]["examples"] == [":1:stray"]
