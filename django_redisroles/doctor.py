@@ -26,6 +26,7 @@ How it works:
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -416,9 +417,22 @@ def unwired_roles() -> dict[str, str]:
     that keeps sessions in its database would get the sessions' rules (an error
     on an ``allkeys-lru`` cache server) for sessions it does not have. Rate
     limiting and locks are used from code (decorators, ``Lock``), which settings
-    cannot show: they are always checked.
+    cannot show: they are checked unless nothing names a Redis for them (no
+    URL of their own, no ``REDISROLES["URL"]``, no ``$REDIS_URL``) and, for rate
+    limiting, ``RateLimitMiddleware`` is not in ``MIDDLEWARE`` either.
     """
     unwired: dict[str, str] = {}
+    unnamed = not conf.raw().get("URL") and not os.environ.get("REDIS_URL")
+    middleware = [str(m) for m in getattr(settings, "MIDDLEWARE", None) or []]
+    for role in ("ratelimit", "locks"):
+        if not unnamed or conf._role_raw(role).get("URL"):
+            continue
+        if role == "ratelimit" and any(_ours(m, "django_redisroles.ratelimit") for m in middleware):
+            continue
+        why = "no Redis URL is configured for it (its own URL, REDISROLES['URL'] or $REDIS_URL)"
+        if role == "ratelimit":
+            why += " and RateLimitMiddleware is not in MIDDLEWARE"
+        unwired[role] = why
     caches = getattr(settings, "CACHES", None) or {}
     if not any(
         isinstance(entry, Mapping) and _ours(entry.get("BACKEND"), "django_redisroles.cache")

@@ -152,3 +152,32 @@ def test_an_empty_cache_key_prefix_is_the_namespace_the_cache_uses(
     run = check(doctor("--role", "cache"))
     assert run.ids == ["W112"]
     assert run.finding("W112")["details"]["examples"] == [":1:stray"]
+
+
+def test_unconfigured_ratelimit_and_locks_are_not_reported_unreachable(
+    redis_factory, settings, doctor, monkeypatch
+) -> None:
+    """A cache-only project names only the cache's Redis: the roles it does not use fall
+    back to 127.0.0.1:6379, where nothing may listen. That is no E100 (exit 1)."""
+    from django_redisroles.testing import free_port
+
+    server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setattr("django_redisroles.conf.FALLBACK_URL", f"redis://127.0.0.1:{free_port()}/0")
+    settings.REDISROLES = {
+        "ROLES": {"cache": {"URL": server.url()}},
+        "DOCTOR": {"CLIENT_WINDOW": 0.2, "TIMEOUT": 0.3},
+    }
+    settings.CACHES = {"default": {"BACKEND": "django_redisroles.cache.RedisRolesCache"}}
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    settings.CHANNEL_LAYERS = {}
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "ratelimit" not in m]
+    run = check(doctor())
+    assert run.status == 0 and run.ids == []
+    assert set(run.data["roles"]) == {"cache"}
+    assert set(run.data["skipped"]) == {"sessions", "pubsub", "ratelimit", "locks"}
+    assert "no Redis URL is configured" in run.data["skipped"]["locks"]
+    # With the middleware, rate limiting is wired: checked (and unreachable here).
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django_redisroles.ratelimit.RateLimitMiddleware"]
+    run = check(doctor())
+    assert run.ids == ["E100"] and run.finding("E100")["roles"] == ["ratelimit"]
