@@ -181,3 +181,27 @@ def test_unconfigured_ratelimit_and_locks_are_not_reported_unreachable(
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django_redisroles.ratelimit.RateLimitMiddleware"]
     run = check(doctor())
     assert run.ids == ["E100"] and run.finding("E100")["roles"] == ["ratelimit"]
+
+
+def test_large_values_are_measured_as_the_cache_measures_them(
+    redis_factory, roles_on, doctor, settings, caplog
+) -> None:
+    """MAX_VALUE_SIZE is about the encoded value the cache stores: a value the cache let
+    through silently is not reported, one it warned about (ON_LARGE_VALUE "warn") is."""
+    server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
+    roles_on(cache=server)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redisroles.cache.RedisRolesCache",
+            "OPTIONS": {"MAX_VALUE_SIZE": 10_000},
+        }
+    }
+    from django.core.cache import caches
+
+    caches["default"].set("under", b"x" * 9_900, 60)  # MEMORY USAGE > 10 000, payload under
+    assert "above MAX_VALUE_SIZE" not in caplog.text
+    caches["default"].set("over", b"x" * 20_000, 60)
+    assert "above MAX_VALUE_SIZE" in caplog.text
+    run = check(doctor("--role", "cache"))
+    assert run.ids == ["W113"]
+    assert list(run.finding("W113")["details"]["keys"]) == ["rr:cache:1:over"]
