@@ -26,6 +26,7 @@ How it works:
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -141,6 +142,8 @@ class Namespace:
     role: str
     prefix: str  # with the trailing ":"
     max_value_size: int | None = None  # cache only
+    #: The role writes keys without a TTL here on purpose (a cache with ALLOW_NO_TIMEOUT).
+    allow_no_ttl: bool = False
     sampled: int = 0
     no_ttl: int = 0
     no_ttl_examples: list[str] = field(default_factory=list)
@@ -367,18 +370,20 @@ def url_label(url: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def cache_namespaces() -> list[tuple[str, int]]:
-    """(prefix with ":", value size limit) of each RedisRolesCache in ``CACHES``."""
-    found: list[tuple[str, int]] = []
+def cache_namespaces() -> list[tuple[str, int, bool]]:
+    """(prefix with ":", value size limit, ALLOW_NO_TIMEOUT) of each RedisRolesCache."""
+    found: list[tuple[str, int, bool]] = []
     for entry in (getattr(settings, "CACHES", None) or {}).values():
         if not isinstance(entry, Mapping) or entry.get("BACKEND") != CACHE_BACKEND:
             continue
-        prefix = entry.get("KEY_PREFIX") or conf.make_key("cache")
+        # As the backend does: only a missing KEY_PREFIX means the role's namespace
+        # ("" is an explicit prefix: keys are ":1:<key>").
+        prefix = entry["KEY_PREFIX"] if "KEY_PREFIX" in entry else conf.make_key("cache")
         options = entry.get("OPTIONS") or {}
         limit = int(options.get("MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE) or 0)
-        found.append((f"{prefix}:", limit))
+        found.append((f"{prefix}:", limit, options.get("ALLOW_NO_TIMEOUT") is True))
     if not found:
-        found.append((conf.make_key("cache") + ":", DEFAULT_MAX_VALUE_SIZE))
+        found.append((conf.make_key("cache") + ":", DEFAULT_MAX_VALUE_SIZE, False))
     return found
 
 
@@ -401,9 +406,57 @@ def pubsub_stream_cap(default: int) -> tuple[int, bool]:
     return (max(caps), True) if caps else (default, False)
 
 
+def _ours(path: Any, package: str) -> bool:
+    return isinstance(path, str) and (path == package or path.startswith(package + "."))
+
+
+def unwired_roles() -> dict[str, str]:
+    """Roles whose Django piece the project does not use -> why (not checked by default).
+
+    Every role's URL defaults to ``REDISROLES["URL"]``, so without this a project
+    that keeps sessions in its database would get the sessions' rules (an error
+    on an ``allkeys-lru`` cache server) for sessions it does not have. Rate
+    limiting and locks are used from code (decorators, ``Lock``), which settings
+    cannot show: they are checked unless nothing names a Redis for them (no
+    URL of their own, no ``REDISROLES["URL"]``, no ``$REDIS_URL``) and, for rate
+    limiting, ``RateLimitMiddleware`` is not in ``MIDDLEWARE`` either.
+    """
+    unwired: dict[str, str] = {}
+    unnamed = not conf.raw().get("URL") and not os.environ.get("REDIS_URL")
+    middleware = [str(m) for m in getattr(settings, "MIDDLEWARE", None) or []]
+    for role in ("ratelimit", "locks"):
+        if not unnamed or conf._role_raw(role).get("URL"):
+            continue
+        if role == "ratelimit" and any(_ours(m, "django_redisroles.ratelimit") for m in middleware):
+            continue
+        why = "no Redis URL is configured for it (its own URL, REDISROLES['URL'] or $REDIS_URL)"
+        if role == "ratelimit":
+            why += " and RateLimitMiddleware is not in MIDDLEWARE"
+        unwired[role] = why
+    caches = getattr(settings, "CACHES", None) or {}
+    if not any(
+        isinstance(entry, Mapping) and _ours(entry.get("BACKEND"), "django_redisroles.cache")
+        for entry in caches.values()
+    ):
+        unwired["cache"] = f"no CACHES entry uses {CACHE_BACKEND}"
+    engine = getattr(settings, "SESSION_ENGINE", None)
+    if not _ours(engine, "django_redisroles.sessions"):
+        unwired["sessions"] = f"SESSION_ENGINE is {engine!r}, not 'django_redisroles.sessions'"
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    if not any(
+        isinstance(layer, Mapping) and _ours(layer.get("BACKEND"), "django_redisroles.pubsub")
+        for layer in layers.values()
+    ):
+        unwired["pubsub"] = "no CHANNEL_LAYERS entry uses django_redisroles.pubsub"
+    return unwired
+
+
 def role_namespaces(role: str) -> list[Namespace]:
     if role == "cache":
-        return [Namespace("cache", prefix, limit) for prefix, limit in cache_namespaces()]
+        return [
+            Namespace("cache", prefix, limit, allow_no_ttl=allow)
+            for prefix, limit, allow in cache_namespaces()
+        ]
     return [Namespace(role, conf.make_key(role) + ":")]
 
 
@@ -873,6 +926,9 @@ def keys_without_ttl(ctx: Context) -> Iterable[Finding]:
             for ns in database.namespaces:
                 if ns.role not in ctx.roles or not ns.no_ttl:
                     continue
+                if ns.allow_no_ttl:
+                    # Written so on purpose; whether they can be evicted is W111's business.
+                    continue
                 scope = (
                     f"all {database.scanned:,} keys of db{database.db} scanned"
                     if database.complete
@@ -1170,6 +1226,8 @@ class Report:
     findings: list[Finding]
     limits: Limits
     seconds: float
+    #: Roles left out because the project does not wire them -> why.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -1197,6 +1255,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "limits": asdict(self.limits),
             "roles": role_map,
+            "skipped": dict(self.skipped),
             "instances": [s.as_dict() for s in self.servers],
             "findings": [f.as_dict() for f in self.findings],
         }
@@ -1207,10 +1266,16 @@ def run(
     limits: Limits | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Check the servers of ``roles`` (default: all five) and return a report."""
+    """Check the servers of ``roles`` and return a report.
+
+    Default: every role the project wires (see ``unwired_roles``); roles named
+    in ``roles`` are checked whatever the wiring.
+    """
     started = time.monotonic()
     limits = limits or Limits.from_settings()
-    selected = [r for r in conf.ROLES if roles is None or r in set(roles)]
+    skipped = unwired_roles() if roles is None else {}
+    wanted = set(conf.ROLES) - set(skipped) if roles is None else set(roles)
+    selected = [r for r in conf.ROLES if r in wanted]
     servers = _connect(selected, limits)
     try:
         window_start = time.monotonic()
@@ -1255,4 +1320,4 @@ def run(
     findings = [finding for check in RULES for finding in check(ctx)]
     order = {"error": 0, "warning": 1}
     findings.sort(key=lambda f: (order.get(f.severity, 2), f.id, f.instance))
-    return Report(selected, servers, findings, limits, time.monotonic() - started)
+    return Report(selected, servers, findings, limits, time.monotonic() - started, skipped)

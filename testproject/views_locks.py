@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -20,6 +21,20 @@ def index(request: HttpRequest) -> HttpResponse:
     The demo lock is taken without renewal and never released, so it simply
     expires after its TTL: a second click meanwhile shows who holds it.
     """
+    try:
+        return _index(request)
+    except redis.RedisError as exc:
+        # The locks role's policy is to raise (a lock we cannot take is not
+        # held); the page says so instead of a 500.
+        return render(
+            request,
+            "testproject/locks/index.html",
+            {"error": f"{type(exc).__name__}: {exc}", "demo_lock": DEMO_LOCK, "demo_ttl": DEMO_TTL},
+            status=503,
+        )
+
+
+def _index(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         lock = Lock(DEMO_LOCK, ttl=DEMO_TTL, renew=False)
         if lock.acquire():

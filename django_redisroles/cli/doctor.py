@@ -108,6 +108,12 @@ def render(report: doctor.Report) -> str:
         f"redisroles doctor: {len(report.servers)} server(s) for "
         f"{', '.join(report.roles)} in {report.seconds:.1f}s"
     )
+    if report.skipped:
+        lines.append(
+            "not checked: "
+            + "; ".join(f"{role} ({why})" for role, why in report.skipped.items())
+            + ". Add --role ROLE to check one anyway."
+        )
     lines.append("")
     sw = max([len("SERVER"), *(len(s.label) for s in report.servers)])
     rw = max([len("ROLES"), *(len(",".join(s.roles)) for s in report.servers)])

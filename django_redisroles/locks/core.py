@@ -242,10 +242,17 @@ def _release_keys(keys: LockKeys) -> tuple[str, ...]:
 _background: set[asyncio.Task[Any]] = set()
 
 
-def _release_later(keys: LockKeys, args: tuple[Any, ...]) -> None:
+def _release_later(keys: LockKeys, args: tuple[Any, ...], *, settle: bool = False) -> None:
     async def release() -> None:
         try:
-            await scripts.release_script.acall(get_async_redis("locks"), _release_keys(keys), args)
+            client = get_async_redis("locks")
+            if settle:
+                # An acquire cancelled in flight was written on a connection
+                # redis-py has since dropped; the server may still run it. A
+                # round trip on another connection first lets it do so, so the
+                # release comes after it rather than before (then a no-op).
+                await client.ping()
+            await scripts.release_script.acall(client, _release_keys(keys), args)
         except redis.RedisError as err:
             logger.warning("Could not release lock %s after a cancellation: %s", keys.lock, err)
 
@@ -544,6 +551,8 @@ class Lock:
             get_redis("locks"), self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
         )
         self._extended(gen, ok, started)
+        if ttl is not None and self.renew:
+            self._replan_renewal(started, asynchronous=False)
 
     def _extended(self, gen: int, ok: Any, started: float) -> None:
         if not ok:
@@ -552,6 +561,30 @@ class Lock:
             raise self._lost_error(self._lost or "the lease expired or was taken over")
         if gen == self._gen:
             self._deadline = started + self.ttl
+
+    def _replan_renewal(self, started: float, *, asynchronous: bool) -> None:
+        """After the lease length changed: the next renewal is due at the new ttl / 3.
+
+        The planned renewal was computed from the old ttl; with a shorter one
+        the lease would run out before it. A new generation drops the old plan.
+        """
+        with self._state:
+            if self.token is None:
+                return
+            self._gen += 1
+            gen = self._gen
+        due = started + self.ttl / 3
+        if asynchronous:
+            if self._renew_handle is not None:
+                self._renew_handle.cancel()
+            if self._renew_task is not None:
+                self._renew_task.cancel()
+                self._renew_task = None
+            self._renew_handle = asyncio.get_running_loop().call_later(
+                max(0.0, due - time.monotonic()), self._start_arenew, gen
+            )
+        else:
+            watchdog().schedule(self, gen, due)
 
     def _wake_ttl_ms(self) -> int:
         return max(1000, int(self.ttl * 1000))
@@ -628,9 +661,17 @@ class Lock:
         while True:
             block = self._budget(deadline, cap)
             started = time.monotonic()
-            reply = await scripts.acquire_script.acall(
-                client, self.keys[:3], self._acquire_args(token, block)
-            )
+            try:
+                reply = await scripts.acquire_script.acall(
+                    client, self.keys[:3], self._acquire_args(token, block)
+                )
+            except asyncio.CancelledError:
+                # Cancelled with the acquire in flight (a timeout around it, a
+                # shutdown): the server may run it anyway, and nobody would
+                # release that lock before its TTL. Release whatever our token
+                # holds (nothing, most of the time: then it is a no-op).
+                _release_later(self.keys, (token, self._wake_ttl_ms()), settle=True)
+                raise
             if reply[0] == 1:
                 self._acquired(token, int(reply[1]), started)
                 self._holder_task = asyncio.current_task()
@@ -672,6 +713,8 @@ class Lock:
             get_async_redis("locks"), self.keys[:1], (self.token, max(1, int(self.ttl * 1000)))
         )
         self._extended(gen, ok, started)
+        if ttl is not None and self.renew:
+            self._replan_renewal(started, asynchronous=True)
 
     def _start_arenew(self, gen: int) -> None:
         self._renew_handle = None

@@ -35,6 +35,10 @@ from redis.exceptions import NoScriptError
 # ARGV: token, ttl_ms, fence_ttl_ms, "host\npid\ncmd", waiting_ms ("0": not waiting)
 # -> {1, fence} | {0, pttl, lock value}
 #
+# Idempotent per token: redis-py retries a command that timed out
+# (retry_attempts), which the server may have run; the retry finds our own
+# token and reports the same hold and fence instead of "held by ourselves".
+#
 # The fence is max(previous + 1, server time in microseconds): strictly
 # increasing while the counter lives, and a counter that expired (FENCE_TTL
 # without any acquire) or lost its last increments in a failover restarts
@@ -53,10 +57,15 @@ if redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2]) then
   redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
   return {1, fence}
 end
+local held = redis.call('GET', KEYS[1])
+if string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. '\n' then
+  -- Our own token: a retry (after a timeout) of an attempt the server did run.
+  return {1, string.match(held, '^[^\n]*\n([^\n]*)')}
+end
 if ARGV[5] ~= '0' then
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 end
-return {0, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1])}
+return {0, redis.call('PTTL', KEYS[1]), held}
 """
 
 # KEYS: lock ; ARGV: token, ttl_ms -> 1 extended | 0 not ours any more

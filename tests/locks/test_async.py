@@ -97,3 +97,33 @@ async def test_cancelled_holder_releases_the_lock(redis_client: redis.Redis) -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not redis_client.exists(lock_keys("c").lock)
+
+
+STALL = """
+local t0 = redis.call('TIME')
+local start = tonumber(t0[1]) * 1000000 + tonumber(t0[2])
+while true do
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000000 + tonumber(t[2]) - start > tonumber(ARGV[1]) then return 1 end
+end
+"""
+
+
+async def test_cancelled_while_acquiring_leaves_no_lock_behind(redis_client, redis_server) -> None:
+    """Cancelled with the acquire in flight (a timeout around it, a shutdown): the server
+    may still run it after the cancellation, and nobody would release that lock."""
+    import threading
+
+    async with Lock("cx", ttl=30):  # scripts loaded, a pooled connection ready
+        pass
+    stall = threading.Thread(target=redis_server.client().eval, args=(STALL, 0, 500_000))
+    stall.start()  # the server runs a 0.5 s script: our acquire waits in its socket
+    await asyncio.sleep(0.1)
+    task = asyncio.create_task(Lock("cx", ttl=30).aacquire())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.to_thread(stall.join)
+    await asyncio.sleep(0.3)
+    assert not redis_client.exists(lock_keys("cx").lock)

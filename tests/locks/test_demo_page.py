@@ -28,3 +28,19 @@ def test_page_lists_held_locks_and_takes_the_demo_lock(client: Client) -> None:
 
 def test_home_page_links_the_locks_page(client: Client) -> None:
     assert 'href="/locks/"' in client.get("/").content.decode()
+
+
+def test_page_says_so_when_the_locks_redis_is_down(client: Client, settings, redis_factory) -> None:
+    """The locks role on its own server, which is down: a 503 that says why, not a 500."""
+    server = redis_factory()
+    settings.REDISROLES = {
+        **settings.REDISROLES,
+        "ROLES": {"locks": {"URL": server.url(), "OPTIONS": {"retry_attempts": 0}}},
+    }
+    server.kill()
+    response = client.get("/locks/")
+    assert response.status_code == 503
+    assert "Redis of the locks role is unreachable" in response.content.decode()
+    assert "No locks held." not in response.content.decode()
+    response = client.post("/locks/")
+    assert response.status_code == 503

@@ -284,3 +284,41 @@ def test_extend_of_a_lost_interrupting_lock_raises_once_in_the_caller() -> None:
         with pytest.raises(LockLost):
             lock.extend()
         time.sleep(0.2)  # no stray signal arrives from the failed extend
+
+
+def test_extend_to_a_shorter_ttl_renews_on_the_new_schedule(redis_client: redis.Redis) -> None:
+    """The watchdog's next renewal was planned for the old ttl / 3: it must follow the new one."""
+    with Lock("shorter", ttl=6) as lock:
+        lock.extend(ttl=0.6)
+        time.sleep(1.5)  # 2.5 leases of the new length; the old plan renews only at 2 s
+        lock.check()
+        assert token_of(redis_client, lock_keys("shorter").lock) == lock.token
+
+
+async def test_aextend_to_a_shorter_ttl_renews_on_the_new_schedule(
+    redis_client: redis.Redis,
+) -> None:
+    import asyncio
+
+    async with Lock("ashorter", ttl=6) as lock:
+        await lock.aextend(ttl=0.6)
+        await asyncio.sleep(1.5)
+        lock.check()
+        assert token_of(redis_client, lock_keys("ashorter").lock) == lock.token
+
+
+def test_a_retried_acquire_of_our_own_token_is_a_success(redis_client: redis.Redis) -> None:
+    """redis-py retries a command that timed out (retry_attempts, default 2), but the
+    server may have run it: the retry then finds the lock held by our own token.
+    It must count as acquired, not as "held by host X, pid <ourselves>"."""
+    from django_redisroles.connections import get_redis
+    from django_redisroles.locks import scripts
+
+    lock = Lock("retried", ttl=10)
+    keys, args = lock.keys[:3], lock._acquire_args("tok" * 8, None)
+    first = scripts.acquire_script(get_redis("locks"), keys, args)
+    again = scripts.acquire_script(get_redis("locks"), keys, args)
+    assert first[0] == 1 and again == [1, first[1]]  # same hold, same fence
+    other = scripts.acquire_script(get_redis("locks"), keys, ("x" * 24, *args[1:]))
+    assert other[0] == 0
+    assert token_of(redis_client, lock_keys("retried").lock) == "tok" * 8

@@ -69,8 +69,8 @@ def roles_on(settings: Any) -> Iterator[Callable[..., None]]:
         value["DOCTOR"] = {"CLIENT_WINDOW": 0.2, **(doctor_settings or {})}
         settings.REDISROLES = value
         # Whatever CACHES the test project wires, these tests plant cache keys under
-        # conf.make_key("cache"), the namespace when no RedisRolesCache is configured
-        # (a test about CACHES sets its own after calling this).
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        # conf.make_key("cache"), the namespace of a RedisRolesCache without
+        # KEY_PREFIX (a test about CACHES sets its own after calling this).
+        settings.CACHES = {"default": {"BACKEND": "django_redisroles.cache.RedisRolesCache"}}
 
     yield point

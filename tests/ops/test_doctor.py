@@ -43,6 +43,7 @@ def validate_report(data: dict) -> None:
         "seconds",
         "limits",
         "roles",
+        "skipped",
         "instances",
         "findings",
     }
@@ -56,6 +57,8 @@ def validate_report(data: dict) -> None:
     assert data["ok"] is (not errors)
     for name in ("max_keys", "max_seconds", "scan_count", "pings", "timeout"):
         assert _is(data["limits"][name], int, float)
+    assert set(data["skipped"]) <= set(ROLES) - set(data["roles"])
+    assert all(_is(why, str) for why in data["skipped"].values())
     for role, info in data["roles"].items():
         assert role in ROLES
         assert set(info) == {"url", "instance", "db"}
