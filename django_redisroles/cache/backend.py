@@ -386,7 +386,8 @@ class RedisRolesCache(RedisCache):
         @functools.wraps(parent)
         def method(self: RedisRolesCache, *args: Any, **kwargs: Any) -> Any:
             result = parent(self, *args, **kwargs)
-            version = kwargs.get("version_dest", kwargs.get("version"))
+            # django-redis makes smove's destination key without the version.
+            version = None if name == "smove" else kwargs.get("version_dest", kwargs.get("version"))
             key = kwargs.get("dest") or kwargs.get("destination") or kwargs.get("key")
             if key is None and len(args) > dest_arg:
                 key = args[dest_arg]
