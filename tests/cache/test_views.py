@@ -51,7 +51,7 @@ def test_missing_user_is_cached_too(client: Client) -> None:
     assert views_cache.loads["sync"] == before + 1
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "0", "9" * 30])
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "9" * 30, "²"])
 def test_bad_id_is_a_400_not_a_500(client: Client, value: str) -> None:
     assert client.get(f"/cache/user/?id={value}").status_code == 400
     assert client.get(f"/cache/user/async/?id={value}").status_code == 400
