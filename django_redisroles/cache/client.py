@@ -121,10 +121,15 @@ class RedisRolesClient(DefaultClient):
 
     def __init__(self, server: Any, params: dict[str, Any], backend: Any) -> None:
         super().__init__(server, params, backend)
-        role_url = conf.role_url("cache")
         # Servers equal to the role's URL use the role's pool, looked up on each
         # call so a connections.reset() (settings change) is picked up.
-        self._role_index = {i for i, url in enumerate(self._server) if url == role_url}
+        if getattr(backend, "_location", None) is None:
+            # No LOCATION: the role's pool, whatever REDISROLES says at each call
+            # (the URL the backend was built with may be stale by now).
+            self._role_index = {0}
+        else:
+            role_url = conf.role_url("cache")
+            self._role_index = {i for i, url in enumerate(self._server) if url == role_url}
         self._single_role = len(self._server) == 1 and 0 in self._role_index
         if not params.get("REVERSE_KEY_FUNCTION"):
             # django-redis's default assumes a prefix without ":"; ours has one.

@@ -38,6 +38,24 @@ def test_location_follows_the_cache_role_url(
     assert c.client.get_client() is connections.get_redis("cache")
 
 
+def test_a_cache_built_before_redisroles_changed_follows_the_role_url(
+    settings: Any,
+    make_cache: Callable[..., RedisRolesCache],
+    redis_factory: Any,
+    redis_client: redis.Redis,
+) -> None:
+    """Without LOCATION the role's URL is read on use, not captured when the backend is built."""
+    c = make_cache()  # built (its client not yet) under the old REDISROLES
+    other = redis_factory()
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": {"cache": {"URL": other.url()}}}
+    assert caches["default"] is c  # CACHES did not change: Django keeps the instance
+    c.set("k", "on the cache instance")
+    with other.client() as client:
+        assert client.exists(c.make_key("k")) == 1
+    assert redis_client.exists(c.make_key("k")) == 0
+    assert c.client.get_client() is connections.get_redis("cache")
+
+
 def test_explicit_location_to_another_server(
     make_cache: Callable[..., RedisRolesCache], redis_factory: Any, redis_client: redis.Redis
 ) -> None:
