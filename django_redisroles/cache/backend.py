@@ -317,6 +317,16 @@ class RedisRolesCache(RedisCache):
     def decr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
         return self.incr_version(key, -delta, version)
 
+    # django-redis lets ttl()/pttl() raise on an outage (its client does not
+    # wrap the error): here, like any read, an outage is a miss (0: no such key).
+    @_fail_open(default=0)
+    def ttl(self, key: str, version: Any = None, client: Any = None) -> int | None:
+        return self.client.ttl(key, version=version, client=client)
+
+    @_fail_open(default=0)
+    def pttl(self, key: str, version: Any = None, client: Any = None) -> int | None:
+        return self.client.pttl(key, version=version, client=client)
+
     @_fail_open(default=False)
     def persist(self, key: str, version: Any = None, client: Any = None) -> bool:
         return self.client.persist(key, version=version, client=client)
@@ -605,9 +615,9 @@ class RedisRolesCache(RedisCache):
     async def adecr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
         return await self.aincr_version(key, -delta, version)
 
-    @_afail_open()
+    @_afail_open(default=0)
     async def attl(self, key: str, version: Any = None) -> int | None:
-        """Async ``ttl()``: seconds left, None without expiry, 0 when missing."""
+        """Async ``ttl()``: seconds left, None without expiry, 0 when missing (or Redis is down)."""
         t = await self._aclient(write=False).ttl(self.client.make_key(key, version=version))
         return None if t == -1 else max(t, 0)
 

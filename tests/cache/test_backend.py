@@ -219,6 +219,7 @@ def test_redis_outage_is_a_miss_not_an_error(
         assert c.get("k", "default") == "default"
         assert c.set("k", 2) is False
         assert c.get_many(["k"]) == {}
+        assert c.ttl("k") == 0 and c.pttl("k") == 0  # a miss, like any read
         assert c.get_or_set("k", lambda: calls.append(1) or "computed") == "computed"
 
         @cached(60, cache="default")
@@ -240,6 +241,7 @@ async def test_redis_outage_async(
     server.kill()
     assert await c.aget("k", "default") == "default"
     assert await c.aset("k", 2) is False
+    assert await c.attl("k") == 0  # a miss (None would mean "never expires")
     assert await c.aget_or_set("k", lambda: "computed") == "computed"
 
 
