@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import weakref
@@ -104,6 +105,27 @@ def async_url_client(url: str) -> redis.asyncio.Redis:
         )
         client = by_url[url] = redis.asyncio.Redis.from_pool(pool)
     return client
+
+
+def seconds(timeout: Any) -> float:
+    """``timeout`` as a finite number of seconds; TypeError otherwise.
+
+    ``"300" * 1000`` is a string, not 300000: without this a str timeout
+    reached Redis as a PX it refused, with a message naming neither.
+    """
+    if type(timeout) is int:  # the common case, fast
+        return timeout
+    try:
+        if isinstance(timeout, str | bytes):
+            raise TypeError
+        value = float(timeout)
+        if not math.isfinite(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"A cache timeout must be a finite number of seconds, got {timeout!r}."
+        ) from None
+    return timeout if isinstance(timeout, int | float) else value
 
 
 class TimeoutRequired(ValueError):
@@ -206,7 +228,7 @@ class RedisRolesClient(DefaultClient):
         if timeout is None:
             self._backend.refuse_no_timeout(key)
             return None
-        ms = int(timeout * 1000)
+        ms = int(seconds(timeout) * 1000)
         jitter = self._backend._rr["TIMEOUT_JITTER"]
         if jitter and ms > 0:
             ms = max(1, round(ms * random.uniform(1 - jitter, 1 + jitter)))

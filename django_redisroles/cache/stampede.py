@@ -37,7 +37,7 @@ from django_redis.client.default import _main_exceptions
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ResponseError
 
-from .client import logger
+from .client import logger, seconds
 
 if TYPE_CHECKING:
     from .backend import RedisRolesCache
@@ -81,6 +81,8 @@ def _params(
         timeout = cache.default_timeout
     if timeout is None:
         cache.refuse_no_timeout(key)  # raises unless ALLOW_NO_TIMEOUT
+    else:
+        timeout = seconds(timeout)
     lock_timeout = rr["LOCK_TIMEOUT"] if lock_timeout is None else lock_timeout
     if wait is None:
         wait = rr["LOCK_WAIT"] if lock_timeout == rr["LOCK_TIMEOUT"] else lock_timeout

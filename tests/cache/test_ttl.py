@@ -196,3 +196,16 @@ def test_incr_gives_a_key_found_without_ttl_the_default(
     redis_client.set(rr_cache.make_key("counter"), 5)  # written by someone else, no TTL
     assert rr_cache.incr("counter") == 6
     assert 0 < redis_client.ttl(rr_cache.make_key("counter")) <= 60
+
+
+@pytest.mark.parametrize("timeout", ["300", b"300", [300], float("nan"), float("inf")])
+def test_a_timeout_that_is_not_a_number_is_a_clear_error(
+    rr_cache: RedisRolesCache, timeout: Any
+) -> None:
+    rr_cache.set("k", "before", 30)
+    # "300" * 1000 is a 3000-digit string: it used to reach Redis as a PX it refused.
+    with pytest.raises(TypeError, match=r"timeout must be a finite number of seconds, got"):
+        rr_cache.set("k", 1, timeout)
+    with pytest.raises(TypeError, match=r"timeout must be a finite number of seconds"):
+        rr_cache.get_or_set("k2", 1, timeout)
+    assert rr_cache.get("k") == "before"
