@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -78,3 +79,29 @@ async def test_aclear_leaves_other_roles(
     await rr_cache.aset_many({f"k{i}": i for i in range(1200)})
     assert await rr_cache.aclear() == 1200
     assert sorted(k.decode() for k in redis_client.scan_iter("*")) == sorted(survivors)
+
+
+def test_clear_leaves_keys_the_other_roles_really_write(
+    rr_cache: RedisRolesCache, redis_client: redis.Redis, rf: Any
+) -> None:
+    """Not hand-made names: a session, a held lock and a rate-limit counter, by their roles."""
+    from django_redisroles.locks import Lock
+    from django_redisroles.ratelimit import check, make_policy
+    from django_redisroles.sessions import SessionStore
+
+    session = SessionStore()
+    session["user"] = "ada"
+    session.create()
+    policy = make_policy("10/m", "ip", group="cache-clear-test")
+    assert check(rf.get("/", REMOTE_ADDR="203.0.113.9"), [policy]).limited is False
+    rr_cache.set_many({f"k{i}": i for i in range(50)})
+    with Lock("nightly-report", ttl=30):
+        others = {k for k in redis_client.scan_iter("*") if not k.startswith(b"demo:cache:")}
+        assert any(b":sessions:" in k for k in others), others
+        assert any(b":locks:" in k for k in others), others
+        assert any(b":ratelimit:" in k for k in others), others
+
+        assert rr_cache.clear() == 50
+
+        assert set(redis_client.scan_iter("*")) == others
+        assert SessionStore(session.session_key).load() == {"user": "ada"}
