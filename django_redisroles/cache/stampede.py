@@ -67,6 +67,29 @@ class _Params:
     wait: float
 
 
+def check_options(
+    stale: float | None, early: float | None, lock_timeout: float | None, wait: float | None
+) -> None:
+    """ValueError for a bad per-call option (the OPTIONS defaults are checked at start-up)."""
+    for name, value, positive, what in (
+        ("stale", stale, False, "a number of seconds"),
+        ("early", early, False, "a factor (XFetch beta)"),
+        ("lock_timeout", lock_timeout, True, "a number of seconds"),
+        ("wait", wait, False, "a number of seconds"),
+    ):
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
+            bound = "> 0" if positive else ">= 0"
+            raise ValueError(f"{name} must be {what} {bound}, got {value!r}.")
+
+
 def _params(
     cache: RedisRolesCache,
     key: Any,
@@ -76,6 +99,7 @@ def _params(
     lock_timeout: float | None,
     wait: float | None,
 ) -> _Params:
+    check_options(stale, early, lock_timeout, wait)
     rr = cache._rr
     if timeout is DEFAULT_TIMEOUT:
         timeout = cache.default_timeout
@@ -546,6 +570,7 @@ def cached(
         raise TypeError("@cached needs a TTL: write @cached(300), not @cached.")
     if key is not None and not isinstance(key, str) and not callable(key):
         raise TypeError(f"@cached key must be a format string or a callable, got {key!r}")
+    check_options(stale, early, lock_timeout, wait)
     options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
 
     def decorator(func: F) -> F:
