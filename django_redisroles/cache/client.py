@@ -57,6 +57,9 @@ return value
 
 _MAX_KEY = 250
 
+#: Redis glob of the version part of a key: a digit or "-" first.
+VERSION_GLOB = "[0-9\\-]*"
+
 # Clients of an explicit LOCATION that is not the cache role's URL. The role's
 # own URL always goes through connections.get_redis("cache").
 _url_lock = threading.Lock()
@@ -214,7 +217,11 @@ class RedisRolesClient(DefaultClient):
     def namespace_pattern(self) -> str:
         """SCAN pattern matching every key of this cache (all versions)."""
         backend = self._backend
-        return backend.key_func("*", glob_escape(backend.key_prefix), "*")
+        # The version part starts with a digit or "-" (a Django version is an
+        # int; our single-flight locks use "<version>.lock"): with a KEY_PREFIX
+        # equal to the REDISROLES one, "<prefix>:*:*" would also match every
+        # other role's "<prefix>:<role>:..." keys, and clear() log everyone out.
+        return backend.key_func("*", glob_escape(backend.key_prefix), VERSION_GLOB)
 
     # -- TTL policy ----------------------------------------------------------
 

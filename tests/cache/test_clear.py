@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from django_redisroles import conf
@@ -105,3 +106,17 @@ def test_clear_leaves_keys_the_other_roles_really_write(
 
         assert set(redis_client.scan_iter("*")) == others
         assert SessionStore(session.session_key).load() == {"user": "ada"}
+
+
+@pytest.mark.parametrize("prefix", ["demo", "demo:sessions"])
+def test_a_key_prefix_overlapping_the_roles_namespace_still_clears_only_the_cache(
+    make_cache: Callable[..., RedisRolesCache], redis_client: redis.Redis, prefix: str
+) -> None:
+    """KEY_PREFIX = the REDISROLES KEY_PREFIX: "demo:*:*" also matched every role's keys."""
+    survivors = other_roles_keys(redis_client)
+    c = make_cache(KEY_PREFIX=prefix)
+    c.set("k", 1)
+    c.set("k", 2, version=-3)
+    c.get_or_set("gos", 1)
+    assert c.clear() == 3
+    assert sorted(k.decode() for k in redis_client.scan_iter("*")) == sorted(survivors)
