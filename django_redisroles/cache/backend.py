@@ -35,6 +35,7 @@ from .client import (
     RedisRolesClient,
     TimeoutRequired,
     async_url_client,
+    is_command_error,
     logger,
 )
 from .options import BACKEND_PATH, cache_options
@@ -101,7 +102,7 @@ def _fail_open(default: Any = None) -> Callable[[Callable[..., T]], Callable[...
                 return method(self, *args, **kwargs)
             except (ConnectionInterrupted, *_main_exceptions) as exc:
                 cause = _cause(exc)
-                if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+                if is_command_error(cause) or not self._ignore_exceptions:
                     raise cause from None
                 _log_outage(cause)
                 return default() if callable(default) else default
@@ -120,7 +121,7 @@ def _afail_open(
             try:
                 return await method(self, *args, **kwargs)
             except _main_exceptions as exc:
-                if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+                if is_command_error(exc) or not self._ignore_exceptions:
                     raise
                 _log_outage(exc)
                 return default() if callable(default) else default
@@ -269,7 +270,7 @@ class RedisRolesCache(RedisCache):
             return default if raw is None else c.decode(raw)
         except (ConnectionInterrupted, *_main_exceptions) as exc:
             cause = _cause(exc)
-            if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+            if is_command_error(cause) or not self._ignore_exceptions:
                 raise cause from None
             _log_outage(cause)
             return default
@@ -448,7 +449,7 @@ class RedisRolesCache(RedisCache):
         try:
             raw = await self._aclient(write=False).get(nkey)
         except _main_exceptions as exc:
-            if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+            if is_command_error(exc) or not self._ignore_exceptions:
                 raise
             _log_outage(exc)
             return default
@@ -585,6 +586,8 @@ class RedisRolesCache(RedisCache):
         try:
             value = await redis_.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
         except ResponseError as e:
+            if not is_command_error(e):  # OOM/READONLY: an outage
+                raise
             pttl = await redis_.pttl(nkey)
             if pttl == -2:
                 raise ValueError(f"Key {key!r} not found") from e
@@ -609,6 +612,8 @@ class RedisRolesCache(RedisCache):
                 client.make_key(key, version=version), client.make_key(key, version=version + delta)
             )
         except ResponseError as e:
+            if not is_command_error(e):  # READONLY: an outage, not a missing key
+                raise
             raise ValueError(f"Key {key!r} not found") from e
         return version + delta
 

@@ -131,6 +131,18 @@ def seconds(timeout: Any) -> float:
     return timeout if isinstance(timeout, int | float) else value
 
 
+# Errors Redis *answers* that mean "cannot write now", not "this command is
+# wrong": a full instance (OOM under noeviction) and a replica after a failover
+# (READONLY). For a lossy cache they are an outage: the write is dropped.
+_UNAVAILABLE_ANSWERS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+
+
+def is_command_error(exc: BaseException) -> bool:
+    """True for an error Redis answered about the command itself (raised even
+    with IGNORE_EXCEPTIONS: WRONGTYPE, a bad argument...)."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, _UNAVAILABLE_ANSWERS)
+
+
 class TimeoutRequired(ValueError):
     """A write asked for a key without a TTL and the cache does not allow it."""
 
@@ -374,6 +386,8 @@ class RedisRolesClient(DefaultClient):
             try:
                 value = write.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
             except ResponseError as e:
+                if not is_command_error(e):  # OOM/READONLY: an outage
+                    raise
                 # Not an integer in Redis (pickled value, or beyond 64 bits):
                 # read-modify-write keeping the remaining TTL, like django-redis.
                 pttl = write.pttl(nkey)
@@ -400,6 +414,8 @@ class RedisRolesClient(DefaultClient):
         try:
             write.rename(old, new)
         except ResponseError as e:
+            if not is_command_error(e):  # READONLY: an outage, not a missing key
+                raise ConnectionInterrupted(connection=write) from e
             raise ValueError(f"Key {key!r} not found") from e
         except _main_exceptions as e:
             raise ConnectionInterrupted(connection=write) from e

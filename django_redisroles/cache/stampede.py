@@ -35,9 +35,8 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_redis.client.default import _main_exceptions
 from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import ResponseError
 
-from .client import logger, seconds
+from .client import is_command_error, logger, seconds
 
 if TYPE_CHECKING:
     from .backend import RedisRolesCache
@@ -161,7 +160,7 @@ def _store_timeout(p: _Params) -> float | None:
 def _is_outage(exc: BaseException, cache: RedisRolesCache) -> BaseException | None:
     """The Redis error behind ``exc`` if it is an outage the cache ignores."""
     cause = exc.__cause__ if isinstance(exc, ConnectionInterrupted) and exc.__cause__ else exc
-    if isinstance(cause, ResponseError) or not cache._ignore_exceptions:
+    if is_command_error(cause) or not cache._ignore_exceptions:
         return None
     return cause
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -290,3 +291,97 @@ def test_outage_is_logged_once_not_per_call(
     records = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(records) == 1
     assert "ConnectionError" in records[0].getMessage()
+
+
+def fill(server: Any) -> None:
+    """Write ballast until Redis refuses writes (OOM)."""
+    with server.client() as client:
+        for i in range(100_000):
+            try:
+                client.set(f"ballast:{i}", "x" * 1000)
+            except redis.exceptions.OutOfMemoryError:
+                break
+        else:
+            pytest.fail("the server never filled up")
+
+
+@pytest.fixture
+def full_redis(redis_factory: Any) -> Any:
+    """A Redis at its maxmemory with noeviction (as the sessions role recommends)."""
+    server = redis_factory(config={"maxmemory": "4mb", "maxmemory-policy": "noeviction"})
+    fill(server)
+    return server
+
+
+def test_a_full_redis_drops_cache_writes_instead_of_failing(
+    make_cache: Callable[..., RedisRolesCache], full_redis: Any, caplog: Any
+) -> None:
+    """OOM is Redis saying "no room": for a lossy cache that is a dropped write, not a 500."""
+    c = make_cache(LOCATION=full_redis.url())
+    with caplog.at_level(logging.WARNING, "django_redisroles.cache"):
+        assert c.set("k", "v") is False
+        assert c.add("k", "v") is False
+        assert c.set_many({"a": 1, "b": 2}) == []
+        assert c.get_or_set("k", lambda: "computed") == "computed"
+        assert c.get("k") is None
+    assert "OutOfMemoryError" in caplog.text or "OOM" in caplog.text
+
+
+async def test_a_full_redis_drops_async_cache_writes(
+    make_cache: Callable[..., RedisRolesCache], full_redis: Any
+) -> None:
+    c = make_cache(LOCATION=full_redis.url())
+    assert await c.aset("k", "v") is False
+    assert await c.aset_many({"a": 1}) == []
+    assert await c.aget_or_set("k", lambda: "computed") == "computed"
+    assert await c.aget("k") is None
+
+
+def test_a_full_redis_raises_when_ignore_exceptions_is_off(
+    make_cache: Callable[..., RedisRolesCache], full_redis: Any
+) -> None:
+    c = make_cache(LOCATION=full_redis.url(), OPTIONS={"IGNORE_EXCEPTIONS": False})
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        c.set("k", "v")
+
+
+def wait_replicated(replica: Any, key: str) -> None:
+    with replica.client() as client:
+        deadline = time.monotonic() + 10
+        while not client.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.exists(key), "the replica never synced"
+
+
+def test_a_read_only_replica_drops_writes_and_does_not_lie(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    """After a failover the old primary is a replica: READONLY is an outage, not 'key not found'."""
+    primary = redis_factory()
+    replica = redis_factory(config={"replicaof": f"127.0.0.1 {primary.port}"})
+    writer = make_cache("writer", LOCATION=primary.url(), KEY_PREFIX="x")
+    writer.set("k", "v")
+    writer.set("n", 1)
+    c = make_cache(LOCATION=replica.url(), KEY_PREFIX="x")
+    wait_replicated(replica, c.make_key("n"))
+    assert c.get("k") == "v"
+    assert c.set("k", "w") is False
+    assert c.incr("n") is None
+    assert c.incr_version("k") is None  # used to raise ValueError("Key 'k' not found")
+    assert c.get("k") == "v" and c.get("n") == 1
+
+
+async def test_a_read_only_replica_drops_async_writes(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    primary = redis_factory()
+    replica = redis_factory(config={"replicaof": f"127.0.0.1 {primary.port}"})
+    writer = make_cache("writer", LOCATION=primary.url(), KEY_PREFIX="x")
+    writer.set("k", "v")
+    writer.set("n", 1)
+    c = make_cache(LOCATION=replica.url(), KEY_PREFIX="x")
+    wait_replicated(replica, c.make_key("n"))
+    assert await c.aset("k", "w") is False
+    assert await c.aincr("n") is None
+    assert await c.aincr_version("k") is None
+    assert await c.aget("k") == "v" and await c.aget("n") == 1
