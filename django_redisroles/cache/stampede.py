@@ -238,15 +238,15 @@ def get_or_set(
     """See ``RedisRolesCache.get_or_set``."""
     p = _params(cache, key, timeout, stale, early, lock_timeout, wait)
     loader = _Loader(default)
+    if cache.skipping():  # OUTAGE_BACKOFF: compute, do not ask Redis
+        return loader()
     try:
         return _get_or_set(cache, key, version, loader, p)
     except (ConnectionInterrupted, *_main_exceptions) as exc:
         cause = _is_outage(exc, cache)
         if cause is None:
             raise
-        from .backend import _log_outage
-
-        _log_outage(cause)
+        cache.outage(cause)
         return loader()
 
 
@@ -403,15 +403,15 @@ async def aget_or_set(
     """See ``RedisRolesCache.aget_or_set``."""
     p = _params(cache, key, timeout, stale, early, lock_timeout, wait)
     loader = _Loader(default)
+    if cache.skipping():  # OUTAGE_BACKOFF: compute, do not ask Redis
+        return await loader.acall()
     try:
         return await _aget_or_set(cache, key, version, loader, p)
     except _main_exceptions as exc:
         cause = _is_outage(exc, cache)
         if cause is None:
             raise
-        from .backend import _log_outage
-
-        _log_outage(cause)
+        cache.outage(cause)
         return await loader.acall()
 
 

@@ -33,7 +33,8 @@ def rr_cache(make_cache: Callable[..., RedisRolesCache]) -> RedisRolesCache:
 
 @pytest.fixture(autouse=True)
 def _fresh_outage_log() -> None:
-    """Each test sees the first outage warning (it is rate-limited per process)."""
+    """Each test sees the first outage warning (rate-limited per process) and no backoff."""
     from django_redisroles.cache import backend
 
     backend._last_outage_log = 0.0
+    backend._down_until.clear()  # and no OUTAGE_BACKOFF left over from another test

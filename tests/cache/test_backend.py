@@ -385,3 +385,59 @@ async def test_a_read_only_replica_drops_async_writes(
     assert await c.aincr("n") is None
     assert await c.aincr_version("k") is None
     assert await c.aget("k") == "v" and await c.aget("n") == 1
+
+
+def test_after_an_outage_redis_is_skipped_for_outage_backoff(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    """A hung Redis costs each call socket_timeout x (retries + 1) (6 s by default): after
+    one failure the cache answers misses at once for OUTAGE_BACKOFF seconds."""
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"OUTAGE_BACKOFF": 1.5})
+    server.kill()
+    assert c.get("k") is None  # fails: the backoff starts
+    server.start()  # back on the same port
+    with server.client() as client:
+        client.set(c.make_key("k"), 5)
+        client.config_resetstat()
+        assert c.get("k") is None  # skipped, not asked
+        assert c.set("k2", 1) is False
+        assert c.get_or_set("k3", lambda: "computed") == "computed"
+        assert c.ttl("k") == 0
+        stats = client.info("commandstats")
+        assert not {"cmdstat_get", "cmdstat_set", "cmdstat_ttl", "cmdstat_exists"} & set(stats)
+        assert client.exists(c.make_key("k2"), c.make_key("k3")) == 0
+        with c.lock("job", timeout=5):  # locks are not lossy: never skipped
+            assert client.exists(c.make_key("job")) == 1
+        time.sleep(1.6)
+        assert c.get("k") == 5  # tried again after the backoff
+
+
+async def test_after_an_async_outage_redis_is_skipped_too(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"OUTAGE_BACKOFF": 30})
+    server.kill()
+    assert await c.aget("k") is None
+    server.start()
+    with server.client() as client:
+        client.set(c.make_key("k"), 5)
+        client.config_resetstat()
+        assert await c.aget("k") is None
+        assert await c.aset("k2", 1) is False
+        assert await c.aget_or_set("k3", lambda: "computed") == "computed"
+        assert "cmdstat_get" not in client.info("commandstats")
+        assert client.exists(c.make_key("k2"), c.make_key("k3")) == 0
+
+
+def test_outage_backoff_zero_always_tries(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"OUTAGE_BACKOFF": 0})
+    server.kill()
+    assert c.get("k") is None
+    server.start()
+    c.set("k", 5)
+    assert c.get("k") == 5
