@@ -357,7 +357,7 @@ def test_a_read_only_replica_drops_writes_and_does_not_lie(
     make_cache: Callable[..., RedisRolesCache], redis_factory: Any
 ) -> None:
     """After a failover the old primary is a replica: READONLY is an outage, not 'key not found'."""
-    primary = redis_factory()
+    primary = redis_factory(config={"repl-diskless-sync-delay": "0"})  # sync at once
     replica = redis_factory(config={"replicaof": f"127.0.0.1 {primary.port}"})
     writer = make_cache("writer", LOCATION=primary.url(), KEY_PREFIX="x")
     writer.set("k", "v")
@@ -374,7 +374,7 @@ def test_a_read_only_replica_drops_writes_and_does_not_lie(
 async def test_a_read_only_replica_drops_async_writes(
     make_cache: Callable[..., RedisRolesCache], redis_factory: Any
 ) -> None:
-    primary = redis_factory()
+    primary = redis_factory(config={"repl-diskless-sync-delay": "0"})  # sync at once
     replica = redis_factory(config={"replicaof": f"127.0.0.1 {primary.port}"})
     writer = make_cache("writer", LOCATION=primary.url(), KEY_PREFIX="x")
     writer.set("k", "v")
