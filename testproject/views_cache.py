@@ -91,10 +91,13 @@ def user(request: HttpRequest) -> HttpResponse:
 
 async def auser(request: HttpRequest) -> HttpResponse:
     """The same page from an async view (native redis.asyncio)."""
-    raw = request.GET.get("id", "1")
-    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+    # str.isdigit() accepts "²", which int() refuses: parse, do not pre-check.
+    try:
+        user_id = int(request.GET.get("id", "1"))
+    except ValueError:
+        user_id = 0
+    if not 0 < user_id < 2**63:
         return HttpResponseBadRequest("id must be a positive integer")
-    user_id = int(raw)
     before = loads["async"]
     row = await aget_user(user_id)
     context = {

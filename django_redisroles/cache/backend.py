@@ -35,6 +35,7 @@ from .client import (
     RedisRolesClient,
     TimeoutRequired,
     async_url_client,
+    is_command_error,
     logger,
 )
 from .options import BACKEND_PATH, cache_options
@@ -47,11 +48,18 @@ CLIENT_CLASS_PATH = "django_redisroles.cache.client.RedisRolesClient"
 _generation = 0
 
 
+# Servers that failed with a connection error or timeout, by breaker key
+# (LOCATION, or the role): until when (monotonic) the caches skip them.
+_down_until: dict[str, float] = {}
+
+
 @receiver(setting_changed)
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     global _generation
     if setting == "REDISROLES":
         _generation += 1
+    if setting in ("REDISROLES", "CACHES"):
+        _down_until.clear()
 
 
 def default_key_prefix() -> str:
@@ -91,19 +99,26 @@ def _cause(exc: BaseException) -> BaseException:
     return exc.__cause__ if isinstance(exc, ConnectionInterrupted) and exc.__cause__ else exc
 
 
-def _fail_open(default: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Turn a Redis outage into ``default`` when IGNORE_EXCEPTIONS (the cache is lossy)."""
+def _fail_open(
+    default: Any = None, skip: bool = True
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Turn a Redis outage into ``default`` when IGNORE_EXCEPTIONS (the cache is lossy).
+
+    ``skip``: during OUTAGE_BACKOFF after an outage, answer ``default`` at once.
+    """
 
     def decorator(method: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(method)
         def wrapper(self: RedisRolesCache, *args: Any, **kwargs: Any) -> T:
+            if skip and _down_until and self.skipping():
+                return default() if callable(default) else default
             try:
                 return method(self, *args, **kwargs)
             except (ConnectionInterrupted, *_main_exceptions) as exc:
                 cause = _cause(exc)
-                if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+                if is_command_error(cause) or not self._ignore_exceptions:
                     raise cause from None
-                _log_outage(cause)
+                self.outage(cause)
                 return default() if callable(default) else default
 
         return wrapper
@@ -117,12 +132,14 @@ def _afail_open(
     def decorator(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         @functools.wraps(method)
         async def wrapper(self: RedisRolesCache, *args: Any, **kwargs: Any) -> T:
+            if _down_until and self.skipping():
+                return default() if callable(default) else default
             try:
                 return await method(self, *args, **kwargs)
             except _main_exceptions as exc:
-                if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+                if is_command_error(exc) or not self._ignore_exceptions:
                     raise
-                _log_outage(exc)
+                self.outage(exc)
                 return default() if callable(default) else default
 
         return wrapper
@@ -149,6 +166,7 @@ class RedisRolesCache(RedisCache):
         self._explicit_prefix: str | None = None
         self._has_prefix = "KEY_PREFIX" in params
         self._location = server or None
+        self._breaker = str(server) if server else "<cache role>"
         super().__init__(server or conf.role_url("cache"), params)
         # django-redis's omit_exception (for the extras we do not override)
         # logs through this logger.
@@ -189,6 +207,23 @@ class RedisRolesCache(RedisCache):
         return self.client.make_key(key, version=version)
 
     # -- policies (used by the client) -----------------------------------------
+
+    def skipping(self) -> bool:
+        """True while this cache's Redis is in its OUTAGE_BACKOFF after an outage."""
+        until = _down_until.get(self._breaker)
+        if until is None:
+            return False
+        if time.monotonic() < until and self._ignore_exceptions:
+            return True
+        _down_until.pop(self._breaker, None)
+        return False
+
+    def outage(self, cause: BaseException) -> None:
+        """Log an outage (rate-limited); a connection error or timeout starts the backoff."""
+        backoff = self._rr["OUTAGE_BACKOFF"]
+        if backoff > 0 and not isinstance(cause, ResponseError):  # not OOM/READONLY
+            _down_until[self._breaker] = time.monotonic() + backoff
+        _log_outage(cause)
 
     def refuse_no_timeout(self, key: Any, what: str = "timeout=None") -> None:
         """Raise TimeoutRequired unless OPTIONS['ALLOW_NO_TIMEOUT']."""
@@ -264,14 +299,16 @@ class RedisRolesCache(RedisCache):
     def get(self, key: str, default: Any = None, version: Any = None, client: Any = None) -> Any:
         # The hot path, inlined: one frame fewer than django-redis's own.
         c = self.client
+        if _down_until and self.skipping():
+            return default
         try:
             raw = (client or c.get_client(write=False)).get(c.make_key(key, version=version))
             return default if raw is None else c.decode(raw)
         except (ConnectionInterrupted, *_main_exceptions) as exc:
             cause = _cause(exc)
-            if isinstance(cause, ResponseError) or not self._ignore_exceptions:
+            if is_command_error(cause) or not self._ignore_exceptions:
                 raise cause from None
-            _log_outage(cause)
+            self.outage(cause)
             return default
 
     @_fail_open(default=False)
@@ -317,6 +354,16 @@ class RedisRolesCache(RedisCache):
     def decr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
         return self.incr_version(key, -delta, version)
 
+    # django-redis lets ttl()/pttl() raise on an outage (its client does not
+    # wrap the error): here, like any read, an outage is a miss (0: no such key).
+    @_fail_open(default=0)
+    def ttl(self, key: str, version: Any = None, client: Any = None) -> int | None:
+        return self.client.ttl(key, version=version, client=client)
+
+    @_fail_open(default=0)
+    def pttl(self, key: str, version: Any = None, client: Any = None) -> int | None:
+        return self.client.pttl(key, version=version, client=client)
+
     @_fail_open(default=False)
     def persist(self, key: str, version: Any = None, client: Any = None) -> bool:
         return self.client.persist(key, version=version, client=client)
@@ -329,7 +376,7 @@ class RedisRolesCache(RedisCache):
     def pexpire(self, key: str, timeout: Any, version: Any = None, client: Any = None) -> bool:
         return self.client.pexpire(key, timeout, version=version, client=client)
 
-    @_fail_open()
+    @_fail_open(skip=False)  # a lock is not lossy: never "skipped" into None
     def lock(
         self, key: str, version: Any = None, timeout: float | None = None, **kwargs: Any
     ) -> Any:
@@ -386,7 +433,8 @@ class RedisRolesCache(RedisCache):
         @functools.wraps(parent)
         def method(self: RedisRolesCache, *args: Any, **kwargs: Any) -> Any:
             result = parent(self, *args, **kwargs)
-            version = kwargs.get("version_dest", kwargs.get("version"))
+            # django-redis makes smove's destination key without the version.
+            version = None if name == "smove" else kwargs.get("version_dest", kwargs.get("version"))
             key = kwargs.get("dest") or kwargs.get("destination") or kwargs.get("key")
             if key is None and len(args) > dest_arg:
                 key = args[dest_arg]
@@ -434,12 +482,14 @@ class RedisRolesCache(RedisCache):
 
     async def aget(self, key: str, default: Any = None, version: Any = None) -> Any:
         nkey = self.client.make_key(key, version=version)
+        if _down_until and self.skipping():
+            return default
         try:
             raw = await self._aclient(write=False).get(nkey)
         except _main_exceptions as exc:
-            if isinstance(exc, ResponseError) or not self._ignore_exceptions:
+            if is_command_error(exc) or not self._ignore_exceptions:
                 raise
-            _log_outage(exc)
+            self.outage(exc)
             return default
         return default if raw is None else self.client.decode(raw)
 
@@ -574,6 +624,8 @@ class RedisRolesCache(RedisCache):
         try:
             value = await redis_.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
         except ResponseError as e:
+            if not is_command_error(e):  # OOM/READONLY: an outage
+                raise
             pttl = await redis_.pttl(nkey)
             if pttl == -2:
                 raise ValueError(f"Key {key!r} not found") from e
@@ -598,15 +650,17 @@ class RedisRolesCache(RedisCache):
                 client.make_key(key, version=version), client.make_key(key, version=version + delta)
             )
         except ResponseError as e:
+            if not is_command_error(e):  # READONLY: an outage, not a missing key
+                raise
             raise ValueError(f"Key {key!r} not found") from e
         return version + delta
 
     async def adecr_version(self, key: str, delta: int = 1, version: Any = None) -> int:
         return await self.aincr_version(key, -delta, version)
 
-    @_afail_open()
+    @_afail_open(default=0)
     async def attl(self, key: str, version: Any = None) -> int | None:
-        """Async ``ttl()``: seconds left, None without expiry, 0 when missing."""
+        """Async ``ttl()``: seconds left, None without expiry, 0 when missing (or Redis is down)."""
         t = await self._aclient(write=False).ttl(self.client.make_key(key, version=version))
         return None if t == -1 else max(t, 0)
 

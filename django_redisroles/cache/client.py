@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import weakref
@@ -55,6 +56,9 @@ return value
 """
 
 _MAX_KEY = 250
+
+#: Redis glob of the version part of a key: a digit or "-" first.
+VERSION_GLOB = "[0-9\\-]*"
 
 # Clients of an explicit LOCATION that is not the cache role's URL. The role's
 # own URL always goes through connections.get_redis("cache").
@@ -106,6 +110,39 @@ def async_url_client(url: str) -> redis.asyncio.Redis:
     return client
 
 
+def seconds(timeout: Any) -> float:
+    """``timeout`` as a finite number of seconds; TypeError otherwise.
+
+    ``"300" * 1000`` is a string, not 300000: without this a str timeout
+    reached Redis as a PX it refused, with a message naming neither.
+    """
+    if type(timeout) is int:  # the common case, fast
+        return timeout
+    try:
+        if isinstance(timeout, str | bytes):
+            raise TypeError
+        value = float(timeout)
+        if not math.isfinite(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"A cache timeout must be a finite number of seconds, got {timeout!r}."
+        ) from None
+    return timeout if isinstance(timeout, int | float) else value
+
+
+# Errors Redis *answers* that mean "cannot write now", not "this command is
+# wrong": a full instance (OOM under noeviction) and a replica after a failover
+# (READONLY). For a lossy cache they are an outage: the write is dropped.
+_UNAVAILABLE_ANSWERS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+
+
+def is_command_error(exc: BaseException) -> bool:
+    """True for an error Redis answered about the command itself (raised even
+    with IGNORE_EXCEPTIONS: WRONGTYPE, a bad argument...)."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, _UNAVAILABLE_ANSWERS)
+
+
 class TimeoutRequired(ValueError):
     """A write asked for a key without a TTL and the cache does not allow it."""
 
@@ -121,10 +158,15 @@ class RedisRolesClient(DefaultClient):
 
     def __init__(self, server: Any, params: dict[str, Any], backend: Any) -> None:
         super().__init__(server, params, backend)
-        role_url = conf.role_url("cache")
         # Servers equal to the role's URL use the role's pool, looked up on each
         # call so a connections.reset() (settings change) is picked up.
-        self._role_index = {i for i, url in enumerate(self._server) if url == role_url}
+        if getattr(backend, "_location", None) is None:
+            # No LOCATION: the role's pool, whatever REDISROLES says at each call
+            # (the URL the backend was built with may be stale by now).
+            self._role_index = {0}
+        else:
+            role_url = conf.role_url("cache")
+            self._role_index = {i for i, url in enumerate(self._server) if url == role_url}
         self._single_role = len(self._server) == 1 and 0 in self._role_index
         if not params.get("REVERSE_KEY_FUNCTION"):
             # django-redis's default assumes a prefix without ":"; ours has one.
@@ -187,7 +229,11 @@ class RedisRolesClient(DefaultClient):
     def namespace_pattern(self) -> str:
         """SCAN pattern matching every key of this cache (all versions)."""
         backend = self._backend
-        return backend.key_func("*", glob_escape(backend.key_prefix), "*")
+        # The version part starts with a digit or "-" (a Django version is an
+        # int; our single-flight locks use "<version>.lock"): with a KEY_PREFIX
+        # equal to the REDISROLES one, "<prefix>:*:*" would also match every
+        # other role's "<prefix>:<role>:..." keys, and clear() log everyone out.
+        return backend.key_func("*", glob_escape(backend.key_prefix), VERSION_GLOB)
 
     # -- TTL policy ----------------------------------------------------------
 
@@ -201,7 +247,7 @@ class RedisRolesClient(DefaultClient):
         if timeout is None:
             self._backend.refuse_no_timeout(key)
             return None
-        ms = int(timeout * 1000)
+        ms = int(seconds(timeout) * 1000)
         jitter = self._backend._rr["TIMEOUT_JITTER"]
         if jitter and ms > 0:
             ms = max(1, round(ms * random.uniform(1 - jitter, 1 + jitter)))
@@ -340,6 +386,8 @@ class RedisRolesClient(DefaultClient):
             try:
                 value = write.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
             except ResponseError as e:
+                if not is_command_error(e):  # OOM/READONLY: an outage
+                    raise
                 # Not an integer in Redis (pickled value, or beyond 64 bits):
                 # read-modify-write keeping the remaining TTL, like django-redis.
                 pttl = write.pttl(nkey)
@@ -366,6 +414,8 @@ class RedisRolesClient(DefaultClient):
         try:
             write.rename(old, new)
         except ResponseError as e:
+            if not is_command_error(e):  # READONLY: an outage, not a missing key
+                raise ConnectionInterrupted(connection=write) from e
             raise ValueError(f"Key {key!r} not found") from e
         except _main_exceptions as e:
             raise ConnectionInterrupted(connection=write) from e

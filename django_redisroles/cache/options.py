@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     # A cache is lossy: a Redis outage is a miss, not a 500 (django-redis's
     # own option; its default there is False).
     "IGNORE_EXCEPTIONS": True,
+    # After a connection error or timeout, answer misses without trying Redis
+    # for this many seconds: a hung Redis costs socket_timeout x (retries + 1)
+    # per call otherwise. 0: always try.
+    "OUTAGE_BACKOFF": 1.0,
 }
 
 ON_LARGE_VALUE_CHOICES: tuple[str, ...] = ("warn", "refuse", "raise")
@@ -87,7 +91,7 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
                 "For example 1024, with OPTIONS['COMPRESSOR'] set.",
             )
         )
-    for name in ("STALE_TIMEOUT", "EARLY_REFRESH"):
+    for name in ("STALE_TIMEOUT", "EARLY_REFRESH", "OUTAGE_BACKOFF"):
         value = options.get(name, DEFAULTS[name])
         if not _number(value) or value < 0:
             problems.append((f"OPTIONS[{name!r}] must be a number >= 0, got {value!r}.", ""))

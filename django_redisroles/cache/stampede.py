@@ -35,9 +35,8 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_redis.client.default import _main_exceptions
 from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import ResponseError
 
-from .client import logger
+from .client import is_command_error, logger, seconds
 
 if TYPE_CHECKING:
     from .backend import RedisRolesCache
@@ -67,6 +66,29 @@ class _Params:
     wait: float
 
 
+def check_options(
+    stale: float | None, early: float | None, lock_timeout: float | None, wait: float | None
+) -> None:
+    """ValueError for a bad per-call option (the OPTIONS defaults are checked at start-up)."""
+    for name, value, positive, what in (
+        ("stale", stale, False, "a number of seconds"),
+        ("early", early, False, "a factor (XFetch beta)"),
+        ("lock_timeout", lock_timeout, True, "a number of seconds"),
+        ("wait", wait, False, "a number of seconds"),
+    ):
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
+            bound = "> 0" if positive else ">= 0"
+            raise ValueError(f"{name} must be {what} {bound}, got {value!r}.")
+
+
 def _params(
     cache: RedisRolesCache,
     key: Any,
@@ -76,11 +98,14 @@ def _params(
     lock_timeout: float | None,
     wait: float | None,
 ) -> _Params:
+    check_options(stale, early, lock_timeout, wait)
     rr = cache._rr
     if timeout is DEFAULT_TIMEOUT:
         timeout = cache.default_timeout
     if timeout is None:
         cache.refuse_no_timeout(key)  # raises unless ALLOW_NO_TIMEOUT
+    else:
+        timeout = seconds(timeout)
     lock_timeout = rr["LOCK_TIMEOUT"] if lock_timeout is None else lock_timeout
     if wait is None:
         wait = rr["LOCK_WAIT"] if lock_timeout == rr["LOCK_TIMEOUT"] else lock_timeout
@@ -135,7 +160,7 @@ def _store_timeout(p: _Params) -> float | None:
 def _is_outage(exc: BaseException, cache: RedisRolesCache) -> BaseException | None:
     """The Redis error behind ``exc`` if it is an outage the cache ignores."""
     cause = exc.__cause__ if isinstance(exc, ConnectionInterrupted) and exc.__cause__ else exc
-    if isinstance(cause, ResponseError) or not cache._ignore_exceptions:
+    if is_command_error(cause) or not cache._ignore_exceptions:
         return None
     return cause
 
@@ -213,15 +238,15 @@ def get_or_set(
     """See ``RedisRolesCache.get_or_set``."""
     p = _params(cache, key, timeout, stale, early, lock_timeout, wait)
     loader = _Loader(default)
+    if cache.skipping():  # OUTAGE_BACKOFF: compute, do not ask Redis
+        return loader()
     try:
         return _get_or_set(cache, key, version, loader, p)
     except (ConnectionInterrupted, *_main_exceptions) as exc:
         cause = _is_outage(exc, cache)
         if cause is None:
             raise
-        from .backend import _log_outage
-
-        _log_outage(cause)
+        cache.outage(cause)
         return loader()
 
 
@@ -378,15 +403,15 @@ async def aget_or_set(
     """See ``RedisRolesCache.aget_or_set``."""
     p = _params(cache, key, timeout, stale, early, lock_timeout, wait)
     loader = _Loader(default)
+    if cache.skipping():  # OUTAGE_BACKOFF: compute, do not ask Redis
+        return await loader.acall()
     try:
         return await _aget_or_set(cache, key, version, loader, p)
     except _main_exceptions as exc:
         cause = _is_outage(exc, cache)
         if cause is None:
             raise
-        from .backend import _log_outage
-
-        _log_outage(cause)
+        cache.outage(cause)
         return await loader.acall()
 
 
@@ -544,6 +569,7 @@ def cached(
         raise TypeError("@cached needs a TTL: write @cached(300), not @cached.")
     if key is not None and not isinstance(key, str) and not callable(key):
         raise TypeError(f"@cached key must be a format string or a callable, got {key!r}")
+    check_options(stale, early, lock_timeout, wait)
     options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
 
     def decorator(func: F) -> F:

@@ -29,3 +29,12 @@ def make_cache(settings: Any) -> Callable[..., RedisRolesCache]:
 def rr_cache(make_cache: Callable[..., RedisRolesCache]) -> RedisRolesCache:
     """The default cache as a RedisRolesCache with TIMEOUT=60."""
     return make_cache()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_outage_log() -> None:
+    """Each test sees the first outage warning (rate-limited per process) and no backoff."""
+    from django_redisroles.cache import backend
+
+    backend._last_outage_log = 0.0
+    backend._down_until.clear()  # and no OUTAGE_BACKOFF left over from another test

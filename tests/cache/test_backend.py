@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,24 @@ def test_location_follows_the_cache_role_url(
     c.set("k", "on the cache instance")
     with other.client() as client:
         assert client.get(c.make_key("k")) is not None
+    assert c.client.get_client() is connections.get_redis("cache")
+
+
+def test_a_cache_built_before_redisroles_changed_follows_the_role_url(
+    settings: Any,
+    make_cache: Callable[..., RedisRolesCache],
+    redis_factory: Any,
+    redis_client: redis.Redis,
+) -> None:
+    """Without LOCATION the role's URL is read on use, not captured when the backend is built."""
+    c = make_cache()  # built (its client not yet) under the old REDISROLES
+    other = redis_factory()
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": {"cache": {"URL": other.url()}}}
+    assert caches["default"] is c  # CACHES did not change: Django keeps the instance
+    c.set("k", "on the cache instance")
+    with other.client() as client:
+        assert client.exists(c.make_key("k")) == 1
+    assert redis_client.exists(c.make_key("k")) == 0
     assert c.client.get_client() is connections.get_redis("cache")
 
 
@@ -201,6 +220,7 @@ def test_redis_outage_is_a_miss_not_an_error(
         assert c.get("k", "default") == "default"
         assert c.set("k", 2) is False
         assert c.get_many(["k"]) == {}
+        assert c.ttl("k") == 0 and c.pttl("k") == 0  # a miss, like any read
         assert c.get_or_set("k", lambda: calls.append(1) or "computed") == "computed"
 
         @cached(60, cache="default")
@@ -222,6 +242,7 @@ async def test_redis_outage_async(
     server.kill()
     assert await c.aget("k", "default") == "default"
     assert await c.aset("k", 2) is False
+    assert await c.attl("k") == 0  # a miss (None would mean "never expires")
     assert await c.aget_or_set("k", lambda: "computed") == "computed"
 
 
@@ -270,3 +291,153 @@ def test_outage_is_logged_once_not_per_call(
     records = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(records) == 1
     assert "ConnectionError" in records[0].getMessage()
+
+
+def fill(server: Any) -> None:
+    """Write ballast until Redis refuses writes (OOM)."""
+    with server.client() as client:
+        for i in range(100_000):
+            try:
+                client.set(f"ballast:{i}", "x" * 1000)
+            except redis.exceptions.OutOfMemoryError:
+                break
+        else:
+            pytest.fail("the server never filled up")
+
+
+@pytest.fixture
+def full_redis(redis_factory: Any) -> Any:
+    """A Redis at its maxmemory with noeviction (as the sessions role recommends)."""
+    server = redis_factory(config={"maxmemory": "4mb", "maxmemory-policy": "noeviction"})
+    fill(server)
+    return server
+
+
+def test_a_full_redis_drops_cache_writes_instead_of_failing(
+    make_cache: Callable[..., RedisRolesCache], full_redis: Any, caplog: Any
+) -> None:
+    """OOM is Redis saying "no room": for a lossy cache that is a dropped write, not a 500."""
+    c = make_cache(LOCATION=full_redis.url())
+    with caplog.at_level(logging.WARNING, "django_redisroles.cache"):
+        assert c.set("k", "v") is False
+        assert c.add("k", "v") is False
+        assert c.set_many({"a": 1, "b": 2}) == []
+        assert c.get_or_set("k", lambda: "computed") == "computed"
+        assert c.get("k") is None
+    assert "OutOfMemoryError" in caplog.text or "OOM" in caplog.text
+
+
+async def test_a_full_redis_drops_async_cache_writes(
+    make_cache: Callable[..., RedisRolesCache], full_redis: Any
+) -> None:
+    c = make_cache(LOCATION=full_redis.url())
+    assert await c.aset("k", "v") is False
+    assert await c.aset_many({"a": 1}) == []
+    assert await c.aget_or_set("k", lambda: "computed") == "computed"
+    assert await c.aget("k") is None
+
+
+def test_a_full_redis_raises_when_ignore_exceptions_is_off(
+    make_cache: Callable[..., RedisRolesCache], full_redis: Any
+) -> None:
+    c = make_cache(LOCATION=full_redis.url(), OPTIONS={"IGNORE_EXCEPTIONS": False})
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        c.set("k", "v")
+
+
+def wait_replicated(replica: Any, key: str) -> None:
+    with replica.client() as client:
+        deadline = time.monotonic() + 10
+        while not client.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.exists(key), "the replica never synced"
+
+
+def test_a_read_only_replica_drops_writes_and_does_not_lie(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    """After a failover the old primary is a replica: READONLY is an outage, not 'key not found'."""
+    primary = redis_factory(config={"repl-diskless-sync-delay": "0"})  # sync at once
+    replica = redis_factory(config={"replicaof": f"127.0.0.1 {primary.port}"})
+    writer = make_cache("writer", LOCATION=primary.url(), KEY_PREFIX="x")
+    writer.set("k", "v")
+    writer.set("n", 1)
+    c = make_cache(LOCATION=replica.url(), KEY_PREFIX="x")
+    wait_replicated(replica, c.make_key("n"))
+    assert c.get("k") == "v"
+    assert c.set("k", "w") is False
+    assert c.incr("n") is None
+    assert c.incr_version("k") is None  # used to raise ValueError("Key 'k' not found")
+    assert c.get("k") == "v" and c.get("n") == 1
+
+
+async def test_a_read_only_replica_drops_async_writes(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    primary = redis_factory(config={"repl-diskless-sync-delay": "0"})  # sync at once
+    replica = redis_factory(config={"replicaof": f"127.0.0.1 {primary.port}"})
+    writer = make_cache("writer", LOCATION=primary.url(), KEY_PREFIX="x")
+    writer.set("k", "v")
+    writer.set("n", 1)
+    c = make_cache(LOCATION=replica.url(), KEY_PREFIX="x")
+    wait_replicated(replica, c.make_key("n"))
+    assert await c.aset("k", "w") is False
+    assert await c.aincr("n") is None
+    assert await c.aincr_version("k") is None
+    assert await c.aget("k") == "v" and await c.aget("n") == 1
+
+
+def test_after_an_outage_redis_is_skipped_for_outage_backoff(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    """A hung Redis costs each call socket_timeout x (retries + 1) (6 s by default): after
+    one failure the cache answers misses at once for OUTAGE_BACKOFF seconds."""
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"OUTAGE_BACKOFF": 1.5})
+    server.kill()
+    assert c.get("k") is None  # fails: the backoff starts
+    server.start()  # back on the same port
+    with server.client() as client:
+        client.set(c.make_key("k"), 5)
+        client.config_resetstat()
+        assert c.get("k") is None  # skipped, not asked
+        assert c.set("k2", 1) is False
+        assert c.get_or_set("k3", lambda: "computed") == "computed"
+        assert c.ttl("k") == 0
+        stats = client.info("commandstats")
+        assert not {"cmdstat_get", "cmdstat_set", "cmdstat_ttl", "cmdstat_exists"} & set(stats)
+        assert client.exists(c.make_key("k2"), c.make_key("k3")) == 0
+        with c.lock("job", timeout=5):  # locks are not lossy: never skipped
+            assert client.exists(c.make_key("job")) == 1
+        time.sleep(1.6)
+        assert c.get("k") == 5  # tried again after the backoff
+
+
+async def test_after_an_async_outage_redis_is_skipped_too(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"OUTAGE_BACKOFF": 30})
+    server.kill()
+    assert await c.aget("k") is None
+    server.start()
+    with server.client() as client:
+        client.set(c.make_key("k"), 5)
+        client.config_resetstat()
+        assert await c.aget("k") is None
+        assert await c.aset("k2", 1) is False
+        assert await c.aget_or_set("k3", lambda: "computed") == "computed"
+        assert "cmdstat_get" not in client.info("commandstats")
+        assert client.exists(c.make_key("k2"), c.make_key("k3")) == 0
+
+
+def test_outage_backoff_zero_always_tries(
+    make_cache: Callable[..., RedisRolesCache], redis_factory: Any
+) -> None:
+    server = redis_factory()
+    c = make_cache(LOCATION=server.url(), OPTIONS={"OUTAGE_BACKOFF": 0})
+    server.kill()
+    assert c.get("k") is None
+    server.start()
+    c.set("k", 5)
+    assert c.get("k") == 5

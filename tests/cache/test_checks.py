@@ -30,6 +30,7 @@ def test_testproject_configuration_is_clean() -> None:
         ({"LOCK_TIMEOUT": 0}, "LOCK_TIMEOUT"),
         ({"STALE_TIMEOUT": -1}, "STALE_TIMEOUT"),
         ({"COMPRESS_MIN_SIZE": "1k"}, "COMPRESS_MIN_SIZE"),
+        ({"OUTAGE_BACKOFF": -1}, "OUTAGE_BACKOFF"),
     ],
 )
 def test_bad_options_are_e011(settings: Any, options: dict[str, Any], fragment: str) -> None:

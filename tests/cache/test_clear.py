@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 import redis
 
 from django_redisroles import conf
@@ -77,4 +79,44 @@ async def test_aclear_leaves_other_roles(
     survivors = other_roles_keys(redis_client)
     await rr_cache.aset_many({f"k{i}": i for i in range(1200)})
     assert await rr_cache.aclear() == 1200
+    assert sorted(k.decode() for k in redis_client.scan_iter("*")) == sorted(survivors)
+
+
+def test_clear_leaves_keys_the_other_roles_really_write(
+    rr_cache: RedisRolesCache, redis_client: redis.Redis, rf: Any
+) -> None:
+    """Not hand-made names: a session, a held lock and a rate-limit counter, by their roles."""
+    from django_redisroles.locks import Lock
+    from django_redisroles.ratelimit import check, make_policy
+    from django_redisroles.sessions import SessionStore
+
+    session = SessionStore()
+    session["user"] = "ada"
+    session.create()
+    policy = make_policy("10/m", "ip", group="cache-clear-test")
+    assert check(rf.get("/", REMOTE_ADDR="203.0.113.9"), [policy]).limited is False
+    rr_cache.set_many({f"k{i}": i for i in range(50)})
+    with Lock("nightly-report", ttl=30):
+        others = {k for k in redis_client.scan_iter("*") if not k.startswith(b"demo:cache:")}
+        assert any(b":sessions:" in k for k in others), others
+        assert any(b":locks:" in k for k in others), others
+        assert any(b":ratelimit:" in k for k in others), others
+
+        assert rr_cache.clear() == 50
+
+        assert set(redis_client.scan_iter("*")) == others
+        assert SessionStore(session.session_key).load() == {"user": "ada"}
+
+
+@pytest.mark.parametrize("prefix", ["demo", "demo:sessions"])
+def test_a_key_prefix_overlapping_the_roles_namespace_still_clears_only_the_cache(
+    make_cache: Callable[..., RedisRolesCache], redis_client: redis.Redis, prefix: str
+) -> None:
+    """KEY_PREFIX = the REDISROLES KEY_PREFIX: "demo:*:*" also matched every role's keys."""
+    survivors = other_roles_keys(redis_client)
+    c = make_cache(KEY_PREFIX=prefix)
+    c.set("k", 1)
+    c.set("k", 2, version=-3)
+    c.get_or_set("gos", 1)
+    assert c.clear() == 3
     assert sorted(k.decode() for k in redis_client.scan_iter("*")) == sorted(survivors)

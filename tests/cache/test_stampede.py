@@ -267,3 +267,21 @@ def test_processes_missing_one_key_run_the_loader_once(
     assert all(p.returncode == 0 for p in procs), outputs
     assert [out.strip() for out, _ in outputs] == ["from one process"] * 6
     assert int(redis_client.get("loader-calls")) == 1
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"stale": -100}, {"early": -1}, {"lock_timeout": 0}, {"wait": -1}, {"stale": "30"}],
+    ids=["stale", "early", "lock_timeout", "wait", "stale-str"],
+)
+def test_bad_per_call_options_are_a_clear_error(
+    rr_cache: RedisRolesCache, option: dict[str, Any]
+) -> None:
+    # stale=-100 with timeout=60 used to store the value with a negative TTL:
+    # deleted at once, so the loader ran on every call.
+    (name,) = option
+    with pytest.raises(ValueError, match=rf"{name} must be"):
+        rr_cache.get_or_set("k", lambda: "v", 60, **option)
+    with pytest.raises(ValueError, match=rf"{name} must be"):
+        cached(60, **option)
+    assert rr_cache.get("k") is None

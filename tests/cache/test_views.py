@@ -51,7 +51,7 @@ def test_missing_user_is_cached_too(client: Client) -> None:
     assert views_cache.loads["sync"] == before + 1
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "0", "9" * 30])
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "9" * 30, "²"])
 def test_bad_id_is_a_400_not_a_500(client: Client, value: str) -> None:
     assert client.get(f"/cache/user/?id={value}").status_code == 400
     assert client.get(f"/cache/user/async/?id={value}").status_code == 400
@@ -73,3 +73,18 @@ async def test_async_view_shares_the_cache_with_the_sync_one(ada: Any) -> None:
 def test_home_page_links_to_the_demo(client: Client) -> None:
     content = client.get("/").content
     assert b'href="/cache/user/"' in content and b'href="/cache/user/async/"' in content
+
+
+@pytest.mark.parametrize("path", ["/cache/user/", "/cache/user/async/"])
+def test_cache_outage_still_renders_the_page(
+    client: Client, ada: Any, settings: Any, redis_factory: Any, path: str
+) -> None:
+    """The cache role's failure policy: an outage is a miss, never a 500."""
+    server = redis_factory()
+    roles = {**settings.REDISROLES.get("ROLES", {})}
+    roles["cache"] = {**roles.get("cache", {}), "URL": server.url()}
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": roles}
+    server.kill()
+    response = client.get(f"{path}?id={ada.pk}")
+    assert response.status_code == 200
+    assert b"ada@example.com" in response.content
