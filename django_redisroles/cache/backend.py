@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from .. import conf, connections
 from . import stampede
 from .client import (
-    INCR_LUA,
+    INCR_SCRIPT,
     CacheValueTooLarge,
     RedisRolesClient,
     TimeoutRequired,
@@ -622,7 +622,7 @@ class RedisRolesCache(RedisCache):
         ttl = client.default_ttl_ms()
         redis_ = self._aclient()
         try:
-            value = await redis_.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
+            value = await INCR_SCRIPT.acall(redis_, [nkey], [delta, int(ignore_key_check), ttl])
         except ResponseError as e:
             if not is_command_error(e):  # OOM/READONLY: an outage
                 raise

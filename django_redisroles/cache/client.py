@@ -35,6 +35,7 @@ from django_redis.util import CacheKey
 from redis.exceptions import ResponseError
 
 from .. import conf, connections
+from ..scripts import Script
 
 if TYPE_CHECKING:
     from .backend import RedisRolesCache
@@ -54,6 +55,7 @@ if tonumber(ARGV[3]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
 end
 return value
 """
+INCR_SCRIPT = Script(INCR_LUA)
 
 _MAX_KEY = 250
 
@@ -384,7 +386,7 @@ class RedisRolesClient(DefaultClient):
         ttl = self.default_ttl_ms()
         try:
             try:
-                value = write.eval(INCR_LUA, 1, nkey, delta, int(ignore_key_check), ttl)
+                value = INCR_SCRIPT(write, [nkey], [delta, int(ignore_key_check), ttl])
             except ResponseError as e:
                 if not is_command_error(e):  # OOM/READONLY: an outage
                     raise

@@ -36,6 +36,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_redis.client.default import _main_exceptions
 from django_redis.exceptions import ConnectionInterrupted
 
+from ..scripts import Script
 from .client import is_command_error, logger, seconds
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ RELEASE_LUA = b"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+RELEASE_SCRIPT = Script(RELEASE_LUA)
 
 # First and longest pause between two polls of a waiting caller.
 POLL_MIN = 0.005
@@ -256,7 +258,7 @@ def _store(cache: RedisRolesCache, key: str, version: int | None, value: Any, p:
 
 def _release(write: Any, lkey: str, token: str) -> None:
     try:
-        write.eval(RELEASE_LUA, 1, lkey, token)
+        RELEASE_SCRIPT(write, [lkey], [token])
     except _main_exceptions:
         pass  # the lock expires by itself
 
@@ -434,7 +436,7 @@ async def _acompute(
 
 async def _arelease(write: Any, lkey: str, token: str) -> None:
     try:
-        await write.eval(RELEASE_LUA, 1, lkey, token)
+        await RELEASE_SCRIPT.acall(write, [lkey], [token])
     except _main_exceptions:
         pass
 

@@ -24,12 +24,7 @@ the script is loaded again and the call retried.
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
-
-import redis
-import redis.asyncio
-from redis.exceptions import NoScriptError
+from ..scripts import Script
 
 # KEYS: lock, fence, waiting
 # ARGV: token, ttl_ms, fence_ttl_ms, "host\npid\ncmd", waiting_ms ("0": not waiting)
@@ -100,30 +95,6 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 return 1
 """
-
-
-class Script:
-    """One Lua script: EVALSHA, loading it again on NOSCRIPT."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, client: redis.Redis, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def acall(
-        self, client: redis.asyncio.Redis, keys: tuple[str, ...], args: tuple[Any, ...]
-    ) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
 acquire_script = Script(ACQUIRE)

@@ -19,7 +19,6 @@ recreates a session a concurrent logout deleted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.crypto import constant_time_compare, get_random_string
 
 from .. import conf, connections
+from ..scripts import Script
 
 logger = logging.getLogger("django_redisroles.sessions")
 
@@ -96,33 +96,13 @@ def _unavailable(exc: Exception) -> SessionUnavailable | None:
     )
 
 
-class _Script:
-    """A Lua script run with EVALSHA, falling back to EVAL once after a restart."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
-
-    async def acall(self, client: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
-
-
 # KEYS: session, old session (cycle_key) or session, user index or session, meta or session
 # ARGV: mode ("c" create | "u" update), data, ttl, now, key, old key ("" = none),
 #       index ("1" | "0"), login metadata JSON ("" = keep), index score (the
 #       session's expiry time), grace (INDEX_REFRESH seconds)
 # Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone),
 # -2 cycle_key failed (the old session is gone).
-SAVE = _Script(
+SAVE = Script(
     """
 local ttl = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
@@ -202,7 +182,7 @@ return 1
 )
 
 # KEYS: session, user index, meta; ARGV: key. Returns the number of sessions removed.
-DELETE_INDEXED = _Script(
+DELETE_INDEXED = Script(
     """
 local n = redis.call('UNLINK', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -212,7 +192,7 @@ return n
 )
 
 # KEYS: user index, meta; ARGV: cutoff (now - grace). Trims expired entries; returns how many.
-TRIM = _Script(
+TRIM = Script(
     """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if #dead > 0 then
