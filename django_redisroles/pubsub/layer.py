@@ -337,6 +337,10 @@ class _LoopLayer:
         self._callback_on: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Serializes (re)connecting and (UN)SUBSCRIBE on the subscriber: redis-py's
+        # PubSub takes a new pool connection for each concurrent first command, so
+        # consumers starting together would each get (and leak) their own.
+        self._lock = asyncio.Lock()
         self._resync = False
         self._reconnected = False
         self._down_since: float | None = None
@@ -377,9 +381,13 @@ class _LoopLayer:
             fut = self._confirm[rname] = asyncio.get_running_loop().create_future()
             self._wake.set()
             try:
-                pubsub = self._ensure_pubsub()
-                await pubsub.subscribe(rname)
-                self._watch_connection()
+                async with self._lock:
+                    if self._resync:
+                        # Known to be down: the reader subscribes it on reconnect.
+                        raise redis.exceptions.ConnectionError("reconnecting")
+                    pubsub = await self._connected()
+                    await pubsub.subscribe(rname)
+                    self._watch_connection()
             except REDIS_ERRORS as exc:
                 # Redis is down: the subscription is made when it is back.
                 self._confirm.pop(rname, None)
@@ -405,24 +413,31 @@ class _LoopLayer:
         if not names or self._pubsub is None or self._pubsub.connection is None:
             return
         try:
-            await self._pubsub.unsubscribe(*names)
+            async with self._lock:
+                await self._pubsub.unsubscribe(*names)
         except REDIS_ERRORS as exc:
             self._note_down(exc)
 
-    async def _sync_subscriptions(self) -> None:
+    async def _connected(self) -> Any:
+        """The subscriber, connected (call with ``self._lock`` held)."""
         pubsub = self._ensure_pubsub()
-        if pubsub.connection is None:
+        if pubsub.connection is None or not pubsub.connection.is_connected:
             await pubsub.connect()
-            self._watch_connection()
-        current = set(pubsub.channels)
-        missing = self._wanted - current
-        extra = current - self._wanted
-        if missing:
-            await pubsub.subscribe(*missing)
-        if extra:
-            await pubsub.unsubscribe(*extra)
         self._watch_connection()
-        self._resync = False
+        return pubsub
+
+    async def _sync_subscriptions(self) -> None:
+        async with self._lock:
+            pubsub = await self._connected()
+            current = set(pubsub.channels)
+            missing = self._wanted - current
+            extra = current - self._wanted
+            if missing:
+                await pubsub.subscribe(*missing)
+            if extra:
+                await pubsub.unsubscribe(*extra)
+            self._watch_connection()
+            self._resync = False
 
     def _note_down(self, exc: BaseException) -> None:
         self._resync = True
@@ -445,7 +460,9 @@ class _LoopLayer:
                 await self._wake.wait()
                 continue
             try:
-                if self._resync or self._pubsub is None or self._pubsub.connection is None:
+                conn = self._pubsub.connection if self._pubsub is not None else None
+                if self._resync or conn is None or not conn.is_connected:
+                    # Reconnect here, under the lock, not inside get_message().
                     await self._sync_subscriptions()
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:

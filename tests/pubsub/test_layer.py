@@ -256,3 +256,27 @@ def test_wire_format_is_plain_msgpack(redis_client) -> None:
             break
     spy.close()
     assert got is not None and got["data"] == msgpack.packb(message)
+
+
+async def test_consumers_starting_together_share_one_subscriber_connection(
+    redis_factory, pubsub_settings, make_layer, caplog
+) -> None:
+    # A server restart: every WebSocket client reconnects at once, each consumer
+    # calls new_channel() + group_add() concurrently on a fresh layer.
+    server = redis_factory()
+    pubsub_settings(URL=server.url())
+    layer = make_layer()
+    channels = await asyncio.gather(*(layer.new_channel() for _ in range(30)))
+    await asyncio.gather(*(layer.group_add("room", c) for c in channels))
+    with server.client() as client:
+        subscribers = [c for c in client.client_list() if int(c["sub"]) > 0]
+    assert len(subscribers) == 1, subscribers
+    assert int(subscribers[0]["sub"]) == 31  # 30 channels + the group
+    assert "no SUBSCRIBE confirmation" not in caplog.text
+    # Every consumer's own channel really is subscribed on the connection we read.
+    for n, channel in enumerate(channels):
+        await layer.send(channel, {"type": "direct", "n": n})
+    await layer.group_send("room", {"type": "group"})
+    for n, channel in enumerate(channels):
+        assert await receive(layer, channel) == {"type": "direct", "n": n}
+        assert await receive(layer, channel) == {"type": "group"}
