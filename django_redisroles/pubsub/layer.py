@@ -84,7 +84,7 @@ class _Item:
 
 
 class _Channel:
-    __slots__ = ("capacity", "count", "events", "name", "queue", "wake")
+    __slots__ = ("capacity", "count", "events", "name", "queue", "received", "receivers", "wake")
 
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
@@ -93,6 +93,8 @@ class _Channel:
         self.count = 0  # messages in the queue (events are not counted)
         self.events = False
         self.wake = asyncio.Event()
+        self.receivers = 0  # receive() calls waiting right now
+        self.received = False  # receive() was called at least once
 
 
 class _Member:
@@ -336,6 +338,7 @@ class _LoopLayer:
         self._pubsub: Any = None
         self._callback_on: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         # Serializes (re)connecting and (UN)SUBSCRIBE on the subscriber: redis-py's
         # PubSub takes a new pool connection for each concurrent first command, so
@@ -645,8 +648,36 @@ class _LoopLayer:
     async def new_channel(self, prefix: str = "specific.") -> str:
         name = f"{prefix}{uuid.uuid4().hex}"
         self.channel_layer.require_valid_channel_name(name)
-        await self._open_channel(name)
+        local = await self._open_channel(name)
+        owner = asyncio.current_task()
+        if owner is not None:
+            owner.add_done_callback(lambda _task: self._owner_done(name, local))
         return name
+
+    def _owner_done(self, name: str, local: _Channel) -> None:
+        """The task that made ``name`` (a consumer's) ended: drop the channel if abandoned.
+
+        A cancelled receive() cleans up after itself, but Channels' dispatcher
+        does not cancel a receive that already returned a message it never
+        dispatched (the consumer stopped, or crashed, while its queue was not
+        empty). Without this, such channels, their memberships and their
+        subscriptions would stay for the life of the process. A channel no
+        receive() was ever called on is kept (it may be received from later
+        by other tasks, e.g. ``async_to_sync`` code).
+        """
+        if self.channels.get(name) is not local or local.receivers or not local.received:
+            return
+
+        async def drop() -> None:
+            if self.channels.get(name) is local and not local.receivers:
+                await self._drop_channel(name)
+
+        try:
+            task = asyncio.get_running_loop().create_task(drop())
+        except RuntimeError:  # the loop is closing: close() clears everything
+            return
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     async def _open_channel(self, name: str) -> _Channel:
         channel = self.channels.get(name)
@@ -659,6 +690,8 @@ class _LoopLayer:
         self.channel_layer.require_valid_channel_name(channel)
         local = self.channels.get(channel) or await self._open_channel(channel)
         expiry = self.channel_layer.expiry
+        local.received = True
+        local.receivers += 1
         try:
             while True:
                 while not local.queue:
@@ -692,6 +725,8 @@ class _LoopLayer:
                 except BaseException:
                     logger.debug("pubsub: error cleaning up %s", channel, exc_info=True)
             raise
+        finally:
+            local.receivers -= 1
 
     async def _drop_channel(self, name: str) -> None:
         self.channels.pop(name, None)

@@ -280,3 +280,24 @@ async def test_consumers_starting_together_share_one_subscriber_connection(
     for n, channel in enumerate(channels):
         assert await receive(layer, channel) == {"type": "direct", "n": n}
         assert await receive(layer, channel) == {"type": "group"}
+
+
+async def test_a_consumer_that_ends_with_messages_queued_is_cleaned_up(
+    make_layer, redis_client
+) -> None:
+    layer = make_layer()
+
+    async def consumer() -> str:
+        # Like Channels' dispatcher when the handler raises (or the client leaves)
+        # after receive() returned: no receive() is left to cancel.
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        await layer.group_send("room", {"type": "m", "n": 1})
+        await layer.group_send("room", {"type": "m", "n": 2})
+        assert (await receive(layer, channel))["n"] == 1
+        return channel
+
+    channel = await asyncio.create_task(consumer())
+    await wait_for(lambda: channel not in layer._get_layer().channels)
+    assert "room" not in layer._get_layer().groups
+    assert redis_client.pubsub_channels(conf.make_key("pubsub", "*")) == []
