@@ -74,3 +74,14 @@ async def test_redisroles_pubsub_command(capsys) -> None:
     [stream] = data["replay_streams"]
     assert stream["group"] == "notifications" and stream["entries"] == 1 and stream["ttl"] > 0
     assert stream["last_seq"] == (await receive(layer, channel))["seq"]
+
+
+async def test_form_when_the_pubsub_redis_is_down_is_a_503_not_a_500(
+    redis_factory, pubsub_settings
+) -> None:
+    server = redis_factory()
+    pubsub_settings(URL=server.url(), OPTIONS={"retry_attempts": 0})
+    server.stop()
+    response = await AsyncClient().post("/pubsub/", {"message": "lost?"})
+    assert response.status_code == 503
+    assert b"not sent" in response.content
