@@ -537,6 +537,24 @@ class _LoopLayer:
             channel = self.channels.get(channel_name)
             if channel is not None:
                 self._put(channel, item)
+        if not members:  # every membership expired: stop listening to the group
+            self._background(self._drop_empty_group(name))
+
+    async def _drop_empty_group(self, group: str) -> None:
+        if self.groups.get(group) == {}:
+            del self.groups[group]
+            self._group_seen.pop(group, None)
+            await self._unsubscribe([self.channel_layer._name("g", group)])
+
+    def _background(self, coro: Any) -> None:
+        """Run ``coro`` as a task of this loop, kept referenced until it is done."""
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # the loop is closing: close() clears everything
+            coro.close()
+            return
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def _put(self, channel: _Channel, item: _Item) -> None:
         if channel.count >= channel.capacity:
@@ -672,12 +690,7 @@ class _LoopLayer:
             if self.channels.get(name) is local and not local.receivers:
                 await self._drop_channel(name)
 
-        try:
-            task = asyncio.get_running_loop().create_task(drop())
-        except RuntimeError:  # the loop is closing: close() clears everything
-            return
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._background(drop())
 
     async def _open_channel(self, name: str) -> _Channel:
         channel = self.channels.get(name)

@@ -105,7 +105,7 @@ async def test_expiry_drops_messages_not_received_in_time(make_layer) -> None:
     assert layer.stats["expired"] == 3
 
 
-async def test_group_expiry_ends_old_memberships(make_layer) -> None:
+async def test_group_expiry_ends_old_memberships(make_layer, redis_client) -> None:
     layer = make_layer(group_expiry=0.2)
     channel = await layer.new_channel()
     await layer.group_add("g", channel)
@@ -113,6 +113,10 @@ async def test_group_expiry_ends_old_memberships(make_layer) -> None:
     await layer.group_send("g", {"type": "late"})
     assert await nothing(layer, channel)
     assert layer.stats["group_expired"] == 1
+    # The group has no member left in this process: it is unsubscribed too.
+    group = conf.make_key("pubsub", "g", "g").encode()
+    await wait_for(lambda: dict(redis_client.pubsub_numsub(group))[group] == 0)
+    assert "g" not in layer._get_layer().groups
 
 
 async def test_two_layers_two_processes_worth_of_subscribers(make_layer) -> None:
