@@ -22,6 +22,8 @@ from typing import Any
 
 import msgpack
 import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
 import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
@@ -337,6 +339,7 @@ class _LoopLayer:
         self._group_seen: dict[str, replay.Seq] = {}
         self._pubsub: Any = None
         self._callback_on: Any = None
+        self._saved_retry: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -372,6 +375,15 @@ class _LoopLayer:
         if conn is not None and self._callback_on is not conn:
             conn.register_connect_callback(self._on_connect)
             self._callback_on = conn
+            # No reconnect hidden inside redis-py commands: a failed read or write
+            # raises, and only the reader reconnects (under the lock). Otherwise a
+            # SUBSCRIBE and get_message() could both reconnect the same connection
+            # at once (asyncio's "read() called while another coroutine is already
+            # waiting"). The pool's own policy is put back in close().
+            self._saved_retry = conn.retry
+            conn.retry = redis.asyncio.retry.Retry(
+                redis.backoff.NoBackoff(), 0, supported_errors=()
+            )
 
     def _on_connect(self, connection: Any) -> None:
         self._reconnected = True
@@ -385,14 +397,17 @@ class _LoopLayer:
             self._wake.set()
             try:
                 async with self._lock:
-                    if self._resync:
-                        # Known to be down: the reader subscribes it on reconnect.
+                    conn = self._pubsub.connection if self._pubsub is not None else None
+                    if self._resync or (conn is not None and not conn.is_connected):
+                        # Down or reconnecting: the reader (re)connects and then
+                        # subscribes everything wanted, this one included.
                         raise redis.exceptions.ConnectionError("reconnecting")
                     pubsub = await self._connected()
                     await pubsub.subscribe(rname)
                     self._watch_connection()
-            except REDIS_ERRORS as exc:
-                # Redis is down: the subscription is made when it is back.
+            except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
+                # Redis is down (or the connection broke under us): the
+                # subscription is made by the reader when it is back.
                 self._confirm.pop(rname, None)
                 self._note_down(exc)
                 self._ensure_reader()
@@ -417,8 +432,12 @@ class _LoopLayer:
             return
         try:
             async with self._lock:
+                conn = self._pubsub.connection
+                if conn is None or not conn.is_connected:
+                    # The reader's resync drops subscriptions nobody wants.
+                    raise redis.exceptions.ConnectionError("reconnecting")
                 await self._pubsub.unsubscribe(*names)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
             self._note_down(exc)
 
     async def _connected(self) -> Any:
@@ -431,6 +450,11 @@ class _LoopLayer:
 
     async def _sync_subscriptions(self) -> None:
         async with self._lock:
+            conn = self._pubsub.connection if self._pubsub is not None else None
+            if self._resync and conn is not None:
+                # Something failed on it: start from a fresh socket (redis-py then
+                # subscribes its known channels again, and we add the missing ones).
+                await conn.disconnect()
             pubsub = await self._connected()
             current = set(pubsub.channels)
             missing = self._wanted - current
@@ -842,7 +866,10 @@ class _LoopLayer:
         if pubsub is not None:
             if self._callback_on is not None:
                 self._callback_on.deregister_connect_callback(self._on_connect)
+                if self._saved_retry is not None:
+                    self._callback_on.retry = self._saved_retry  # back to the pool as it was
                 self._callback_on = None
+                self._saved_retry = None
             try:
                 await pubsub.aclose()
             except Exception:
