@@ -80,7 +80,9 @@ def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         if key_errors or errors:
             continue
-        if values["replay_groups"] and values["capacity"] < values["replay_maxlen"]:
+        # channel_capacity may give the replay consumers' channels the room (the hint).
+        largest = max([values["capacity"], *values["channel_capacity"].values()])
+        if values["replay_groups"] and largest < values["replay_maxlen"]:
             errors.append(
                 Warning(
                     f"{where}: capacity {values['capacity']} is below replay_maxlen "
