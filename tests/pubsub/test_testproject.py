@@ -85,3 +85,21 @@ async def test_form_when_the_pubsub_redis_is_down_is_a_503_not_a_500(
     response = await AsyncClient().post("/pubsub/", {"message": "lost?"})
     assert response.status_code == 503
     assert b"not sent" in response.content
+
+
+async def test_replay_socket_when_redis_is_down_is_refused_cleanly(
+    redis_factory, pubsub_settings
+) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from testproject.consumers_pubsub import ReplayNotificationsConsumer
+
+    server = redis_factory()
+    pubsub_settings(URL=server.url(), REPLAY_GROUPS=["notifications"])
+    server.stop()
+    app = ReplayNotificationsConsumer.as_asgi()
+    communicator = WebsocketCommunicator(app, "/ws/notifications/replay/?since=1-0")
+    connected, _code = await communicator.connect(timeout=10)
+    # Refused (the browser retries), not a crashed consumer.
+    assert not connected
+    await communicator.disconnect()
