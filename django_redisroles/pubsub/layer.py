@@ -877,6 +877,9 @@ class _LoopLayer:
         for fut in self._confirm.values():
             fut.cancel()
         self._confirm.clear()
+        for task in list(self._cleanups):  # nothing left to clean up after this
+            if task is not asyncio.current_task():
+                task.cancel()
         self.channels.clear()
         self.groups.clear()
         self._routes.clear()
