@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
@@ -87,6 +88,7 @@ async def test_form_when_the_pubsub_redis_is_down_is_a_503_not_a_500(
     assert b"not sent" in response.content
 
 
+@pytest.mark.django_db  # Channels' consumers close stale DB connections on each event
 async def test_replay_socket_when_redis_is_down_is_refused_cleanly(
     redis_factory, pubsub_settings
 ) -> None:
