@@ -68,10 +68,12 @@ def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     for alias, config in ours:
         values, key_errors = layer_options.merged(config)
         where = f"CHANNEL_LAYERS[{alias!r}]['CONFIG']"
-        for problem in key_errors + layer_options.problems(values, where=where):
+        problems = [f"{where}: {e}" for e in key_errors]
+        problems += layer_options.problems(values, where=where)  # these name `where` already
+        for problem in problems:
             errors.append(
                 Error(
-                    f"{where}: {problem}.",
+                    f"{problem}.",
                     hint="The layer takes its Redis from REDISROLES; CONFIG keys are the "
                     "lower-case pubsub settings (capacity, expiry, group_expiry, "
                     "symmetric_encryption_keys, replay_groups, ...).",
