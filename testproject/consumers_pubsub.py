@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+import redis.exceptions
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from django_redisroles.pubsub import RedisRolesChannelLayer
@@ -58,7 +59,13 @@ class ReplayNotificationsConsumer(NotificationsConsumer):
             except ValueError:
                 await self.close(code=4400)  # a bad value is the client's error, not a 500
                 return
-        await self.channel_layer.group_add(GROUP, self.channel_name, since=since, events=True)
+        try:
+            await self.channel_layer.group_add(GROUP, self.channel_name, since=since, events=True)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # The replay asked for cannot be read while Redis is down: refuse the
+            # socket (the page retries) instead of crashing the consumer.
+            await self.close()
+            return
         await self.accept()
 
     async def notify(self, event: dict[str, Any]) -> None:

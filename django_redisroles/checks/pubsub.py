@@ -68,10 +68,12 @@ def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     for alias, config in ours:
         values, key_errors = layer_options.merged(config)
         where = f"CHANNEL_LAYERS[{alias!r}]['CONFIG']"
-        for problem in key_errors + layer_options.problems(values, where=where):
+        problems = [f"{where}: {e}" for e in key_errors]
+        problems += layer_options.problems(values, where=where)  # these name `where` already
+        for problem in problems:
             errors.append(
                 Error(
-                    f"{where}: {problem}.",
+                    f"{problem}.",
                     hint="The layer takes its Redis from REDISROLES; CONFIG keys are the "
                     "lower-case pubsub settings (capacity, expiry, group_expiry, "
                     "symmetric_encryption_keys, replay_groups, ...).",
@@ -80,7 +82,9 @@ def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         if key_errors or errors:
             continue
-        if values["replay_groups"] and values["capacity"] < values["replay_maxlen"]:
+        # channel_capacity may give the replay consumers' channels the room (the hint).
+        largest = max([values["capacity"], *values["channel_capacity"].values()])
+        if values["replay_groups"] and largest < values["replay_maxlen"]:
             errors.append(
                 Warning(
                     f"{where}: capacity {values['capacity']} is below replay_maxlen "

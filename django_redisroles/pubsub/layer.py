@@ -22,6 +22,8 @@ from typing import Any
 
 import msgpack
 import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
 import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
@@ -84,7 +86,7 @@ class _Item:
 
 
 class _Channel:
-    __slots__ = ("capacity", "count", "events", "name", "queue", "wake")
+    __slots__ = ("capacity", "count", "events", "name", "queue", "received", "receivers", "wake")
 
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
@@ -93,6 +95,8 @@ class _Channel:
         self.count = 0  # messages in the queue (events are not counted)
         self.events = False
         self.wake = asyncio.Event()
+        self.receivers = 0  # receive() calls waiting right now
+        self.received = False  # receive() was called at least once
 
 
 class _Member:
@@ -335,8 +339,14 @@ class _LoopLayer:
         self._group_seen: dict[str, replay.Seq] = {}
         self._pubsub: Any = None
         self._callback_on: Any = None
+        self._saved_retry: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # Serializes (re)connecting and (UN)SUBSCRIBE on the subscriber: redis-py's
+        # PubSub takes a new pool connection for each concurrent first command, so
+        # consumers starting together would each get (and leak) their own.
+        self._lock = asyncio.Lock()
         self._resync = False
         self._reconnected = False
         self._down_since: float | None = None
@@ -365,6 +375,15 @@ class _LoopLayer:
         if conn is not None and self._callback_on is not conn:
             conn.register_connect_callback(self._on_connect)
             self._callback_on = conn
+            # No reconnect hidden inside redis-py commands: a failed read or write
+            # raises, and only the reader reconnects (under the lock). Otherwise a
+            # SUBSCRIBE and get_message() could both reconnect the same connection
+            # at once (asyncio's "read() called while another coroutine is already
+            # waiting"). The pool's own policy is put back in close().
+            self._saved_retry = conn.retry
+            conn.retry = redis.asyncio.retry.Retry(
+                redis.backoff.NoBackoff(), 0, supported_errors=()
+            )
 
     def _on_connect(self, connection: Any) -> None:
         self._reconnected = True
@@ -377,11 +396,18 @@ class _LoopLayer:
             fut = self._confirm[rname] = asyncio.get_running_loop().create_future()
             self._wake.set()
             try:
-                pubsub = self._ensure_pubsub()
-                await pubsub.subscribe(rname)
-                self._watch_connection()
-            except REDIS_ERRORS as exc:
-                # Redis is down: the subscription is made when it is back.
+                async with self._lock:
+                    conn = self._pubsub.connection if self._pubsub is not None else None
+                    if self._resync or (conn is not None and not conn.is_connected):
+                        # Down or reconnecting: the reader (re)connects and then
+                        # subscribes everything wanted, this one included.
+                        raise redis.exceptions.ConnectionError("reconnecting")
+                    pubsub = await self._connected()
+                    await pubsub.subscribe(rname)
+                    self._watch_connection()
+            except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
+                # Redis is down (or the connection broke under us): the
+                # subscription is made by the reader when it is back.
                 self._confirm.pop(rname, None)
                 self._note_down(exc)
                 self._ensure_reader()
@@ -405,24 +431,40 @@ class _LoopLayer:
         if not names or self._pubsub is None or self._pubsub.connection is None:
             return
         try:
-            await self._pubsub.unsubscribe(*names)
-        except REDIS_ERRORS as exc:
+            async with self._lock:
+                conn = self._pubsub.connection
+                if conn is None or not conn.is_connected:
+                    # The reader's resync drops subscriptions nobody wants.
+                    raise redis.exceptions.ConnectionError("reconnecting")
+                await self._pubsub.unsubscribe(*names)
+        except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
             self._note_down(exc)
 
-    async def _sync_subscriptions(self) -> None:
+    async def _connected(self) -> Any:
+        """The subscriber, connected (call with ``self._lock`` held)."""
         pubsub = self._ensure_pubsub()
-        if pubsub.connection is None:
+        if pubsub.connection is None or not pubsub.connection.is_connected:
             await pubsub.connect()
-            self._watch_connection()
-        current = set(pubsub.channels)
-        missing = self._wanted - current
-        extra = current - self._wanted
-        if missing:
-            await pubsub.subscribe(*missing)
-        if extra:
-            await pubsub.unsubscribe(*extra)
         self._watch_connection()
-        self._resync = False
+        return pubsub
+
+    async def _sync_subscriptions(self) -> None:
+        async with self._lock:
+            conn = self._pubsub.connection if self._pubsub is not None else None
+            if self._resync and conn is not None:
+                # Something failed on it: start from a fresh socket (redis-py then
+                # subscribes its known channels again, and we add the missing ones).
+                await conn.disconnect()
+            pubsub = await self._connected()
+            current = set(pubsub.channels)
+            missing = self._wanted - current
+            extra = current - self._wanted
+            if missing:
+                await pubsub.subscribe(*missing)
+            if extra:
+                await pubsub.unsubscribe(*extra)
+            self._watch_connection()
+            self._resync = False
 
     def _note_down(self, exc: BaseException) -> None:
         self._resync = True
@@ -445,7 +487,9 @@ class _LoopLayer:
                 await self._wake.wait()
                 continue
             try:
-                if self._resync or self._pubsub is None or self._pubsub.connection is None:
+                conn = self._pubsub.connection if self._pubsub is not None else None
+                if self._resync or conn is None or not conn.is_connected:
+                    # Reconnect here, under the lock, not inside get_message().
                     await self._sync_subscriptions()
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
@@ -517,6 +561,24 @@ class _LoopLayer:
             channel = self.channels.get(channel_name)
             if channel is not None:
                 self._put(channel, item)
+        if not members:  # every membership expired: stop listening to the group
+            self._background(self._drop_empty_group(name))
+
+    async def _drop_empty_group(self, group: str) -> None:
+        if self.groups.get(group) == {}:
+            del self.groups[group]
+            self._group_seen.pop(group, None)
+            await self._unsubscribe([self.channel_layer._name("g", group)])
+
+    def _background(self, coro: Any) -> None:
+        """Run ``coro`` as a task of this loop, kept referenced until it is done."""
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # the loop is closing: close() clears everything
+            coro.close()
+            return
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def _put(self, channel: _Channel, item: _Item) -> None:
         if channel.count >= channel.capacity:
@@ -628,8 +690,31 @@ class _LoopLayer:
     async def new_channel(self, prefix: str = "specific.") -> str:
         name = f"{prefix}{uuid.uuid4().hex}"
         self.channel_layer.require_valid_channel_name(name)
-        await self._open_channel(name)
+        local = await self._open_channel(name)
+        owner = asyncio.current_task()
+        if owner is not None:
+            owner.add_done_callback(lambda _task: self._owner_done(name, local))
         return name
+
+    def _owner_done(self, name: str, local: _Channel) -> None:
+        """The task that made ``name`` (a consumer's) ended: drop the channel if abandoned.
+
+        A cancelled receive() cleans up after itself, but Channels' dispatcher
+        does not cancel a receive that already returned a message it never
+        dispatched (the consumer stopped, or crashed, while its queue was not
+        empty). Without this, such channels, their memberships and their
+        subscriptions would stay for the life of the process. A channel no
+        receive() was ever called on is kept (it may be received from later
+        by other tasks, e.g. ``async_to_sync`` code).
+        """
+        if self.channels.get(name) is not local or local.receivers or not local.received:
+            return
+
+        async def drop() -> None:
+            if self.channels.get(name) is local and not local.receivers:
+                await self._drop_channel(name)
+
+        self._background(drop())
 
     async def _open_channel(self, name: str) -> _Channel:
         channel = self.channels.get(name)
@@ -642,6 +727,8 @@ class _LoopLayer:
         self.channel_layer.require_valid_channel_name(channel)
         local = self.channels.get(channel) or await self._open_channel(channel)
         expiry = self.channel_layer.expiry
+        local.received = True
+        local.receivers += 1
         try:
             while True:
                 while not local.queue:
@@ -675,6 +762,8 @@ class _LoopLayer:
                 except BaseException:
                     logger.debug("pubsub: error cleaning up %s", channel, exc_info=True)
             raise
+        finally:
+            local.receivers -= 1
 
     async def _drop_channel(self, name: str) -> None:
         self.channels.pop(name, None)
@@ -777,7 +866,10 @@ class _LoopLayer:
         if pubsub is not None:
             if self._callback_on is not None:
                 self._callback_on.deregister_connect_callback(self._on_connect)
+                if self._saved_retry is not None:
+                    self._callback_on.retry = self._saved_retry  # back to the pool as it was
                 self._callback_on = None
+                self._saved_retry = None
             try:
                 await pubsub.aclose()
             except Exception:
@@ -785,6 +877,9 @@ class _LoopLayer:
         for fut in self._confirm.values():
             fut.cancel()
         self._confirm.clear()
+        for task in list(self._cleanups):  # nothing left to clean up after this
+            if task is not asyncio.current_task():
+                task.cancel()
         self.channels.clear()
         self.groups.clear()
         self._routes.clear()

@@ -18,18 +18,29 @@ import sys
 import types
 from typing import Any
 
+import pytest
+
 from django_redisroles.connections import get_async_redis
 from django_redisroles.pubsub import RedisRolesChannelLayer
 from tests.sdist import fetch_sdist
 
-# The suite imports async_timeout; Python 3.11's asyncio.timeout is the same thing.
-if "async_timeout" not in sys.modules:
+
+def _async_timeout() -> types.ModuleType:
+    """The suite's ``async_timeout``: the package if installed, else a stand-in.
+
+    The suite only uses ``async with async_timeout.timeout(seconds)`` and expects
+    ``asyncio.TimeoutError``; Python 3.11's ``asyncio.timeout`` does exactly that
+    (``asyncio.TimeoutError`` is ``TimeoutError`` there). The stand-in is given to
+    the suite module alone, never registered in ``sys.modules``, so no other code
+    can mistake it for the real package (which also has ``timeout_at``, ``Timeout``).
+    """
     try:
-        import async_timeout  # noqa: F401
+        import async_timeout
     except ImportError:
         shim = types.ModuleType("async_timeout")
         shim.timeout = asyncio.timeout  # type: ignore[attr-defined]
-        sys.modules["async_timeout"] = shim
+        return shim
+    return async_timeout
 
 
 class PointedLayer(RedisRolesChannelLayer):
@@ -48,7 +59,16 @@ def _load_suite() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("channels_redis_sdist_test_pubsub", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    missing = object()
+    saved = sys.modules.get("async_timeout", missing)
+    sys.modules["async_timeout"] = _async_timeout()  # only while the suite imports it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is missing:
+            del sys.modules["async_timeout"]
+        else:
+            sys.modules["async_timeout"] = saved  # type: ignore[assignment]
     module.RedisPubSubChannelLayer = PointedLayer  # the fixtures build this name
     return module
 
@@ -64,3 +84,12 @@ def test_suite_was_loaded() -> None:
     names = [n for n in vars(_suite) if n.startswith("test_")]
     assert len(names) >= 15, names
     assert _suite.RedisPubSubChannelLayer is PointedLayer
+    # The stand-in for async_timeout (when the package is missing) stays private to it.
+    if getattr(_suite.async_timeout, "__file__", None) is None:  # the stand-in
+        assert "async_timeout" not in sys.modules
+
+
+async def test_async_timeout_stand_in_raises_what_the_suite_expects() -> None:
+    with pytest.raises(asyncio.TimeoutError):
+        async with _suite.async_timeout.timeout(0.05):
+            await asyncio.sleep(1)

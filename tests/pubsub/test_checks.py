@@ -42,3 +42,19 @@ def test_pubsub_settings_without_our_layer_is_w041(settings, pubsub_settings) ->
     pubsub_settings(REPLAY_GROUPS=["news"])
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     assert "redisroles.W041" in ids()
+
+
+def test_w040_follows_its_hint_channel_capacity_for_replay_consumers(settings) -> None:
+    # The hint says: raise channel_capacity for the replay consumers' channels.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": LAYER,
+            "CONFIG": {
+                "capacity": 10,
+                "channel_capacity": {"replay.*": 500},
+                "replay_groups": ["news"],
+                "replay_maxlen": 500,
+            },
+        }
+    }
+    assert "redisroles.W040" not in ids()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from django_redisroles import conf
+from django_redisroles.pubsub import broadcast
+from tests.pubsub.conftest import wait_for
 from tests.pubsub.servers import AsgiServer, manage
 
 CLIENTS_PER_SERVER = 5
@@ -70,3 +74,41 @@ async def test_every_client_of_every_instance_gets_every_message_once_in_order(
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.slow
+async def test_clients_leaving_during_a_stream_of_messages_leave_nothing_behind(
+    redis_server, redis_client
+) -> None:
+    # A consumer that leaves while messages are queued for it must not leave its
+    # channel, memberships or Redis subscriptions behind (channels_redis#276).
+    server = AsgiServer(redis_server.url())
+    channel_pattern = conf.make_key("pubsub", "c", "*")
+    try:
+        await asyncio.to_thread(server.start)
+        clients = [
+            # max_queue=None: an unread client keeps reading, so it sees the close frame.
+            await connect(server.ws_url(), origin=server.origin, max_queue=None)
+            for _ in range(20)
+        ]
+        assert len(redis_client.pubsub_channels(channel_pattern)) == 20
+        stop = threading.Event()
+
+        def flood() -> None:
+            # Steady traffic (~1000/s), so consumers always have messages queued.
+            while not stop.wait(0.001):
+                broadcast("notifications", {"type": "notify", "message": "tick"})
+
+        publisher = asyncio.create_task(asyncio.to_thread(flood))
+        try:
+            await asyncio.sleep(0.3)
+            await asyncio.gather(*(ws.close() for ws in clients))
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            await publisher
+        await wait_for(lambda: not redis_client.pubsub_channels(channel_pattern))
+        group = conf.make_key("pubsub", "g", "notifications").encode()
+        assert dict(redis_client.pubsub_numsub(group))[group] == 0
+    finally:
+        server.stop()

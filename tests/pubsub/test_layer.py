@@ -105,7 +105,7 @@ async def test_expiry_drops_messages_not_received_in_time(make_layer) -> None:
     assert layer.stats["expired"] == 3
 
 
-async def test_group_expiry_ends_old_memberships(make_layer) -> None:
+async def test_group_expiry_ends_old_memberships(make_layer, redis_client) -> None:
     layer = make_layer(group_expiry=0.2)
     channel = await layer.new_channel()
     await layer.group_add("g", channel)
@@ -113,6 +113,10 @@ async def test_group_expiry_ends_old_memberships(make_layer) -> None:
     await layer.group_send("g", {"type": "late"})
     assert await nothing(layer, channel)
     assert layer.stats["group_expired"] == 1
+    # The group has no member left in this process: it is unsubscribed too.
+    group = conf.make_key("pubsub", "g", "g").encode()
+    await wait_for(lambda: dict(redis_client.pubsub_numsub(group))[group] == 0)
+    assert "g" not in layer._get_layer().groups
 
 
 async def test_two_layers_two_processes_worth_of_subscribers(make_layer) -> None:
@@ -256,3 +260,48 @@ def test_wire_format_is_plain_msgpack(redis_client) -> None:
             break
     spy.close()
     assert got is not None and got["data"] == msgpack.packb(message)
+
+
+async def test_consumers_starting_together_share_one_subscriber_connection(
+    redis_factory, pubsub_settings, make_layer, caplog
+) -> None:
+    # A server restart: every WebSocket client reconnects at once, each consumer
+    # calls new_channel() + group_add() concurrently on a fresh layer.
+    server = redis_factory()
+    pubsub_settings(URL=server.url())
+    layer = make_layer()
+    channels = await asyncio.gather(*(layer.new_channel() for _ in range(30)))
+    await asyncio.gather(*(layer.group_add("room", c) for c in channels))
+    with server.client() as client:
+        subscribers = [c for c in client.client_list() if int(c["sub"]) > 0]
+    assert len(subscribers) == 1, subscribers
+    assert int(subscribers[0]["sub"]) == 31  # 30 channels + the group
+    assert "no SUBSCRIBE confirmation" not in caplog.text
+    # Every consumer's own channel really is subscribed on the connection we read.
+    for n, channel in enumerate(channels):
+        await layer.send(channel, {"type": "direct", "n": n})
+    await layer.group_send("room", {"type": "group"})
+    for n, channel in enumerate(channels):
+        assert await receive(layer, channel) == {"type": "direct", "n": n}
+        assert await receive(layer, channel) == {"type": "group"}
+
+
+async def test_a_consumer_that_ends_with_messages_queued_is_cleaned_up(
+    make_layer, redis_client
+) -> None:
+    layer = make_layer()
+
+    async def consumer() -> str:
+        # Like Channels' dispatcher when the handler raises (or the client leaves)
+        # after receive() returned: no receive() is left to cancel.
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        await layer.group_send("room", {"type": "m", "n": 1})
+        await layer.group_send("room", {"type": "m", "n": 2})
+        assert (await receive(layer, channel))["n"] == 1
+        return channel
+
+    channel = await asyncio.create_task(consumer())
+    await wait_for(lambda: channel not in layer._get_layer().channels)
+    assert "room" not in layer._get_layer().groups
+    assert redis_client.pubsub_channels(conf.make_key("pubsub", "*")) == []

@@ -148,3 +148,36 @@ async def test_joining_a_replay_group_while_redis_is_down(
     await wait_for(lambda: subscribers(server, "news") == 1)
     await asyncio.to_thread(broadcast, "news", {"type": "m", "n": 1})
     assert (await receive(layer, channel))["n"] == 1
+
+
+async def test_consumers_joining_while_the_subscriber_reconnects(
+    redis_factory, pubsub_settings, make_layer
+) -> None:
+    # The subscriber connection drops and, at that very moment, clients connect:
+    # none of them may fail, and all end up on the one subscriber connection.
+    server = redis_factory()
+    pubsub_settings(URL=server.url())
+    layer = make_layer()
+    first = await layer.new_channel()
+    await layer.group_add("room", first)
+    with server.client() as client:
+        client.client_kill_filter(_type="pubsub")
+    channels = await asyncio.gather(*(layer.new_channel() for _ in range(20)))
+    await asyncio.gather(*(layer.group_add("room", c) for c in channels))
+    await wait_for(lambda: layer.stats["reconnects"] >= 1)
+    await wait_for(lambda: subscribers(server, "room") == 1)
+
+    def subscriber_connections() -> list[dict]:
+        with server.client() as client:
+            return [c for c in client.client_list() if int(c["sub"]) > 0]
+
+    await wait_for(lambda: [int(c["sub"]) for c in subscriber_connections()] == [22])
+    for n, channel in enumerate(channels):
+        await layer.send(channel, {"type": "direct", "n": n})
+    await layer.group_send("room", {"type": "group"})
+    for n, channel in enumerate(channels):
+        got = [await receive(layer, channel), await receive(layer, channel)]
+        assert sorted(got, key=str) == sorted(
+            [{"type": "direct", "n": n}, {"type": "group"}], key=str
+        )
+    assert (await receive(layer, first)) == {"type": "group"}

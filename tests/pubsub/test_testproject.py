@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
@@ -74,3 +75,33 @@ async def test_redisroles_pubsub_command(capsys) -> None:
     [stream] = data["replay_streams"]
     assert stream["group"] == "notifications" and stream["entries"] == 1 and stream["ttl"] > 0
     assert stream["last_seq"] == (await receive(layer, channel))["seq"]
+
+
+async def test_form_when_the_pubsub_redis_is_down_is_a_503_not_a_500(
+    redis_factory, pubsub_settings
+) -> None:
+    server = redis_factory()
+    pubsub_settings(URL=server.url(), OPTIONS={"retry_attempts": 0})
+    server.stop()
+    response = await AsyncClient().post("/pubsub/", {"message": "lost?"})
+    assert response.status_code == 503
+    assert b"not sent" in response.content
+
+
+@pytest.mark.django_db  # Channels' consumers close stale DB connections on each event
+async def test_replay_socket_when_redis_is_down_is_refused_cleanly(
+    redis_factory, pubsub_settings
+) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from testproject.consumers_pubsub import ReplayNotificationsConsumer
+
+    server = redis_factory()
+    pubsub_settings(URL=server.url(), REPLAY_GROUPS=["notifications"])
+    server.stop()
+    app = ReplayNotificationsConsumer.as_asgi()
+    communicator = WebsocketCommunicator(app, "/ws/notifications/replay/?since=1-0")
+    connected, _code = await communicator.connect(timeout=10)
+    # Refused (the browser retries), not a crashed consumer.
+    assert not connected
+    await communicator.disconnect()
