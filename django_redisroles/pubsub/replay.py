@@ -8,13 +8,14 @@ chain it resumes from is unbroken), ``PEXPIRE`` on the stream, and the
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
 import redis
 import redis.asyncio
 import redis.exceptions
+
+from ..scripts import Script
 
 #: KEYS[1] stream; ARGV: payload, maxlen, ttl ms, pub/sub channel.
 PUBLISH_LUA = """
@@ -26,7 +27,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[4], '\\0' .. id .. '\\0' .. ARGV[1])
 return id
 """
-PUBLISH_SHA = hashlib.sha1(PUBLISH_LUA.encode()).hexdigest()
+PUBLISH_SCRIPT = Script(PUBLISH_LUA)
 
 #: First byte of a frame that carries a stream id (a serialized Channels
 #: message, a dict, never starts with NUL in msgpack, JSON or Fernet form).
@@ -75,10 +76,7 @@ def publish_sync(
     client: redis.Redis, stream: str, channel: bytes, payload: bytes, maxlen: int, ttl: float
 ) -> str:
     keys, args = publish_args(stream, channel, payload, maxlen, ttl)
-    try:
-        result = client.evalsha(PUBLISH_SHA, 1, *keys, *args)
-    except redis.exceptions.NoScriptError:
-        result = client.eval(PUBLISH_LUA, 1, *keys, *args)
+    result = PUBLISH_SCRIPT(client, keys, args)
     return result.decode() if isinstance(result, bytes) else str(result)
 
 
@@ -91,10 +89,7 @@ async def publish_async(
     ttl: float,
 ) -> str:
     keys, args = publish_args(stream, channel, payload, maxlen, ttl)
-    try:
-        result = await client.evalsha(PUBLISH_SHA, 1, *keys, *args)
-    except redis.exceptions.NoScriptError:
-        result = await client.eval(PUBLISH_LUA, 1, *keys, *args)
+    result = await PUBLISH_SCRIPT.acall(client, keys, args)
     return result.decode() if isinstance(result, bytes) else str(result)
 
 
