@@ -1,0 +1,126 @@
+"""The reference docs list exactly what the code has: check ids and settings keys.
+
+Read from the source and the Markdown as text, so a check id added in code but
+not in docs/checks.md (or a setting added to ``conf`` without its row in
+docs/settings.md) fails here, and so does a documented id or key that no
+longer exists.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django_redisroles import conf
+from django_redisroles.cache import options as cache_options
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "django_redisroles"
+DOCS = ROOT / "docs"
+
+# A table row's first cell holding one or more `NAME`s: "| `KEY` |", "| `A`, `B` |".
+ROW = re.compile(r"^\|\s*((?:`[^`]+`(?:,\s*)?)+)\s*\|", re.MULTILINE)
+
+
+def _row_names(markdown: str) -> list[str]:
+    names: list[str] = []
+    for cell in ROW.findall(markdown):
+        names.extend(re.findall(r"`([^`]+)`", cell))
+    return names
+
+
+def _section(markdown: str, start_marker: str) -> str:
+    """The text from ``<!-- start_marker -->`` to the next ``<!-- ... -->`` marker."""
+    start = markdown.index(f"<!-- {start_marker} -->") + len(start_marker) + 9
+    end = markdown.find("<!--", start)
+    return markdown[start : end if end != -1 else None]
+
+
+# --- check ids ----------------------------------------------------------------------------
+
+
+def _code_check_ids() -> dict[str, str]:
+    """Every check id the code can emit -> its level ("error"/"warning")."""
+    ids: dict[str, str] = {}
+    for path in sorted((PACKAGE / "checks").glob("*.py")):
+        source = path.read_text()
+        for match in re.finditer(r'id="redisroles\.([EW]\d{3})"', source):
+            # The level is the class of the call the id belongs to: the closest
+            # Error( / Warning( before it.
+            before = source[: match.start()]
+            level = "error" if before.rfind("Error(") > before.rfind("Warning(") else "warning"
+            ids.setdefault(match.group(1), level)
+            assert ids[match.group(1)] == level, f"{match.group(1)} used as both levels"
+    doctor = (PACKAGE / "doctor.py").read_text()
+    for check_id, level in re.findall(r'"([EW]\d{3})",\s*"(error|warning)"', doctor):
+        ids.setdefault(check_id, level)
+        assert ids[check_id] == level, f"doctor {check_id} used as both levels"
+    for check_id in re.findall(r'"\w+":\s*"([EW]\d{3})"', doctor):  # per-role id tables
+        ids.setdefault(check_id, "warning")
+    return ids
+
+
+def _documented_check_ids() -> dict[str, str]:
+    text = (DOCS / "checks.md").read_text()
+    rows = re.findall(r"^\| `redisroles\.([EW]\d{3})` \| (error|warning) \|", text, re.MULTILINE)
+    ids = [check_id for check_id, _ in rows]
+    assert len(ids) == len(set(ids)), "an id has two rows in docs/checks.md"
+    return dict(rows)
+
+
+def test_every_check_id_matches_its_level() -> None:
+    for check_id, level in _code_check_ids().items():
+        assert check_id[0] == level[0].upper(), f"{check_id} is raised as a {level}"
+
+
+def test_docs_checks_lists_exactly_the_check_ids_in_code() -> None:
+    code = _code_check_ids()
+    documented = _documented_check_ids()
+    # E100 is the doctor's "unreachable" error; as a system check it is W100
+    # (checks/deploy.py), which is the row; the doctor's id is in that row's text.
+    assert code.pop("E100") == "error"
+    assert "`E100`" in (DOCS / "checks.md").read_text()
+    assert sorted(set(code) - set(documented)) == [], "ids in code but not in docs/checks.md"
+    assert sorted(set(documented) - set(code)) == [], "ids in docs/checks.md but not in code"
+    assert documented == code, "a level in docs/checks.md differs from the code's"
+
+
+def test_the_id_extraction_sees_every_module() -> None:
+    """Guard for the test above: it must find ids from each role's checks and the doctor."""
+    code = _code_check_ids()
+    for expected in ("E001", "E010", "E020", "E031", "E040", "E050", "E100", "W110", "W150"):
+        assert expected in code
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def test_top_level_keys_and_connection_options_are_documented() -> None:
+    settings_md = (DOCS / "settings.md").read_text()
+    top = settings_md[settings_md.index("## Top level") : settings_md.index("## URLs")]
+    assert set(_row_names(top)) == set(conf.TOP_LEVEL_KEYS)
+    options = settings_md[
+        settings_md.index("## Connection options") : settings_md.index("## Pools")
+    ]
+    assert set(conf.DEFAULT_OPTIONS) <= set(_row_names(options))
+    for role_options in conf.ROLE_DEFAULT_OPTIONS.values():
+        assert set(role_options) <= set(_row_names(options))
+
+
+def test_each_roles_settings_table_lists_exactly_its_keys() -> None:
+    settings_md = (DOCS / "settings.md").read_text()
+    for role in ("sessions", "ratelimit", "pubsub", "locks"):
+        documented = _row_names(_section(settings_md, f"{role} settings"))
+        assert len(documented) == len(set(documented)), f"{role}: a key has two rows"
+        assert set(documented) == set(conf.ROLE_DEFAULTS[role]), role
+    # The cache role's own settings live in its CACHES entry's OPTIONS.
+    assert conf.ROLE_DEFAULTS["cache"] == {}
+    documented = set(_row_names(_section(settings_md, "cache settings")))
+    assert documented == set(cache_options.DEFAULTS) | {"SERIALIZER", "COMPRESSOR"}
+
+
+def test_doctor_settings_are_documented() -> None:
+    operations = (DOCS / "operations.md").read_text()
+    start = operations.index('### `REDISROLES["DOCTOR"]`')
+    table = operations[start : operations.index("\n\n", operations.index("|", start))]
+    assert set(_row_names(table)) == set(conf.DOCTOR_DEFAULTS)
