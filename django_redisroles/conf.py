@@ -22,6 +22,7 @@ Shape of the setting::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,6 +160,29 @@ def default_url() -> str:
     if url:
         return str(url)
     return os.environ.get("REDIS_URL") or FALLBACK_URL
+
+
+_NETLOC = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.S
+)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@``, ``?password=``) replaced by ``***``.
+
+    For every message and output that shows a Redis URL (checks, errors, CLI).
+    Works on malformed URLs too (a check message must not leak a password
+    because the URL it reports is broken), and keeps the host as written.
+    """
+    match = _NETLOC.match(url)
+    if match is None:
+        return url
+    netloc = match["netloc"]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    rest = re.sub(r"([?&]password=)[^&#]*", r"\1***", match["rest"])
+    return f"{match['scheme']}{netloc}{rest}"
 
 
 def key_prefix() -> str:

@@ -338,12 +338,6 @@ def conf_size(n: int) -> str:
     return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
 
 
-def mask_url(url: str) -> str:
-    from .cli.info import mask_url as _mask
-
-    return _mask(url)
-
-
 def url_db(url: str) -> int:
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -504,7 +498,7 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
                 client.connection_pool.disconnect()
             key = f"unreachable:{label}"
             server = servers.setdefault(key, Server(label, [], []))
-            server.urls.append(mask_url(url))
+            server.urls.append(conf.mask_url(url))
             server.roles += url_roles
             server.error = f"{type(exc).__name__}: {exc}"
             continue
@@ -517,7 +511,7 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
             server = servers[run_id] = Server(
                 label, [], [], client=client, reachable=True, run_id=run_id, info=info
             )
-        server.urls.append(mask_url(url))
+        server.urls.append(conf.mask_url(url))
         server.roles += url_roles
         same_db = next((d for d in server.databases if d.db == db.db), None)
         if same_db is None:
@@ -1244,7 +1238,7 @@ class Report:
             server = next((s for s in self.servers if role in s.roles), None)
             url = conf.role_url(role)
             role_map[role] = {
-                "url": mask_url(url),
+                "url": conf.mask_url(url),
                 "instance": server.label if server else None,
                 "db": url_db(url),
             }
