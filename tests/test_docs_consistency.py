@@ -124,3 +124,30 @@ def test_doctor_settings_are_documented() -> None:
     start = operations.index('### `REDISROLES["DOCTOR"]`')
     table = operations[start : operations.index("\n\n", operations.index("|", start))]
     assert set(_row_names(table)) == set(conf.DOCTOR_DEFAULTS)
+
+
+# --- links --------------------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_relative_links_and_anchors_in_the_docs_resolve() -> None:
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
+    anchors = {
+        f.resolve(): {_slug(h) for h in re.findall(r"^#+ (.*)$", f.read_text(), re.MULTILINE)}
+        for f in files
+    }
+    broken = []
+    for f in files:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]+))?\)", f.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path = (f.parent / target).resolve() if target else f.resolve()
+            if not path.exists():
+                broken.append(f"{f.name}: {target}")
+            elif anchor and path in anchors and anchor not in anchors[path]:
+                broken.append(f"{f.name}: {target}#{anchor}")
+    assert broken == []
