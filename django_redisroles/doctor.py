@@ -338,20 +338,6 @@ def conf_size(n: int) -> str:
     return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
 
 
-def url_db(url: str) -> int:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        for item in parts.query.split("&"):
-            if item.startswith("db="):
-                return int(item[3:] or 0)
-        return 0
-    path = parts.path.lstrip("/")
-    for item in parts.query.split("&"):
-        if item.startswith("db="):
-            return int(item[3:] or 0)
-    return int(path) if path.isdigit() else 0
-
-
 def url_label(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -502,7 +488,7 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
             server.roles += url_roles
             server.error = f"{type(exc).__name__}: {exc}"
             continue
-        db = Database(url_db(url), list(url_roles), [], client=client)
+        db = Database(conf.url_db(url), list(url_roles), [], client=client)
         for role in url_roles:
             db.namespaces += role_namespaces(role)
         run_id = str(info.get("run_id"))
@@ -1240,7 +1226,7 @@ class Report:
             role_map[role] = {
                 "url": conf.mask_url(url),
                 "instance": server.label if server else None,
-                "db": url_db(url),
+                "db": conf.url_db(url),
             }
         return {
             "schema": JSON_SCHEMA_VERSION,
