@@ -107,16 +107,17 @@ class Finding:
 class Limits:
     """Bounds and thresholds (``REDISROLES["DOCTOR"]`` overridden by CLI flags)."""
 
-    timeout: float = 1.0
-    pings: int = 10
-    max_keys: int = 100_000
-    max_seconds: float = 10.0
-    scan_count: int = 1000
-    examples: int = 5
-    latency_warn_ms: float = 10.0
-    new_connections_warn: float = 10.0
-    client_window: float = 0.5
-    stream_max_len: int = 10_000
+    # Defaults: conf.DOCTOR_DEFAULTS (the constants, not settings), kept in one place.
+    timeout: float = conf.DOCTOR_DEFAULTS["TIMEOUT"]
+    pings: int = conf.DOCTOR_DEFAULTS["PINGS"]
+    max_keys: int = conf.DOCTOR_DEFAULTS["MAX_KEYS"]
+    max_seconds: float = conf.DOCTOR_DEFAULTS["MAX_SECONDS"]
+    scan_count: int = conf.DOCTOR_DEFAULTS["SCAN_COUNT"]
+    examples: int = conf.DOCTOR_DEFAULTS["EXAMPLES"]
+    latency_warn_ms: float = conf.DOCTOR_DEFAULTS["LATENCY_WARN_MS"]
+    new_connections_warn: float = conf.DOCTOR_DEFAULTS["NEW_CONNECTIONS_WARN"]
+    client_window: float = conf.DOCTOR_DEFAULTS["CLIENT_WINDOW"]
+    stream_max_len: int = conf.DOCTOR_DEFAULTS["STREAM_MAX_LEN"]
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> Limits:

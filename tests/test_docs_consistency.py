@@ -126,6 +126,17 @@ def test_doctor_settings_are_documented() -> None:
     assert set(_row_names(table)) == set(conf.DOCTOR_DEFAULTS)
 
 
+
+def test_every_doctor_setting_but_checks_is_a_doctor_limit() -> None:
+    from dataclasses import fields
+
+    from django_redisroles.doctor import Limits
+
+    names = {f.name.upper() for f in fields(Limits)}
+    assert names == set(conf.DOCTOR_DEFAULTS) - {"CHECKS"}
+    assert all(getattr(Limits(), n.lower()) == conf.DOCTOR_DEFAULTS[n] for n in names)
+
+
 # --- links --------------------------------------------------------------------------------
 
 
