@@ -126,7 +126,6 @@ def test_doctor_settings_are_documented() -> None:
     assert set(_row_names(table)) == set(conf.DOCTOR_DEFAULTS)
 
 
-
 def test_every_doctor_setting_but_checks_is_a_doctor_limit() -> None:
     from dataclasses import fields
 
