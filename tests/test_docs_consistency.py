@@ -85,6 +85,14 @@ def test_docs_checks_lists_exactly_the_check_ids_in_code() -> None:
     assert documented == code, "a level in docs/checks.md differs from the code's"
 
 
+def test_every_check_id_the_prose_mentions_exists() -> None:
+    """README, CHANGELOG, every docs page and the docstrings name only real ids."""
+    texts = [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS.glob("*.md"), *PACKAGE.rglob("*.py")]
+    mentioned = {m for f in texts for m in re.findall(r"\b([EW]\d{3})\b", f.read_text())}
+    mentioned.discard("E009")  # the end of the configuration range "E001-E009", not an id
+    assert sorted(mentioned - set(_code_check_ids())) == []
+
+
 def test_the_id_extraction_sees_every_module() -> None:
     """Guard for the test above: it must find ids from each role's checks and the doctor."""
     code = _code_check_ids()
