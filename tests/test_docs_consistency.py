@@ -8,6 +8,7 @@ longer exists.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -125,6 +126,35 @@ def test_each_roles_settings_table_lists_exactly_its_keys() -> None:
     assert conf.ROLE_DEFAULTS["cache"] == {}
     documented = set(_row_names(_section(settings_md, "cache settings")))
     assert documented == set(cache_options.DEFAULTS) | {"SERIALIZER", "COMPRESSOR"}
+
+
+def _documented_defaults(markdown: str) -> dict[str, object]:
+    """``KEY -> default`` of each settings table row whose default cell starts with a literal."""
+    found: dict[str, object] = {}
+    row = re.compile(r"^\| `([A-Za-z0-9_]+)` \|(?: `[a-z][a-z0-9_]*` \|)? `([^`]+)`", re.MULTILINE)
+    for name, literal in row.findall(markdown):
+        try:
+            found[name] = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            found[name] = literal  # e.g. `LOCK_TIMEOUT`: named, not a value
+    return found
+
+
+def test_documented_defaults_are_the_codes_defaults() -> None:
+    settings_md = (DOCS / "settings.md").read_text()
+    documented = _documented_defaults(settings_md)
+    expected: dict[str, object] = dict(conf.DEFAULT_OPTIONS)
+    for role_defaults in conf.ROLE_DEFAULTS.values():
+        expected.update(role_defaults)
+    expected.update(cache_options.DEFAULTS)
+    # Described in words, not as a literal: "compressor's own", "`LOCK_TIMEOUT`".
+    expected.pop("COMPRESS_MIN_SIZE")
+    assert expected.pop("LOCK_WAIT") is None and documented["LOCK_WAIT"] == "LOCK_TIMEOUT"
+    assert {k: documented.get(k) for k in expected} == expected
+    doctor = _documented_defaults((DOCS / "operations.md").read_text())
+    assert {k: doctor.get(k) for k in conf.DOCTOR_DEFAULTS} == conf.DOCTOR_DEFAULTS
+    pubsub = _documented_defaults((DOCS / "pubsub.md").read_text())
+    assert {k: pubsub.get(k) for k in conf.ROLE_DEFAULTS["pubsub"]} == conf.ROLE_DEFAULTS["pubsub"]
 
 
 def test_doctor_settings_are_documented() -> None:
