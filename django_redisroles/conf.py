@@ -22,9 +22,11 @@ Shape of the setting::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -159,6 +161,63 @@ def default_url() -> str:
     if url:
         return str(url)
     return os.environ.get("REDIS_URL") or FALLBACK_URL
+
+
+_NETLOC = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.S
+)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@``, ``?password=``) replaced by ``***``.
+
+    For every message and output that shows a Redis URL (checks, errors, CLI).
+    Works on malformed URLs too (a check message must not leak a password
+    because the URL it reports is broken), and keeps the host as written.
+    """
+    match = _NETLOC.match(url)
+    if match is None:
+        return url
+    netloc = match["netloc"]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    rest = re.sub(r"([?&]password=)[^&#]*", r"\1***", match["rest"])
+    return f"{match['scheme']}{netloc}{rest}"
+
+
+def server_of(url: str) -> tuple[str, ...] | None:
+    """The Redis server a URL points at, ignoring database and credentials (None: unusable).
+
+    ``localhost`` and ``::1`` count as ``127.0.0.1``; for telling, without
+    connecting, whether two settings name the same server.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme == "unix":
+        return ("unix", parts.path)
+    if parts.scheme not in ("redis", "rediss"):
+        return None
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1", "[::1]"):
+        host = "127.0.0.1"
+    return ("tcp", host, str(port or 6379))
+
+
+def url_db(url: str) -> int:
+    """The database a Redis URL selects: ``?db=N``, else ``/N``, else 0 (as redis-py reads it).
+
+    Raises ``ValueError`` for a non-numeric ``?db=`` (check ``redisroles.E005``).
+    """
+    parts = urlsplit(url)
+    for item in parts.query.split("&"):
+        if item.startswith("db="):
+            return int(item[3:] or 0)
+    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+    return int(path) if path.isdigit() else 0
 
 
 def key_prefix() -> str:

@@ -14,6 +14,7 @@ its own clients, and they are closed when the loop is closed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import types
 import weakref
@@ -33,7 +34,9 @@ from . import conf
 __all__ = [
     "aclose_async_clients",
     "get_async_redis",
+    "get_async_redis_at",
     "get_redis",
+    "get_redis_at",
     "pool_kwargs",
     "reset",
 ]
@@ -104,12 +107,37 @@ def get_redis(role: str) -> redis.Redis:
         return client
     cfg = conf.role_config(role)
     with _lock:
-        client = _sync_by_key.get(cfg.connection_key)
-        if client is None:
-            client = _build_sync(cfg)
-            _sync_by_key[cfg.connection_key] = client
+        client = _sync_client(cfg)
         _sync_by_role[role] = client
     return client
+
+
+def get_redis_at(url: str, role: str) -> redis.Redis:
+    """The pooled sync client of another ``url``, with ``role``'s connection options.
+
+    For a Redis a role is told about elsewhere (a ``CACHES`` ``LOCATION`` that
+    is not the cache role's URL): same pools, same reset, as ``get_redis``.
+    """
+    cfg = dataclasses.replace(conf.role_config(role), url=url)
+    with _lock:
+        return _sync_client(cfg)
+
+
+def _sync_client(cfg: conf.RoleConfig) -> redis.Redis:
+    """The client of ``cfg``'s URL and options (call with ``_lock`` held)."""
+    client = _sync_by_key.get(cfg.connection_key)
+    if client is None:
+        client = _sync_by_key[cfg.connection_key] = _build_sync(cfg)
+    return client
+
+
+def _running_loop(what: str, instead: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{what} needs a running event loop; use {instead} from synchronous code."
+        ) from None
 
 
 def get_async_redis(role: str) -> redis.asyncio.Redis:
@@ -118,13 +146,7 @@ def get_async_redis(role: str) -> redis.asyncio.Redis:
     Must be called from a coroutine. Each event loop gets its own client
     (connections cannot cross loops); it is closed when the loop closes.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            f"get_async_redis({role!r}) needs a running event loop; "
-            f"use get_redis({role!r}) from synchronous code."
-        ) from None
+    loop = _running_loop(f"get_async_redis({role!r})", f"get_redis({role!r})")
     by_role = _async_by_role.get(loop)
     if by_role is not None:
         client = by_role.get(role)
@@ -132,17 +154,31 @@ def get_async_redis(role: str) -> redis.asyncio.Redis:
             return client
     cfg = conf.role_config(role)
     with _lock:
-        by_key = _async_by_key.get(loop)
-        if by_key is None:
-            by_key = _async_by_key[loop] = {}
-            _async_by_role[loop] = {}
-            if loop not in _wrapped_loops:
-                _wrapped_loops.add(loop)
-                _close_with_loop(loop)
-        client = by_key.get(cfg.connection_key)
-        if client is None:
-            client = by_key[cfg.connection_key] = _build_async(cfg)
+        client = _async_client(loop, cfg)
         _async_by_role[loop][role] = client
+    return client
+
+
+def get_async_redis_at(url: str, role: str) -> redis.asyncio.Redis:
+    """``get_redis_at`` for the running event loop (closed with the loop)."""
+    loop = _running_loop("get_async_redis_at()", "get_redis_at()")
+    cfg = dataclasses.replace(conf.role_config(role), url=url)
+    with _lock:
+        return _async_client(loop, cfg)
+
+
+def _async_client(loop: asyncio.AbstractEventLoop, cfg: conf.RoleConfig) -> redis.asyncio.Redis:
+    """The client of ``cfg`` on ``loop`` (call with ``_lock`` held)."""
+    by_key = _async_by_key.get(loop)
+    if by_key is None:
+        by_key = _async_by_key[loop] = {}
+        _async_by_role[loop] = {}
+        if loop not in _wrapped_loops:
+            _wrapped_loops.add(loop)
+            _close_with_loop(loop)
+    client = by_key.get(cfg.connection_key)
+    if client is None:
+        client = by_key[cfg.connection_key] = _build_async(cfg)
     return client
 
 

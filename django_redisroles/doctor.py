@@ -107,16 +107,17 @@ class Finding:
 class Limits:
     """Bounds and thresholds (``REDISROLES["DOCTOR"]`` overridden by CLI flags)."""
 
-    timeout: float = 1.0
-    pings: int = 10
-    max_keys: int = 100_000
-    max_seconds: float = 10.0
-    scan_count: int = 1000
-    examples: int = 5
-    latency_warn_ms: float = 10.0
-    new_connections_warn: float = 10.0
-    client_window: float = 0.5
-    stream_max_len: int = 10_000
+    # Defaults: conf.DOCTOR_DEFAULTS (the constants, not settings), kept in one place.
+    timeout: float = conf.DOCTOR_DEFAULTS["TIMEOUT"]
+    pings: int = conf.DOCTOR_DEFAULTS["PINGS"]
+    max_keys: int = conf.DOCTOR_DEFAULTS["MAX_KEYS"]
+    max_seconds: float = conf.DOCTOR_DEFAULTS["MAX_SECONDS"]
+    scan_count: int = conf.DOCTOR_DEFAULTS["SCAN_COUNT"]
+    examples: int = conf.DOCTOR_DEFAULTS["EXAMPLES"]
+    latency_warn_ms: float = conf.DOCTOR_DEFAULTS["LATENCY_WARN_MS"]
+    new_connections_warn: float = conf.DOCTOR_DEFAULTS["NEW_CONNECTIONS_WARN"]
+    client_window: float = conf.DOCTOR_DEFAULTS["CLIENT_WINDOW"]
+    stream_max_len: int = conf.DOCTOR_DEFAULTS["STREAM_MAX_LEN"]
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> Limits:
@@ -338,26 +339,6 @@ def conf_size(n: int) -> str:
     return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
 
 
-def mask_url(url: str) -> str:
-    from .cli.info import mask_url as _mask
-
-    return _mask(url)
-
-
-def url_db(url: str) -> int:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        for item in parts.query.split("&"):
-            if item.startswith("db="):
-                return int(item[3:] or 0)
-        return 0
-    path = parts.path.lstrip("/")
-    for item in parts.query.split("&"):
-        if item.startswith("db="):
-            return int(item[3:] or 0)
-    return int(path) if path.isdigit() else 0
-
-
 def url_label(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -504,11 +485,11 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
                 client.connection_pool.disconnect()
             key = f"unreachable:{label}"
             server = servers.setdefault(key, Server(label, [], []))
-            server.urls.append(mask_url(url))
+            server.urls.append(conf.mask_url(url))
             server.roles += url_roles
             server.error = f"{type(exc).__name__}: {exc}"
             continue
-        db = Database(url_db(url), list(url_roles), [], client=client)
+        db = Database(conf.url_db(url), list(url_roles), [], client=client)
         for role in url_roles:
             db.namespaces += role_namespaces(role)
         run_id = str(info.get("run_id"))
@@ -517,7 +498,7 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
             server = servers[run_id] = Server(
                 label, [], [], client=client, reachable=True, run_id=run_id, info=info
             )
-        server.urls.append(mask_url(url))
+        server.urls.append(conf.mask_url(url))
         server.roles += url_roles
         same_db = next((d for d in server.databases if d.db == db.db), None)
         if same_db is None:
@@ -1244,9 +1225,9 @@ class Report:
             server = next((s for s in self.servers if role in s.roles), None)
             url = conf.role_url(role)
             role_map[role] = {
-                "url": mask_url(url),
+                "url": conf.mask_url(url),
                 "instance": server.label if server else None,
-                "db": url_db(url),
+                "db": conf.url_db(url),
             }
         return {
             "schema": JSON_SCHEMA_VERSION,

@@ -6,7 +6,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from django_redisroles import conf
-from django_redisroles.cli.info import mask_url
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -15,6 +14,6 @@ def home(request: HttpRequest) -> HttpResponse:
     for role in conf.ROLES:
         module = importlib.import_module(f"testproject.urls_{role}")
         roles.append(
-            {"name": role, "url": mask_url(conf.role_url(role)), "links": module.DEMO_LINKS}
+            {"name": role, "url": conf.mask_url(conf.role_url(role)), "links": module.DEMO_LINKS}
         )
     return render(request, "testproject/home.html", {"roles": roles})

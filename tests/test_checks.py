@@ -55,3 +55,12 @@ def test_good_urls_pass() -> None:
     ):
         with override_settings(REDISROLES={"URL": url}):
             call_command("check")
+
+
+def test_a_bad_url_is_reported_without_its_password() -> None:
+    # `manage.py check` output lands in CI logs: the URL is shown, its secret is not.
+    with override_settings(REDISROLES={"URL": "redis://app:s3cret@db.internal:6379/zero"}):
+        output = run_check()
+    assert "redisroles.E005" in output
+    assert "redis://app:***@db.internal:6379/zero" in output
+    assert "s3cret" not in output

@@ -72,3 +72,40 @@ def test_non_dict_setting_is_a_clear_error(settings) -> None:
 def test_make_key_is_namespaced(settings) -> None:
     settings.REDISROLES = {"KEY_PREFIX": "shop"}
     assert conf.make_key("locks", "nightly") == "shop:locks:nightly"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://app:hunter2@host:6379/0", "redis://app:***@host:6379/0"),
+        ("rediss://:hunter2@host", "rediss://:***@host"),
+        ("redis://app:p@ss@host/0", "redis://app:***@host/0"),  # '@' in the password
+        ("redis://app:hunter2@[::1]:6380/2", "redis://app:***@[::1]:6380/2"),
+        ("redis://host/0?password=hunter2&db=1", "redis://host/0?password=***&db=1"),
+        ("redis://app:hunter2@host:notaport/x", "redis://app:***@host:notaport/x"),
+        ("unix:///run/redis.sock?db=3", "unix:///run/redis.sock?db=3"),
+    ],
+)
+def test_mask_url_hides_passwords_and_keeps_the_rest(url: str, shown: str) -> None:
+    assert conf.mask_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "server", "db"),
+    [
+        ("redis://127.0.0.1:6379/0", ("tcp", "127.0.0.1", "6379"), 0),
+        ("redis://app:pw@localhost/3", ("tcp", "127.0.0.1", "6379"), 3),
+        ("rediss://Cache.Example.com:6380?db=2", ("tcp", "cache.example.com", "6380"), 2),
+        ("redis://[::1]:6379/1?db=4", ("tcp", "127.0.0.1", "6379"), 4),  # ?db= wins, as in redis-py
+        ("unix:///run/redis.sock?db=5", ("unix", "/run/redis.sock"), 5),
+    ],
+)
+def test_server_of_and_url_db(url: str, server: tuple[str, ...], db: int) -> None:
+    assert conf.server_of(url) == server
+    assert conf.url_db(url) == db
+
+
+def test_server_of_an_unusable_url_is_none() -> None:
+    assert conf.server_of("http://host") is None
+    assert conf.server_of("redis://host:notaport") is None

@@ -214,3 +214,35 @@ def test_reset_is_public_for_env_changes(monkeypatch, redis_factory, settings) -
     connections.reset()
     get_redis("cache").set("env", "moved")
     assert other.client().get("env") == b"moved"
+
+
+def test_get_redis_at_pools_another_url_with_the_roles_options(redis_factory, settings) -> None:
+    # A CACHES LOCATION that is not the cache role's URL goes through here.
+    other = redis_factory()
+    settings.REDISROLES = {"ROLES": {"cache": {"OPTIONS": {"client_name": "at-test"}}}}
+    client = connections.get_redis_at(other.url(), "cache")
+    assert connections.get_redis_at(other.url(), "cache") is client
+    client.set("where", "other")
+    assert other.client().get("where") == b"other"
+    assert our_connections(other.client(), "at-test") == 1  # the role's options apply
+    # The role's own URL is the role's own pool.
+    assert connections.get_redis_at(connections.conf.role_url("cache"), "cache") is get_redis(
+        "cache"
+    )
+    connections.reset()
+    assert our_connections(other.client(), "at-test") == 0  # dropped with the others
+    assert connections.get_redis_at(other.url(), "cache") is not client
+
+
+def test_get_async_redis_at_is_closed_with_its_loop(redis_factory, settings) -> None:
+    other = redis_factory()
+    settings.REDISROLES = {"OPTIONS": {"client_name": "at-async-test"}}
+
+    async def use() -> None:
+        client = connections.get_async_redis_at(other.url(), "cache")
+        assert connections.get_async_redis_at(other.url(), "cache") is client
+        await client.set("a", 1)
+        assert our_connections(other.client(), "at-async-test") == 1
+
+    asyncio.run(use())
+    assert our_connections(other.client(), "at-async-test") == 0

@@ -14,20 +14,15 @@ changes what RedisRolesCache promises differently:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
-import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from django_redis.client import DefaultClient
 from django_redis.client.default import _main_exceptions, glob_escape
 from django_redis.exceptions import ConnectionInterrupted
@@ -62,54 +57,10 @@ _MAX_KEY = 250
 #: Redis glob of the version part of a key: a digit or "-" first.
 VERSION_GLOB = "[0-9\\-]*"
 
-# Clients of an explicit LOCATION that is not the cache role's URL. The role's
-# own URL always goes through connections.get_redis("cache").
-_url_lock = threading.Lock()
-_url_clients: dict[tuple[str, str], redis.Redis] = {}
-
-
-@receiver(setting_changed)
-def _drop_url_clients(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("REDISROLES", "CACHES"):
-        with _url_lock:
-            clients = list(_url_clients.values())
-            _url_clients.clear()
-        _async_url_clients.clear()
-        for client in clients:
-            client.connection_pool.disconnect()
-
-
-def _url_client(url: str) -> redis.Redis:
-    options = conf.role_options("cache")
-    key = (url, repr(sorted(options.items())))
-    client = _url_clients.get(key)
-    if client is None:
-        with _url_lock:
-            client = _url_clients.get(key)
-            if client is None:
-                pool = redis.ConnectionPool.from_url(url, **connections.pool_kwargs(options, url))
-                client = _url_clients[key] = redis.Redis(connection_pool=pool)
-    return client
-
-
-# Async clients of such a URL, per event loop (a redis.asyncio connection
-# cannot cross loops); they go away with their loop.
-_async_url_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 def async_url_client(url: str) -> redis.asyncio.Redis:
-    loop = asyncio.get_running_loop()
-    by_url = _async_url_clients.setdefault(loop, {})
-    client = by_url.get(url)
-    if client is None:
-        options = conf.role_options("cache")
-        pool = redis.asyncio.ConnectionPool.from_url(
-            url, **connections.pool_kwargs(options, url, asyncio_=True)
-        )
-        client = by_url[url] = redis.asyncio.Redis.from_pool(pool)
-    return client
+    """The running loop's client of a LOCATION that is not the cache role's URL."""
+    return connections.get_async_redis_at(url, "cache")
 
 
 def seconds(timeout: Any) -> float:
@@ -182,7 +133,7 @@ class RedisRolesClient(DefaultClient):
     def _client_at(self, index: int) -> redis.Redis:
         if index in self._role_index:
             return connections.get_redis("cache")
-        return _url_client(self._server[index])
+        return connections.get_redis_at(self._server[index], "cache")
 
     def get_client(self, write: bool = True, tried: list[int] | None = None) -> redis.Redis:
         if self._single_role:

@@ -10,6 +10,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .. import conf
 from ..cache.options import BACKEND_PATH, option_problems
 from .config import validate_url
 
@@ -126,15 +127,18 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     )
         try:
             namespace = cache_namespace(entry)
-        except ImproperlyConfigured:
-            continue  # a malformed REDISROLES is reported by redisroles.E001-E004
-        key = (str(location or "role"), namespace)
+            # Writes go to the first LOCATION (django-redis's primary), else the role's URL.
+            primary = str(urls[0]) if location else conf.role_url("cache")
+            server = conf.server_of(primary) or (primary,)
+            key = (server, conf.url_db(primary), namespace)
+        except (ImproperlyConfigured, ValueError, IndexError):
+            continue  # a malformed REDISROLES or LOCATION is E001-E005 / E013's business
         other = namespaces.get(key)
         if other is not None:
             errors.append(
                 Warning(
                     f"{where} and CACHES[{other!r}] write to the same namespace "
-                    f"{key[1]!r} on the same Redis: they overwrite each other's keys and "
+                    f"{namespace!r} on the same Redis: they overwrite each other's keys and "
                     "each one's clear() empties both.",
                     hint=f"Give {where} its own KEY_PREFIX.",
                     id="redisroles.W010",

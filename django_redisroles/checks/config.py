@@ -55,23 +55,24 @@ def validate_url(url: Any) -> str | None:
     """Why ``url`` is not a usable Redis URL, or None when it is."""
     if not isinstance(url, str) or not url:
         return f"must be a non-empty string, got {url!r}"
+    shown = conf.mask_url(url)  # check output ends up in CI logs: no passwords
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
-        return f"{url!r} is not a valid URL ({exc})"
+        return f"{shown!r} is not a valid URL ({exc})"
     if parts.scheme not in conf.URL_SCHEMES:
         return (
-            f"{url!r} has scheme {parts.scheme or '(none)'!r}; "
+            f"{shown!r} has scheme {parts.scheme or '(none)'!r}; "
             f"use one of {', '.join(s + '://' for s in conf.URL_SCHEMES)}"
         )
     if parts.scheme == "unix":
         if not parts.path:
-            return f"{url!r} names no socket path (unix:///path/to/redis.sock?db=0)"
+            return f"{shown!r} names no socket path (unix:///path/to/redis.sock?db=0)"
     elif not parts.hostname:
-        return f"{url!r} names no host"
+        return f"{shown!r} names no host"
     elif port == 0:
-        return f"{url!r} has port 0"
+        return f"{shown!r} has port 0"
     db: str | None = None
     path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
     if path:
@@ -80,7 +81,7 @@ def validate_url(url: Any) -> str | None:
     if query_db:
         db = query_db[0]
     if db is not None and not db.isdigit():
-        return f"{url!r} has database {db!r}; the database must be a number"
+        return f"{shown!r} has database {db!r}; the database must be a number"
     return None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
@@ -23,23 +22,6 @@ ENGINE = "django_redisroles.sessions"
 
 def _engine_in_use() -> bool:
     return getattr(settings, "SESSION_ENGINE", "") == ENGINE
-
-
-def server_of(url: str) -> tuple[str, ...] | None:
-    """The Redis server a URL points at, ignoring the database number and credentials."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme == "unix":
-        return ("unix", parts.path)
-    if parts.scheme not in ("redis", "rediss"):
-        return None
-    host = (parts.hostname or "").lower()
-    if host in ("localhost", "::1", "[::1]"):
-        host = "127.0.0.1"
-    return ("tcp", host, str(port or 6379))
 
 
 def _cache_urls() -> Iterator[tuple[str, str]]:
@@ -129,11 +111,11 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         cache_urls = list(_cache_urls())
     except Exception:  # noqa: BLE001 - malformed REDISROLES is reported by E001-E004
         return messages
-    sessions_server = server_of(sessions_url)
+    sessions_server = conf.server_of(sessions_url)
     if sessions_server is None:
         return messages
     for where, url in cache_urls:
-        if server_of(url) == sessions_server:
+        if conf.server_of(url) == sessions_server:
             messages.append(
                 Warning(
                     f"The sessions role uses the same Redis server as {where}. A cache "

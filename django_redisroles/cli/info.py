@@ -6,7 +6,6 @@ import json
 import time
 from argparse import ArgumentParser
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -14,18 +13,6 @@ from .. import conf
 from ..connections import get_redis
 
 HELP = "Show each role's Redis URL (passwords hidden), shared pools and round-trip time."
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -41,7 +28,11 @@ def describe() -> list[dict[str, Any]]:
             for other in conf.ROLES
             if other != role and conf.role_config(other).connection_key == cfg.connection_key
         ]
-        row: dict[str, Any] = {"role": role, "url": mask_url(cfg.url), "shares_pool_with": shared}
+        row: dict[str, Any] = {
+            "role": role,
+            "url": conf.mask_url(cfg.url),
+            "shares_pool_with": shared,
+        }
         try:
             client = get_redis(role)
             start = time.perf_counter()

@@ -87,9 +87,7 @@ def _unavailable(exc: Exception) -> SessionUnavailable | None:
     )
     if not (unreachable or refusing):
         return None
-    from ..cli.info import mask_url
-
-    url = mask_url(conf.role_url(ROLE))
+    url = conf.mask_url(conf.role_url(ROLE))
     return SessionUnavailable(
         f"The Redis of the sessions role ({url}) is unavailable: "
         f"{type(exc).__name__}: {str(exc).rstrip('.')}. The session was left untouched."

@@ -76,3 +76,24 @@ def test_two_caches_sharing_a_namespace_is_w010(settings: Any) -> None:
     assert set(redisroles_caches()) == {"default", "pages", "other"}
     assert cache_namespace(caches["default"]) == "demo:cache"
     assert cache_namespace(caches["other"]) == "other"
+
+
+def test_w010_sees_the_same_redis_however_it_is_written(settings: Any) -> None:
+    # One cache on the role's URL (no LOCATION), one naming that server as
+    # "localhost" in LOCATION: same server, same database, same default prefix.
+    settings.REDISROLES = {"ROLES": {"cache": {"URL": "redis://127.0.0.1:6390/0"}}}
+    caches = {
+        "default": {"BACKEND": BACKEND},
+        "pages": {"BACKEND": BACKEND, "LOCATION": "redis://localhost:6390"},
+    }
+    assert ids(settings, caches) == ["redisroles.W010"]
+
+
+def test_w010_is_silent_for_another_database_or_server(settings: Any) -> None:
+    settings.REDISROLES = {"ROLES": {"cache": {"URL": "redis://127.0.0.1:6390/0"}}}
+    caches = {
+        "default": {"BACKEND": BACKEND},
+        "pages": {"BACKEND": BACKEND, "LOCATION": "redis://127.0.0.1:6390/1"},
+        "remote": {"BACKEND": BACKEND, "LOCATION": "redis://cache-2:6390/0"},
+    }
+    assert ids(settings, caches) == []
