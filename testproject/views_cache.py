@@ -102,9 +102,13 @@ def user(request: HttpRequest) -> HttpResponse:
 
 async def auser(request: HttpRequest) -> HttpResponse:
     """The same page from an async view (native redis.asyncio)."""
+    raw = request.GET.get("id")
+    if raw is None:  # like the sync view: the first user, not a hard-coded 1
+        first = await get_user_model().objects.order_by("pk").values_list("pk", flat=True).afirst()
+        raw = str(first or 1)
     # str.isdigit() accepts "²", which int() refuses: parse, do not pre-check.
     try:
-        user_id = int(request.GET.get("id", "1"))
+        user_id = int(raw)
     except ValueError:
         user_id = 0
     if not 0 < user_id < 2**63:
