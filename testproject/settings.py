@@ -127,7 +127,9 @@ ASGI_APPLICATION = "testproject.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' templates: the demo's registration/ pages win over the
+        # admin's (django.contrib.admin comes first in INSTALLED_APPS).
+        "DIRS": [BASE_DIR / "testproject" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
