@@ -77,6 +77,8 @@ REDISROLES["ROLES"]["ratelimit"].update(
         ],
         "HEADERS_ON_ALLOWED": True,  # the demo shows its budget on every response
         "PROBLEM_JSON_PATHS": ["/ratelimit/api/"],
+        # An HTML 429 page for the stacked (HTML) demo page; None elsewhere = the default.
+        "RESPONSE": "testproject.urls_ratelimit.too_many_requests",
         # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"].
         "TRUSTED_PROXIES": [],
     }
