@@ -13,8 +13,16 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from testproject.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.DEBUG:
+    # What runserver does: serve the admin's CSS (the admin and the password pages)
+    # under uvicorn too, which serves no static files by itself.
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter(
     {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -70,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(
             f"Open http://{args.host}:{args.port}/  (log in as demo / demo; Ctrl-C stops)",
+            flush=True,
+        )
+        # manage.py commands in another terminal (notify, nightly_report, redisroles
+        # locks) must reach this Redis and this database, not the defaults.
+        env = " ".join(f"{n}={shlex.quote(os.environ[n])}" for n in ("REDIS_URL", "DJANGO_DB"))
+        python = Path(sys.executable)
+        if python.is_relative_to(ROOT):  # scripts/demo's .venv
+            python = python.relative_to(ROOT)
+        print(
+            f"In another terminal (in {ROOT}):\n  {env} {shlex.quote(str(python))} manage.py"
+            " notify 'Deploy finished'",
             flush=True,
         )
         uvicorn.run(

@@ -77,6 +77,8 @@ REDISROLES["ROLES"]["ratelimit"].update(
         ],
         "HEADERS_ON_ALLOWED": True,  # the demo shows its budget on every response
         "PROBLEM_JSON_PATHS": ["/ratelimit/api/"],
+        # An HTML 429 page for the stacked (HTML) demo page; None elsewhere = the default.
+        "RESPONSE": "testproject.urls_ratelimit.too_many_requests",
         # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"].
         "TRUSTED_PROXIES": [],
     }
@@ -127,7 +129,9 @@ ASGI_APPLICATION = "testproject.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' templates: the demo's registration/ pages win over the
+        # admin's (django.contrib.admin comes first in INSTALLED_APPS).
+        "DIRS": [BASE_DIR / "testproject" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -155,6 +159,7 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"  # not the admin's "logged out" page
 
 LOGGING = {
     "version": 1,

@@ -8,7 +8,7 @@ from . import views_cache
 
 #: (title, url name) pairs listed on the home page.
 DEMO_LINKS: list[tuple[str, str]] = [
-    ("Cached user (the seed's getUser)", "cache-user"),
+    ("Cached user (cache-aside getUser)", "cache-user"),
     ("Same, async view", "cache-user-async"),
 ]
 

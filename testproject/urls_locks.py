@@ -9,7 +9,7 @@ from . import views_locks
 app_name = "locks"
 
 #: (title, url name) pairs listed on the home page.
-DEMO_LINKS: list[tuple[str, str]] = [("held locks", "locks:index")]
+DEMO_LINKS: list[tuple[str, str]] = [("Held locks, and one to take", "locks:index")]
 
 urlpatterns: list[URLPattern] = [
     path("", views_locks.index, name="index"),

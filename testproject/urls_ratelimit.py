@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import URLPattern, path
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 
-from django_redisroles.ratelimit import rate_limit
+from django_redisroles.ratelimit import RateLimitResult, rate_limit
 
 
-def _budget(request: HttpRequest) -> list[dict[str, object]]:
-    result = getattr(request, "ratelimit", None)
+def _budget(request: HttpRequest, result: RateLimitResult | None = None) -> list[dict[str, object]]:
+    result = result or getattr(request, "ratelimit", None)
     if result is None:
         return []
     return [
@@ -47,6 +49,25 @@ async def async_api(request: HttpRequest) -> JsonResponse:
 def middleware_limited(request: HttpRequest) -> JsonResponse:
     """Limited by the RULES setting (20/m per IP), not by a decorator."""
     return JsonResponse({"ok": True, "limits": _budget(request)})
+
+
+def too_many_requests(request: HttpRequest, result: RateLimitResult) -> HttpResponse | None:
+    """The demo's ``RESPONSE`` hook: the HTML page refuses with an HTML page.
+
+    A browser on the stacked page otherwise gets a bare line of plain text;
+    the JSON endpoints keep the default (problem+json / plain text). Returning
+    None falls back to it; Retry-After and the RateLimit headers are added
+    either way.
+    """
+    try:
+        page = reverse("ratelimit-stacked")
+    except NoReverseMatch:  # another URLconf (the library's own tests)
+        return None
+    if result.failed or request.path_info != page:
+        return None
+    retry = max(1, math.ceil(result.retry_after))
+    context = {"limits": _budget(request, result), "retry": retry}
+    return render(request, "testproject/ratelimit/limited.html", context, status=429)
 
 
 #: (title, url name) pairs listed on the home page.

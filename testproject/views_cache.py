@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -59,6 +60,15 @@ def _user_id(request: HttpRequest) -> int | None:
     return value if 0 < value < 2**63 else None
 
 
+def _options() -> dict[str, Any]:
+    """What the page explains: the key's TTL is not just the 300 of ``@cached(300)``."""
+    options = settings.CACHES["default"].get("OPTIONS", {})
+    return {
+        "stale": options.get("STALE_TIMEOUT", 0),
+        "jitter_pct": round(100 * options.get("TIMEOUT_JITTER", 0)),
+    }
+
+
 def _context(user_id: int, user: Any, before: int, after: int, mode: str) -> dict[str, Any]:
     return {
         "user_id": user_id,
@@ -68,6 +78,7 @@ def _context(user_id: int, user: Any, before: int, after: int, mode: str) -> dic
         "key": cache.make_key(get_user.key(user_id)),
         "ttl": cache.ttl(get_user.key(user_id)),
         "loads": loads,
+        **_options(),
     }
 
 
@@ -91,9 +102,13 @@ def user(request: HttpRequest) -> HttpResponse:
 
 async def auser(request: HttpRequest) -> HttpResponse:
     """The same page from an async view (native redis.asyncio)."""
+    raw = request.GET.get("id")
+    if raw is None:  # like the sync view: the first user, not a hard-coded 1
+        first = await get_user_model().objects.order_by("pk").values_list("pk", flat=True).afirst()
+        raw = str(first or 1)
     # str.isdigit() accepts "²", which int() refuses: parse, do not pre-check.
     try:
-        user_id = int(request.GET.get("id", "1"))
+        user_id = int(raw)
     except ValueError:
         user_id = 0
     if not 0 < user_id < 2**63:
@@ -108,5 +123,6 @@ async def auser(request: HttpRequest) -> HttpResponse:
         "key": cache.make_key(aget_user.key(user_id)),
         "ttl": await cache.attl(aget_user.key(user_id)),
         "loads": loads,
+        **_options(),
     }
     return render(request, "testproject/cache/user.html", context)

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from django_redisroles.locks import Lock, held_locks
+from testproject.views import shell_env
 
 DEMO_LOCK = "demo-page"
 DEMO_TTL = 15
@@ -29,7 +30,12 @@ def index(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "testproject/locks/index.html",
-            {"error": f"{type(exc).__name__}: {exc}", "demo_lock": DEMO_LOCK, "demo_ttl": DEMO_TTL},
+            {
+                "error": f"{type(exc).__name__}: {exc}",
+                "demo_lock": DEMO_LOCK,
+                "demo_ttl": DEMO_TTL,
+                "shell_env": shell_env(),
+            },
             status=503,
         )
 
@@ -46,5 +52,10 @@ def _index(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "testproject/locks/index.html",
-        {"locks": held_locks(), "demo_lock": DEMO_LOCK, "demo_ttl": DEMO_TTL},
+        {
+            "locks": held_locks(),
+            "demo_lock": DEMO_LOCK,
+            "demo_ttl": DEMO_TTL,
+            "shell_env": shell_env(),
+        },
     )

@@ -5,17 +5,26 @@ from __future__ import annotations
 import logging
 
 import redis.exceptions
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from django_redisroles.pubsub import broadcast
 from testproject.consumers_pubsub import GROUP
+from testproject.views import shell_env
 
 logger = logging.getLogger(__name__)
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    # The page's script posts with fetch() and Accept: application/json, so the
+    # page (and its WebSocket) stays open and the sender sees the message arrive
+    # too; without JavaScript the form posts and redirects as usual.
+    return "application/json" in request.headers.get("Accept", "")
+
+
 def notifications(request: HttpRequest) -> HttpResponse:
     """Shows notifications live over a WebSocket; the form broadcasts one."""
+    context = {"group": GROUP, "shell_env": shell_env()}
     if request.method == "POST":
         text = (request.POST.get("message") or "").strip()[:500]
         if text:
@@ -26,7 +35,12 @@ def notifications(request: HttpRequest) -> HttpResponse:
                 # broadcast() raises when Redis is unreachable, so the caller knows the
                 # message was not sent: say so, rather than fail with a 500.
                 logger.warning("notification not sent: %s", exc)
-                context = {"group": GROUP, "error": "Redis is unreachable: not sent."}
+                error = "Redis is unreachable: not sent."
+                if _wants_json(request):
+                    return JsonResponse({"sent": False, "error": error}, status=503)
+                context["error"] = error
                 return render(request, "testproject/pubsub/notifications.html", context, status=503)
+        if _wants_json(request):
+            return JsonResponse({"sent": bool(text)})
         return redirect("pubsub-notifications")
-    return render(request, "testproject/pubsub/notifications.html", {"group": GROUP})
+    return render(request, "testproject/pubsub/notifications.html", context)

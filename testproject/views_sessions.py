@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from django_redisroles.sessions import auser_sessions, logout_everywhere, user_sessions
+
+
+def _ago(when: datetime | None) -> str:
+    """ "just now" / "5 minutes ago": timesince alone says "0 minutes" for a fresh login."""
+    if when is None:
+        return "—"
+    if timezone.now() - when < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(when)} ago"
 
 
 @login_required
@@ -20,7 +33,10 @@ def session_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "testproject/sessions/list.html",
-        {"sessions": sessions, "current": request.session.session_key},
+        {
+            "rows": [(s, _ago(s.last_seen)) for s in sessions],
+            "current": request.session.session_key,
+        },
     )
 
 
@@ -38,8 +54,11 @@ def logout_others(request: HttpRequest) -> HttpResponse:
 def logout_all(request: HttpRequest) -> HttpResponse:
     """End every session of this user, this one included."""
     user = request.user
-    logout_everywhere(user, keep=request.session.session_key)
+    ended = logout_everywhere(user, keep=request.session.session_key)
     logout(request)  # this one last, through Django (signals, cookie)
+    # Said on the login page (the message outlives the flushed session: messages
+    # are kept in a cookie first).
+    messages.success(request, f"Logged out everywhere: this browser and {ended} other session(s).")
     return redirect("login")
 
 
@@ -53,9 +72,10 @@ async def session_list_json(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:
         return JsonResponse({"error": "login required"}, status=401)
     sessions = await auser_sessions(user)
+    # The session key itself is never echoed back: it is the login cookie, which
+    # is HttpOnly so that page scripts cannot read it; a JSON body would undo that.
     return JsonResponse(
         {
-            "current": request.session.session_key,
             "sessions": [
                 {
                     "device": s.device,

@@ -70,6 +70,19 @@ async def test_async_view_shares_the_cache_with_the_sync_one(ada: Any) -> None:
     }
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_async_view_without_id_shows_the_first_user_like_the_sync_one() -> None:
+    # The home page links to both pages without ?id=: user 1 may not exist.
+    user_model = get_user_model()
+    gone = await user_model.objects.acreate(username="gone")
+    await gone.adelete()
+    ada = await user_model.objects.acreate(username="ada", email="ada@example.com")
+    assert ada.pk != 1
+    response = await AsyncClient().get("/cache/user/async/")
+    assert response.status_code == 200
+    assert b"ada@example.com" in response.content and b"No such user" not in response.content
+
+
 def test_home_page_links_to_the_demo(client: Client) -> None:
     content = client.get("/").content
     assert b'href="/cache/user/"' in content and b'href="/cache/user/async/"' in content

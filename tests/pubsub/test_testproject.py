@@ -34,6 +34,21 @@ async def test_page_and_form_broadcast(redis_client) -> None:
     assert redis_client.xlen(conf.make_key("pubsub", "replay", "notifications")) == 1
 
 
+async def test_page_script_posts_without_leaving_the_page(redis_client) -> None:
+    # The page's fetch() asks for JSON: no redirect (a reload would close the
+    # socket and the sender would miss its own message).
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("notifications", channel)
+    client = AsyncClient(enforce_csrf_checks=False)
+    json_only = {"Accept": "application/json"}
+    response = await client.post("/pubsub/", {"message": "via fetch"}, headers=json_only)
+    assert response.status_code == 200 and response.json() == {"sent": True}
+    assert (await receive(layer, channel))["message"] == {"text": "via fetch", "from": "web"}
+    empty = await client.post("/pubsub/", {"message": " "}, headers=json_only)
+    assert empty.json() == {"sent": False}
+
+
 async def test_notify_command(capsys) -> None:
     layer = get_channel_layer()
     channel = await layer.new_channel()

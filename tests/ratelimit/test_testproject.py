@@ -39,6 +39,19 @@ def test_stacked_per_user_and_per_ip(client) -> None:
     assert client.get("/ratelimit/stacked/").status_code == 200  # anonymous: per-IP, 10 of 30
 
 
+def test_stacked_page_refuses_with_an_html_page_the_api_with_problem_json(client) -> None:
+    for _ in range(30):
+        client.get("/ratelimit/stacked/")
+    page = client.get("/ratelimit/stacked/")
+    assert page.status_code == 429 and page["Content-Type"].startswith("text/html")
+    assert b"Too many requests" in page.content and b"per-ip" in page.content
+    assert int(page["Retry-After"]) >= 1 and page["RateLimit"].startswith('"per-ip";r=0')
+    for _ in range(60):
+        client.get("/ratelimit/api/")
+    api = client.get("/ratelimit/api/")  # the hook declines: the default stays
+    assert api.status_code == 429 and api["Content-Type"] == "application/problem+json"
+
+
 def test_middleware_rule(client) -> None:
     codes = [client.get("/ratelimit/middleware/").status_code for _ in range(21)]
     assert codes == [200] * 20 + [429]

@@ -25,7 +25,7 @@ async def test_async_view_reads_session_and_index_natively(async_user, round_tri
     response = await client.get("/sessions/api/")
     assert response.status_code == 200
     body = response.json()
-    assert body["current"] == key
+    assert key not in response.content.decode()  # the HttpOnly cookie stays unreadable
     assert [s["device"] for s in body["sessions"]] == ["Safari on macOS"]
     assert body["sessions"][0]["current"] is True
     # Load (1) + listing (2), all on the asyncio client; nothing on the sync one.
