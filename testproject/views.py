@@ -31,4 +31,4 @@ def shell_env() -> str:
     manage.py notify`` in another shell would try 127.0.0.1:6379 instead.
     """
     names = sorted(n for n in os.environ if re.fullmatch(r"REDIS(_[A-Z]+)?_URL", n))
-    return "".join(f"{n}={shlex.quote(mask_url(os.environ[n]))} " for n in names)
+    return "".join(f"{n}={shlex.quote(conf.mask_url(os.environ[n]))} " for n in names)
