@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from django_redisroles.locks import Lock, command_lock, owner
+from django_redisroles.locks import Lock, LockLost, command_lock, owner
 
 
 class OnHandle(BaseCommand):
@@ -111,6 +111,9 @@ def test_redisroles_locks_lists_and_force_releases(capsys) -> None:
     with pytest.raises(SystemExit):
         call_command("redisroles", "locks", "release", "nightly", "--force")
     assert "not held" in capsys.readouterr().err
+    # The holder learns it lost the lock when it releases (and stops renewing it).
+    with pytest.raises(LockLost):
+        lock.release()
 
 
 @pytest.mark.parametrize(
