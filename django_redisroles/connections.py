@@ -44,11 +44,12 @@ __all__ = [
 ConnectionKey = tuple[str, tuple[tuple[str, str], ...]]
 
 _lock = threading.Lock()
-# connection key -> client; role -> client (a shortcut so the hot path does
-# not re-resolve settings on every call; both dropped on setting_changed).
+# connection key -> client; role (or "role@url", get_redis_at) -> client: a
+# shortcut so the hot path does not re-resolve settings on every call; both
+# dropped on setting_changed.
 _sync_by_key: dict[ConnectionKey, redis.Redis] = {}
 _sync_by_role: dict[str, redis.Redis] = {}
-# loop -> {connection key -> client}; loop -> {role -> client}
+# loop -> {connection key -> client}; loop -> {role or "role@url" -> client}
 _async_by_key: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ConnectionKey, Any]] = (
     weakref.WeakKeyDictionary()
 )
@@ -118,9 +119,14 @@ def get_redis_at(url: str, role: str) -> redis.Redis:
     For a Redis a role is told about elsewhere (a ``CACHES`` ``LOCATION`` that
     is not the cache role's URL): same pools, same reset, as ``get_redis``.
     """
+    shortcut = f"{role}@{url}"  # like get_redis: resolve settings once, not per call
+    client = _sync_by_role.get(shortcut)
+    if client is not None:
+        return client
     cfg = dataclasses.replace(conf.role_config(role), url=url)
     with _lock:
-        return _sync_client(cfg)
+        client = _sync_by_role[shortcut] = _sync_client(cfg)
+    return client
 
 
 def _sync_client(cfg: conf.RoleConfig) -> redis.Redis:
@@ -162,9 +168,15 @@ def get_async_redis(role: str) -> redis.asyncio.Redis:
 def get_async_redis_at(url: str, role: str) -> redis.asyncio.Redis:
     """``get_redis_at`` for the running event loop (closed with the loop)."""
     loop = _running_loop("get_async_redis_at()", "get_redis_at()")
+    shortcut = f"{role}@{url}"
+    by_role = _async_by_role.get(loop)
+    if by_role is not None and (client := by_role.get(shortcut)) is not None:
+        return client
     cfg = dataclasses.replace(conf.role_config(role), url=url)
     with _lock:
-        return _async_client(loop, cfg)
+        client = _async_client(loop, cfg)
+        _async_by_role[loop][shortcut] = client
+    return client
 
 
 def _async_client(loop: asyncio.AbstractEventLoop, cfg: conf.RoleConfig) -> redis.asyncio.Redis:

@@ -34,7 +34,6 @@ from .client import (
     CacheValueTooLarge,
     RedisRolesClient,
     TimeoutRequired,
-    async_url_client,
     is_command_error,
     logger,
 )
@@ -468,7 +467,7 @@ class RedisRolesCache(RedisCache):
         index = client.get_next_client_index(write=write)
         if index in client._role_index:
             return connections.get_async_redis("cache")
-        return async_url_client(client._server[index])
+        return connections.get_async_redis_at(client._server[index], "cache")
 
     async def _aencode(self, nkey: str, value: Any) -> Any:
         try:

@@ -58,11 +58,6 @@ _MAX_KEY = 250
 VERSION_GLOB = "[0-9\\-]*"
 
 
-def async_url_client(url: str) -> redis.asyncio.Redis:
-    """The running loop's client of a LOCATION that is not the cache role's URL."""
-    return connections.get_async_redis_at(url, "cache")
-
-
 def seconds(timeout: Any) -> float:
     """``timeout`` as a finite number of seconds; TypeError otherwise.
 
