@@ -36,9 +36,10 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from . import conf
-from .connections import pool_kwargs
+from .connections import pool_from_url, pool_kwargs
 
 __all__ = [
     "CACHE_BACKEND",
@@ -340,6 +341,9 @@ def conf_size(n: int) -> str:
 
 
 def url_label(url: str) -> str:
+    """``host:port`` (or ``unix:path``) of a URL; the masked URL when it is malformed."""
+    if conf.url_problem(url) is not None:
+        return conf.mask_url(url)
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"unix:{parts.path}"
@@ -464,7 +468,7 @@ def _client(url: str, options: Mapping[str, Any], timeout: float) -> redis.Redis
         client_name=DOCTOR_CLIENT_NAME,
     )
     opts.pop("health_check_interval", None)
-    pool = redis.ConnectionPool.from_url(url, **pool_kwargs(opts, url))
+    pool = pool_from_url(redis.ConnectionPool, url, pool_kwargs(opts, url), "this role")
     return redis.Redis(connection_pool=pool)
 
 
@@ -480,14 +484,14 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
         try:
             client = _client(url, conf.role_options(url_roles[0]), limits.timeout)
             info = client.info()
-        except (redis.RedisError, ValueError, OSError) as exc:  # ValueError: a bad URL
+        except (redis.RedisError, ImproperlyConfigured, OSError) as exc:  # a bad URL too
             if client is not None:
                 client.connection_pool.disconnect()
             key = f"unreachable:{label}"
             server = servers.setdefault(key, Server(label, [], []))
             server.urls.append(conf.mask_url(url))
             server.roles += url_roles
-            server.error = f"{type(exc).__name__}: {exc}"
+            server.error = f"{type(exc).__name__}: {conf.mask_text(exc)}"
             continue
         db = Database(conf.url_db(url), list(url_roles), [], client=client)
         for role in url_roles:
@@ -1224,10 +1228,14 @@ class Report:
         for role in self.roles:
             server = next((s for s in self.servers if role in s.roles), None)
             url = conf.role_url(role)
+            try:
+                db: int | None = conf.url_db(url)
+            except ValueError:  # a malformed URL: the E100 finding says why
+                db = None
             role_map[role] = {
                 "url": conf.mask_url(url),
                 "instance": server.label if server else None,
-                "db": conf.url_db(url),
+                "db": db,
             }
         return {
             "schema": JSON_SCHEMA_VERSION,

@@ -560,7 +560,7 @@ def test_config_refused_by_acl_skips_those_rules_and_says_so(
         "NOPERM" in run.finding("W101")["message"] or "permission" in run.finding("W101")["message"]
     )
     assert "s3cret" not in run.stdout
-    assert run.data["instances"][0]["urls"] == [f"redis://app:***@127.0.0.1:{server.port}/0"]
+    assert run.data["instances"][0]["urls"] == [f"redis://***@127.0.0.1:{server.port}/0"]
     assert run.data["instances"][0]["config_available"] is False
 
 
