@@ -461,6 +461,28 @@ def url_db(url: str) -> int:
     return int(path) if path.isdigit() else 0
 
 
+def _url_db_or_none(url: str) -> int | None:
+    """The database a URL names (``?db=`` or the path), None when it names none."""
+    parts = urlsplit(url)
+    query_db = parse_qs(parts.query).get("db")
+    if query_db:
+        return int(query_db[0] or 0)
+    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+    return int(path) if path.isdigit() else None
+
+
+def role_db(role: str) -> int:
+    """The database a role's connections select: the URL's, else ``OPTIONS["db"]``, else 0.
+
+    (redis-py lets the URL win over keyword arguments.) Raises ``ValueError``
+    for a malformed URL (check ``redisroles.E005``).
+    """
+    db = _url_db_or_none(role_url(role))
+    if db is None:
+        db = int(role_options(role).get("db") or 0)
+    return db
+
+
 def key_prefix() -> str:
     """Namespace prepended to every key the roles write (``rr`` by default)."""
     return str(raw().get("KEY_PREFIX", "rr"))

@@ -52,6 +52,25 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 _generation = [0]
 
 
+def redis_channel(kind: str, name: str) -> bytes:
+    """The Redis Pub/Sub channel of a group (``"g"``) or consumer channel (``"c"``).
+
+    ``<KEY_PREFIX>:pubsub:db<N>:<kind>:<name>``. Pub/Sub ignores the database
+    number (a PUBLISH on db 1 reaches subscribers on db 0), so the name carries
+    it: two projects on one server in different databases never hear each other.
+    """
+    try:
+        db = conf.role_db("pubsub")
+    except ValueError:
+        db = 0  # a malformed URL: connecting raises ImproperlyConfigured anyway
+    return conf.make_key("pubsub", f"db{db}", kind, name).encode()
+
+
+def replay_stream(group: str) -> str:
+    """The replay stream key of a group (a key: its database isolates it already)."""
+    return conf.make_key("pubsub", "replay", group)
+
+
 class MessageNotSerializable(TypeError):
     """A message holds a value the layer's serializer cannot encode."""
 
@@ -171,10 +190,7 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         key = (kind, name)
         value = self._names.get(key)
         if value is None:
-            if kind == "r":
-                value = conf.make_key("pubsub", "replay", name)
-            else:
-                value = conf.make_key("pubsub", kind, name).encode()
+            value = replay_stream(name) if kind == "r" else redis_channel(kind, name)
             if len(self._names) > 10000:  # bounded: channel names are per connection
                 self._names.clear()
             self._names[key] = value
@@ -893,7 +909,11 @@ class _LoopLayer:
         await self.close()
         client = get_async_redis("pubsub")
         batch: list[Any] = []
-        async for key in client.scan_iter(match=conf.make_key("pubsub", "replay", "*"), count=500):
+        prefix = replay_stream("")
+        pattern = conf.glob_escape(prefix) + "*"  # "a[1]" must not flush "a1"'s streams
+        async for key in client.scan_iter(match=pattern, count=500):
+            if not key.startswith(prefix.encode()):
+                continue
             batch.append(key)
             if len(batch) >= 500:
                 await client.unlink(*batch)
