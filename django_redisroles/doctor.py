@@ -937,7 +937,8 @@ def keys_without_ttl(ctx: Context) -> Iterable[Finding]:
                     Fix(
                         "Every key the role writes has a TTL, so these come from other code or "
                         "an older version: give them one (EXPIRE key seconds) or delete them, "
-                        f"e.g. redis-cli -n {database.db} --scan --pattern '{ns.prefix}*' and "
+                        f"e.g. redis-cli -n {database.db} --scan --pattern "
+                        f"'{conf.glob_escape(ns.prefix)}*' and "
                         "UNLINK the ones PTTL reports -1 for."
                     ),
                     {

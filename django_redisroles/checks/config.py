@@ -113,6 +113,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
 
+    prefix = value.get("KEY_PREFIX")
+    if isinstance(prefix, str) and any(ch in conf.GLOB_SPECIAL for ch in prefix):
+        errors.append(
+            Error(
+                f"REDISROLES['KEY_PREFIX'] {prefix!r} contains a glob character "
+                "(*, ?, [, ] or \\): a pattern built from it without escaping, such as "
+                "redis-cli --scan --pattern or another app's delete-by-pattern, matches other "
+                "prefixes' keys.",
+                hint="Use letters, digits and - _ . : in KEY_PREFIX.",
+                id="redisroles.E007",
+            )
+        )
+
     roles = value.get("ROLES") or {}
     if not isinstance(roles, Mapping):
         return [
