@@ -36,6 +36,15 @@ def cache_namespace(entry: Mapping[str, Any]) -> str:
     return default_key_prefix()
 
 
+def cache_locations(entry: Mapping[str, Any]) -> list[str]:
+    """The Redis URLs of a RedisRolesCache entry's LOCATION (empty: the cache role's)."""
+    location = entry.get("LOCATION")
+    if not location:
+        return []
+    urls = location if isinstance(location, list | tuple) else str(location).split(",")
+    return [str(url).strip() for url in urls]
+
+
 @register()
 def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every RedisRolesCache entry keeps the TTL promise and has valid OPTIONS."""
