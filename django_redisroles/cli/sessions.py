@@ -86,6 +86,7 @@ def _handle(command: Any, options: dict[str, Any], user: Any) -> int:
     for s in sessions:
         seen = s.last_seen.strftime("%Y-%m-%d %H:%M:%S") if s.last_seen else "-"
         command.stdout.write(
-            f"{shown_key(s.session_key, options)}  {s.device:<24} {s.ip or '-':<16} last seen {seen} UTC"
+            f"{shown_key(s.session_key, options)}  {s.device:<24} {s.ip or '-':<16} "
+            f"last seen {seen} UTC"
         )
     return 0
