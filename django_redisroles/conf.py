@@ -151,8 +151,9 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "TTL": 60,
         # Renew held locks every ttl/3 (one watchdog thread per process).
         "AUTO_RENEW": True,
-        # Lifetime of a lock's fence counter, refreshed on every acquire (30 days).
-        "FENCE_TTL": 30 * 24 * 3600,
+        # Lifetime of a lock's fence counter, refreshed on every acquire (a day): one
+        # key per lock *name*, so names made from user input must not pile up for long.
+        "FENCE_TTL": 24 * 3600,
         # Longest a waiter blocks on the wake-up list before trying again.
         "WAIT_POLL": 1.0,
     },
