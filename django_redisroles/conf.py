@@ -114,6 +114,9 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "INDEX_REFRESH": 60,
         # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
         "RETRY_AFTER": 5,
+        # Most live sessions a user may have (None: no cap); a login beyond it
+        # ends the user's sessions that expire first, atomically with the index write.
+        "MAX_SESSIONS": None,
     },
     "ratelimit": {
         "ENABLED": True,  # False: every limit is off (checks still validate settings)

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ImproperlyConfigured
@@ -101,16 +100,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _owned_by(raw: bytes | None, pk: str) -> bool:
-    """Whether stored session data still belongs to user ``pk``."""
-    if raw is None:
-        return False
-    serializer = _store.SessionStore()._serializer()  # a pickle-based one raises
-    try:
-        data = serializer.loads(_store.split_stored(raw)[1])
-    except Exception:  # noqa: BLE001 - corrupt data belongs to nobody
-        return False
-    return isinstance(data, dict) and str(data.get(SESSION_KEY)) == pk
+_owned_by = _store.owned_by
 
 
 def _build(
