@@ -188,6 +188,9 @@ class Server:
     new_connections_per_s: float | None = None
     connections_base: int = 0  # total_connections_received when the window opened
     databases: list[Database] = field(default_factory=list)
+    #: Subscribed pub/sub channels named without a database (django-redisroles before
+    #: channel names carried it): ``<prefix>:pubsub:g:...`` / ``:c:...``.
+    legacy_channels: list[str] = field(default_factory=list)
 
     # -- derived -----------------------------------------------------------
     @property
@@ -534,6 +537,15 @@ def _gather_server(server: Server, limits: Limits) -> None:
         server.clients = [{k: str(v) for k, v in c.items()} for c in client.client_list()]
     except redis.ResponseError:
         server.clients = []
+    if "pubsub" in server.roles:
+        legacy: list[str] = []
+        for kind in ("g", "c"):
+            prefix = conf.make_key("pubsub", kind, "")
+            for name in client.pubsub_channels(conf.glob_escape(prefix) + "*"):
+                text = name.decode(errors="backslashreplace")
+                if text.startswith(prefix):
+                    legacy.append(text)
+        server.legacy_channels = sorted(legacy)
 
 
 def _str_dict(value: Mapping[Any, Any]) -> dict[str, str]:
@@ -1174,6 +1186,29 @@ def pubsub_clients(ctx: Context) -> Iterable[Finding]:
                     "publish less; Pub/Sub is fire-and-forget, not a queue."
                 ),
             )
+
+
+@rule
+def pubsub_legacy_channels(ctx: Context) -> Iterable[Finding]:
+    for server in _reachable(ctx):
+        if not _on(server, "pubsub", ctx) or not server.legacy_channels:
+            continue
+        examples = server.legacy_channels[: ctx.limits.examples]
+        yield Finding(
+            "W145",
+            "warning",
+            ["pubsub"],
+            server.label,
+            f"{len(server.legacy_channels)} pub/sub channels with subscribers are named without "
+            "a database (" + ", ".join(examples) + "): processes of an older django-redisroles. "
+            "They and this version do not hear each other's broadcasts, and every project with "
+            "this KEY_PREFIX on this server hears theirs, whatever its database.",
+            Fix(
+                "Finish the deploy (restart the old processes), or upgrade the other project; "
+                "give each project its own KEY_PREFIX (see docs/security.md)."
+            ),
+            {"channels": examples, "count": len(server.legacy_channels)},
+        )
 
 
 @rule

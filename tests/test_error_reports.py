@@ -126,3 +126,10 @@ def test_a_planted_pickle_runs_on_get_with_the_default_serializer(redis_client, 
         redis_client.set(cache.make_key("page"), pickle.dumps(Planted()), ex=60)
         cache.get("page")
     assert marker.exists()
+
+
+def test_w003_the_default_key_prefix() -> None:
+    with override_settings(REDISROLES={"URL": "redis://h:6379/0"}):
+        assert "redisroles.W003" in _deploy_check()
+    with override_settings(REDISROLES={"URL": "redis://h:6379/0", "KEY_PREFIX": "shop-prod"}):
+        assert "redisroles.W003" not in _deploy_check()

@@ -145,3 +145,25 @@ def check_pickle_on_shared_server(app_configs: Any = None, **kwargs: Any) -> lis
             )
         )
     return messages
+
+
+@register(TAG, deploy=True)
+def check_default_prefix(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``redisroles.W003``: the default KEY_PREFIX, shared by every project that keeps it."""
+    try:
+        written = conf.raw().get("KEY_PREFIX")
+    except ImproperlyConfigured:
+        return []
+    if written is not None:
+        return []
+    return [
+        Warning(
+            f"REDISROLES has no KEY_PREFIX: the default {conf.key_prefix()!r} is every "
+            "project's. Two projects (or a staging and a production) that keep it and use the "
+            "same Redis server and database share every key, session and pub/sub group: "
+            "one's clear() empties the other's cache, and their broadcasts reach each other.",
+            hint='Set a KEY_PREFIX of this project and environment, e.g. "KEY_PREFIX": '
+            '"shop-prod" (existing keys under the old prefix are left to expire).',
+            id="redisroles.W003",
+        )
+    ]
