@@ -96,7 +96,7 @@ def test_first_connect_is_a_clear_error_not_a_value_error(
 ) -> None:
     """A URL nobody can parse: ImproperlyConfigured naming it (masked), never ValueError."""
     url = _url(user, password, "127.0.0.1", tail)
-    with override_settings(REDISROLES={"URL": url}):
+    with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
             client = connections.get_redis("cache")
         except ImproperlyConfigured as exc:
@@ -119,13 +119,15 @@ HOSTILE = [  # three unusable URLs, then usable ones with secrets in the query, 
     "rediss://127.0.0.1:{port}/0?ssl_password=S3cr3tKey",  # a TLS client key's passphrase
     "redis://127.0.0.1:{port}/0?ssl_password=S3cr3tKey",  # not a TLS URL: E005
 ]
+#: rediss:// against a plain-text server waits for a TLS answer: do not wait long.
+FAST = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "retry_attempts": 0}
 SECRETS = ("S3cr", "et+Pw", "hunter", "S3cr3tKey", "what?ever")
 
 
 @pytest.mark.parametrize("template", HOSTILE)
 def test_check_command_shows_no_password(template: str, redis_server) -> None:
     url = template.format(port=redis_server.port)
-    with override_settings(REDISROLES={"URL": url}):
+    with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
             call_command("check", stdout=StringIO(), stderr=StringIO())
             output = ""
@@ -140,7 +142,7 @@ def test_doctor_json_reports_a_bad_url_without_crashing_or_leaking(
 ) -> None:
     url = template.format(port=redis_server.port)
     out, err = StringIO(), StringIO()
-    with override_settings(REDISROLES={"URL": url}):
+    with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
             call_command("redisroles", "doctor", "--json", "--quiet", stdout=out, stderr=err)
         except SystemExit:
@@ -159,7 +161,7 @@ def test_doctor_json_reports_a_bad_url_without_crashing_or_leaking(
 def test_info_reports_a_bad_url_without_crashing_or_leaking(template: str, redis_server) -> None:
     url = template.format(port=redis_server.port)
     out = StringIO()
-    with override_settings(REDISROLES={"URL": url}):
+    with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
             call_command("redisroles", "info", "--json", stdout=out)
         except SystemExit:
