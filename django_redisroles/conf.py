@@ -148,6 +148,9 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "REPLAY_GROUPS": [],
         "REPLAY_MAXLEN": 1000,
         "REPLAY_TTL": 86400,
+        # Rolling upgrade from database-blind channel names: "publish", then
+        # "subscribe", then False (docs/pubsub.md#upgrading-channel-names).
+        "LEGACY_CHANNELS": False,
     },
     "locks": {
         # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.

@@ -66,6 +66,11 @@ def redis_channel(kind: str, name: str) -> bytes:
     return conf.make_key("pubsub", f"db{db}", kind, name).encode()
 
 
+def legacy_redis_channel(kind: str, name: str) -> bytes:
+    """The database-blind channel name of versions before ``redis_channel`` (upgrades only)."""
+    return conf.make_key("pubsub", kind, name).encode()
+
+
 def replay_stream(group: str) -> str:
     """The replay stream key of a group (a key: its database isolates it already)."""
     return conf.make_key("pubsub", "replay", group)
@@ -190,11 +195,23 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         key = (kind, name)
         value = self._names.get(key)
         if value is None:
-            value = replay_stream(name) if kind == "r" else redis_channel(kind, name)
+            if kind == "r":
+                value = replay_stream(name)
+            elif self.options.legacy_channels == "publish":
+                value = legacy_redis_channel(kind, name)  # upgrade step 1: old names
+            else:
+                value = redis_channel(kind, name)
             if len(self._names) > 10000:  # bounded: channel names are per connection
                 self._names.clear()
             self._names[key] = value
         return value
+
+    def _listen_names(self, kind: str, name: str) -> list[bytes]:
+        """The Redis channels a group or channel is subscribed on (both during an upgrade)."""
+        names = [redis_channel(kind, name)]
+        if self.options.legacy_channels:
+            names.append(legacy_redis_channel(kind, name))
+        return names
 
     def is_replay(self, group: str) -> bool:
         """Whether broadcasts to ``group`` are also kept in a replay stream."""
@@ -584,7 +601,7 @@ class _LoopLayer:
         if self.groups.get(group) == {}:
             del self.groups[group]
             self._group_seen.pop(group, None)
-            await self._unsubscribe([self.channel_layer._name("g", group)])
+            await self._unsubscribe(self.channel_layer._listen_names("g", group))
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task of this loop, kept referenced until it is done."""
@@ -736,7 +753,8 @@ class _LoopLayer:
         channel = self.channels.get(name)
         if channel is None:
             channel = self.channels[name] = _Channel(name, self.channel_layer.get_capacity(name))
-            await self._subscribe(self.channel_layer._name("c", name), ("c", name))
+            for rname in self.channel_layer._listen_names("c", name):
+                await self._subscribe(rname, ("c", name))
         return channel
 
     async def receive(self, channel: str) -> Any:
@@ -783,12 +801,12 @@ class _LoopLayer:
 
     async def _drop_channel(self, name: str) -> None:
         self.channels.pop(name, None)
-        gone = [self.channel_layer._name("c", name)]
+        gone = self.channel_layer._listen_names("c", name)
         for group, members in list(self.groups.items()):
             if members.pop(name, None) is not None and not members:
                 del self.groups[group]
                 self._group_seen.pop(group, None)
-                gone.append(self.channel_layer._name("g", group))
+                gone += self.channel_layer._listen_names("g", group)
         await self._unsubscribe(gone)
 
     async def group_add(
@@ -824,7 +842,8 @@ class _LoopLayer:
             member.added = time.monotonic()  # re-adding refreshes group_expiry
         member.catching_up = since_seq is not None
         try:
-            await self._subscribe(layer._name("g", group), ("g", group))
+            for rname in layer._listen_names("g", group):
+                await self._subscribe(rname, ("g", group))
             if not is_replay:
                 return
             if group not in self._group_seen:
@@ -868,7 +887,7 @@ class _LoopLayer:
         if not members:
             del self.groups[group]
             self._group_seen.pop(group, None)
-            await self._unsubscribe([self.channel_layer._name("g", group)])
+            await self._unsubscribe(self.channel_layer._listen_names("g", group))
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None

@@ -84,3 +84,66 @@ def test_broadcast_publishes_on_the_databases_channel(settings, redis_server) ->
     assert message is not None and message["channel"] == b"rr:pubsub:db4:g:news"
     assert spy.get_message(timeout=0.3) is None  # not on the old, database-blind name
     spy.close()
+
+
+async def test_a_three_step_upgrade_loses_and_repeats_nothing(make_layer, redis_client) -> None:
+    """Old processes (database-blind names) and each step's processes side by side."""
+    import msgpack
+
+    old_name = conf.make_key("pubsub", "g", "news")  # the old version's, database-blind
+
+    def old_publish(text: str) -> None:  # what a process of the old version sends
+        redis_client.publish(old_name, msgpack.packb({"type": "notify", "text": text}))
+
+    async def consumer(layer: RedisRolesChannelLayer) -> str:
+        channel = await layer.new_channel()
+        await layer.group_add("news", channel)
+        return channel
+
+    async def gets_once(layer: RedisRolesChannelLayer, channel: str, text: str) -> None:
+        assert (await receive(layer, channel))["text"] == text
+        # A marker sent after it must come next: the message was not delivered twice.
+        await layer.send(channel, {"type": "marker"})
+        assert (await receive(layer, channel))["type"] == "marker", "delivered twice"
+
+    # Step 1 next to the old version: publish on the old names, listen on both.
+    old_listener = redis_client.pubsub()
+    old_listener.subscribe(old_name)
+    old_listener.get_message(timeout=1)
+    step1 = make_layer(legacy_channels="publish")
+    c1 = await consumer(step1)
+    old_publish("from old")
+    await gets_once(step1, c1, "from old")
+    await step1.group_send("news", {"type": "notify", "text": "from step 1"})
+    await gets_once(step1, c1, "from step 1")
+    heard = [old_listener.get_message(timeout=2) for _ in range(2)]
+    assert [b"from old" in m["data"] for m in heard if m] == [True, False]
+    assert b"from step 1" in heard[1]["data"]  # the old version hears step 1
+    old_listener.close()
+
+    # Step 2 next to step 1: publish on the new names, listen on both.
+    step2 = make_layer(legacy_channels="subscribe")
+    c2 = await consumer(step2)
+    await step2.group_send("news", {"type": "notify", "text": "from step 2"})
+    await gets_once(step1, c1, "from step 2")
+    await gets_once(step2, c2, "from step 2")
+    await step1.group_send("news", {"type": "notify", "text": "from step 1 again"})
+    await gets_once(step2, c2, "from step 1 again")
+    await gets_once(step1, c1, "from step 1 again")
+
+    # Done (step 3) next to step 2: the new names only.
+    done = make_layer()
+    c3 = await consumer(done)
+    await done.group_send("news", {"type": "notify", "text": "from step 3"})
+    await gets_once(step2, c2, "from step 3")
+    await gets_once(done, c3, "from step 3")
+    await step2.group_send("news", {"type": "notify", "text": "from step 2 again"})
+    await gets_once(done, c3, "from step 2 again")
+    assert redis_client.pubsub_numsub(old_name)[0][1] == 2  # step 1 and 2 only
+
+
+def test_a_bad_legacy_channels_value_is_refused() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="legacy_channels"):
+        RedisRolesChannelLayer(legacy_channels="yes")
