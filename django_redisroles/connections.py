@@ -34,10 +34,12 @@ from . import conf
 
 __all__ = [
     "aclose_async_clients",
+    "checked_url",
     "get_async_redis",
     "get_async_redis_at",
     "get_redis",
     "get_redis_at",
+    "pool_from_url",
     "pool_kwargs",
     "reset",
 ]

@@ -219,11 +219,6 @@ class RedisRolesClient(DefaultClient):
         self._namespace_regex = (prefix, regex)
         return regex
 
-    def namespace_keys(self, keys: Iterable[bytes]) -> list[bytes]:
-        """The keys among ``keys`` (SCAN results) that really are this cache's."""
-        regex = self.namespace_regex()
-        return [key for key in keys if regex.fullmatch(key)]
-
     # -- TTL policy ----------------------------------------------------------
 
     def ttl_ms(self, key: Any, timeout: Any) -> int | None:
