@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -57,6 +57,40 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "client_name": "redisroles",
 }
 
+#: Connection options passed through to redis-py (plus our ``retry_attempts``);
+#: any other name in ``OPTIONS`` is check ``redisroles.E006``.
+CONNECTION_OPTIONS: frozenset[str] = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "retry_attempts",
+        "retry_on_timeout",
+        "health_check_interval",
+        "max_connections",
+        "client_name",
+        "username",
+        "password",
+        "db",
+        "protocol",
+        "encoding",
+        "encoding_errors",
+        "lib_name",
+        "lib_version",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "ssl_password",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+
 #: Per-role connection option defaults, layered over ``DEFAULT_OPTIONS``.
 ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "cache": {},
@@ -80,6 +114,9 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "INDEX_REFRESH": 60,
         # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
         "RETRY_AFTER": 5,
+        # Most live sessions a user may have (None: no cap); a login beyond it
+        # ends the user's sessions that expire first, atomically with the index write.
+        "MAX_SESSIONS": None,
     },
     "ratelimit": {
         "ENABLED": True,  # False: every limit is off (checks still validate settings)
@@ -111,14 +148,18 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         "REPLAY_GROUPS": [],
         "REPLAY_MAXLEN": 1000,
         "REPLAY_TTL": 86400,
+        # Rolling upgrade from database-blind channel names: "publish", then
+        # "subscribe", then False (docs/pubsub.md#upgrading-channel-names).
+        "LEGACY_CHANNELS": False,
     },
     "locks": {
         # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
         "TTL": 60,
         # Renew held locks every ttl/3 (one watchdog thread per process).
         "AUTO_RENEW": True,
-        # Lifetime of a lock's fence counter, refreshed on every acquire (30 days).
-        "FENCE_TTL": 30 * 24 * 3600,
+        # Lifetime of a lock's fence counter, refreshed on every acquire (a day): one
+        # key per lock *name*, so names made from user input must not pile up for long.
+        "FENCE_TTL": 24 * 3600,
         # Longest a waiter blocks on the wake-up list before trying again.
         "WAIT_POLL": 1.0,
     },
@@ -137,6 +178,11 @@ class RoleConfig:
     def __getitem__(self, name: str) -> Any:
         return self.settings[name]
 
+    def __repr__(self) -> str:
+        # Shown in tracebacks and error reports (frame variables): no credentials.
+        options = {k: MASK if "password" in k else v for k, v in self.options.items()}
+        return f"RoleConfig(role={self.role!r}, url={mask_url(self.url)!r}, options={options!r})"
+
     @property
     def connection_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
         """Identity of the pool this role uses: same URL + options, same pool."""
@@ -150,7 +196,7 @@ def raw() -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ImproperlyConfigured(
-            f"REDISROLES must be a dict, got {type(value).__name__}: {value!r}"
+            f"REDISROLES must be a dict, got {type(value).__name__}: {safe_repr(value)}"
         )
     return dict(value)
 
@@ -163,27 +209,229 @@ def default_url() -> str:
     return os.environ.get("REDIS_URL") or FALLBACK_URL
 
 
-_NETLOC = re.compile(
-    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.S
-)
+#: Characters special in a Redis glob pattern (SCAN MATCH, PUBSUB CHANNELS, PSUBSCRIBE).
+GLOB_SPECIAL = "*?[]\\"
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password (``user:PASSWORD@``, ``?password=``) replaced by ``***``.
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern (``SCAN MATCH``, ``PUBSUB CHANNELS``).
 
-    For every message and output that shows a Redis URL (checks, errors, CLI).
-    Works on malformed URLs too (a check message must not leak a password
-    because the URL it reports is broken), and keeps the host as written.
+    Every SCAN of this app builds its pattern with it: a prefix such as
+    ``tenant[1]`` must match itself, not ``tenant1``. (django-redis's own
+    ``glob_escape`` leaves ``\\`` alone, so ``a\\b`` matched ``ab``.)
     """
-    match = _NETLOC.match(url)
-    if match is None:
-        return url
-    netloc = match["netloc"]
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    rest = re.sub(r"([?&]password=)[^&#]*", r"\1***", match["rest"])
-    return f"{match['scheme']}{netloc}{rest}"
+    return "".join("\\" + ch if ch in GLOB_SPECIAL else ch for ch in text)
+
+
+MASK = "***"
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if isinstance(k, str) and "password" in k.lower() else _masked(v)
+            for k, v in value.items()
+        }
+    return value
+
+
+def safe_repr(value: Any) -> str:
+    """``repr(value)`` for a message: URL credentials and ``*password*`` keys masked."""
+    return mask_url(repr(_masked(value)))
+
+
+def _unquoted(text: str) -> str:
+    """``text`` percent-decoded until it stops changing (``pass%2577ord`` -> ``password``)."""
+    for _ in range(4):
+        decoded = unquote_plus(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+_QUERY_PARAMETERS = CONNECTION_OPTIONS | {"timeout", "socket_read_size", "retry_on_error"}
+_QUERY_NAME = re.compile(r"[?&]([^=&?#/@\s]*)=")
+_NEXT_PARAM = re.compile(r"&([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def mask_url(url: Any) -> str:
+    """``url`` fit to print: no credentials, no password-like query values.
+
+    For every message, log line and output that shows a Redis URL (checks,
+    errors, CLI). Everything between ``://`` and the *last* ``@`` of the raw
+    string is replaced by ``***`` (user name included: with an unencoded
+    ``/``, ``?`` or ``#`` in a password no parser finds where it ends), and so
+    is the value of every query parameter whose name, percent-decoded,
+    contains "password" (``?password=``, ``?ssl_password=``), up to the next
+    ``&name=``. Works on any string, malformed or not; keeps the host as
+    written unless a masked value runs into it.
+    """
+    text = str(url)
+    hidden = [False] * len(text)
+    scheme_end = text.find("://")
+    start = scheme_end + 3 if scheme_end >= 0 else 0
+    at = text.rfind("@")
+    if at >= start:
+        hidden[start:at] = [True] * (at - start)
+    for match in _QUERY_NAME.finditer(text):
+        if "password" not in _unquoted(match.group(1)).lower():
+            continue
+        # The value runs to the next "&name=" naming a connection parameter
+        # (an unencoded "&x=" inside a password is masked with it).
+        end = len(text)
+        for following in _NEXT_PARAM.finditer(text, match.end()):
+            if following.group(1) in _QUERY_PARAMETERS:
+                end = following.start()
+                break
+        hidden[match.end() : end] = [True] * (end - match.end())
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if not hidden[i]:
+            out.append(ch)
+        elif i == 0 or not hidden[i - 1]:
+            out.append(MASK)
+    return "".join(out)
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+
+
+def mask_text(text: Any) -> str:
+    """Free text (an exception message) with every URL in it masked like ``mask_url``."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), str(text))
+
+
+def url_problem(url: Any) -> str | None:
+    """Why ``url`` is not a usable Redis URL, or None when it is.
+
+    Shared by the system checks (``redisroles.E005``/``E013``) and the first
+    connection of a role (``ImproperlyConfigured``). The URL in the answer is
+    masked, and no parser's error text is quoted (it can hold a piece of the
+    password).
+    """
+    if not isinstance(url, str) or not url:
+        return f"must be a non-empty string, got {type(url).__name__}"
+    shown = repr(mask_url(url))
+    scheme, sep, after = url.partition("://")
+    if not sep:
+        return f"{shown} is not a URL (expected scheme://host...)"
+    if scheme not in URL_SCHEMES:
+        return f"{shown} has scheme {scheme!r}; use one of " + ", ".join(
+            s + "://" for s in URL_SCHEMES
+        )
+    userinfo = after.rpartition("@")[0]
+    if any(ch in userinfo for ch in "/?#"):
+        return (
+            f"{shown} has a '/', '?' or '#' before its last '@': in a user name or password "
+            "they must be percent-encoded (%2F, %3F, %23), or the password moved to "
+            'OPTIONS["password"]'
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # its message would quote the bad port: maybe half a password
+        return f"{shown} has an invalid host or port"
+    if parts.scheme == "unix":
+        if not parts.path:
+            return f"{shown} names no socket path (unix:///path/to/redis.sock?db=0)"
+    elif not parts.hostname:
+        return f"{shown} names no host"
+    elif port == 0:
+        return f"{shown} has port 0"
+    db: str | None = None
+    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+    if path:
+        db = path
+    query = parse_qs(parts.query)
+    if query.get("db"):
+        db = query["db"][0]
+    if db is not None and not db.isdigit():
+        return f"{shown} has database {db!r}; the database must be a number"
+    parsers = _redis_query_parsers()
+    for name, values in query.items():
+        if name not in _QUERY_PARAMETERS:
+            # redis-py would pass it on as a keyword argument: a TypeError at connect.
+            return f"{shown} has an unknown query parameter {name!r}"
+        if name.startswith("ssl_") and parts.scheme != "rediss":
+            return f"{shown} has {name!r}, which only a rediss:// (TLS) URL takes"
+        parser = parsers.get(name)
+        if parser is None or not values:
+            continue
+        try:
+            parser(values[0])
+        except (TypeError, ValueError):
+            return f"{shown} has an invalid value for the query parameter {name!r}"
+    return None
+
+
+def _redis_query_parsers() -> Mapping[str, Any]:
+    """The query parameters redis-py converts (and raises ValueError on), by name."""
+    try:
+        from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+    except ImportError:  # pragma: no cover - every supported redis-py has it
+        return {}
+    return URL_QUERY_ARGUMENT_PARSERS
+
+
+def url_query(url: str) -> dict[str, str]:
+    """The query parameters of a URL as redis-py reads them (first value of each)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return {}
+    return {name: values[0] for name, values in parse_qs(query).items() if values}
+
+
+@dataclass(frozen=True)
+class TLSVerification:
+    """What a ``rediss://`` connection verifies, from its URL and options (redis-py's rules)."""
+
+    tls: bool  # a rediss:// URL
+    cert_reqs: str  # "required" | "optional" | "none"
+    #: Whether the certificate must name the host (None: not set, we set True).
+    check_hostname: bool | None
+    #: Where verification was turned off: "URL", "OPTIONS" or None.
+    turned_off_by: str | None
+
+    @property
+    def verified(self) -> bool:
+        return self.tls and self.cert_reqs != "none" and self.check_hostname is not False
+
+
+def _cert_reqs(value: Any) -> str:
+    import ssl
+
+    if value is None or value == ssl.CERT_NONE or str(value).lower() == "none":
+        return "none"
+    if value == ssl.CERT_OPTIONAL or str(value).lower() == "optional":
+        return "optional"
+    return "required"
+
+
+def tls_verification(url: str, options: Mapping[str, Any]) -> TLSVerification:
+    """How a connection to ``url`` with ``options`` verifies the server (URL query wins)."""
+    from redis.connection import to_bool
+
+    tls = url.startswith("rediss://")
+    query = url_query(url)
+    where: str | None = None
+    if "ssl_cert_reqs" in query:
+        cert_reqs = _cert_reqs(query["ssl_cert_reqs"])
+        where = "URL" if cert_reqs == "none" else None
+    else:
+        cert_reqs = _cert_reqs(options.get("ssl_cert_reqs", "required"))
+        where = "OPTIONS" if cert_reqs == "none" else None
+    check_hostname: bool | None = None
+    if "ssl_check_hostname" in query:
+        check_hostname = to_bool(query["ssl_check_hostname"])
+        if check_hostname is False:
+            where = where or "URL"
+    elif options.get("ssl_check_hostname") is not None:
+        check_hostname = bool(options["ssl_check_hostname"])
+        if not check_hostname:
+            where = where or "OPTIONS"
+    return TLSVerification(tls, cert_reqs, check_hostname, where if tls else None)
 
 
 def server_of(url: str) -> tuple[str, ...] | None:
@@ -218,6 +466,28 @@ def url_db(url: str) -> int:
             return int(item[3:] or 0)
     path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
     return int(path) if path.isdigit() else 0
+
+
+def _url_db_or_none(url: str) -> int | None:
+    """The database a URL names (``?db=`` or the path), None when it names none."""
+    parts = urlsplit(url)
+    query_db = parse_qs(parts.query).get("db")
+    if query_db:
+        return int(query_db[0] or 0)
+    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+    return int(path) if path.isdigit() else None
+
+
+def role_db(role: str) -> int:
+    """The database a role's connections select: the URL's, else ``OPTIONS["db"]``, else 0.
+
+    (redis-py lets the URL win over keyword arguments.) Raises ``ValueError``
+    for a malformed URL (check ``redisroles.E005``).
+    """
+    db = _url_db_or_none(role_url(role))
+    if db is None:
+        db = int(role_options(role).get("db") or 0)
+    return db
 
 
 def key_prefix() -> str:
@@ -260,10 +530,12 @@ def _role_raw(role: str) -> dict[str, Any]:
         )
     roles = raw().get("ROLES") or {}
     if not isinstance(roles, Mapping):
-        raise ImproperlyConfigured(f"REDISROLES['ROLES'] must be a dict, got {roles!r}")
+        raise ImproperlyConfigured(f"REDISROLES['ROLES'] must be a dict, got {safe_repr(roles)}")
     value = roles.get(role) or {}
     if not isinstance(value, Mapping):
-        raise ImproperlyConfigured(f"REDISROLES['ROLES'][{role!r}] must be a dict, got {value!r}")
+        raise ImproperlyConfigured(
+            f"REDISROLES['ROLES'][{role!r}] must be a dict, got {safe_repr(value)}"
+        )
     return dict(value)
 
 

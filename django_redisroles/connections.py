@@ -26,6 +26,7 @@ import redis.asyncio.retry
 import redis.backoff
 import redis.exceptions
 import redis.retry
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -33,10 +34,12 @@ from . import conf
 
 __all__ = [
     "aclose_async_clients",
+    "checked_url",
     "get_async_redis",
     "get_async_redis_at",
     "get_redis",
     "get_redis_at",
+    "pool_from_url",
     "pool_kwargs",
     "reset",
 ]
@@ -82,18 +85,53 @@ def pool_kwargs(options: dict[str, Any], url: str, *, asyncio_: bool = False) ->
         # Unix-socket connections take no TCP keepalive options.
         kwargs.pop("socket_keepalive", None)
         kwargs.pop("socket_keepalive_options", None)
+    tls = conf.tls_verification(url, options)
+    if tls.tls and tls.check_hostname is None and tls.cert_reqs != "none":
+        # redis-py < 6 does not check that the certificate names the host
+        # (ssl_check_hostname=False): any certificate the CA signed, for any
+        # name, was accepted. Verified on every supported redis-py.
+        kwargs["ssl_check_hostname"] = True
     return kwargs
 
 
+def checked_url(url: str, where: str) -> str:
+    """``url`` if it is a usable Redis URL, else ``ImproperlyConfigured`` naming it masked.
+
+    Never a bare ``ValueError`` from the URL parser, whose text may quote a
+    piece of the password.
+    """
+    problem = conf.url_problem(url)
+    if problem is not None:
+        raise ImproperlyConfigured(f"The Redis URL of {where} is not usable: {problem}.")
+    return url
+
+
+def pool_from_url(cls: Any, url: str, kwargs: dict[str, Any], where: str) -> Any:
+    """``cls.from_url(url, **kwargs)``; a URL redis-py refuses is ``ImproperlyConfigured``.
+
+    ``where`` names the URL's owner in the message ("the cache role").
+    """
+    checked_url(url, where)
+    try:
+        return cls.from_url(url, **kwargs)
+    except ValueError:
+        # redis-py's message may quote the URL: say which one, masked, and why not.
+        raise ImproperlyConfigured(
+            f"redis-py refused the Redis URL of {where}, {conf.mask_url(url)!r} "
+            "(its message is not shown: it may quote the password); check the query "
+            "parameters and options against docs/settings.md."
+        ) from None
+
+
 def _build_sync(cfg: conf.RoleConfig) -> redis.Redis:
-    pool = redis.ConnectionPool.from_url(cfg.url, **pool_kwargs(dict(cfg.options), cfg.url))
+    kwargs = pool_kwargs(dict(cfg.options), cfg.url)
+    pool = pool_from_url(redis.ConnectionPool, cfg.url, kwargs, f"the {cfg.role} role")
     return redis.Redis(connection_pool=pool)  # pool lifetime is ours (reset())
 
 
 def _build_async(cfg: conf.RoleConfig) -> redis.asyncio.Redis:
-    pool = redis.asyncio.ConnectionPool.from_url(
-        cfg.url, **pool_kwargs(dict(cfg.options), cfg.url, asyncio_=True)
-    )
+    kwargs = pool_kwargs(dict(cfg.options), cfg.url, asyncio_=True)
+    pool = pool_from_url(redis.asyncio.ConnectionPool, cfg.url, kwargs, f"the {cfg.role} role")
     # from_pool: the client owns the pool, so aclose() disconnects it too.
     return redis.asyncio.Redis.from_pool(pool)
 

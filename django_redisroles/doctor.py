@@ -36,9 +36,10 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from . import conf
-from .connections import pool_kwargs
+from .connections import pool_from_url, pool_kwargs
 
 __all__ = [
     "CACHE_BACKEND",
@@ -187,6 +188,9 @@ class Server:
     new_connections_per_s: float | None = None
     connections_base: int = 0  # total_connections_received when the window opened
     databases: list[Database] = field(default_factory=list)
+    #: Subscribed pub/sub channels named without a database (django-redisroles before
+    #: channel names carried it): ``<prefix>:pubsub:g:...`` / ``:c:...``.
+    legacy_channels: list[str] = field(default_factory=list)
 
     # -- derived -----------------------------------------------------------
     @property
@@ -340,6 +344,9 @@ def conf_size(n: int) -> str:
 
 
 def url_label(url: str) -> str:
+    """``host:port`` (or ``unix:path``) of a URL; the masked URL when it is malformed."""
+    if conf.url_problem(url) is not None:
+        return conf.mask_url(url)
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"unix:{parts.path}"
@@ -464,7 +471,7 @@ def _client(url: str, options: Mapping[str, Any], timeout: float) -> redis.Redis
         client_name=DOCTOR_CLIENT_NAME,
     )
     opts.pop("health_check_interval", None)
-    pool = redis.ConnectionPool.from_url(url, **pool_kwargs(opts, url))
+    pool = pool_from_url(redis.ConnectionPool, url, pool_kwargs(opts, url), "this role")
     return redis.Redis(connection_pool=pool)
 
 
@@ -480,14 +487,14 @@ def _connect(roles: Iterable[str], limits: Limits) -> list[Server]:
         try:
             client = _client(url, conf.role_options(url_roles[0]), limits.timeout)
             info = client.info()
-        except (redis.RedisError, ValueError, OSError) as exc:  # ValueError: a bad URL
+        except (redis.RedisError, ImproperlyConfigured, OSError) as exc:  # a bad URL too
             if client is not None:
                 client.connection_pool.disconnect()
             key = f"unreachable:{label}"
             server = servers.setdefault(key, Server(label, [], []))
             server.urls.append(conf.mask_url(url))
             server.roles += url_roles
-            server.error = f"{type(exc).__name__}: {exc}"
+            server.error = f"{type(exc).__name__}: {conf.mask_text(exc)}"
             continue
         db = Database(conf.url_db(url), list(url_roles), [], client=client)
         for role in url_roles:
@@ -530,6 +537,15 @@ def _gather_server(server: Server, limits: Limits) -> None:
         server.clients = [{k: str(v) for k, v in c.items()} for c in client.client_list()]
     except redis.ResponseError:
         server.clients = []
+    if "pubsub" in server.roles:
+        legacy: list[str] = []
+        for kind in ("g", "c"):
+            prefix = conf.make_key("pubsub", kind, "")
+            for name in client.pubsub_channels(conf.glob_escape(prefix) + "*"):
+                text = name.decode(errors="backslashreplace")
+                if text.startswith(prefix):
+                    legacy.append(text)
+        server.legacy_channels = sorted(legacy)
 
 
 def _str_dict(value: Mapping[Any, Any]) -> dict[str, str]:
@@ -933,7 +949,8 @@ def keys_without_ttl(ctx: Context) -> Iterable[Finding]:
                     Fix(
                         "Every key the role writes has a TTL, so these come from other code or "
                         "an older version: give them one (EXPIRE key seconds) or delete them, "
-                        f"e.g. redis-cli -n {database.db} --scan --pattern '{ns.prefix}*' and "
+                        f"e.g. redis-cli -n {database.db} --scan --pattern "
+                        f"'{conf.glob_escape(ns.prefix)}*' and "
                         "UNLINK the ones PTTL reports -1 for."
                     ),
                     {
@@ -1172,6 +1189,29 @@ def pubsub_clients(ctx: Context) -> Iterable[Finding]:
 
 
 @rule
+def pubsub_legacy_channels(ctx: Context) -> Iterable[Finding]:
+    for server in _reachable(ctx):
+        if not _on(server, "pubsub", ctx) or not server.legacy_channels:
+            continue
+        examples = server.legacy_channels[: ctx.limits.examples]
+        yield Finding(
+            "W145",
+            "warning",
+            ["pubsub"],
+            server.label,
+            f"{len(server.legacy_channels)} pub/sub channels with subscribers are named without "
+            "a database (" + ", ".join(examples) + "): processes of an older django-redisroles. "
+            "They and this version do not hear each other's broadcasts, and every project with "
+            "this KEY_PREFIX on this server hears theirs, whatever its database.",
+            Fix(
+                "Finish the deploy (restart the old processes), or upgrade the other project; "
+                "give each project its own KEY_PREFIX (see docs/security.md)."
+            ),
+            {"channels": examples, "count": len(server.legacy_channels)},
+        )
+
+
+@rule
 def locks_policy(ctx: Context) -> Iterable[Finding]:
     for server in _reachable(ctx):
         if not _on(server, "locks", ctx):
@@ -1224,10 +1264,14 @@ class Report:
         for role in self.roles:
             server = next((s for s in self.servers if role in s.roles), None)
             url = conf.role_url(role)
+            try:
+                db: int | None = conf.url_db(url)
+            except ValueError:  # a malformed URL: the E100 finding says why
+                db = None
             role_map[role] = {
                 "url": conf.mask_url(url),
                 "instance": server.label if server else None,
-                "db": conf.url_db(url),
+                "db": db,
             }
         return {
             "schema": JSON_SCHEMA_VERSION,

@@ -9,6 +9,7 @@ Ctrl-C stops the server and the redis-server it started.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
 import socket
@@ -23,6 +24,42 @@ def port_is_free(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_public_host(host: str) -> str | None:
+    """Why the demo will not listen on ``host``, or None.
+
+    Beyond this machine the demo would serve its DEBUG pages, a known
+    SECRET_KEY and the demo/demo account to the network.
+    """
+    if is_loopback(host):
+        return None
+    if os.environ.get("DJANGO_DEBUG", "1") == "1" or not os.environ.get("DJANGO_SECRET_KEY"):
+        return (
+            f"--host {host} would serve the demo beyond this machine, with DEBUG on and a "
+            "known SECRET_KEY. Set DJANGO_DEBUG=0 and DJANGO_SECRET_KEY=<a long random "
+            "string> first (and change the demo user's password), or use --host 127.0.0.1."
+        )
+    return None
+
+
+def shown_env(name: str) -> str:
+    """``NAME=value`` for a command line to copy; a value holding a password stays ``$NAME``."""
+    from django_redisroles.conf import mask_url
+
+    value = os.environ[name]
+    if mask_url(value) != value:
+        return f'{name}="${name}"'
+    return f"{name}={shlex.quote(value)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -34,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where the demo keeps its SQLite database and redis data (default: .demo/)",
     )
     args = parser.parse_args(argv)
+    refused = refuse_public_host(args.host)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
 
     state: Path = args.state_dir
     state.mkdir(parents=True, exist_ok=True)
@@ -50,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["REDIS_URL"] = server.url()
         print(f"Started redis-server on {server.url()} (pid {server.pid})", flush=True)
     else:
-        print(f"Using Redis at $REDIS_URL={os.environ['REDIS_URL']}", flush=True)
+        from django_redisroles.conf import mask_url
+
+        print(f"Using Redis at $REDIS_URL={mask_url(os.environ['REDIS_URL'])}", flush=True)
 
     try:
         import django
@@ -75,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         # manage.py commands in another terminal (notify, nightly_report, redisroles
         # locks) must reach this Redis and this database, not the defaults.
-        env = " ".join(f"{n}={shlex.quote(os.environ[n])}" for n in ("REDIS_URL", "DJANGO_DB"))
+        env = " ".join(shown_env(n) for n in ("REDIS_URL", "DJANGO_DB"))
         python = Path(sys.executable)
         if python.is_relative_to(ROOT):  # scripts/demo's .venv
             python = python.relative_to(ROOT)

@@ -12,8 +12,13 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "redisroles-demo-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# A known key only in the demo's own DEBUG mode; anything else must bring its own.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ("redisroles-demo-not-secret" if DEBUG else "")
+if not SECRET_KEY:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_DEBUG=0 needs DJANGO_SECRET_KEY (a long random string).")
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 INSTALLED_APPS = [

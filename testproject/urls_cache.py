@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, path
 
 from . import views_cache
+from .views import members_only
 
 #: (title, url name) pairs listed on the home page.
 DEMO_LINKS: list[tuple[str, str]] = [
@@ -13,6 +14,6 @@ DEMO_LINKS: list[tuple[str, str]] = [
 ]
 
 urlpatterns: list[URLPattern] = [
-    path("user/", views_cache.user, name="cache-user"),
-    path("user/async/", views_cache.auser, name="cache-user-async"),
+    path("user/", members_only(views_cache.user), name="cache-user"),
+    path("user/async/", members_only(views_cache.auser), name="cache-user-async"),
 ]

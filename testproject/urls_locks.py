@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, path
 
 from . import views_locks
+from .views import members_only
 
 app_name = "locks"
 
@@ -12,5 +13,6 @@ app_name = "locks"
 DEMO_LINKS: list[tuple[str, str]] = [("Held locks, and one to take", "locks:index")]
 
 urlpatterns: list[URLPattern] = [
-    path("", views_locks.index, name="index"),
+    # Lock holders' host, pid and command line: for logged-in users only.
+    path("", members_only(views_locks.index), name="index"),
 ]

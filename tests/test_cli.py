@@ -29,5 +29,5 @@ def test_info_hides_passwords_and_fails_when_unreachable(redis_factory, settings
         call_command("redisroles", "info", stdout=out)
     assert exc.value.code == 1
     assert "hunter2" not in out.getvalue()
-    assert "app:***@127.0.0.1" in out.getvalue()
+    assert "redis://***@127.0.0.1" in out.getvalue()
     assert "ConnectionError" in out.getvalue()

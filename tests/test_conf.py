@@ -78,12 +78,20 @@ def test_make_key_is_namespaced(settings) -> None:
     ("url", "shown"),
     [
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-        ("redis://app:hunter2@host:6379/0", "redis://app:***@host:6379/0"),
-        ("rediss://:hunter2@host", "rediss://:***@host"),
-        ("redis://app:p@ss@host/0", "redis://app:***@host/0"),  # '@' in the password
-        ("redis://app:hunter2@[::1]:6380/2", "redis://app:***@[::1]:6380/2"),
+        ("redis://app:hunter2@host:6379/0", "redis://***@host:6379/0"),
+        ("rediss://:hunter2@host", "rediss://***@host"),
+        ("redis://app:p@ss@host/0", "redis://***@host/0"),  # '@' in the password
+        ("redis://app:hunter2@[::1]:6380/2", "redis://***@[::1]:6380/2"),
         ("redis://host/0?password=hunter2&db=1", "redis://host/0?password=***&db=1"),
-        ("redis://app:hunter2@host:notaport/x", "redis://app:***@host:notaport/x"),
+        ("redis://app:hunter2@host:notaport/x", "redis://***@host:notaport/x"),
+        # Unencoded '/', '#', '?' in a password: no parser finds its end; the last '@' does.
+        ("redis://:S3cr/et+Pw@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://app:hunter#2@host/0", "redis://***@host/0"),
+        ("redis://app:a?b=c@host/0", "redis://***@host/0"),
+        ("rediss://host/0?ssl_password=k3y&db=1", "rediss://host/0?ssl_password=***&db=1"),
+        ("redis://host/0?pass%77ord=hunter2", "redis://host/0?pass%77ord=***"),
+        ("redis://host/0?PASSWORD=hunter2#x", "redis://host/0?PASSWORD=***"),
+        ("redis:/app:hunter2@host/0", "***@host/0"),  # no '://': all before the '@' goes
         ("unix:///run/redis.sock?db=3", "unix:///run/redis.sock?db=3"),
     ],
 )

@@ -86,3 +86,38 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.org", "::"])
+def test_demo_refuses_a_public_host_in_debug_mode(host: str, monkeypatch) -> None:
+    from testproject import demo
+
+    monkeypatch.delenv("DJANGO_DEBUG", raising=False)
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    assert demo.main(["--host", host]) == 2
+    monkeypatch.setenv("DJANGO_DEBUG", "0")
+    assert demo.refuse_public_host(host) is not None  # still no secret
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "x" * 50)
+    assert demo.refuse_public_host(host) is None
+    for loopback in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        assert demo.refuse_public_host(loopback) is None
+
+
+def test_demo_console_never_prints_a_redis_password(monkeypatch) -> None:
+    from testproject import demo
+
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@redis.internal:6379/0")
+    assert "hunter2" not in demo.shown_env("REDIS_URL")
+    assert demo.shown_env("REDIS_URL") == 'REDIS_URL="$REDIS_URL"'
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6399/0")
+    assert demo.shown_env("REDIS_URL") == "REDIS_URL=redis://127.0.0.1:6399/0"
+
+
+def test_settings_refuse_debug_off_without_a_secret_key() -> None:
+    env = {**os.environ, "DJANGO_DEBUG": "0"}
+    env.pop("DJANGO_SECRET_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-c", "import testproject.settings"],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr

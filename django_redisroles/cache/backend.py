@@ -603,7 +603,10 @@ class RedisRolesCache(RedisCache):
         redis_ = self._aclient()
         removed = 0
         batch: list[bytes] = []
+        regex = self.client.namespace_regex()
         async for key in redis_.scan_iter(match=self.client.namespace_pattern(), count=1000):
+            if not regex.fullmatch(key):
+                continue  # matched the glob, but is not one of ours
             batch.append(key)
             if len(batch) >= 1000:
                 removed += await redis_.unlink(*batch)

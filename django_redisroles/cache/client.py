@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import redis
 import redis.asyncio
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_redis.client import DefaultClient
-from django_redis.client.default import _main_exceptions, glob_escape
+from django_redis.client.default import _main_exceptions
 from django_redis.exceptions import ConnectionInterrupted
 from django_redis.util import CacheKey
 from redis.exceptions import ResponseError
@@ -91,6 +92,25 @@ def is_command_error(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and not isinstance(exc, _UNAVAILABLE_ANSWERS)
 
 
+def namespace_regex(key_func: Any, prefix: str, *, skip_roles: bool = True) -> re.Pattern[bytes]:
+    """The keys ``key_func`` makes under ``prefix``, any version (a whole number, or the
+    ``<version>.lock`` of a single-flight lock), any key.
+
+    Keys that look like another redisroles project's (``<prefix>:<n>:<role>:...``:
+    a project whose KEY_PREFIX is ``<prefix>:<n>``) are not matched: ``clear()``
+    leaves such a key to its TTL rather than end another project's sessions.
+    """
+    made = key_func("\x00key", prefix, "\x00version")
+    pattern = re.escape(made)
+    version = r"-?[0-9]+(?:\.lock)?"
+    if skip_roles and made.endswith(":\x00version:\x00key"):  # the default layout
+        roles = "|".join(conf.ROLES)
+        version += rf"(?!:(?:{roles}):)"
+    pattern = pattern.replace(re.escape("\x00version"), version, 1)
+    pattern = pattern.replace(re.escape("\x00key"), ".*", 1)
+    return re.compile(pattern.encode(), re.S)
+
+
 class TimeoutRequired(ValueError):
     """A write asked for a key without a TTL and the cache does not allow it."""
 
@@ -119,6 +139,7 @@ class RedisRolesClient(DefaultClient):
         if not params.get("REVERSE_KEY_FUNCTION"):
             # django-redis's default assumes a prefix without ":"; ours has one.
             self.reverse_key = self._reverse_key
+        self._namespace_regex: tuple[str, re.Pattern[bytes]] | None = None
         threshold = backend._rr["COMPRESS_MIN_SIZE"]
         if threshold is not None and hasattr(self._compressor, "min_length"):
             self._compressor.min_length = threshold
@@ -181,7 +202,22 @@ class RedisRolesClient(DefaultClient):
         # int; our single-flight locks use "<version>.lock"): with a KEY_PREFIX
         # equal to the REDISROLES one, "<prefix>:*:*" would also match every
         # other role's "<prefix>:<role>:..." keys, and clear() log everyone out.
-        return backend.key_func("*", glob_escape(backend.key_prefix), VERSION_GLOB)
+        return backend.key_func("*", conf.glob_escape(backend.key_prefix), VERSION_GLOB)
+
+    def namespace_regex(self) -> re.Pattern[bytes]:
+        """What a key of this cache looks like, anchored: ``clear()`` checks each scanned key.
+
+        The SCAN glob cannot say "a whole number, then ':'" (``[0-9-]*`` runs
+        on past a ':'); this can: ``shop:2x:...`` or ``shop:-:...`` is not ours.
+        """
+        backend = self._backend
+        prefix = backend.key_prefix
+        cached = self._namespace_regex
+        if cached is not None and cached[0] == prefix:
+            return cached[1]
+        regex = namespace_regex(backend.key_func, prefix)
+        self._namespace_regex = (prefix, regex)
+        return regex
 
     # -- TTL policy ----------------------------------------------------------
 
@@ -375,7 +411,10 @@ class RedisRolesClient(DefaultClient):
         removed = 0
         try:
             batch: list[bytes] = []
+            regex = self.namespace_regex()
             for key in write.scan_iter(match=self.namespace_pattern(), count=CLEAR_BATCH):
+                if not regex.fullmatch(key):
+                    continue  # matched the glob, but is not one of ours
                 batch.append(key)
                 if len(batch) >= CLEAR_BATCH:
                     removed += write.unlink(*batch)

@@ -36,11 +36,21 @@ def cache_namespace(entry: Mapping[str, Any]) -> str:
     return default_key_prefix()
 
 
+def cache_locations(entry: Mapping[str, Any]) -> list[str]:
+    """The Redis URLs of a RedisRolesCache entry's LOCATION (empty: the cache role's)."""
+    location = entry.get("LOCATION")
+    if not location:
+        return []
+    urls = location if isinstance(location, list | tuple) else str(location).split(",")
+    return [str(url).strip() for url in urls]
+
+
 @register()
 def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every RedisRolesCache entry keeps the TTL promise and has valid OPTIONS."""
     errors: list[CheckMessage] = []
     namespaces: dict[tuple[str, str], str] = {}
+    enclosed: list[tuple[str, Any, Mapping[str, Any]]] = []
     for alias, entry in redisroles_caches().items():
         where = f"CACHES[{alias!r}]"
         options = entry.get("OPTIONS") or {}
@@ -133,6 +143,18 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             key = (server, conf.url_db(primary), namespace)
         except (ImproperlyConfigured, ValueError, IndexError):
             continue  # a malformed REDISROLES or LOCATION is E001-E005 / E013's business
+        if any(ch in conf.GLOB_SPECIAL for ch in namespace):
+            errors.append(
+                Error(
+                    f"{where}'s KEY_PREFIX {namespace!r} contains a glob character "
+                    "(*, ?, [, ] or \\): a delete-by-pattern built from it without escaping "
+                    "(redis-cli --scan --pattern, django-redis's delete_pattern) matches "
+                    "other prefixes' keys.",
+                    hint="Use letters, digits and - _ . : in KEY_PREFIX.",
+                    id="redisroles.E014",
+                )
+            )
+        enclosed.append((where, key, entry))
         other = namespaces.get(key)
         if other is not None:
             errors.append(
@@ -146,4 +168,59 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         else:
             namespaces[key] = alias
-    return errors
+    return errors + _nested_namespaces(enclosed)
+
+
+def _key_func(entry: Mapping[str, Any]) -> Any:
+    from django.core.cache.backends.base import default_key_func
+
+    path = entry.get("KEY_FUNCTION")
+    if path is None:
+        return default_key_func
+    try:
+        return import_string(path) if isinstance(path, str) else path
+    except ImportError:
+        return default_key_func
+
+
+def _nested_namespaces(caches: list[tuple[str, Any, Mapping[str, Any]]]) -> list[CheckMessage]:
+    """``redisroles.W011``: a cache's ``clear()`` would match another namespace's keys.
+
+    A cache with KEY_PREFIX ``shop`` clears ``shop:<version>:*``; with a
+    REDISROLES KEY_PREFIX ``shop:2`` (or another cache's ``shop:2``) on the same
+    Redis database, ``shop:2:sessions:...`` looks like version 2 of that cache.
+    """
+    from ..cache.client import namespace_regex
+
+    try:
+        others = [
+            (f"the {role} role's keys", (conf.server_of(url) or (url,), conf.url_db(url)), ns)
+            for role in conf.ROLES
+            if role != "cache"
+            for url in [conf.role_url(role)]
+            for ns in [conf.make_key(role)]
+        ]
+    except (ImproperlyConfigured, ValueError):
+        return []  # E001-E005
+    others += [(f"{where}'s keys", key[:2], key[2]) for where, key, _ in caches]
+    messages: list[CheckMessage] = []
+    for where, key, entry in caches:
+        regex = namespace_regex(_key_func(entry), key[2], skip_roles=False)
+        for other_where, place, other_ns in others:
+            if other_where == f"{where}'s keys" or place != key[:2]:
+                continue
+            if regex.fullmatch(f"{other_ns}:x".encode()):
+                messages.append(
+                    Warning(
+                        f"{where}'s KEY_PREFIX {key[2]!r} encloses {other_where} "
+                        f"({other_ns!r}:...) on the same Redis database: "
+                        f"{other_ns!r}:... keys look like a version of this cache: a "
+                        "delete-by-pattern of the cache's namespace takes them (clear() skips "
+                        "keys shaped like a role's, another cache's are not).",
+                        hint="Give the cache a KEY_PREFIX that is not followed by ':<number>' "
+                        "in another namespace (leave it out: the default is "
+                        "'<REDISROLES KEY_PREFIX>:cache').",
+                        id="redisroles.W011",
+                    )
+                )
+    return messages

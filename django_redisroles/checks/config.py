@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
@@ -12,37 +11,7 @@ from django.core.checks import CheckMessage, Error, register
 from .. import conf
 
 #: Connection options we pass through to redis-py (plus our ``retry_attempts``).
-KNOWN_OPTIONS: frozenset[str] = frozenset(
-    {
-        "socket_timeout",
-        "socket_connect_timeout",
-        "socket_keepalive",
-        "socket_keepalive_options",
-        "retry_attempts",
-        "retry_on_timeout",
-        "health_check_interval",
-        "max_connections",
-        "client_name",
-        "username",
-        "password",
-        "db",
-        "protocol",
-        "encoding",
-        "encoding_errors",
-        "lib_name",
-        "lib_version",
-        "ssl_keyfile",
-        "ssl_certfile",
-        "ssl_cert_reqs",
-        "ssl_ca_certs",
-        "ssl_ca_path",
-        "ssl_ca_data",
-        "ssl_check_hostname",
-        "ssl_password",
-        "ssl_min_version",
-        "ssl_ciphers",
-    }
-)
+KNOWN_OPTIONS: frozenset[str] = conf.CONNECTION_OPTIONS
 
 #: Options that would change what the roles get back from Redis.
 FORBIDDEN_OPTIONS: dict[str, str] = {
@@ -52,37 +21,8 @@ FORBIDDEN_OPTIONS: dict[str, str] = {
 
 
 def validate_url(url: Any) -> str | None:
-    """Why ``url`` is not a usable Redis URL, or None when it is."""
-    if not isinstance(url, str) or not url:
-        return f"must be a non-empty string, got {url!r}"
-    shown = conf.mask_url(url)  # check output ends up in CI logs: no passwords
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        return f"{shown!r} is not a valid URL ({exc})"
-    if parts.scheme not in conf.URL_SCHEMES:
-        return (
-            f"{shown!r} has scheme {parts.scheme or '(none)'!r}; "
-            f"use one of {', '.join(s + '://' for s in conf.URL_SCHEMES)}"
-        )
-    if parts.scheme == "unix":
-        if not parts.path:
-            return f"{shown!r} names no socket path (unix:///path/to/redis.sock?db=0)"
-    elif not parts.hostname:
-        return f"{shown!r} names no host"
-    elif port == 0:
-        return f"{shown!r} has port 0"
-    db: str | None = None
-    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
-    if path:
-        db = path
-    query_db = parse_qs(parts.query).get("db")
-    if query_db:
-        db = query_db[0]
-    if db is not None and not db.isdigit():
-        return f"{shown!r} has database {db!r}; the database must be a number"
-    return None
+    """Why ``url`` is not a usable Redis URL, or None when it is (``conf.url_problem``)."""
+    return conf.url_problem(url)
 
 
 def _check_options(where: str, options: Any) -> list[CheckMessage]:
@@ -91,7 +31,7 @@ def _check_options(where: str, options: Any) -> list[CheckMessage]:
     if not isinstance(options, Mapping):
         return [
             Error(
-                f"{where} must be a dict of connection options, got {options!r}.",
+                f"{where} must be a dict of connection options, got {conf.safe_repr(options)}.",
                 hint='For example {"socket_timeout": 1.0, "max_connections": 50}.',
                 id="redisroles.E006",
             )
@@ -141,7 +81,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not isinstance(value, Mapping):
         return [
             Error(
-                f"REDISROLES must be a dict, got {type(value).__name__}: {value!r}.",
+                f"REDISROLES must be a dict, got {type(value).__name__}: {conf.safe_repr(value)}.",
                 hint='REDISROLES = {"URL": "redis://127.0.0.1:6379/0"}',
                 id="redisroles.E001",
             )
@@ -173,12 +113,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
 
+    prefix = value.get("KEY_PREFIX")
+    if isinstance(prefix, str) and any(ch in conf.GLOB_SPECIAL for ch in prefix):
+        errors.append(
+            Error(
+                f"REDISROLES['KEY_PREFIX'] {prefix!r} contains a glob character "
+                "(*, ?, [, ] or \\): a pattern built from it without escaping, such as "
+                "redis-cli --scan --pattern or another app's delete-by-pattern, matches other "
+                "prefixes' keys.",
+                hint="Use letters, digits and - _ . : in KEY_PREFIX.",
+                id="redisroles.E007",
+            )
+        )
+
     roles = value.get("ROLES") or {}
     if not isinstance(roles, Mapping):
         return [
             *errors,
             Error(
-                f'REDISROLES["ROLES"] must be a dict of role name to settings, got {roles!r}.',
+                'REDISROLES["ROLES"] must be a dict of role name to settings, got '
+                f"{conf.safe_repr(roles)}.",
                 hint='REDISROLES = {"ROLES": {"cache": {"URL": "redis://cache-host:6379/0"}}}',
                 id="redisroles.E003",
             ),
@@ -199,7 +153,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         if not isinstance(role_value, Mapping):
             errors.append(
                 Error(
-                    f"{where} must be a dict, got {role_value!r}.",
+                    f"{where} must be a dict, got {conf.safe_repr(role_value)}.",
                     hint=f'{where} = {{"URL": "redis://host:6379/0"}}',
                     id="redisroles.E004",
                 )

@@ -78,7 +78,8 @@ def run_doctor_checks() -> list[CheckMessage]:
     except Exception as exc:  # noqa: BLE001 - a check must report, never crash `check`
         return [
             Warning(
-                f"redisroles could not check its Redis servers: {type(exc).__name__}: {exc}",
+                "redisroles could not check its Redis servers: "
+                f"{type(exc).__name__}: {conf.mask_text(exc)}",
                 hint="Run `python manage.py redisroles doctor` for details.",
                 id="redisroles.W199",
             )

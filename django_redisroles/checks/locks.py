@@ -14,7 +14,7 @@ _WHERE = 'REDISROLES["ROLES"]["locks"]'
 #: Setting -> (smallest allowed value, example).
 _POSITIVE: dict[str, tuple[float, str]] = {
     "TTL": (0.001, '"TTL": 60'),
-    "FENCE_TTL": (1.0, '"FENCE_TTL": 30 * 24 * 3600'),
+    "FENCE_TTL": (1.0, '"FENCE_TTL": 24 * 3600'),
     "WAIT_POLL": (0.01, '"WAIT_POLL": 1.0'),
 }
 

@@ -72,6 +72,24 @@ def _check_role_settings() -> list[CheckMessage]:
                     id="redisroles.E021",
                 )
             )
+    cap = values.get("MAX_SESSIONS")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        errors.append(
+            Error(
+                f"{where}['MAX_SESSIONS'] must be None or a whole number >= 1, got {cap!r}.",
+                hint='For example "MAX_SESSIONS": 10 (a login beyond it ends the oldest).',
+                id="redisroles.E021",
+            )
+        )
+    elif cap is not None and not values.get("USER_INDEX"):
+        errors.append(
+            Error(
+                f"{where}['MAX_SESSIONS'] needs the user index (USER_INDEX = True): without "
+                "it a user's sessions cannot be counted.",
+                hint='Set "USER_INDEX": True, or remove MAX_SESSIONS.',
+                id="redisroles.E021",
+            )
+        )
     return errors
 
 

@@ -8,6 +8,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
 from ..connections import get_redis
@@ -39,7 +40,7 @@ def describe() -> list[dict[str, Any]]:
             client.ping()
             row["ping_ms"] = round((time.perf_counter() - start) * 1000, 3)
             row["error"] = None
-        except redis.RedisError as exc:
+        except (redis.RedisError, ImproperlyConfigured) as exc:  # a malformed URL too
             row["ping_ms"] = None
             row["error"] = f"{type(exc).__name__}: {exc}"
         rows.append(row)

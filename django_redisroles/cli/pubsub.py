@@ -10,6 +10,7 @@ import redis
 
 from .. import conf
 from ..connections import get_redis
+from ..pubsub.layer import redis_channel, replay_stream
 
 HELP = "Show pub/sub groups with their subscribed processes, and the replay streams."
 
@@ -20,18 +21,33 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def describe() -> dict[str, Any]:
     client = get_redis("pubsub")
-    group_prefix = conf.make_key("pubsub", "g", "")
-    names = sorted(n.decode() for n in client.pubsub_channels(group_prefix + "*"))
+    group_prefix = redis_channel("g", "")
+    names = sorted(
+        n
+        for n in client.pubsub_channels(conf.glob_escape(group_prefix.decode()) + "*")
+        if n.startswith(group_prefix)  # anchored, as every pattern of ours
+    )
     counts = dict(client.pubsub_numsub(*names)) if names else {}
     groups = [
         # One subscription per process (per event loop), whatever its consumer count.
-        {"group": n[len(group_prefix) :], "processes": int(counts.get(n.encode(), 0))}
+        {"group": n[len(group_prefix) :].decode(errors="replace"), "processes": int(counts[n])}
         for n in names
     ]
-    consumers = len(client.pubsub_channels(conf.make_key("pubsub", "c", "*")))
-    stream_prefix = conf.make_key("pubsub", "replay", "")
+    consumer_prefix = redis_channel("c", "")
+    consumers = sum(
+        1
+        for n in client.pubsub_channels(conf.glob_escape(consumer_prefix.decode()) + "*")
+        if n.startswith(consumer_prefix)
+    )
+    stream_prefix = replay_stream("")
+    pattern = conf.glob_escape(stream_prefix) + "*"
+    keys = [
+        k
+        for k in client.scan_iter(match=pattern, count=500)
+        if k.startswith(stream_prefix.encode())
+    ]
     streams = []
-    for key in sorted(client.scan_iter(match=stream_prefix + "*", count=500)):
+    for key in sorted(keys):
         last = client.xrevrange(key, count=1)
         streams.append(
             {

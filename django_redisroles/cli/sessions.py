@@ -19,6 +19,17 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--logout", action="store_true", help="end the user's sessions")
     parser.add_argument("--keep", metavar="SESSION_KEY", help="with --logout: spare this session")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--show-keys",
+        action="store_true",
+        help="print whole session keys (they are login cookies: anyone holding one is "
+        "logged in as the user); by default only their first 8 characters",
+    )
+
+
+def shown_key(session_key: str, options: dict[str, Any]) -> str:
+    """A session key as printed: its first 8 characters unless ``--show-keys``."""
+    return session_key if options.get("show_keys") else f"{session_key[:8]}…"
 
 
 def _user(options: dict[str, Any]) -> Any:
@@ -58,7 +69,7 @@ def _handle(command: Any, options: dict[str, Any], user: Any) -> int:
     if options["json"]:
         rows = [
             {
-                "session_key": s.session_key,
+                "session_key": shown_key(s.session_key, options),
                 "device": s.device,
                 "ip": s.ip,
                 "user_agent": s.user_agent,
@@ -75,6 +86,7 @@ def _handle(command: Any, options: dict[str, Any], user: Any) -> int:
     for s in sessions:
         seen = s.last_seen.strftime("%Y-%m-%d %H:%M:%S") if s.last_seen else "-"
         command.stdout.write(
-            f"{s.session_key[:8]}…  {s.device:<24} {s.ip or '-':<16} last seen {seen} UTC"
+            f"{shown_key(s.session_key, options)}  {s.device:<24} {s.ip or '-':<16} "
+            f"last seen {seen} UTC"
         )
     return 0

@@ -208,10 +208,12 @@ def held_locks(count: int = 500) -> list[Owner]:
     """Every held lock with its owner, found with SCAN (never KEYS), sorted by name."""
     client = get_redis("locks")
     start = conf.make_key("locks", "{")
-    pattern = _glob_escape(start) + "*}:lock"
+    pattern = conf.glob_escape(start) + "*}:lock"
     names = []
     for key in client.scan_iter(match=pattern, count=count):
         text = key.decode(errors="replace")
+        if not (text.startswith(start) and text.endswith("}:lock")):
+            continue
         names.append(text[len(start) : -len("}:lock")])
     found = []
     for name in sorted(set(names)):
@@ -219,10 +221,6 @@ def held_locks(count: int = 500) -> list[Owner]:
         if info is not None:
             found.append(info)
     return found
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def force_release(name: str) -> bool:

@@ -52,6 +52,30 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 _generation = [0]
 
 
+def redis_channel(kind: str, name: str) -> bytes:
+    """The Redis Pub/Sub channel of a group (``"g"``) or consumer channel (``"c"``).
+
+    ``<KEY_PREFIX>:pubsub:db<N>:<kind>:<name>``. Pub/Sub ignores the database
+    number (a PUBLISH on db 1 reaches subscribers on db 0), so the name carries
+    it: two projects on one server in different databases never hear each other.
+    """
+    try:
+        db = conf.role_db("pubsub")
+    except ValueError:
+        db = 0  # a malformed URL: connecting raises ImproperlyConfigured anyway
+    return conf.make_key("pubsub", f"db{db}", kind, name).encode()
+
+
+def legacy_redis_channel(kind: str, name: str) -> bytes:
+    """The database-blind channel name of versions before ``redis_channel`` (upgrades only)."""
+    return conf.make_key("pubsub", kind, name).encode()
+
+
+def replay_stream(group: str) -> str:
+    """The replay stream key of a group (a key: its database isolates it already)."""
+    return conf.make_key("pubsub", "replay", group)
+
+
 class MessageNotSerializable(TypeError):
     """A message holds a value the layer's serializer cannot encode."""
 
@@ -172,13 +196,22 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         value = self._names.get(key)
         if value is None:
             if kind == "r":
-                value = conf.make_key("pubsub", "replay", name)
+                value = replay_stream(name)
+            elif self.options.legacy_channels == "publish":
+                value = legacy_redis_channel(kind, name)  # upgrade step 1: old names
             else:
-                value = conf.make_key("pubsub", kind, name).encode()
+                value = redis_channel(kind, name)
             if len(self._names) > 10000:  # bounded: channel names are per connection
                 self._names.clear()
             self._names[key] = value
         return value
+
+    def _listen_names(self, kind: str, name: str) -> list[bytes]:
+        """The Redis channels a group or channel is subscribed on (both during an upgrade)."""
+        names = [redis_channel(kind, name)]
+        if self.options.legacy_channels:
+            names.append(legacy_redis_channel(kind, name))
+        return names
 
     def is_replay(self, group: str) -> bool:
         """Whether broadcasts to ``group`` are also kept in a replay stream."""
@@ -568,7 +601,7 @@ class _LoopLayer:
         if self.groups.get(group) == {}:
             del self.groups[group]
             self._group_seen.pop(group, None)
-            await self._unsubscribe([self.channel_layer._name("g", group)])
+            await self._unsubscribe(self.channel_layer._listen_names("g", group))
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task of this loop, kept referenced until it is done."""
@@ -720,7 +753,8 @@ class _LoopLayer:
         channel = self.channels.get(name)
         if channel is None:
             channel = self.channels[name] = _Channel(name, self.channel_layer.get_capacity(name))
-            await self._subscribe(self.channel_layer._name("c", name), ("c", name))
+            for rname in self.channel_layer._listen_names("c", name):
+                await self._subscribe(rname, ("c", name))
         return channel
 
     async def receive(self, channel: str) -> Any:
@@ -767,12 +801,12 @@ class _LoopLayer:
 
     async def _drop_channel(self, name: str) -> None:
         self.channels.pop(name, None)
-        gone = [self.channel_layer._name("c", name)]
+        gone = self.channel_layer._listen_names("c", name)
         for group, members in list(self.groups.items()):
             if members.pop(name, None) is not None and not members:
                 del self.groups[group]
                 self._group_seen.pop(group, None)
-                gone.append(self.channel_layer._name("g", group))
+                gone += self.channel_layer._listen_names("g", group)
         await self._unsubscribe(gone)
 
     async def group_add(
@@ -808,7 +842,8 @@ class _LoopLayer:
             member.added = time.monotonic()  # re-adding refreshes group_expiry
         member.catching_up = since_seq is not None
         try:
-            await self._subscribe(layer._name("g", group), ("g", group))
+            for rname in layer._listen_names("g", group):
+                await self._subscribe(rname, ("g", group))
             if not is_replay:
                 return
             if group not in self._group_seen:
@@ -852,7 +887,7 @@ class _LoopLayer:
         if not members:
             del self.groups[group]
             self._group_seen.pop(group, None)
-            await self._unsubscribe([self.channel_layer._name("g", group)])
+            await self._unsubscribe(self.channel_layer._listen_names("g", group))
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -893,7 +928,11 @@ class _LoopLayer:
         await self.close()
         client = get_async_redis("pubsub")
         batch: list[Any] = []
-        async for key in client.scan_iter(match=conf.make_key("pubsub", "replay", "*"), count=500):
+        prefix = replay_stream("")
+        pattern = conf.glob_escape(prefix) + "*"  # "a[1]" must not flush "a1"'s streams
+        async for key in client.scan_iter(match=pattern, count=500):
+            if not key.startswith(prefix.encode()):
+                continue
             batch.append(key)
             if len(batch) >= 500:
                 await client.unlink(*batch)

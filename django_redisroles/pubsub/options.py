@@ -27,7 +27,12 @@ LAYER_KEYS: dict[str, str] = {
     "replay_groups": "REPLAY_GROUPS",
     "replay_maxlen": "REPLAY_MAXLEN",
     "replay_ttl": "REPLAY_TTL",
+    "legacy_channels": "LEGACY_CHANNELS",
 }
+
+#: Values of ``legacy_channels``: the steps of a rolling upgrade from database-blind
+#: channel names (see docs/pubsub.md#upgrading-channel-names).
+LEGACY_STEPS = (False, "publish", "subscribe")
 
 #: channels_redis options that have no meaning here, with the reason.
 FOREIGN_KEYS: dict[str, str] = {
@@ -51,6 +56,7 @@ class LayerOptions:
     replay_groups: tuple[re.Pattern[str], ...]
     replay_maxlen: int
     replay_ttl: float
+    legacy_channels: str | bool = False
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -104,6 +110,12 @@ def problems(values: Mapping[str, Any], *, where: str) -> list[str]:
                     f"{where} symmetric_encryption_keys needs the 'cryptography' package "
                     "(pip install django-redisroles[crypto])"
                 )
+    legacy = values["legacy_channels"]
+    if legacy not in LEGACY_STEPS and legacy is not None:
+        out.append(
+            f"{where} legacy_channels must be False, 'publish' or 'subscribe' (the steps of "
+            f"an upgrade), got {legacy!r}"
+        )
     groups = values["replay_groups"]
     if isinstance(groups, str) or not isinstance(groups, list | tuple | set | frozenset):
         out.append(f"{where} replay_groups must be a list of group names or globs, got {groups!r}")
@@ -150,5 +162,6 @@ def resolve(config: Mapping[str, Any] | None) -> LayerOptions:
         replay_groups=tuple(re.compile(fnmatch.translate(g)) for g in values["replay_groups"]),
         replay_maxlen=values["replay_maxlen"],
         replay_ttl=float(values["replay_ttl"]),
+        legacy_channels=values["legacy_channels"] or False,
         raw=values,
     )

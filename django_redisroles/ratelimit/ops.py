@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from .. import conf
 from ..connections import get_async_redis, get_redis
 from . import identity
 from .core import ROLE, ident_hash, policies_of, state
-
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def identity_of(*, ip: str | None = None, user: Any = None, ident: str | None = None) -> str:
@@ -38,8 +36,7 @@ def _keys_and_pattern(group: str | None, ident: str) -> tuple[list[str], str | N
     st = state()
     digest = ident_hash(ident)
     if group is None:
-        base = _GLOB_SPECIAL.sub(r"\\\1", st.base)
-        return [], f"{base}*:{digest}"
+        return [], f"{conf.glob_escape(st.base)}*:{conf.glob_escape(digest)}"
     keys = []
     for policy in policies_of(group):
         for tail in set(policy.tails.values()):
@@ -50,6 +47,12 @@ def _keys_and_pattern(group: str | None, ident: str) -> tuple[list[str], str | N
             "(decorated views are loaded with the URLconf)."
         )
     return keys, None
+
+
+def _ours(keys: list[Any]) -> list[Any]:
+    """Anchored check of scanned keys: under this role's base (the glob is escaped too)."""
+    base = state().base.encode()
+    return [k for k in keys if (k if isinstance(k, bytes) else k.encode()).startswith(base)]
 
 
 def reset(
@@ -63,7 +66,7 @@ def reset(
     keys, pattern = _keys_and_pattern(group, identity_of(ip=ip, user=user, ident=ident))
     client = get_redis(ROLE)
     if pattern is not None:
-        keys = [k for k in client.scan_iter(match=pattern, count=1000)]
+        keys = _ours([k for k in client.scan_iter(match=pattern, count=1000)])
     deleted = 0
     for start in range(0, len(keys), 500):
         deleted += int(client.delete(*keys[start : start + 500]))
@@ -77,7 +80,7 @@ async def areset(
     keys, pattern = _keys_and_pattern(group, identity_of(ip=ip, user=user, ident=ident))
     client = get_async_redis(ROLE)
     if pattern is not None:
-        keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
+        keys = _ours([k async for k in client.scan_iter(match=pattern, count=1000)])
     deleted = 0
     for start in range(0, len(keys), 500):
         deleted += int(await client.delete(*keys[start : start + 500]))

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ImproperlyConfigured
@@ -101,16 +100,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _owned_by(raw: bytes | None, pk: str) -> bool:
-    """Whether stored session data still belongs to user ``pk``."""
-    if raw is None:
-        return False
-    serializer = _store.SessionStore()._serializer()  # a pickle-based one raises
-    try:
-        data = serializer.loads(_store.split_stored(raw)[1])
-    except Exception:  # noqa: BLE001 - corrupt data belongs to nobody
-        return False
-    return isinstance(data, dict) and str(data.get(SESSION_KEY)) == pk
+_owned_by = _store.owned_by
 
 
 def _build(
@@ -290,18 +280,25 @@ async def alogout_everywhere(user: Any, keep: Any = None) -> int:
     return int(results[0]) if owned else 0
 
 
+def _index_prefix() -> str:
+    return conf.make_key(_store.ROLE, "u", "")
+
+
 def _index_pattern() -> str:
-    return conf.make_key(_store.ROLE, "u", "*")
+    # Escaped: a KEY_PREFIX "tenant[1]" must not match (and trim) "tenant1:...".
+    return conf.glob_escape(_index_prefix()) + "*"
 
 
 def trim_indexes() -> int:
     """Drop expired entries from every user index (``clearsessions``); returns how many."""
     client = connections.get_redis(_store.ROLE)
     now = f"{_cutoff():.3f}"
-    prefix_len = len(conf.make_key(_store.ROLE, "u", ""))
+    prefix = _index_prefix()
     trimmed = 0
     for key in client.scan_iter(match=_index_pattern(), count=500, _type="zset"):
-        pk = _text(key)[prefix_len:]
+        if not _text(key).startswith(prefix):
+            continue  # anchored: only our own indexes
+        pk = _text(key)[len(prefix) :]
         keys = [_text(key), _store.meta_key_name(pk)]
         trimmed += int(_store.TRIM(client, keys, [now]))
     return trimmed
@@ -311,10 +308,12 @@ async def atrim_indexes() -> int:
     """Async :func:`trim_indexes`."""
     client = connections.get_async_redis(_store.ROLE)
     now = f"{_cutoff():.3f}"
-    prefix_len = len(conf.make_key(_store.ROLE, "u", ""))
+    prefix = _index_prefix()
     trimmed = 0
     async for key in client.scan_iter(match=_index_pattern(), count=500, _type="zset"):
-        pk = _text(key)[prefix_len:]
+        if not _text(key).startswith(prefix):
+            continue
+        pk = _text(key)[len(prefix) :]
         keys = [_text(key), _store.meta_key_name(pk)]
         trimmed += int(await _store.TRIM.acall(client, keys, [now]))
     return trimmed

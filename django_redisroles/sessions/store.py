@@ -19,6 +19,7 @@ recreates a session a concurrent logout deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -94,12 +95,16 @@ def _unavailable(exc: Exception) -> SessionUnavailable | None:
     )
 
 
-# KEYS: session, old session (cycle_key) or session, user index or session, meta or session
+# KEYS: session, old session (cycle_key) or session, user index or session, meta or session,
+#       then the session keys of the MAX_SESSIONS candidates (oldest first)
 # ARGV: mode ("c" create | "u" update), data, ttl, now, key, old key ("" = none),
 #       index ("1" | "0"), login metadata JSON ("" = keep), index score (the
-#       session's expiry time), grace (INDEX_REFRESH seconds)
+#       session's expiry time), grace (INDEX_REFRESH seconds), MAX_SESSIONS ("0" = no cap),
+#       then per candidate: index member, SHA1 of its session as read ("" = missing),
+#       "1" if it belonged to this user
 # Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone),
-# -2 cycle_key failed (the old session is gone).
+# -2 cycle_key failed (the old session is gone), -3 the candidates are stale (read
+# again and retry: nothing was written).
 SAVE = Script(
     """
 local ttl = tonumber(ARGV[3])
@@ -129,6 +134,34 @@ if old ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then
   -- bring it back under a new key.
   return -2
 end
+-- MAX_SESSIONS: the user's oldest sessions beyond the cap end with this save,
+-- atomically. They were read (and their owner checked) before; they must not
+-- have changed since, or nothing is written and the caller reads again.
+local cap = tonumber(ARGV[11] or '0')
+local victims = {}
+if indexed and cap > 0 then
+  local grace = tonumber(ARGV[10])
+  local others = {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now - grace, '+inf')) do
+    if m ~= sk and m ~= old then others[#others + 1] = m end
+  end
+  local excess = #others + 1 - cap
+  if excess > 0 then
+    local declared = {}
+    for i = 12, #ARGV, 3 do
+      declared[ARGV[i]] = {4 + (i - 9) / 3, ARGV[i + 1], ARGV[i + 2]}
+    end
+    for i = 1, excess do
+      local d = declared[others[i]]
+      if not d then return -3 end
+      local value = redis.call('GET', KEYS[d[1]])
+      local sha = ''
+      if value then sha = redis.sha1hex(value) end
+      if sha ~= d[2] then return -3 end
+      victims[#victims + 1] = {others[i], d[1], d[3] == '1' and value}
+    end
+  end
+end
 local ok
 if ARGV[1] == 'c' then
   ok = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ttl)
@@ -154,6 +187,11 @@ if indexed then
     redis.call('HDEL', KEYS[4], old, old .. '|seen')
   end
   local grace = tonumber(ARGV[10])
+  for _, v in ipairs(victims) do
+    if v[3] then redis.call('UNLINK', KEYS[v[2]]) end
+    redis.call('ZREM', KEYS[3], v[1])
+    redis.call('HDEL', KEYS[4], v[1], v[1] .. '|seen')
+  end
   redis.call('ZADD', KEYS[3], ARGV[9], sk)
   if ARGV[8] ~= '' then
     redis.call('HSET', KEYS[4], sk, ARGV[8], sk .. '|seen', ARGV[4])
@@ -224,6 +262,18 @@ def split_stored(raw: bytes) -> tuple[int, bytes]:
             except ValueError:
                 pass
     return 0, raw
+
+
+def owned_by(raw: bytes | None, pk: str) -> bool:
+    """Whether stored session data still belongs to user ``pk``."""
+    if raw is None:
+        return False
+    serializer = SessionStore()._serializer()  # a pickle-based one raises
+    try:
+        data = serializer.loads(split_stored(raw)[1])
+    except Exception:  # noqa: BLE001 - corrupt data belongs to nobody
+        return False
+    return isinstance(data, dict) and str(data.get(SESSION_KEY)) == pk
 
 
 def pickle_based(serializer_path: str) -> bool:
@@ -297,9 +347,10 @@ async def _arotated(uid: str, old_hash: str) -> bool:
 class _Plan:
     """One save, as a single Redis request: a plain SET, an UNLINK, or the SAVE script."""
 
-    __slots__ = ("args", "key", "keys", "kind", "nx", "score", "ttl", "uid", "value")
+    __slots__ = ("args", "cap", "key", "keys", "kind", "nx", "score", "ttl", "uid", "value")
 
     def __init__(self, kind: str, uid: str | None, score: int) -> None:
+        self.cap = 0  # MAX_SESSIONS to enforce with this save (a new index entry), 0: none
         self.kind = kind
         self.uid = uid
         self.score = score
@@ -309,6 +360,20 @@ class _Plan:
         self.nx = False
         self.keys: list[str] = []
         self.args: list[Any] = []
+
+
+#: Tries of a capped save whose candidates changed under it (concurrent logins).
+_CAP_ATTEMPTS = 4
+
+
+def _cap_retry(plan: _Plan, attempt: int) -> None:
+    """After a -3 (stale candidates): read again; the last try saves without the cap."""
+    if attempt == _CAP_ATTEMPTS - 2:
+        # Never fail a login over the cap: save; the next login trims the excess.
+        logger.warning("MAX_SESSIONS: the user's sessions kept changing; saved without the cap")
+        plan.cap = 0
+        plan.keys, plan.args = plan.keys[:4], plan.args[:11]
+        plan.args[10] = "0"
 
 
 class _AsyncAccessors:
@@ -511,8 +576,35 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             meta,
             score,
             grace,
+            "0",
         ]
+        cap = role.get("MAX_SESSIONS")
+        new_entry = must_create or old_key is not None or uid != self._rr_uid
+        if indexed and cap and ttl > 0 and new_entry:
+            plan.cap = int(cap)  # a new entry in the user's index: the cap applies
+            plan.args[10] = str(plan.cap)
         return plan
+
+    @staticmethod
+    def _cap_candidates(plan: _Plan, members: list[bytes]) -> list[str]:
+        """The index entries that may have to end for ``plan`` (oldest first, with slack)."""
+        plan.keys, plan.args = plan.keys[:4], plan.args[:11]
+        mine = {plan.args[4], plan.args[5]}
+        others = [m.decode() for m in members if m.decode() not in mine]
+        excess = len(others) + 1 - plan.cap
+        # A little slack: a concurrent login may add one more meanwhile.
+        return others[: excess + 2] if excess > 0 else []
+
+    @staticmethod
+    def _declare(plan: _Plan, candidates: list[str], raws: list[bytes | None]) -> None:
+        for member, raw in zip(candidates, raws, strict=True):
+            plan.keys.append(session_key_name(member))
+            sha = hashlib.sha1(raw).hexdigest() if raw is not None else ""
+            owned = plan.uid is not None and owned_by(raw, plan.uid)
+            plan.args += [member, sha, "1" if owned else "0"]
+
+    def _cutoff_of(self, plan: _Plan) -> float:
+        return float(plan.args[3]) - float(plan.args[9])
 
     @staticmethod
     def _result(plan: _Plan, reply: Any) -> int:
@@ -611,9 +703,27 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             return client.unlink(plan.key)
         return SAVE(client, plan.keys, plan.args)
 
+    def _read_candidates(self, plan: _Plan) -> None:
+        client = self._redis()
+        index = plan.keys[2]
+        members = client.zrangebyscore(index, self._cutoff_of(plan), "+inf")
+        candidates = self._cap_candidates(plan, members)
+        if candidates:
+            with client.pipeline(transaction=False) as pipe:
+                for member in candidates:
+                    pipe.get(session_key_name(member))
+                raws = pipe.execute()
+            self._declare(plan, candidates, raws)
+
     def _write(self, data: dict[str, Any], must_create: bool, old_key: str | None = None) -> None:
         plan = self._plan_save(data, must_create, old_key)
-        reply = self._call(self._run, plan)
+        for attempt in range(_CAP_ATTEMPTS):
+            if plan.cap:
+                self._call(self._read_candidates, plan)
+            reply = self._call(self._run, plan)
+            if plan.kind != "script" or int(reply) != -3:
+                break
+            _cap_retry(plan, attempt)
         changed = self._saved(self._result(plan, reply), data, plan)
         if changed is not None and not _rotated(*changed):
             from .index import logout_everywhere
@@ -744,11 +854,28 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             return await client.unlink(plan.key)
         return await SAVE.acall(client, plan.keys, plan.args)
 
+    async def _aread_candidates(self, plan: _Plan) -> None:
+        client = self._aredis()
+        members = await client.zrangebyscore(plan.keys[2], self._cutoff_of(plan), "+inf")
+        candidates = self._cap_candidates(plan, members)
+        if candidates:
+            async with client.pipeline(transaction=False) as pipe:
+                for member in candidates:
+                    pipe.get(session_key_name(member))
+                raws = await pipe.execute()
+            self._declare(plan, candidates, raws)
+
     async def _awrite(
         self, data: dict[str, Any], must_create: bool, old_key: str | None = None
     ) -> None:
         plan = self._plan_save(data, must_create, old_key)
-        reply = await self._acall(self._arun, plan)
+        for attempt in range(_CAP_ATTEMPTS):
+            if plan.cap:
+                await self._acall(self._aread_candidates, plan)
+            reply = await self._acall(self._arun, plan)
+            if plan.kind != "script" or int(reply) != -3:
+                break
+            _cap_retry(plan, attempt)
         changed = self._saved(self._result(plan, reply), data, plan)
         if changed is not None and not await _arotated(*changed):
             from .index import alogout_everywhere

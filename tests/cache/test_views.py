@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import AsyncClient, Client
@@ -18,6 +19,28 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ada() -> Any:
     return get_user_model().objects.create_user("ada", email="ada@example.com", password="x")
+
+
+@pytest.fixture(autouse=True)
+def _member(request: Any) -> None:
+    """The page shows users' data: only to logged-in users."""
+    if "client" in request.fixturenames:
+        viewer = get_user_model().objects.create_user("viewer", password="x")
+        request.getfixturevalue("client").force_login(viewer)
+
+
+async def member_client() -> AsyncClient:
+    client = AsyncClient()
+    viewer = await get_user_model().objects.acreate(username="viewer")
+    await sync_to_async(client.force_login)(viewer)
+    return client
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(ada: Any) -> None:
+    for path in ("/cache/user/", "/cache/user/async/"):
+        response = Client().get(f"{path}?id={ada.pk}")
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+        assert b"ada@example.com" not in response.content
 
 
 def test_first_view_loads_from_the_database_then_hits_the_cache(
@@ -59,7 +82,7 @@ def test_bad_id_is_a_400_not_a_500(client: Client, value: str) -> None:
 
 @pytest.mark.django_db(transaction=True)  # the async ORM runs in another thread
 async def test_async_view_shares_the_cache_with_the_sync_one(ada: Any) -> None:
-    client = AsyncClient()
+    client = await member_client()
     first = await client.get(f"/cache/user/async/?id={ada.pk}")
     assert first.status_code == 200 and b"cache miss" in first.content
     second = await client.get(f"/cache/user/async/?id={ada.pk}")
@@ -78,7 +101,7 @@ async def test_async_view_without_id_shows_the_first_user_like_the_sync_one() ->
     await gone.adelete()
     ada = await user_model.objects.acreate(username="ada", email="ada@example.com")
     assert ada.pk != 1
-    response = await AsyncClient().get("/cache/user/async/")
+    response = await (await member_client()).get("/cache/user/async/")
     assert response.status_code == 200
     assert b"ada@example.com" in response.content and b"No such user" not in response.content
 

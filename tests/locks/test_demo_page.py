@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from django_redisroles.locks import Lock, owner
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _member(request) -> None:
+    """The page shows lock holders' command lines: only to logged-in users."""
+    if "client" in request.fixturenames:
+        viewer = get_user_model().objects.create_user("viewer", password="x")
+        request.getfixturevalue("client").force_login(viewer)
+
+
+def test_anonymous_visitors_do_not_see_holders() -> None:
+    with Lock("nightly_report", ttl=30):
+        response = Client().get("/locks/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert b"nightly_report" not in response.content
 
 
 def test_page_lists_held_locks_and_takes_the_demo_lock(client: Client) -> None:

@@ -67,8 +67,9 @@ def test_every_key_has_a_ttl_even_after_contention(redis_client: redis.Redis) ->
     ttls = lock_key_ttls(redis_client)
     assert {key.rsplit(":", 1)[1] for key in ttls} >= {"lock", "fence", "waiting"}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
-    # The fence counter lives long (30 days by default), refreshed on every acquire.
-    assert ttls["demo:locks:{busy}:fence"] > 29 * 24 * 3600 * 1000
+    # The fence counter lives a day by default (bounded: one key per lock name),
+    # refreshed on every acquire.
+    assert 23 * 3600 * 1000 < ttls["demo:locks:{busy}:fence"] <= 24 * 3600 * 1000
     waiter.release()
     assert all(ttl > 0 for ttl in lock_key_ttls(redis_client).values())
 

@@ -560,7 +560,7 @@ def test_config_refused_by_acl_skips_those_rules_and_says_so(
         "NOPERM" in run.finding("W101")["message"] or "permission" in run.finding("W101")["message"]
     )
     assert "s3cret" not in run.stdout
-    assert run.data["instances"][0]["urls"] == [f"redis://app:***@127.0.0.1:{server.port}/0"]
+    assert run.data["instances"][0]["urls"] == [f"redis://***@127.0.0.1:{server.port}/0"]
     assert run.data["instances"][0]["config_available"] is False
 
 
@@ -593,3 +593,18 @@ def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, monke
     # A larger configured cap: the same stream is within it.
     monkeypatch.setitem(conf.ROLE_DEFAULTS, "pubsub", {"REPLAY_MAXLEN": 5000})
     assert "W142" not in check(doctor("--role", "pubsub")).ids
+
+
+def test_subscribers_on_database_blind_channel_names_warn(redis_factory, roles_on, doctor) -> None:
+    """An old process (before names carried the database) still subscribed: W145."""
+    server = redis_factory()
+    roles_on(pubsub=server.url(2))
+    old_process = server.client().pubsub()
+    old_process.subscribe("rr:pubsub:g:notifications", "rr:pubsub:db2:g:notifications")
+    old_process.get_message(timeout=1)
+    try:
+        run = check(doctor("--role", "pubsub"))
+    finally:
+        old_process.close()
+    assert run.ids == ["W145"]
+    assert run.finding("W145")["details"]["channels"] == ["rr:pubsub:g:notifications"]

@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from django_redisroles import conf
 from django_redisroles.pubsub import broadcast
+from django_redisroles.pubsub.layer import redis_channel
 from tests.pubsub.conftest import wait_for
 from tests.pubsub.servers import AsgiServer, manage
 
@@ -83,7 +83,7 @@ async def test_clients_leaving_during_a_stream_of_messages_leave_nothing_behind(
     # A consumer that leaves while messages are queued for it must not leave its
     # channel, memberships or Redis subscriptions behind (channels_redis#276).
     server = AsgiServer(redis_server.url())
-    channel_pattern = conf.make_key("pubsub", "c", "*")
+    channel_pattern = redis_channel("c", "*").decode()
     try:
         await asyncio.to_thread(server.start)
         clients = [
@@ -108,7 +108,7 @@ async def test_clients_leaving_during_a_stream_of_messages_leave_nothing_behind(
             stop.set()
             await publisher
         await wait_for(lambda: not redis_client.pubsub_channels(channel_pattern))
-        group = conf.make_key("pubsub", "g", "notifications").encode()
+        group = redis_channel("g", "notifications")
         assert dict(redis_client.pubsub_numsub(group))[group] == 0
     finally:
         server.stop()

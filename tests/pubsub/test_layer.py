@@ -19,6 +19,7 @@ from django_redisroles.pubsub import (
     abroadcast,
     broadcast,
 )
+from django_redisroles.pubsub.layer import redis_channel
 from tests.pubsub.conftest import nothing, receive, wait_for
 
 
@@ -52,7 +53,7 @@ async def test_redis_names_are_under_the_pubsub_key_prefix(make_layer, redis_cli
     await layer.group_add("room", channel)
     names = {n.decode() for n in redis_client.pubsub_channels()}
     prefix = conf.make_key("pubsub", "")
-    assert names == {conf.make_key("pubsub", "c", channel), conf.make_key("pubsub", "g", "room")}
+    assert names == {redis_channel("c", channel).decode(), redis_channel("g", "room").decode()}
     assert all(n.startswith(prefix) for n in names)
 
 
@@ -114,7 +115,7 @@ async def test_group_expiry_ends_old_memberships(make_layer, redis_client) -> No
     assert await nothing(layer, channel)
     assert layer.stats["group_expired"] == 1
     # The group has no member left in this process: it is unsubscribed too.
-    group = conf.make_key("pubsub", "g", "g").encode()
+    group = redis_channel("g", "g")
     await wait_for(lambda: dict(redis_client.pubsub_numsub(group))[group] == 0)
     assert "g" not in layer._get_layer().groups
 
@@ -211,7 +212,7 @@ async def test_symmetric_encryption(settings, make_layer, redis_client) -> None:
     channel = await layer.new_channel()
     await layer.group_add("private", channel)
     spy = redis_client.pubsub()
-    spy.subscribe(conf.make_key("pubsub", "g", "private"))
+    spy.subscribe(redis_channel("g", "private").decode())
     spy.get_message(timeout=1)
     broadcast("private", {"type": "notify", "message": "top secret text"})
     raw = None
@@ -249,7 +250,7 @@ def test_wire_format_is_plain_msgpack(redis_client) -> None:
     import msgpack
 
     spy = redis_client.pubsub()
-    spy.subscribe(conf.make_key("pubsub", "g", "wire"))
+    spy.subscribe(redis_channel("g", "wire").decode())
     spy.get_message(timeout=1)
     message = {"type": "notify", "message": {"text": "hi", "n": [1, 2]}}
     broadcast("wire", message)

@@ -7,15 +7,15 @@ import asyncio
 import pytest
 import redis
 
-from django_redisroles import conf
 from django_redisroles.pubsub import EVENT_GAP, EVENT_LOST, SEQ_KEY, broadcast
+from django_redisroles.pubsub.layer import redis_channel
 from tests.pubsub.conftest import nothing, receive, wait_for
 
 
 def subscribers(server, group: str) -> int:
     with server.client() as client:
-        return dict(client.pubsub_numsub(conf.make_key("pubsub", "g", group)))[
-            conf.make_key("pubsub", "g", group).encode()
+        return dict(client.pubsub_numsub(redis_channel("g", group).decode()))[
+            redis_channel("g", group)
         ]
 
 

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from django_redisroles import conf
+from django_redisroles.pubsub.layer import redis_channel
 from tests.pubsub.conftest import nothing, receive
 
 
@@ -63,7 +64,7 @@ async def test_consumer_leaving_unsubscribes(redis_client) -> None:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add("room", channel)
-    group_key = conf.make_key("pubsub", "g", "room").encode()
+    group_key = redis_channel("g", "room")
     assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 1
     task = asyncio.create_task(layer.receive(channel))
     await asyncio.sleep(0.05)
@@ -71,7 +72,7 @@ async def test_consumer_leaving_unsubscribes(redis_client) -> None:
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0.1)
     assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 0
-    assert redis_client.pubsub_channels(conf.make_key("pubsub", "c", "*")) == []
+    assert redis_client.pubsub_channels(redis_channel("c", "*").decode()) == []
 
 
 async def test_redisroles_pubsub_command(capsys) -> None:

@@ -235,3 +235,21 @@ def test_redisroles_sessions_command(user, browser) -> None:
 
     with pytest.raises(CommandError, match="No user 'bob'"):
         call_command("redisroles", "sessions", "bob")
+
+
+def test_sessions_json_does_not_print_login_cookies(user, browser) -> None:
+    """Session keys are login cookies: --json truncates them like the text output."""
+    import json
+    from io import StringIO
+
+    laptop = browser("10.0.0.1", FIREFOX)
+    login(laptop)
+    cookie = laptop.cookies["sessionid"].value
+    for extra in ([], ["--json"]):
+        out = StringIO()
+        call_command("redisroles", "sessions", "alice", *extra, stdout=out)
+        assert cookie not in out.getvalue()
+        assert cookie[:8] in out.getvalue()
+    out = StringIO()
+    call_command("redisroles", "sessions", "alice", "--json", "--show-keys", stdout=out)
+    assert json.loads(out.getvalue())[0]["session_key"] == cookie

@@ -13,6 +13,7 @@ from argparse import ArgumentParser
 from types import ModuleType
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_redisroles import cli
@@ -43,6 +44,10 @@ class Command(BaseCommand):
         module = subcommands().get(options["subcommand"])
         if module is None:  # argparse already refused it; keep mypy happy
             raise CommandError(f"unknown subcommand {options['subcommand']!r}")
-        status = module.handle(self, options)
+        try:
+            status = module.handle(self, options)
+        except ImproperlyConfigured as exc:
+            # A malformed REDISROLES (a bad URL...): one line, masked, not a traceback.
+            raise CommandError(str(exc)) from None
         if status:
             raise SystemExit(status)
