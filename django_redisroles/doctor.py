@@ -277,9 +277,7 @@ class Server:
             "error": self.error,
             "redis_version": self.info.get("redis_version"),
             "server": (
-                {"name": self.product, "version": self.product_version}
-                if self.reachable
-                else None
+                {"name": self.product, "version": self.product_version} if self.reachable else None
             ),
             "ping_ms": (
                 {
