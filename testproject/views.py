@@ -39,6 +39,22 @@ def home(request: HttpRequest) -> HttpResponse:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+async def arender(
+    request: HttpRequest, template: str, context: dict[str, object], status: int = 200
+) -> HttpResponse:
+    """``render()`` for async views: the layout shows the user, so load it first.
+
+    Left lazy, ``request.user`` would run its database query from the template,
+    on the event loop, and Django refuses that (SynchronousOnlyOperation: a 500).
+    """
+    auser = getattr(request, "auser", None)
+    if auser is not None:  # Django 5.0+: loaded natively
+        request.user = await auser()
+    else:  # Django 4.2: in a thread, once; the template then reads the loaded user
+        await sync_to_async(lambda: request.user.is_authenticated)()
+    return render(request, template, context, status=status)
+
+
 def shell_env() -> str:
     """The ``REDIS_URL=... DJANGO_DB=... `` prefix a second terminal needs.
 

@@ -27,7 +27,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from django_redisroles.cache import cached
+from testproject.views import arender
 
+BAD_ID = "testproject/cache/bad_id.html"
 FIELDS = ("id", "username", "first_name", "last_name", "email", "date_joined")
 
 #: How many times each loader hit the database in this process (shown on the page).
@@ -60,10 +62,13 @@ def _user_id(request: HttpRequest) -> int | None:
     return value if 0 < value < 2**63 else None
 
 
+def _bad_id_context(request: HttpRequest) -> dict[str, Any]:
+    return {"raw": request.GET.get("id") or request.POST.get("id") or ""}
+
+
 def _bad_id(request: HttpRequest) -> HttpResponse:
     """400 as an HTML page of the demo (it is labelled text/html, so it must be HTML)."""
-    raw = request.GET.get("id") or request.POST.get("id") or ""
-    return render(request, "testproject/cache/bad_id.html", {"raw": raw}, status=400)
+    return render(request, BAD_ID, _bad_id_context(request), status=400)
 
 
 def _options() -> dict[str, Any]:
@@ -118,7 +123,7 @@ async def auser(request: HttpRequest) -> HttpResponse:
     except ValueError:
         user_id = 0
     if not 0 < user_id < 2**63:
-        return _bad_id(request)
+        return await arender(request, BAD_ID, _bad_id_context(request), status=400)
     before = loads["async"]
     row = await aget_user(user_id)
     context = {
@@ -131,4 +136,4 @@ async def auser(request: HttpRequest) -> HttpResponse:
         "loads": loads,
         **_options(),
     }
-    return render(request, "testproject/cache/user.html", context)
+    return await arender(request, "testproject/cache/user.html", context)

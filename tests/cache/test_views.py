@@ -85,6 +85,17 @@ def test_bad_id_is_a_400_html_page_not_a_500(client: Client, value: str) -> None
         assert b"must be a positive whole number" in response.content
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("query", ["", "?id=1", "?id=abc"])
+def test_async_page_renders_for_a_signed_in_user(ada: Any, query: str) -> None:
+    """The layout shows the signed-in user: loading it must not be a sync query on the loop."""
+    client = Client()
+    client.force_login(ada)
+    response = client.get(f"/cache/user/async/{query}")
+    assert response.status_code in (200, 400)
+    assert b"Signed in as <strong>ada</strong>" in response.content
+
+
 @pytest.mark.django_db(transaction=True)  # the async ORM runs in another thread
 async def test_async_view_shares_the_cache_with_the_sync_one(ada: Any) -> None:
     client = await member_client()
