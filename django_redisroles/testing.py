@@ -330,7 +330,8 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, **kwargs)
 
     def _make_certs(self) -> None:
-        """A throwaway CA and a server certificate for 127.0.0.1 and localhost."""
+        """A throwaway CA (``ca.pem``, ``ca.key``) and a server certificate for 127.0.0.1
+        and localhost (``server.pem``, ``server.key``), in the server's directory."""
         if (self.dir / "server.pem").exists():
             return
         try:
@@ -547,6 +548,7 @@ def _write_certs_with_cryptography(directory: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "ca.key").write_bytes(pem_key(ca_key))  # to sign more certificates with it
     (directory / "server.key").write_bytes(pem_key(key))
     (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 

@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         user_model = get_user_model()
         if not user_model.objects.filter(username="demo").exists():
             user_model.objects.create_user("demo", password="demo")
-        # Staff, so the home page's admin link works (a demo's data, on loopback).
-        user_model.objects.filter(username="demo").update(is_staff=True, is_superuser=True)
+        if is_loopback(args.host):
+            # Staff, so the home page's admin link works: on this machine only (a demo
+            # served beyond it keeps an ordinary demo account, see refuse_public_host).
+            user_model.objects.filter(username="demo").update(is_staff=True, is_superuser=True)
 
         import uvicorn
 

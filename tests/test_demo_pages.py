@@ -61,9 +61,10 @@ def test_sessions_page_hints_at_a_second_browser_only_while_there_is_one(demo_us
     [("/pubsub/", 'notify "Deploy finished"'), ("/locks/", "nightly_report --duration 60")],
 )
 def test_pages_show_the_command_with_the_demo_s_database_and_python(
-    client: Client, monkeypatch, path: str, command: str
+    client: Client, demo_user, monkeypatch, path: str, command: str
 ) -> None:
     monkeypatch.setenv("DJANGO_DB", "/tmp/demo state/db.sqlite3")
+    client.force_login(demo_user)  # the locks page is for signed-in users
     page = client.get(path).content.decode()
     shown = html.unescape(re.search(r"<pre>(.*?)</pre>", page, re.S).group(1))
     words = shlex.split(shown)
@@ -76,7 +77,8 @@ def test_pages_show_the_command_with_the_demo_s_database_and_python(
     assert shown.endswith(f"manage.py {command}")
 
 
-def test_locks_table_scrolls_instead_of_overflowing_a_phone(client: Client) -> None:
+def test_locks_table_scrolls_instead_of_overflowing_a_phone(client: Client, demo_user) -> None:
+    client.force_login(demo_user)
     page = client.get("/locks/").content.decode()
     assert '<div class="scroll"><table>' in page
     assert "overflow-wrap: anywhere" not in page  # no mid-word breaks in the command column
