@@ -25,4 +25,4 @@ tox:
 	.venv/bin/tox
 
 clean:
-	rm -rf .venv .tox .cache .demo build dist *.egg-info
+	rm -rf .venv .tox .cache .demo .ci-logs build dist *.egg-info

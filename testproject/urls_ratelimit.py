@@ -70,12 +70,13 @@ def too_many_requests(request: HttpRequest, result: RateLimitResult) -> HttpResp
     return render(request, "testproject/ratelimit/limited.html", context, status=429)
 
 
-#: (title, url name) pairs listed on the home page.
+#: (title, url name) pairs listed on the home page. Each names its algorithm:
+#: what the RateLimit header's t means depends on it (docs/ratelimit.md).
 DEMO_LINKS: list[tuple[str, str]] = [
-    ("API view, 60/minute per IP (JSON; 429 problem+json when over)", "ratelimit-api"),
-    ("Stacked: 10/minute per user + 30/minute per IP", "ratelimit-stacked"),
+    ("API view, 60/minute per IP, fixed window (JSON; 429 problem+json)", "ratelimit-api"),
+    ("Stacked: 10/minute per user + 30/minute per IP (GCRA)", "ratelimit-stacked"),
     ("Async view, 10/minute per IP (sliding window)", "ratelimit-async"),
-    ("Middleware rule, 20/minute per IP", "ratelimit-middleware"),
+    ("Middleware rule, 20/minute per IP (GCRA, the default algorithm)", "ratelimit-middleware"),
 ]
 
 urlpatterns: list[URLPattern] = [

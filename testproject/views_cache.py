@@ -22,12 +22,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from django_redisroles.cache import cached
+from testproject.views import arender
 
+BAD_ID = "testproject/cache/bad_id.html"
 FIELDS = ("id", "username", "first_name", "last_name", "email", "date_joined")
 
 #: How many times each loader hit the database in this process (shown on the page).
@@ -60,6 +62,15 @@ def _user_id(request: HttpRequest) -> int | None:
     return value if 0 < value < 2**63 else None
 
 
+def _bad_id_context(request: HttpRequest) -> dict[str, Any]:
+    return {"raw": request.GET.get("id") or request.POST.get("id") or ""}
+
+
+def _bad_id(request: HttpRequest) -> HttpResponse:
+    """400 as an HTML page of the demo (it is labelled text/html, so it must be HTML)."""
+    return render(request, BAD_ID, _bad_id_context(request), status=400)
+
+
 def _options() -> dict[str, Any]:
     """What the page explains: the key's TTL is not just the 300 of ``@cached(300)``."""
     options = settings.CACHES["default"].get("OPTIONS", {})
@@ -87,7 +98,7 @@ def user(request: HttpRequest) -> HttpResponse:
     """Show one user through the cache; POST drops the cached copy."""
     user_id = _user_id(request)
     if user_id is None:
-        return HttpResponseBadRequest("id must be a positive integer")
+        return _bad_id(request)
     if request.method == "POST":
         get_user.invalidate(user_id)
         return redirect(f"{request.path}?id={user_id}")
@@ -112,7 +123,7 @@ async def auser(request: HttpRequest) -> HttpResponse:
     except ValueError:
         user_id = 0
     if not 0 < user_id < 2**63:
-        return HttpResponseBadRequest("id must be a positive integer")
+        return await arender(request, BAD_ID, _bad_id_context(request), status=400)
     before = loads["async"]
     row = await aget_user(user_id)
     context = {
@@ -125,4 +136,4 @@ async def auser(request: HttpRequest) -> HttpResponse:
         "loads": loads,
         **_options(),
     }
-    return render(request, "testproject/cache/user.html", context)
+    return await arender(request, "testproject/cache/user.html", context)

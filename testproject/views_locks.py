@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from django_redisroles.locks import Lock, held_locks
-from testproject.views import shell_env
+from testproject.views import manage_py
 
 DEMO_LOCK = "demo-page"
 DEMO_TTL = 15
@@ -34,7 +34,7 @@ def index(request: HttpRequest) -> HttpResponse:
                 "error": f"{type(exc).__name__}: {exc}",
                 "demo_lock": DEMO_LOCK,
                 "demo_ttl": DEMO_TTL,
-                "shell_env": shell_env(),
+                "manage_py": manage_py(),
             },
             status=503,
         )
@@ -56,6 +56,6 @@ def _index(request: HttpRequest) -> HttpResponse:
             "locks": held_locks(),
             "demo_lock": DEMO_LOCK,
             "demo_ttl": DEMO_TTL,
-            "shell_env": shell_env(),
+            "manage_py": manage_py(),
         },
     )

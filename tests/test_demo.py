@@ -1,4 +1,7 @@
-"""The README's demo command: serves the home page, stops cleanly on Ctrl-C."""
+"""The README's demo command: serves the home page, stops cleanly on Ctrl-C.
+
+(tests/firstrun/ runs ``scripts/demo`` itself from a fresh clone, in a new
+virtualenv with only the demo extra.)"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 @pytest.mark.slow
@@ -56,12 +69,13 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
             if not line:
                 break
             output.append(line)
-            match = re.search(r"Started redis-server on redis://127\.0\.0\.1:(\d+)/0", line)
+            match = re.search(r"^Started (Redis|Valkey) .* on redis://127\.0\.0\.1:(\d+)/0", line)
             if match:
-                redis_port = int(match.group(1))
-            if f"Open http://127.0.0.1:{port}/" in line:
+                redis_port = int(match.group(2))
+            if "nightly_report" in line:  # the banner's last line
                 break
         assert redis_port is not None, "".join(output)
+        assert f"Open http://127.0.0.1:{port}/" in "".join(output)
         assert port_open(redis_port)
         body = ""
         for _ in range(100):  # uvicorn binds just after printing
@@ -75,11 +89,29 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
         assert "django-redisroles demo" in body
         assert f"127.0.0.1:{redis_port}" in body  # the home page names each role's Redis
 
+        # Uvicorn's default trusts X-Forwarded-For from 127.0.0.1: the demo turns
+        # that off, so a spoofed address does not get a fresh rate-limit budget.
+        limited = f"http://127.0.0.1:{port}/ratelimit/middleware/"
+        assert 429 in [_status(limited) for _ in range(25)]  # 20/minute per IP
+        assert _status(limited, {"X-Forwarded-For": "9.9.9.1"}) == 429
+        assert _status(limited, {"X-Forwarded-For": "9.9.9.2", "X-Real-IP": "9.9.9.2"}) == 429
+
+        # The second-terminal command the demo printed works as printed.
+        banner = "".join(output)
+        commands = re.findall(r"^  (.* manage\.py notify .*?)\s+#", banner, re.M)
+        assert commands, banner
+        assert "nightly_report --duration 60" in banner
+        sent = subprocess.run(
+            ["bash", "-c", commands[0]], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "broadcast 1 message(s)" in sent.stdout
+
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         out, _ = proc.communicate(timeout=20)
         output.append(out)
         assert proc.returncode == 0, "".join(output)
-        assert "Stopped redis-server" in out
+        assert "Stopped the" in out and "server" in out
         assert not port_open(redis_port)
         assert not port_open(port)
     finally:

@@ -23,6 +23,9 @@ from django.test import override_settings
 from django_redisroles import connections
 from django_redisroles.testing import RedisServer
 
+# A server built with TLS; reported as not applicable on a machine without one.
+pytestmark = pytest.mark.tls
+
 
 def _sign(server: RedisServer, name: str, san: str) -> tuple[str, str]:
     """A key and certificate for ``san``, signed by the server's throwaway CA."""

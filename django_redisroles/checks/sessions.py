@@ -4,6 +4,9 @@
 - ``redisroles.E021``: a sessions role setting has the wrong type or range.
 - ``redisroles.W020``: ``SESSION_COOKIE_HTTPONLY = False``.
 - ``redisroles.W021``: the sessions role's Redis is also a cache's Redis (eviction risk).
+  A deployment check: ``check --deploy`` (and ``redisroles doctor``, as W123) says
+  it; a plain ``check``/``runserver``/``migrate`` of the one-instance set-up that
+  the README's Quick start recommends for development stays quiet.
 """
 
 from __future__ import annotations
@@ -124,6 +127,15 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="redisroles.W020",
             )
         )
+    return messages
+
+
+@register("redisroles", deploy=True)  # the tag of the deployment checks (checks/deploy.py)
+def check_sessions_server(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``redisroles.W021``: sessions on the same server as a cache (``check --deploy``)."""
+    if not _engine_in_use():
+        return []
+    messages: list[CheckMessage] = []
     try:
         sessions_url = conf.role_url("sessions")
         cache_urls = list(_cache_urls())

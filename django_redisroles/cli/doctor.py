@@ -118,7 +118,7 @@ def render(report: doctor.Report) -> str:
     sw = max([len("SERVER"), *(len(s.label) for s in report.servers)])
     rw = max([len("ROLES"), *(len(",".join(s.roles)) for s in report.servers)])
     lines.append(
-        f"{'SERVER':<{sw}}  {'ROLES':<{rw}}  {'VERSION':<8} {'PING':>8}  {'MEMORY':<26} POLICY"
+        f"{'SERVER':<{sw}}  {'ROLES':<{rw}}  {'VERSION':<12} {'PING':>8}  {'MEMORY':<26} POLICY"
     )
     pad = " " * (sw + 2)
     for server in report.servers:
@@ -130,7 +130,7 @@ def render(report: doctor.Report) -> str:
         ping = f"{median:.2f}ms" if median is not None else "-"
         mem = human_mem(server)
         lines.append(
-            f"{server.label:<{sw}}  {roles:<{rw}}  {server.info.get('redis_version', '?'):<8} "
+            f"{server.label:<{sw}}  {roles:<{rw}}  {server.describe():<12} "
             f"{ping:>8}  {mem:<26} {server.policy}"
         )
         data = server.as_dict()

@@ -456,7 +456,11 @@ class PolicyResult:
     policy: Policy
     allowed: bool
     remaining: int
-    reset_after: float  # seconds until the quota is fully restored
+    #: Seconds until more quota is available (``remaining`` grows by one; for
+    #: the sliding window at most until its window ends; 0 when the quota is
+    #: full): the ``t`` of the ``RateLimit`` header. Equal to ``retry_after`` for
+    #: a policy that refused the request. See docs/ratelimit.md.
+    reset_after: float
     retry_after: float  # seconds until a request would be allowed (0 when allowed)
 
     @property

@@ -2,7 +2,9 @@
 
 Headers follow draft-ietf-httpapi-ratelimit-headers (``RateLimit-Policy``
 lists every policy, ``RateLimit`` the most constraining one), optionally with
-the legacy ``X-RateLimit-Limit/Remaining/Reset`` trio. ``Retry-After`` is in
+the legacy ``X-RateLimit-Limit/Remaining/Reset`` trio. ``t`` (and
+``X-RateLimit-Reset``) is the seconds until more quota is available, the
+draft's current definition; on a refusal it equals ``Retry-After``. Both are
 whole seconds, rounded up.
 """
 

@@ -75,9 +75,25 @@ def test_missing_user_is_cached_too(client: Client) -> None:
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "9" * 30, "²"])
-def test_bad_id_is_a_400_not_a_500(client: Client, value: str) -> None:
-    assert client.get(f"/cache/user/?id={value}").status_code == 400
-    assert client.get(f"/cache/user/async/?id={value}").status_code == 400
+def test_bad_id_is_a_400_html_page_not_a_500(client: Client, value: str) -> None:
+    for page in ("/cache/user/", "/cache/user/async/"):
+        response = client.get(page, {"id": value})
+        assert response.status_code == 400
+        # Labelled text/html, so an HTML page of the demo, not a bare line of text.
+        assert response["Content-Type"].startswith("text/html")
+        assert response.content.lstrip().startswith(b"<!doctype html>")
+        assert b"must be a positive whole number" in response.content
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("query", ["", "?id=1", "?id=abc"])
+def test_async_page_renders_for_a_signed_in_user(ada: Any, query: str) -> None:
+    """The layout shows the signed-in user: loading it must not be a sync query on the loop."""
+    client = Client()
+    client.force_login(ada)
+    response = client.get(f"/cache/user/async/{query}")
+    assert response.status_code in (200, 400)
+    assert b"Signed in as <strong>ada</strong>" in response.content
 
 
 @pytest.mark.django_db(transaction=True)  # the async ORM runs in another thread

@@ -130,14 +130,16 @@ def test_one_watchdog_thread_not_one_per_acquire() -> None:
     # first, or one of them dropping mid-test shifts the count.
     wait_for(lambda: watchdog().pending() == 0, timeout=5)
     before = watchdog().pending()
-    locks = [Lock(f"many-{i}", ttl=0.3) for i in range(30)]
+    # A 1.5 s lease (renewed every 0.5 s): one thread renewing 30 locks must not
+    # miss a lease on a loaded CI machine (0.3 s leases did, four suites at once).
+    locks = [Lock(f"many-{i}", ttl=1.5) for i in range(30)]
     for lock in locks:
         lock.acquire()
     time.sleep(0.25)
     names = [t.name for t in threading.enumerate()]
     assert names.count("redisroles-lock-watchdog") == 1
     assert watchdog().pending() == before + 30
-    time.sleep(0.4)
+    time.sleep(1.8)  # past the lease: held only because it was renewed
     for lock in locks:
         lock.check()
         lock.release()

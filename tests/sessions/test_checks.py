@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_redisroles.checks.sessions import check_sessions
+from django_redisroles.checks.sessions import check_sessions_server
 
 
 def check_output(capsys) -> str:
@@ -102,11 +102,23 @@ def test_sessions_sharing_a_server_with_a_cache_warns(settings, redisroles, cach
     settings.CACHES = caches
     # Called directly: Django's own cache checks would import the cache role's
     # backend, which is not what this test is about.
-    messages = check_sessions()
+    messages = check_sessions_server()
     assert [m.id for m in messages] == (["redisroles.W021"] if warns else [])
     if warns:
         assert "evicts sessions too" in messages[0].msg
         assert "noeviction" in messages[0].hint
+
+
+def test_one_instance_is_quiet_in_check_and_warned_in_check_deploy(settings, capsys) -> None:
+    """The README's one-instance start: W021 belongs to `check --deploy` (and doctor)."""
+    settings.SILENCED_SYSTEM_CHECKS = []
+    settings.REDISROLES = {"URL": "redis://127.0.0.1:6379/0"}
+    settings.CACHES = {
+        "default": {"BACKEND": "django_redisroles.cache.RedisRolesCache", "TIMEOUT": 300}
+    }
+    assert "redisroles.W021" not in check_output(capsys)
+    call_command("check", "--deploy", "--tag", "redisroles")
+    assert "redisroles.W021" in capsys.readouterr().err
 
 
 def test_other_engines_are_not_checked(settings, capsys) -> None:

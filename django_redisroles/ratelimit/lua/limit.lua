@@ -10,8 +10,11 @@
 -- Redis' own (TIME), so app servers with skewed clocks agree.
 --
 -- Returns 4 integers per policy: allowed (1/0), remaining after this
--- request, milliseconds until the policy is fully reset, milliseconds until
--- a request would be allowed (0 when allowed).
+-- request, milliseconds until more quota is available (the RateLimit
+-- header's t: until `remaining` grows by one, for the sliding window at most
+-- until its window ends; 0 when the quota is full), milliseconds until a
+-- request would be allowed (0 when allowed). For a policy that refused the
+-- request the last two are equal.
 
 local call, tonumber, floor, ceil, max, fmt = redis.call, tonumber, math.floor, math.ceil, math.max, string.format
 
@@ -58,7 +61,7 @@ end
 local out = {}
 for i = 1, n do
   local a, l, p = algo[i], limit[i], period[i]
-  local remaining, reset, retry
+  local remaining, more, retry
   if a == 3 then
     local T = p / l
     local tat = st[i]
@@ -72,7 +75,8 @@ for i = 1, n do
       retry = tat + T - p - now
     end
     remaining = floor((p - (tat - now)) / T + 1e-6)
-    reset = tat - now
+    -- one more request's worth is back when (tat - now') <= p - (remaining + 1) * T
+    more = (remaining + 1) * T - p + tat - now
   else
     local win, c, prev = st[i][1], st[i][2], st[i][3]
     local window_end = (win + 1) * p
@@ -84,31 +88,42 @@ for i = 1, n do
       call('PEXPIRE', KEYS[i], ceil(ttl / 1000) + 1)
     end
     if a == 1 then
+      -- the whole quota comes back when the window ends
       remaining = l - c
-      reset = window_end - now
+      more = window_end - now
       if allow[i] then retry = 0 else retry = window_end - now end
     else
+      -- The estimate prev * (p - elapsed) / p + c falls as the previous window
+      -- slides out, then as this one does (it becomes the previous one): the
+      -- first moment it is <= l - (remaining + 1) is when one more request fits.
       local elapsed = now - win * p
       local est = prev * (p - elapsed) / p + c
-      remaining = floor(l - est + 1e-6)
-      if c > 0 then reset = window_end + p - now else reset = window_end - now end
-      if allow[i] then
-        retry = 0
-      elseif c + 1 <= l then
-        -- room once enough of the previous window has slid out
-        retry = p * (1 - (l - c - 1) / prev) - elapsed
+      remaining = max(0, floor(l - est + 1e-6))
+      local room = l - remaining - 1 - c  -- what the previous window may still weigh
+      if prev > 0 and room >= 0 then
+        more = p * (1 - room / prev) - elapsed
+      elseif c > 0 then
+        more = window_end - now + max(0, p * (1 - (l - remaining - 1) / c))
       else
-        -- wait for the next window, where this window becomes the previous one
-        retry = window_end - now + max(0, p * (1 - (l - 1) / c))
+        more = window_end - now
+      end
+      if allow[i] then
+        -- at most until this window ends: from then on its requests slide out
+        -- too (r grows as they do), and t stays within the window
+        retry = 0
+        if more > window_end - now then more = window_end - now end
+      else
+        retry = more
       end
     end
   end
   if remaining < 0 then remaining = 0 end
-  if remaining > l then remaining = l end
+  if remaining >= l then remaining = l; more = 0 end
+  if more < 0 then more = 0 end
   if retry < 0 then retry = 0 end
   out[4 * i - 3] = (allow[i] and 1) or 0
   out[4 * i - 2] = remaining
-  out[4 * i - 1] = ceil(reset / 1000)
+  out[4 * i - 1] = ceil(more / 1000)
   out[4 * i] = ceil(retry / 1000)
 end
 return out
