@@ -65,12 +65,13 @@ def servers() -> dict[str, dict[str, Any]]:
 class Rate:
     """Per-second rates of growing counters, over the last few seconds of readings."""
 
-    def __init__(self, window: float = 5.0) -> None:
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
+        self.clock = clock
         self.readings: collections.deque[tuple[float, dict[str, int]]] = collections.deque()
 
     def __call__(self, counts: dict[str, int]) -> dict[str, float]:
-        now = time.monotonic()
+        now = self.clock()
         self.readings.append((now, dict(counts)))
         while len(self.readings) > 2 and now - self.readings[1][0] >= self.window:
             self.readings.popleft()
@@ -368,3 +369,12 @@ def get_sampler() -> Sampler:
         if _sampler is None:
             _sampler = Sampler()
         return _sampler.start()
+
+
+def stop_sampler() -> None:
+    """Stop this process's sampler (tests: its reads must not leak into the next test)."""
+    global _sampler
+    with _sampler_lock:
+        sampler, _sampler = _sampler, None
+    if sampler is not None:
+        sampler.stop()
