@@ -240,11 +240,11 @@ def browsing(browser: Any, request: pytest.FixtureRequest) -> Iterator[Browsing]
     assert not b.errors, f"JavaScript errors: {b.errors}"
 
 
-def shot(page: Any, name: str) -> Path:
-    """A full-page screenshot in .artifacts/screenshots/."""
+def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot in .artifacts/screenshots/ (the whole page, or what the window shows)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -81,7 +81,17 @@ def test_the_dashboard_updates_live(demo: Demo, browsing: Browsing) -> None:
     assert "no maxmemory" in card.inner_text()  # the demo's server: findings W110...
     assert "CONFIG SET" in card.inner_text()  # ... with the exact fix
     all_panels_advance(page)
-    shot(page, "dashboard")  # `make screenshot` copies it into docs/img/ for the README
+
+    # Some activity for the README's picture: a broadcast, a rate-limited request, a lock.
+    page.fill("#panel-pubsub [data-k=send] input[name=text]", "Deploy finished")
+    page.click("#panel-pubsub [data-k=send] button[type=submit]")
+    page.click("[data-action=try]")
+    page.click("[data-action=lock]")
+    wait_for(lambda: "Deploy finished" in text(page, "[data-k=feed]"), 10, "no broadcast")
+    wait_for(lambda: "demo-page" in text(page, "[data-k=locks]"), 10, "lock not listed")
+    shot(page, "dashboard-full")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "dashboard", full_page=False)  # `make screenshot`: docs/img/ for the README
 
 
 def test_log_out_everywhere_from_a_second_browser(demo: Demo, browsing: Browsing) -> None:

@@ -53,9 +53,11 @@
     (children || []).forEach(function (c) { node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
     return node;
   }
-  function fill(tbody, rows) {  // rows: arrays of cells (strings or nodes)
+  function fill(tbody, rows, nowrap) {  // rows: arrays of cells (strings or nodes)
     tbody.replaceChildren.apply(tbody, rows.map(function (cells) {
-      return el("tr", {}, cells.map(function (c) { return el("td", {}, [c]); }));
+      return el("tr", {}, cells.map(function (c, i) {
+        return el("td", (nowrap || []).indexOf(i) >= 0 ? { class: "nowrap" } : {}, [c]);
+      }));
     }));
   }
   function post(url, data) {
@@ -74,10 +76,10 @@
     var w = 300, h = Number(node.getAttribute("viewBox").split(" ")[3]);
     var now = opts.now || Date.now() / 1000;
     var x0 = opts.x0, x1 = opts.x1 !== undefined ? opts.x1 : now;
-    if (x0 === undefined) {  // the last 5 minutes, or what there is of them (at least one)
+    if (x0 === undefined) {  // the last 5 minutes, or what there is of them (20 s at least)
       var span = opts.seconds || CHART_SECONDS;
-      x0 = Math.max(now - span, points.length ? points[0][0] : now - 60);
-      x0 = Math.min(x0, now - Math.min(60, span));
+      x0 = Math.max(now - span, points.length ? points[0][0] : now - 20);
+      x0 = Math.min(x0, now - 20);
     }
     var series = opts.series || (points[0] ? points[0].length - 1 : 0);
     var max = opts.max || 0, min = opts.min === "auto" ? Infinity : 0;
@@ -306,7 +308,7 @@
         left === null ? "no TTL" : left.toFixed(1) + " s of " + Math.round(l.ttl) + " s"]);
       var holder = l.host !== undefined ? (l.host + " pid " + l.pid + (l.cmd ? " · " + l.cmd.split(" ").slice(-4).join(" ").slice(-48) : "")) : "(log in to see)";
       return [el("code", { text: l.name }), String(l.fence), lease, holder];
-    }));
+    }), [0, 1]);
   }
 
   // -- Redis servers and doctor findings ---------------------------------------
