@@ -236,13 +236,20 @@ def fault(request: HttpRequest) -> JsonResponse:
         if action in ("stop", "start"):
             getattr(faults, action)(label)
             return JsonResponse({"done": action})
+        if action == "drop":
+            dropped = faults.drop_subscribers(label)
+            # Sent while the subscribers reconnect: Pub/Sub loses them, replay brings them back.
+            for n in (1, 2, 3):
+                message = {"text": f"sent during the cut #{n}", "from": request.get_host()}
+                publish(GROUP, {"type": "notify", "message": {**message, "at": time.time()}})
+            return JsonResponse({"dropped": dropped, "sent": 3})
     except KeyError:
         return _deny(404, f"no such server here: {label!r}")
     except ValueError:
         return _deny(400, "seconds must be a number")
     except (redis.RedisError, RuntimeError) as exc:
         return _deny(503, f"{type(exc).__name__}: {exc}")
-    return _deny(400, "action must be pause, stop or start")
+    return _deny(400, "action must be pause, drop, stop or start")
 
 
 @signed_in

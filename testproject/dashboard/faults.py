@@ -4,6 +4,8 @@
   it accepts connections and answers nothing until the pause ends (a hung
   server, as a long fork or a stuck disk would make it). ``CLIENT UNPAUSE``
   would be paused too, so a pause always runs its course.
+- ``drop_subscribers(label)``: ``CLIENT KILL TYPE pubsub``, the subscriber
+  connections of every app instance cut (a network blip); they reconnect.
 - ``stop(label)`` / ``start(label)``: only for the redis-server processes
   ``testproject.demo`` started itself (it registers them here): a server that
   is down (connections refused), then back with its data (AOF).
@@ -56,6 +58,15 @@ def pause(label: str, seconds: float) -> float:
     with _lock:
         _paused_until[label] = until
     return until
+
+
+def drop_subscribers(label: str) -> int:
+    """Cut every Pub/Sub subscriber connection of server ``label``; how many there were."""
+    target = servers().get(label)
+    if target is None:
+        raise KeyError(label)
+    with redis.Redis.from_url(target["url"], socket_timeout=2, socket_connect_timeout=2) as client:
+        return int(client.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
 
 
 def stop(label: str) -> None:

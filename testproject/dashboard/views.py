@@ -188,7 +188,7 @@ async def _session_alive(request: HttpRequest, viewer: Viewer) -> bool | None:
         return True
     try:
         return bool(await request.session.aexists(viewer.session_key))
-    except (SessionUnavailable, OSError, Exception):  # noqa: BLE001 - unknown, not logged out
+    except SessionUnavailable:  # Redis is down: unknown, which is not "logged out"
         return None
 
 

@@ -136,7 +136,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         wait_for(
             lambda url=url: _answers(url),
             60,
-            lambda url=url: f"{url} did not answer ({_last_error.get(url)}):\n{demo.log()}",
+            lambda url=url: (
+                f"{url} did not answer ({_last_error.get(url)}); "
+                f"processes:\n{_processes(port, port + 1)}\n{demo.log()}"
+            ),
         )
     try:
         yield demo
@@ -155,6 +158,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 _last_error: dict[str, str] = {}
+
+
+def _processes(*ports: int) -> str:
+    """The demo's processes, for a failure message."""
+    ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,args"], capture_output=True, text=True)
+    return "\n".join(
+        line for line in ps.stdout.splitlines() if any(f"--port {p}" in line for p in ports)
+    )
 
 
 def _answers(url: str) -> bool:

@@ -199,6 +199,26 @@ def test_a_broadcast_reaches_two_instances_and_a_reload_replays(
     wait_for(lambda: "burst #250" in feed(second), 10, "the kept part was not replayed")
 
 
+def test_cut_subscriber_connections_reconnect_and_replay(demo: Demo, browsing: Browsing) -> None:
+    page = browsing.page()
+    login(page, demo.url)
+    page.wait_for_selector("[data-k=ws][data-state=live]")
+    replayed = number(page, "pubsub", "replayed")
+    page.click("[data-fault=drop]")  # CLIENT KILL TYPE pubsub, then 3 broadcasts at once
+    marker = page.locator("[data-marker=lost]").first
+    marker.wait_for(timeout=15_000)
+    for n in (1, 2, 3):  # sent while the subscriber was reconnecting: none is lost
+        wait_for(
+            lambda n=n: f"sent during the cut #{n}" in text(page, "[data-k=feed]"),
+            10,
+            f"message {n} lost",
+        )
+    # This instance's layer brought them back from the replay stream and says so.
+    wait_for(lambda: number(page, "pubsub", "replayed") > replayed, 10, "replay not counted")
+    wait_for(lambda: "replayed —" in marker.inner_text(), 10, lambda: marker.inner_text())
+    assert number(page, "pubsub", "reconnects") >= 1
+
+
 def test_stampede_clear_and_the_algorithms(demo: Demo, browsing: Browsing) -> None:
     page = browsing.page()
     login(page, demo.url)

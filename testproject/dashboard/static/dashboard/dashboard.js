@@ -25,6 +25,8 @@
     retryUntil: 0,        // the try-it button's Retry-After countdown
     budget: [],           // [{at, r, refused}] of the try-it requests
     lastSeq: null,        // the pub/sub feed's last replay seq (survives a reload)
+    replayed: 0,          // the layer's replayed counter in the latest frame
+    lost: null,           // the latest "reconnected" marker, to add what replay brought back
     wasDown: {},          // role -> true while its Redis is out (to say "back")
     loggedOut: false
   };
@@ -278,6 +280,13 @@
       var stream = (redis.replay_streams || [])[0];
       setText(k("pubsub", "replay"), stream ? num(stream.entries) : "0");
       setText(k("pubsub", "reconnects"), num(d.process.reconnects || 0));
+      setText(k("pubsub", "replayed"), num(d.process.replayed || 0));
+      state.replayed = d.process.replayed || 0;
+      // After a reconnect, say how many messages replay brought back (this instance's layer).
+      if (state.lost && state.replayed > state.lost.replayed) {
+        setText(state.lost.li, state.lost.text.replace(/ —$/, ": " + (state.replayed - state.lost.replayed) + " replayed —"));
+      }
+      setText(k("pubsub", "gaps"), num(d.process.gaps || 0));
       draw($("[data-chart=pubsub]"), state.charts.pubsub || []);
     },
 
@@ -378,6 +387,10 @@
       [5, 15].forEach(function (n) {
         row.appendChild(el("button", { type: "button", "data-fault": "pause", "data-seconds": n, "data-server": s.label, text: "Pause " + n + " s" }));
       });
+      if (s.roles.indexOf("pubsub") >= 0) {
+        row.appendChild(el("button", { type: "button", "data-fault": "drop", "data-server": s.label,
+          title: "CLIENT KILL TYPE pubsub, then 3 broadcasts while the subscribers reconnect", text: "Cut pub/sub connections" }));
+      }
       if (s.can_stop) {
         row.appendChild(el("button", { type: "button", "data-fault": s.running ? "stop" : "start", "data-server": s.label, text: s.running ? "Stop" : "Start" }));
       } else {
@@ -582,6 +595,7 @@
         item.text, el("small", { text: (item.from ? " from " + item.from : "") + (item.replayed ? " (replayed)" : "") })]);
     }
     feed.insertBefore(li, feed.firstChild);
+    if (item.marker === "lost") { state.lost = { li: li, replayed: state.replayed, text: item.text }; }
     // Keep the last 60 messages, and the markers among them (a gap must not scroll away).
     var items = $$("li:not(.marker)", feed);
     items.slice(60).forEach(function (old) { feed.removeChild(old); });
