@@ -190,3 +190,27 @@ def test_a_job_takes_the_lock_and_a_second_refuses(client: Client, demo_user: An
                 run.process.terminate()  # SIGTERM: it releases the lock on its way out
                 run.process.wait(20)
     assert not any(o.name == "nightly_report" for o in held_locks())
+
+
+def test_cutting_the_subscribers_loses_nothing_on_the_replay_group(
+    client: Client, demo_user: Any, faults_on
+) -> None:
+    layer = get_channel_layer()
+    label = server_label(conf.role_url("pubsub"))
+
+    async def scenario() -> list[Any]:
+        from asgiref.sync import sync_to_async
+
+        channel = await layer.new_channel()
+        await layer.group_add("notifications", channel, events=True)
+        post = {"action": "drop", "server": label, "token": staff_token(demo_user)}
+        response = await sync_to_async(client.post)("/dashboard/actions/fault/", post)
+        assert response.status_code == 200 and response.json()["dropped"] >= 1
+        return [await receive(layer, channel) for _ in range(4)]
+
+    before = dict(layer.stats)
+    received = async_to_sync(scenario)()
+    texts = [m["message"]["text"] for m in received if m["type"] == "notify"]
+    assert texts == [f"sent during the cut #{n}" for n in (1, 2, 3)]  # in order, none lost
+    assert any(m["type"] == "redisroles.lost" for m in received)  # and the consumer was told
+    assert layer.stats["reconnects"] > before.get("reconnects", 0)
