@@ -7,12 +7,16 @@ broadcast, take a lock); staff may start jobs and trigger failure modes
 The staff buttons must keep working while the sessions' Redis is the one
 stopped or paused (starting it again is one of them), and who you are lives
 in that session. So the page, rendered for a staff user, carries a signed
-token (``staff_token()``) that these views check instead of the session.
+token (``staff_token()``) bound to that session: these views accept it with
+the session's cookie, and ask the session store only whether the session
+still exists (a session ended elsewhere no longer opens them); when the store
+cannot answer, the token stands in for it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 import time
 import uuid
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.core import signing
 from django.core.cache import caches
 from django.http import HttpRequest, JsonResponse
@@ -29,6 +34,7 @@ from django_redisroles import conf
 from django_redisroles.connections import get_redis
 from django_redisroles.locks import Lock
 from django_redisroles.pubsub import broadcast as publish
+from django_redisroles.sessions import SessionUnavailable
 
 from . import faults, jobs, race
 from .sampler import get_sampler
@@ -57,22 +63,43 @@ STAFF_SALT = "testproject.dashboard.staff"
 STAFF_TOKEN_SECONDS = 12 * 3600
 
 
-def staff_token(user: Any) -> str:
-    """A token the page of a staff user carries for the staff buttons."""
-    return signing.dumps({"u": user.pk}, salt=STAFF_SALT)
+def _digest(session_key: str) -> str:
+    return hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
+def staff_token(request: HttpRequest) -> str:
+    """The token a staff user's page carries for the staff buttons (bound to its session)."""
+    key = request.session.session_key or ""
+    return signing.dumps({"u": request.user.pk, "k": _digest(key)}, salt=STAFF_SALT)
+
+
+def _staff_error(request: HttpRequest) -> str | None:
+    """Why this request may not press a staff button, or None."""
+    try:
+        token = signing.loads(
+            request.POST.get("token", ""), salt=STAFF_SALT, max_age=STAFF_TOKEN_SECONDS
+        )
+    except signing.BadSignature:
+        return "staff only (reload the page if it is older than 12 hours)"
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    if not key or token.get("k") != _digest(key):
+        return "staff only: this token belongs to another session"
+    try:
+        if not request.session.exists(key):
+            return "your session has ended: log in again"
+    except SessionUnavailable:
+        pass  # the store cannot say; the token was issued to this very session
+    return None
 
 
 def staff_only(view: Callable[..., Any]) -> Callable[..., Any]:
-    """POST with the CSRF token and a valid staff token; the session is never read."""
+    """POST with the CSRF token, the staff token and its session's cookie (see above)."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        try:
-            signing.loads(
-                request.POST.get("token", ""), salt=STAFF_SALT, max_age=STAFF_TOKEN_SECONDS
-            )
-        except signing.BadSignature:
-            return _deny(403, "staff only (reload the page if it is older than 12 hours)")
+        error = _staff_error(request)
+        if error is not None:
+            return _deny(403, error)
         return view(request, *args, **kwargs)
 
     return require_POST(wrapper)

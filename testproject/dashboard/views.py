@@ -17,12 +17,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -114,7 +115,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "instances": instances(request),
         "pid": os.getpid(),
         "faults_enabled": faults.enabled(),
-        "staff_token": staff_token(request.user) if request.user.is_staff else "",
+        "staff_token": staff_token(request) if request.user.is_staff else "",
     }
     return render(request, "dashboard/index.html", context)
 
@@ -182,47 +183,87 @@ def _event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _session_alive(request: HttpRequest, viewer: Viewer) -> bool | None:
-    """Whether the viewer's session still exists (None: the sessions Redis cannot say)."""
-    if not viewer.authenticated or not viewer.session_key:
-        return True
-    try:
-        return bool(await request.session.aexists(viewer.session_key))
-    except SessionUnavailable:  # Redis is down: unknown, which is not "logged out"
-        return None
+class Feed:
+    """One viewer's events: a ``frame`` per sampler reading, ``logout`` if the session ends.
 
+    Async under ASGI (the event loop serves any number of feeds); a plain
+    generator under WSGI (``runserver`` without daphne), holding a worker thread.
+    """
 
-async def stream(request: HttpRequest) -> StreamingHttpResponse:
-    """Server-sent events: ``frame`` every second, ``logout`` when the session is ended."""
-    viewer = await _aviewer(request)
-    sampler = get_sampler()
+    def __init__(self, request: HttpRequest, viewer: Viewer) -> None:
+        self.request = request
+        self.viewer = viewer
+        self.sampler = get_sampler()
+        self.last_seq = self.sampler.seq
+        self.ends = time.monotonic() + STREAM_SECONDS
 
-    async def events() -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"  # EventSource's reconnect delay
-        yield _event("frame", frame(viewer, full=True))
-        last_seq, last_check = sampler.seq, time.monotonic()
-        check: asyncio.Task[bool | None] | None = None
-        ends = time.monotonic() + STREAM_SECONDS
+    def first(self) -> list[str]:
+        return ["retry: 2000\n\n", _event("frame", frame(self.viewer, full=True))]
+
+    def newer(self) -> str | None:
+        """The next frame, if the sampler has read since the last one."""
+        if self.sampler.seq == self.last_seq:
+            return None
+        self.last_seq = self.sampler.seq
+        return _event("frame", frame(self.viewer, full=False))
+
+    def logout(self) -> str:
+        return _event("logout", {"username": self.viewer.username})
+
+    def _session_key(self) -> str | None:
+        return self.viewer.session_key if self.viewer.authenticated else None
+
+    async def aevents(self) -> AsyncIterator[str]:
+        for event in self.first():
+            yield event
+        check: asyncio.Task[bool] | None = None
+        last_check = time.monotonic()
         try:
-            while time.monotonic() < ends:
+            while time.monotonic() < self.ends:
                 await asyncio.sleep(0.1)
                 # The session check runs beside the frames: a Redis that hangs must
                 # not hold the other panels back.
-                if check is None and time.monotonic() - last_check >= SESSION_CHECK_EVERY:
-                    check = asyncio.ensure_future(_session_alive(request, viewer))
+                key = self._session_key()
+                if key and check is None and time.monotonic() - last_check >= SESSION_CHECK_EVERY:
+                    check = asyncio.ensure_future(self.request.session.aexists(key))
                 if check is not None and check.done():
-                    alive, check, last_check = check.result(), None, time.monotonic()
-                    if alive is False:
-                        yield _event("logout", {"username": viewer.username})
+                    last_check = time.monotonic()
+                    done, check = check, None
+                    # An error (SessionUnavailable: Redis down) is "unknown", not "logged out".
+                    if not done.exception() and done.result() is False:
+                        yield self.logout()
                         return
-                if sampler.seq != last_seq:
-                    last_seq = sampler.seq
-                    yield _event("frame", frame(viewer, full=False))
+                event = self.newer()
+                if event:
+                    yield event
         finally:
             if check is not None:
                 check.cancel()
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    def events(self) -> Iterator[str]:
+        yield from self.first()
+        last_check = time.monotonic()
+        while time.monotonic() < self.ends:
+            time.sleep(0.1)
+            key = self._session_key()
+            if key and time.monotonic() - last_check >= SESSION_CHECK_EVERY:
+                last_check = time.monotonic()
+                try:
+                    if not self.request.session.exists(key):
+                        yield self.logout()
+                        return
+                except SessionUnavailable:
+                    pass  # unknown, not "logged out"
+            event = self.newer()
+            if event:
+                yield event
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    """Server-sent events: ``frame`` every second, ``logout`` when the session is ended."""
+    feed = Feed(request, _viewer(request, request.user))
+    events = feed.aevents() if isinstance(request, ASGIRequest) else feed.events()
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy must not hold the events back
     return response

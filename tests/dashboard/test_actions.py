@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,7 +15,6 @@ from django.test import Client
 from django_redisroles import conf
 from django_redisroles.locks import held_locks
 from testproject.dashboard import faults, jobs
-from testproject.dashboard.actions import staff_token
 from testproject.dashboard.sampler import server_label
 from tests.pubsub.conftest import receive
 
@@ -23,6 +23,14 @@ pytestmark = pytest.mark.django_db
 
 def csrf_client() -> Client:
     return Client(enforce_csrf_checks=True)
+
+
+def staff_token(client: Client, user: Any) -> str:
+    """Log ``client`` in and read the staff token its dashboard page carries."""
+    client.force_login(user)
+    match = re.search(r'id="staff-token" value="([^"]+)"', client.get("/").content.decode())
+    assert match, "no staff token on the page"
+    return match.group(1)
 
 
 def test_buttons_need_a_post_with_the_csrf_token(demo_user: Any) -> None:
@@ -97,15 +105,42 @@ def test_take_lock_then_it_is_held(client: Client) -> None:
     assert second.status_code == 409 and "already held by host" in second.json()["error"]
 
 
-def test_staff_buttons_need_the_signed_token(client: Client, demo_user: Any, faults_on) -> None:
-    client.force_login(demo_user)  # a staff session alone is not enough: the token is the key
-    for url in ("/dashboard/actions/fault/", "/dashboard/actions/job/"):
-        response = client.post(url, {"action": "pause", "server": "x", "token": "forged"})
-        assert response.status_code == 403
+def test_staff_buttons_need_the_page_token_and_its_session(
+    client: Client, demo_user: Any, faults_on
+) -> None:
+    from django_redisroles.sessions import logout_everywhere
+
+    token = staff_token(client, demo_user)
+    bogus = {"action": "bogus", "server": "x"}  # past the staff check: a 400
+    assert client.post("/dashboard/actions/fault/", {**bogus, "token": token}).status_code == 400
+    for forged in ("", "forged", token[:-2] + "xx"):
+        for url in ("/dashboard/actions/fault/", "/dashboard/actions/job/"):
+            assert client.post(url, {**bogus, "token": forged}).status_code == 403
+    other = Client()
+    other.force_login(demo_user)  # the same user, another session: not this page's token
+    denied = other.post("/dashboard/actions/fault/", {**bogus, "token": token})
+    assert denied.status_code == 403 and "another session" in denied.json()["error"]
+    logout_everywhere(demo_user)  # the page stays open, its session is gone
+    ended = client.post("/dashboard/actions/fault/", {**bogus, "token": token})
+    assert ended.status_code == 403 and "ended" in ended.json()["error"]
+
+
+def test_staff_token_stands_in_while_the_sessions_redis_is_down(
+    client: Client, demo_user: Any, faults_on, settings: Any, redis_factory: Any
+) -> None:
+    server = redis_factory()
+    roles = dict(settings.REDISROLES["ROLES"])
+    roles["sessions"] = {**roles["sessions"], "URL": server.url(), "OPTIONS": {"retry_attempts": 0}}
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": roles}
+    token = staff_token(client, demo_user)
+    server.kill()
+    response = client.post("/dashboard/actions/fault/", {"action": "bogus", "token": token})
+    assert response.status_code == 400  # through the staff check: "start" would work here
+    assert client.get("/dashboard/probe/session/").status_code == 503  # the session itself: no
 
 
 def test_failure_modes_are_off_without_debug(client: Client, demo_user: Any) -> None:
-    token = staff_token(demo_user)
+    token = staff_token(client, demo_user)
     response = client.post("/dashboard/actions/fault/", {"action": "pause", "token": token})
     assert response.status_code == 403 and "DEMO_FAULTS" in response.json()["error"]
 
@@ -122,7 +157,7 @@ def test_pause_holds_every_client_of_that_server(
 ) -> None:
     server = redis_factory()
     label = _on_own_server(settings, server)
-    token = staff_token(demo_user)
+    token = staff_token(client, demo_user)
     response = client.post(
         "/dashboard/actions/fault/",
         {"action": "pause", "server": label, "seconds": "1", "token": token},
@@ -146,7 +181,7 @@ def test_stop_and_start_only_what_the_demo_started(
 ) -> None:
     server = redis_factory(persistence=True)
     label = _on_own_server(settings, server)
-    token = staff_token(demo_user)
+    token = staff_token(client, demo_user)
     post = {"server": label, "token": token}
     assert client.post("/dashboard/actions/fault/", {**post, "action": "stop"}).status_code == 404
     faults.register(server)
@@ -168,7 +203,7 @@ def test_stop_and_start_only_what_the_demo_started(
 
 @pytest.mark.slow
 def test_a_job_takes_the_lock_and_a_second_refuses(client: Client, demo_user: Any) -> None:
-    token = staff_token(demo_user)
+    token = staff_token(client, demo_user)
     first = client.post("/dashboard/actions/job/", {"token": token})
     assert first.status_code == 200
     pid = first.json()["started"]["pid"]
@@ -197,13 +232,14 @@ def test_cutting_the_subscribers_loses_nothing_on_the_replay_group(
 ) -> None:
     layer = get_channel_layer()
     label = server_label(conf.role_url("pubsub"))
+    token = staff_token(client, demo_user)
 
     async def scenario() -> list[Any]:
         from asgiref.sync import sync_to_async
 
         channel = await layer.new_channel()
         await layer.group_add("notifications", channel, events=True)
-        post = {"action": "drop", "server": label, "token": staff_token(demo_user)}
+        post = {"action": "drop", "server": label, "token": token}
         response = await sync_to_async(client.post)("/dashboard/actions/fault/", post)
         assert response.status_code == 200 and response.json()["dropped"] >= 1
         return [await receive(layer, channel) for _ in range(4)]

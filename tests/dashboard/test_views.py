@@ -119,6 +119,21 @@ async def test_the_feed_sends_frames_then_logout_when_the_session_is_ended(demo_
     assert events[-1] == ("logout", {"username": "demo"})
 
 
+def test_the_feed_works_under_wsgi_too(client: Client, demo_user: Any) -> None:
+    # runserver without daphne: a plain generator (Django would otherwise buffer an
+    # async one whole, and the page would never see a frame).
+    client.force_login(demo_user)
+    response = client.get("/dashboard/stream/")
+    assert response["Content-Type"] == "text/event-stream"
+    chunks = iter(response.streaming_content)
+    assert next(chunks) == b"retry: 2000\n\n"
+    assert next(chunks).startswith(b"event: frame\n")
+    assert b'"full": false' in next(chunks)  # the next reading, a second later
+    logout_everywhere(demo_user)
+    rest = b"".join(chunks)  # ends by itself: the session is gone
+    assert rest.endswith(b'event: logout\ndata: {"username": "demo"}\n\n')
+
+
 def test_probes(client: Client, demo_user: Any) -> None:
     first = client.get("/dashboard/probe/cache/").json()
     second = client.get("/dashboard/probe/cache/").json()
