@@ -306,6 +306,13 @@
     }));
   }
 
+  function command(cmd) {  // "manage.py nightly_report --duration 20", without the long paths
+    var words = cmd.split(" ");
+    words[0] = words[0].split("/").pop();
+    var text = words.join(" ");
+    return text.length > 48 ? text.slice(0, 47) + "…" : text;
+  }
+
   function renderLocks() {
     var body = k("locks", "locks");
     if (!state.locks.length) { fill(body, [["no lock held", "", "", ""]]); return; }
@@ -315,7 +322,7 @@
       var lease = el("span", { "data-lease": l.name }, [
         el("span", { class: "bar", style: "width:" + width + "px" }),
         left === null ? "no TTL" : left.toFixed(1) + " s of " + Math.round(l.ttl) + " s"]);
-      var holder = l.host !== undefined ? (l.host + " pid " + l.pid + (l.cmd ? " · " + l.cmd.split(" ").slice(-4).join(" ").slice(-48) : "")) : "(log in to see)";
+      var holder = l.host !== undefined ? l.host + " pid " + l.pid + (l.cmd ? " · " + command(l.cmd) : "") : "(log in to see)";
       return [el("code", { text: l.name }), String(l.fence), lease, holder];
     }), [0, 1]);
   }
