@@ -237,8 +237,11 @@ def take_lock(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"taken": False, "error": f"no lock: {type(exc).__name__}: {exc}"}, status=503
         )
-    who = lock.holder.describe() if lock.holder else "someone"
-    return JsonResponse({"taken": False, "error": f"already held by {who}"}, status=409)
+    # Not who holds it (host, pid: for signed-in users, and asking who you are needs the
+    # session): only for how long.
+    left = lock.holder.expires_in if lock.holder else None
+    lease = f"; its lease ends in {left:.0f} s" if left is not None else ""
+    return JsonResponse({"taken": False, "error": f"already held{lease}"}, status=409)
 
 
 @staff_only
