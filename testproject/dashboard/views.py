@@ -1,12 +1,12 @@
 """The dashboard: the page, its live feed (server-sent events), and the probes.
 
-The page (``index``) opens ``stream``: an async view that sends the
-sampler's latest snapshot every second as a server-sent event (one
-``EventSource`` in the browser, no WebSocket needed, works through any
-proxy), and ends the feed with a ``logout`` event when the viewer's session
-is ended elsewhere ("log out everywhere"). The probes are small requests the
-page makes every few seconds so each panel shows what a real request gets
-from its role right now, outages included.
+The page (``index``) opens ``stream``, which sends the sampler's latest
+snapshot every second as a server-sent event (one ``EventSource`` in the
+browser, no WebSocket needed, works through any proxy; on the event loop under
+ASGI), and ends the feed with a ``logout`` event when the viewer's session is
+ended elsewhere ("log out everywhere"). The probes are small requests the page
+makes every few seconds so each panel shows what a real request gets from its
+role right now, outages included.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from django_redisroles.ratelimit import rate_limit
 from django_redisroles.sessions import SessionUnavailable
 
 from . import faults, jobs
+from .actions import staff_token
 from .sampler import get_sampler, server_label
 
 TITLES = {
@@ -87,7 +88,7 @@ async def _aviewer(request: HttpRequest) -> Viewer:
 
 def instances(request: HttpRequest) -> list[dict[str, Any]]:
     """The demo's app instances (``$DEMO_INSTANCES``, set by ``testproject.demo``)."""
-    here = f"{request.get_host()}"
+    here = request.get_host()
     urls = [u for u in os.environ.get("DEMO_INSTANCES", "").split(",") if u]
     return [{"url": u, "current": u.rstrip("/").endswith(here)} for u in urls]
 
@@ -108,8 +109,6 @@ def index(request: HttpRequest) -> HttpResponse:
                 "policy": POLICIES[role],
             }
         )
-    from .actions import staff_token
-
     context = {
         "roles": roles,
         "instances": instances(request),
