@@ -277,7 +277,7 @@
       (redis.groups || []).forEach(function (g) { if (g.group === "notifications") { group = g; } });
       setText(k("pubsub", "processes"), group ? num(group.processes) : "0");
       setText(k("pubsub", "consumers"), num(redis.consumer_channels));
-      var stream = (redis.replay_streams || [])[0];
+      var stream = (redis.replay_streams || []).filter(function (r) { return r.group === "notifications"; })[0];
       setText(k("pubsub", "replay"), stream ? num(stream.entries) : "0");
       setText(k("pubsub", "reconnects"), num(d.process.reconnects || 0));
       setText(k("pubsub", "replayed"), num(d.process.replayed || 0));
