@@ -92,7 +92,9 @@ class Demo:
         return "".join(self.output)
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session: while Playwright's sync API is started, the main thread
+# has a running event loop, and the async tests that run after these would fail.
+@pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """``python -m testproject.demo --second-instance`` on free ports, its own redis-server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DJANGO_"))}
@@ -189,7 +191,7 @@ def wait_for(check: Callable[[], Any], timeout: float, message: str | Callable[[
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
