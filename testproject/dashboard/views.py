@@ -105,7 +105,12 @@ def index(request: HttpRequest) -> HttpResponse:
                 "title": TITLES[role],
                 "server": server_label(url),
                 "url": conf.mask_url(url),
-                "links": module.DEMO_LINKS,
+                # "Log in" only for a visitor who is not signed in yet.
+                "links": [
+                    (title, name)
+                    for title, name in module.DEMO_LINKS
+                    if not (name == "login" and request.user.is_authenticated)
+                ],
                 "policy": POLICIES[role],
             }
         )

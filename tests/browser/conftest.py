@@ -121,9 +121,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         if not line:
             break
         lines.append(line)
-        match = re.search(r"Started redis-server on redis://127\.0\.0\.1:(\d+)/0", line)
+        match = re.search(r"^Started (Redis|Valkey) .* on redis://127\.0\.0\.1:(\d+)/0", line)
         if match:
-            redis_port = int(match.group(1))
+            redis_port = int(match.group(2))
         if f"Open http://127.0.0.1:{port}/" in line:
             break
     assert redis_port is not None, "".join(lines)
@@ -154,7 +154,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             proc.wait()
             pytest.fail(f"the demo did not stop on Ctrl-C:\n{demo.log()}")
     assert proc.returncode == 0, demo.log()
-    assert "Stopped redis-server" in demo.log()
+    assert "Stopped the" in demo.log()  # "Stopped the Redis server (pid N)"
     for gone in (port, port + 1, redis_port):
         wait_for(lambda gone=gone: not port_open(gone), 10, f"port {gone} still open")
 
