@@ -97,7 +97,12 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """``python -m testproject.demo --second-instance`` on free ports, its own redis-server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DJANGO_"))}
+    # Its own server (not the suite's $REDIS_URL), from $REDIS_SERVER_BIN if the run set one.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not re.fullmatch(r"REDIS(_[A-Z]+)?_URL", k) and not k.startswith("DJANGO_")
+    }
     env["PYTHONPATH"] = str(ROOT)
     port = two_free_ports()
     state = tmp_path_factory.mktemp("demo")
