@@ -19,9 +19,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+stopping = threading.Event()  # set when the demo stops what it started
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -68,7 +70,7 @@ def shown_env(name: str) -> str:
 def start_second_instance(host: str, port: int) -> subprocess.Popen[bytes]:
     """Another uvicorn process serving the project, on the same Redis and database."""
     print(f"Second app instance: http://{host}:{port}/", flush=True)
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [
             *(sys.executable, "-m", "uvicorn", "testproject.asgi:application"),
             *("--host", host, "--port", str(port), "--lifespan", "off"),
@@ -78,6 +80,14 @@ def start_second_instance(host: str, port: int) -> subprocess.Popen[bytes]:
         env=os.environ.copy(),
         start_new_session=True,  # Ctrl-C is ours to handle: we stop it after the first
     )
+
+    def report_exit() -> None:  # it should live as long as we do: say so if it does not
+        code = process.wait()
+        if not stopping.is_set():
+            print(f"Second app instance (pid {process.pid}) exited with status {code}", flush=True)
+
+    threading.Thread(target=report_exit, daemon=True).start()
+    return process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeout_graceful_shutdown=2,
             )
         finally:
+            stopping.set()
             if second is not None:
                 second.terminate()
                 second.wait(10)

@@ -119,45 +119,49 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     )
     assert proc.stdout is not None
     lines: collections.deque[str] = collections.deque(maxlen=2000)
-    redis_port = None
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"^Started (Redis|Valkey) .* on redis://127\.0\.0\.1:(\d+)/0", line)
-        if match:
-            redis_port = int(match.group(2))
-        if f"Open http://127.0.0.1:{port}/" in line:
-            break
-    assert redis_port is not None, "".join(lines)
-
-    def drain() -> None:  # uvicorn logs every request: keep the pipe from filling up
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    demo = Demo(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", redis_port, proc, lines)
-    for url in (demo.url, demo.url2):
-        wait_for(
-            lambda url=url: _answers(url),
-            60,
-            lambda url=url: (
-                f"{url} did not answer ({_last_error.get(url)}); "
-                f"processes:\n{_processes(port, port + 1)}\n{demo.log()}"
-            ),
-        )
+    demo: Demo | None = None
     try:
+        redis_port = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(r"^Started (Redis|Valkey) .* on redis://127\.0\.0\.1:(\d+)/0", line)
+            if match:
+                redis_port = int(match.group(2))
+            if f"Open http://127.0.0.1:{port}/" in line:
+                break
+        assert redis_port is not None, "".join(lines)
+
+        def drain() -> None:  # uvicorn logs every request: keep the pipe from filling up
+            for line in proc.stdout:  # type: ignore[union-attr]
+                lines.append(line)
+
+        threading.Thread(target=drain, daemon=True).start()
+        demo = Demo(
+            f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", redis_port, proc, lines
+        )
+        for url in (demo.url, demo.url2):
+            wait_for(
+                lambda url=url: _answers(url),
+                60,
+                lambda url=url: (
+                    f"{url} did not answer ({_last_error.get(url)}); "
+                    f"processes:\n{_processes(port, port + 1)}\n{''.join(lines)}"
+                ),
+            )
         yield demo
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends (also when the start failed)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            pytest.fail(f"the demo did not stop on Ctrl-C:\n{demo.log()}")
+            pytest.fail(f"the demo did not stop on Ctrl-C:\n{''.join(lines)}")
+    assert demo is not None
     assert proc.returncode == 0, demo.log()
     assert "Stopped the" in demo.log()  # "Stopped the Redis server (pid N)"
     for gone in (port, port + 1, redis_port):
