@@ -1,8 +1,19 @@
 # Shortcuts; the scripts do the real work (and install what is missing).
-.PHONY: test demo lint format bench tox clean
+.PHONY: test test-browser screenshot demo lint format bench tox clean
 
 test:
 	scripts/test
+
+# The browser tests alone (needs Debian's chromium: apt-get install chromium).
+test-browser:
+	.venv/bin/python -m pip install --quiet -e ".[test,browser]"
+	.venv/bin/python -m pytest --browser tests/browser
+
+# The README's dashboard screenshot, as the browser test takes it.
+screenshot:
+	.venv/bin/python -m pip install --quiet -e ".[test,browser]"
+	.venv/bin/python -m pytest --browser tests/browser -k updates_live
+	cp .artifacts/screenshots/dashboard.png docs/img/dashboard.png
 
 demo:
 	scripts/demo
@@ -25,4 +36,4 @@ tox:
 	.venv/bin/tox
 
 clean:
-	rm -rf .venv .tox .cache .demo .ci-logs build dist *.egg-info
+	rm -rf .venv .tox .cache .demo .ci-logs .artifacts build dist *.egg-info

@@ -15,11 +15,15 @@ import argparse
 import ipaddress
 import os
 import shlex
+import signal
 import socket
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+stopping = threading.Event()  # set when the demo stops what it started
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -63,6 +67,29 @@ def shown_env(name: str) -> str:
     return f"{name}={shlex.quote(value)}"
 
 
+def start_second_instance(host: str, port: int) -> subprocess.Popen[bytes]:
+    """Another uvicorn process serving the project, on the same Redis and database."""
+    print(f"Second app instance: http://{host}:{port}/", flush=True)
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "testproject.asgi:application"),
+            *("--host", host, "--port", str(port), "--lifespan", "off"),
+            *("--no-proxy-headers", "--timeout-graceful-shutdown", "2", "--log-level", "warning"),
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,  # Ctrl-C is ours to handle: we stop it after the first
+    )
+
+    def report_exit() -> None:  # it should live as long as we do: say so if it does not
+        code = process.wait()
+        if not stopping.is_set():
+            print(f"Second app instance (pid {process.pid}) exited with status {code}", flush=True)
+
+    threading.Thread(target=report_exit, daemon=True).start()
+    return process
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -72,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=ROOT / ".demo",
         help="where the demo keeps its SQLite database and redis data (default: .demo/)",
+    )
+    parser.add_argument(
+        "--second-instance",
+        action="store_true",
+        help="also serve the project on PORT+1 (another app process on the same Redis)",
     )
     args = parser.parse_args(argv)
     refused = refuse_public_host(args.host)
@@ -117,13 +149,22 @@ def main(argv: list[str] | None = None) -> int:
         if is_loopback(args.host):
             # Staff, so the home page's admin link works: on this machine only (a demo
             # served beyond it keeps an ordinary demo account, see refuse_public_host).
+            # Staff also get the dashboard's failure-mode buttons (demo only).
             user_model.objects.filter(username="demo").update(is_staff=True, is_superuser=True)
+        if server is not None:
+            from testproject.dashboard import faults
+
+            faults.register(server)  # the dashboard may stop and start what we started
 
         import uvicorn
 
-        if not port_is_free(args.host, args.port):
-            print(f"error: port {args.port} is in use; try --port N", file=sys.stderr)
-            return 1
+        ports = [args.port, args.port + 1] if args.second_instance else [args.port]
+        for port in ports:
+            if not port_is_free(args.host, port):
+                print(f"error: port {port} is in use; try --port N", file=sys.stderr)
+                return 1
+        os.environ["DEMO_INSTANCES"] = ",".join(f"http://{args.host}:{p}" for p in ports)
+        second = start_second_instance(args.host, ports[1]) if args.second_instance else None
         print(
             f"Open http://{args.host}:{args.port}/  (log in as demo / demo; Ctrl-C stops)",
             flush=True,
@@ -138,16 +179,27 @@ def main(argv: list[str] | None = None) -> int:
             f"  {manage_py()} nightly_report --duration 60   # a locked job",
             flush=True,
         )
-        uvicorn.run(
-            "testproject.asgi:application",
-            host=args.host,
-            port=args.port,
-            lifespan="off",
-            log_level="info",
-            # X-Forwarded-For is not trusted: no proxy stands in front of the demo,
-            # and a spoofed header must not give a client a fresh rate-limit budget.
-            proxy_headers=False,
-        )
+        # SIGTERM (a process manager, `kill`) stops the demo like Ctrl-C does, so the
+        # processes it started (redis-server, the second instance) stop with it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        try:
+            uvicorn.run(
+                "testproject.asgi:application",
+                host=args.host,
+                port=args.port,
+                lifespan="off",
+                log_level="info",
+                # X-Forwarded-For is not trusted: no proxy stands in front of the demo,
+                # and a spoofed header must not give a client a fresh rate-limit budget.
+                proxy_headers=False,
+                # The dashboard's live feeds never end by themselves: do not wait on them.
+                timeout_graceful_shutdown=2,
+            )
+        finally:
+            stopping.set()
+            if second is not None:
+                second.terminate()
+                second.wait(10)
         return 0
     finally:
         if server is not None:

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "channels",
     "django_redisroles",
     "testproject",
+    "testproject.dashboard",  # the demo's home page: every role live (testproject/dashboard/)
 ]
 # With daphne installed (the test extra), `manage.py runserver` serves the ASGI
 # application, WebSockets included; the demo extra does not install it (the demo
@@ -84,7 +85,7 @@ REDISROLES["ROLES"]["ratelimit"].update(
             {"path": "/ratelimit/middleware/", "rate": "20/m", "key": "ip", "name": "demo-mw"},
         ],
         "HEADERS_ON_ALLOWED": True,  # the demo shows its budget on every response
-        "PROBLEM_JSON_PATHS": ["/ratelimit/api/"],
+        "PROBLEM_JSON_PATHS": ["/ratelimit/api/", "/dashboard/try/"],
         # An HTML 429 page for the stacked (HTML) demo page; None elsewhere = the default.
         "RESPONSE": "testproject.urls_ratelimit.too_many_requests",
         # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"].
@@ -99,8 +100,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
         # "notifications" keeps its last 200 broadcasts for clients that come back
-        # (/ws/notifications/replay/?since=<seq>); capacity holds a full catch-up.
-        "CONFIG": {"capacity": 200, "replay_groups": ["notifications"], "replay_maxlen": 200},
+        # (/ws/notifications/replay/?since=<seq>); capacity holds a full catch-up,
+        # which can be up to 100 longer: XADD MAXLEN ~ trims whole 100-entry nodes.
+        "CONFIG": {"capacity": 300, "replay_groups": ["notifications"], "replay_maxlen": 200},
     }
 }
 if os.environ.get("REDISROLES_DEMO_CHANNEL_LAYER"):
@@ -120,6 +122,8 @@ REDISROLES["ROLES"]["locks"]["TTL"] = float(os.environ.get("REDISROLES_LOCKS_TTL
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The demo's JSON views as readable pages in a browser (Accept: text/html).
+    "testproject.dashboard.middleware.BrowsableJSONMiddleware",
     "django_redisroles.sessions.SessionMiddleware",  # Django's + a 503 on a Redis outage
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -8,7 +8,8 @@ from django.urls import include, path
 from . import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("testproject.dashboard.urls")),  # the dashboard is the home page
+    path("pages/", views.home, name="pages"),  # every role's demo pages, as a list
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("cache/", include("testproject.urls_cache")),

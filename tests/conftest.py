@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,23 @@ from django_redisroles.testing import (
 
 _server: RedisServer | None = None
 _servers_used: list[str] = []
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--browser",
+        action="store_true",
+        help="also run tests/browser/ (the demo in headless Chromium; needs the chromium "
+        "package and `pip install -e .[browser]`; .ci/run passes it)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # The browser tests need Chromium: opt in with --browser (never skipped once asked for).
+    if collection_path == HERE / "browser" and not config.getoption("--browser"):
+        return True
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,6 +6,7 @@
   mandatory, namespace-only ``clear()``, stampede-safe ``get_or_set()``,
   large-value guard, native async ``a*`` methods.
 - :func:`cached`: ``@cached(300, key="user:{user_id}")`` on sync or async functions.
+- ``cache.stats()`` -> :class:`CacheStats`: hits, misses, loads, outages in this process.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from django_redis import get_redis_connection
 from .backend import RedisRolesCache, default_key_prefix
 from .client import CacheValueTooLarge, RedisRolesClient, TimeoutRequired
 from .stampede import cached
+from .stats import CacheStats
 
 __all__ = [
+    "CacheStats",
     "CacheValueTooLarge",
     "RedisRolesCache",
     "RedisRolesClient",

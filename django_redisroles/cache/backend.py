@@ -38,6 +38,7 @@ from .client import (
     logger,
 )
 from .options import BACKEND_PATH, cache_options
+from .stats import CacheStats, counters_for, snapshot
 
 T = TypeVar("T")
 
@@ -88,9 +89,13 @@ def _log_outage(exc: BaseException) -> None:
 class _OutageLogger:
     """What django-redis's ``omit_exception`` logs through: our rate-limited warning."""
 
+    def __init__(self, counters: Any) -> None:
+        self.counters = counters
+
     def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
         exc = sys.exc_info()[1]
         if exc is not None:
+            self.counters.add("outages")
             _log_outage(_cause(exc))
 
 
@@ -110,6 +115,7 @@ def _fail_open(
         @functools.wraps(method)
         def wrapper(self: RedisRolesCache, *args: Any, **kwargs: Any) -> T:
             if skip and _down_until and self.skipping():
+                self._counters.add("outages")
                 return default() if callable(default) else default
             try:
                 return method(self, *args, **kwargs)
@@ -132,6 +138,7 @@ def _afail_open(
         @functools.wraps(method)
         async def wrapper(self: RedisRolesCache, *args: Any, **kwargs: Any) -> T:
             if _down_until and self.skipping():
+                self._counters.add("outages")
                 return default() if callable(default) else default
             try:
                 return await method(self, *args, **kwargs)
@@ -158,7 +165,10 @@ class RedisRolesCache(RedisCache):
     def __init__(self, server: str | None, params: dict[str, Any]) -> None:
         params = dict(params)
         options = dict(params.get("OPTIONS") or {})
-        self._rr = cache_options(self._alias_of(params), options)
+        self._alias = self._alias_of(params)
+        self._rr = cache_options(self._alias, options)
+        # Shared by the per-thread instances Django makes of this alias.
+        self._counters = counters_for(self._alias)
         options.setdefault("CLIENT_CLASS", CLIENT_CLASS_PATH)
         options["IGNORE_EXCEPTIONS"] = self._rr["IGNORE_EXCEPTIONS"]
         params["OPTIONS"] = options
@@ -170,7 +180,7 @@ class RedisRolesCache(RedisCache):
         # django-redis's omit_exception (for the extras we do not override)
         # logs through this logger.
         self._log_ignored_exceptions = True
-        self.logger = _OutageLogger()  # type: ignore[assignment]
+        self.logger = _OutageLogger(self._counters)  # type: ignore[assignment]
 
     @staticmethod
     def _alias_of(params: Mapping[str, Any]) -> str:
@@ -219,6 +229,7 @@ class RedisRolesCache(RedisCache):
 
     def outage(self, cause: BaseException) -> None:
         """Log an outage (rate-limited); a connection error or timeout starts the backoff."""
+        self._counters.add("outages")
         backoff = self._rr["OUTAGE_BACKOFF"]
         if backoff > 0 and not isinstance(cause, ResponseError):  # not OOM/READONLY
             _down_until[self._breaker] = time.monotonic() + backoff
@@ -252,6 +263,16 @@ class RedisRolesCache(RedisCache):
             return False
         logger.warning(message)
         return True
+
+    # -- counters ------------------------------------------------------------
+
+    def stats(self) -> CacheStats:
+        """Hits, misses, loads and outages of this alias in this process (see docs/cache.md)."""
+        return snapshot(self._counters)
+
+    def reset_stats(self) -> None:
+        """Set this alias's counters back to zero (in this process)."""
+        self._counters.reset()
 
     # -- sync API: Django's semantics where django-redis differs ----------------
 
@@ -298,17 +319,36 @@ class RedisRolesCache(RedisCache):
     def get(self, key: str, default: Any = None, version: Any = None, client: Any = None) -> Any:
         # The hot path, inlined: one frame fewer than django-redis's own.
         c = self.client
+        counters = self._counters
         if _down_until and self.skipping():
+            counters.add("outages")
+            counters.add("misses")
             return default
         try:
             raw = (client or c.get_client(write=False)).get(c.make_key(key, version=version))
-            return default if raw is None else c.decode(raw)
         except (ConnectionInterrupted, *_main_exceptions) as exc:
             cause = _cause(exc)
             if is_command_error(cause) or not self._ignore_exceptions:
                 raise cause from None
             self.outage(cause)
+            counters.add("misses")
             return default
+        if raw is None:
+            counters.add("misses")
+            return default
+        counters.add("hits")
+        return c.decode(raw)
+
+    def get_many(self, keys: Iterable[str], version: Any = None, client: Any = None) -> dict:
+        keys = list(keys)
+        found = self._get_many(keys, version=version, client=client)
+        self._counters.add("hits", len(found))
+        self._counters.add("misses", len(keys) - len(found))
+        return found
+
+    @_fail_open(default=dict)
+    def _get_many(self, keys: list[str], version: Any = None, client: Any = None) -> dict:
+        return self.client.get_many(keys, version=version, client=client)
 
     @_fail_open(default=False)
     def has_key(self, key: str, version: Any = None, client: Any = None) -> bool:
@@ -481,7 +521,10 @@ class RedisRolesCache(RedisCache):
 
     async def aget(self, key: str, default: Any = None, version: Any = None) -> Any:
         nkey = self.client.make_key(key, version=version)
+        counters = self._counters
         if _down_until and self.skipping():
+            counters.add("outages")
+            counters.add("misses")
             return default
         try:
             raw = await self._aclient(write=False).get(nkey)
@@ -489,12 +532,23 @@ class RedisRolesCache(RedisCache):
             if is_command_error(exc) or not self._ignore_exceptions:
                 raise
             self.outage(exc)
+            counters.add("misses")
             return default
-        return default if raw is None else self.client.decode(raw)
+        if raw is None:
+            counters.add("misses")
+            return default
+        counters.add("hits")
+        return self.client.decode(raw)
 
-    @_afail_open(default=dict)
     async def aget_many(self, keys: Iterable[str], version: Any = None) -> dict[str, Any]:
         keys = list(keys)
+        found = await self._aget_many(keys, version=version)
+        self._counters.add("hits", len(found))
+        self._counters.add("misses", len(keys) - len(found))
+        return found
+
+    @_afail_open(default=dict)
+    async def _aget_many(self, keys: list[str], version: Any = None) -> dict[str, Any]:
         if not keys:
             return {}
         nkeys = [self.client.make_key(k, version=version) for k in keys]

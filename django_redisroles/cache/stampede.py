@@ -194,18 +194,30 @@ _aflights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, 
 
 
 class _Loader:
-    """Calls ``default`` at most once and times it."""
+    """Calls ``default`` at most once and times it; counts the lookup and the load."""
 
-    def __init__(self, default: Any) -> None:
+    def __init__(self, default: Any, counters: Any) -> None:
         self.default = default
+        self.counters = counters
         self.done = False
         self.value: Any = None
         self.elapsed = 0.0
+        self.looked_up = False  # the hit or miss of this call is counted
+
+    def found(self, hit: bool) -> None:
+        """Count this call's lookup (once: a retry after waiting is the same lookup)."""
+        if not self.looked_up:
+            self.looked_up = True
+            self.counters.add("hits" if hit else "misses")
 
     def __call__(self) -> Any:
         if not self.done:
             start = time.perf_counter()
-            self.value = self.default() if callable(self.default) else self.default
+            if callable(self.default):
+                self.counters.add("loads")
+                self.value = self.default()
+            else:
+                self.value = self.default
             self.elapsed = time.perf_counter() - start
             self.done = True
         return self.value
@@ -213,6 +225,8 @@ class _Loader:
     async def acall(self) -> Any:
         if not self.done:
             start = time.perf_counter()
+            if callable(self.default):
+                self.counters.add("loads")
             value = self.default() if callable(self.default) else self.default
             if inspect.isawaitable(value):
                 value = await value
@@ -239,8 +253,10 @@ def get_or_set(
 ) -> Any:
     """See ``RedisRolesCache.get_or_set``."""
     p = _params(cache, key, timeout, stale, early, lock_timeout, wait)
-    loader = _Loader(default)
+    loader = _Loader(default, cache._counters)
     if cache.skipping():  # OUTAGE_BACKOFF: compute, do not ask Redis
+        cache._counters.add("outages")
+        loader.found(False)
         return loader()
     try:
         return _get_or_set(cache, key, version, loader, p)
@@ -249,6 +265,7 @@ def get_or_set(
         if cause is None:
             raise
         cache.outage(cause)
+        loader.found(False)
         return loader()
 
 
@@ -294,6 +311,7 @@ def _get_or_set(
     lkey = lock_key(cache, key, version)
     token = uuid.uuid4().hex
     write = client.get_client(write=True)
+    loader.found(raw is not None)
 
     if raw is not None:
         value = client.decode(raw)
@@ -404,8 +422,10 @@ async def aget_or_set(
 ) -> Any:
     """See ``RedisRolesCache.aget_or_set``."""
     p = _params(cache, key, timeout, stale, early, lock_timeout, wait)
-    loader = _Loader(default)
+    loader = _Loader(default, cache._counters)
     if cache.skipping():  # OUTAGE_BACKOFF: compute, do not ask Redis
+        cache._counters.add("outages")
+        loader.found(False)
         return await loader.acall()
     try:
         return await _aget_or_set(cache, key, version, loader, p)
@@ -414,6 +434,7 @@ async def aget_or_set(
         if cause is None:
             raise
         cache.outage(cause)
+        loader.found(False)
         return await loader.acall()
 
 
@@ -455,6 +476,7 @@ async def _aget_or_set(
     lkey = lock_key(cache, key, version)
     token = uuid.uuid4().hex
     write = cache._aclient(write=True)
+    loader.found(raw is not None)
 
     if raw is not None:
         value = client.decode(raw)

@@ -24,6 +24,7 @@ from .layer import (
     MessageNotSerializable,
     RedisRolesChannelLayer,
 )
+from .status import status
 
 __all__ = [
     "EVENT_GAP",
@@ -34,6 +35,7 @@ __all__ = [
     "abroadcast",
     "broadcast",
     "get_layer",
+    "status",
 ]
 
 

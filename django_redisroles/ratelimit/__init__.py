@@ -25,6 +25,7 @@ from .identity import client_ip
 from .middleware import RateLimitMiddleware
 from .ops import areset, reset
 from .signals import ratelimited
+from .stats import RateLimitStats, reset_stats, stats
 
 __all__ = [
     "ALGORITHMS",
@@ -34,6 +35,7 @@ __all__ = [
     "Rate",
     "RateLimitMiddleware",
     "RateLimitResult",
+    "RateLimitStats",
     "acheck",
     "areset",
     "check",
@@ -43,4 +45,6 @@ __all__ = [
     "rate_limit",
     "ratelimited",
     "reset",
+    "reset_stats",
+    "stats",
 ]

@@ -38,6 +38,7 @@ from .. import conf
 from ..connections import get_async_redis, get_redis
 from ..scripts import Script
 from . import identity
+from .stats import counters as _counters
 
 logger = logging.getLogger("django_redisroles.ratelimit")
 
@@ -591,6 +592,7 @@ def _prepare(
 
 def _decide(st: State, applied: list[Policy], reply: list[int]) -> RateLimitResult:
     if 0 not in reply[::4]:  # every policy allowed it: the common case, kept cheap
+        _counters.add("allowed")
         return RateLimitResult(None, applied=applied, reply=reply)
     blocked = shadowed = False
     for i, policy in enumerate(applied):
@@ -600,6 +602,9 @@ def _decide(st: State, applied: list[Policy], reply: list[int]) -> RateLimitResu
                 shadowed = True
             elif policy.block:
                 blocked = True
+    _counters.add("limited")
+    if blocked:
+        _counters.add("refused")
     return RateLimitResult(None, True, blocked, shadowed, applied=applied, reply=reply)
 
 
@@ -618,6 +623,7 @@ def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimit
                 blocked = True
     if not backing_off:
         _log_failure(st, error, blocked)
+    _counters.add("failed_closed" if blocked else "failed_open")
     return RateLimitResult([], limited=False, blocked=blocked, error=error)
 
 

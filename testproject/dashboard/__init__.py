@@ -1,0 +1,1 @@
+"""The demo's dashboard: the five roles, their Redis servers and their failure modes, live."""

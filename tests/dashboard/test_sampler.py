@@ -1,0 +1,100 @@
+"""The dashboard's sampler: every source each second, a stuck one never holding the others."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from testproject.dashboard.sampler import Rate, Sampler, refusals, server_label
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sampler() -> Iterator[Sampler]:
+    s = Sampler(interval=0.2).start()
+    yield s
+    s.stop()
+
+
+def until(check: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+def test_every_source_is_read_and_charted(sampler: Sampler) -> None:
+    sources = ("cache", "sessions", "ratelimit", "pubsub", "locks", "instances", "doctor")
+    until(lambda: all(sampler.snapshot()["sources"][s]["data"] is not None for s in sources))
+    snap = sampler.snapshot()
+    assert all(snap["sources"][s]["error"] is None for s in sources)
+    seq = snap["seq"]
+    until(lambda: sampler.snapshot()["seq"] >= seq + 3)
+    charts = sampler.charts()
+    assert {"cache", "ratelimit", "pubsub"} <= set(charts)
+    [server] = [k for k in charts if k.startswith("server:")]
+    assert len(charts[server]) >= 3 and charts[server][-1][1] > 0  # used_memory
+    doctor = sampler.snapshot()["sources"]["doctor"]["data"]
+    label = server.removeprefix("server:")
+    assert label in doctor["servers"]
+    assert any(f["id"] == "redisroles.W123" for f in doctor["servers"][label]["findings"])
+
+
+def test_a_dead_server_stops_only_its_panels(
+    sampler: Sampler, settings: Any, redis_factory: Any
+) -> None:
+    server = redis_factory()
+    roles = dict(settings.REDISROLES["ROLES"])
+    roles["locks"] = {**roles["locks"], "URL": server.url(), "OPTIONS": {"retry_attempts": 0}}
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": roles}
+    label = server_label(server.url())
+    until(lambda: (sampler.snapshot()["sources"]["instances"]["data"] or {}).get(label))
+    server.kill()
+    until(lambda: sampler.snapshot()["sources"]["locks"]["error"])
+    snap = sampler.snapshot()
+    assert "ConnectionError" in snap["sources"]["locks"]["error"]
+    assert snap["sources"]["instances"]["data"][label]["up"] is False
+    # The others keep being read.
+    seq = snap["seq"]
+    until(lambda: sampler.snapshot()["sources"]["cache"]["seq"] > seq)
+    assert sampler.snapshot()["sources"]["sessions"]["error"] is None
+
+
+def test_a_hung_server_is_waited_for_not_waited_on(
+    sampler: Sampler, settings: Any, redis_factory: Any
+) -> None:
+    server = redis_factory()
+    roles = dict(settings.REDISROLES["ROLES"])
+    roles["locks"] = {**roles["locks"], "URL": server.url()}
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": roles}
+    until(lambda: sampler.snapshot()["sources"]["locks"]["data"] is not None)
+    with server.client() as client:
+        client.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+    until(lambda: (sampler.snapshot()["sources"]["locks"]["waiting"] or 0) > 1)
+    before = sampler.snapshot()["sources"]["cache"]["seq"]
+    until(lambda: sampler.snapshot()["sources"]["cache"]["seq"] >= before + 3)
+
+
+def test_refusals_come_from_the_ratelimited_signal(client: Client) -> None:
+    for _ in range(6):
+        response = client.get("/dashboard/try/gcra/")
+    assert response.status_code == 429
+    [refusal] = list(refusals)
+    assert refusal["path"] == "/dashboard/try/gcra/"
+    assert refusal["algorithms"] == ["gcra"] and refusal["refused"] is True
+    assert refusal["retry_after"] > 0
+
+
+def test_rates_are_per_second_over_a_few_readings() -> None:
+    clock = iter([100.0, 101.0, 102.0, 110.0])
+    rate = Rate(window=5, clock=lambda: next(clock))
+    assert rate({"hits": 10}) == {"hits": 0.0}
+    assert rate({"hits": 12}) == {"hits": 2.0}
+    assert rate({"hits": 14}) == {"hits": 2.0}  # (14 - 10) / 2 s
+    assert rate({"hits": 14}) == {"hits": 0.0}  # the window moved past the old readings
