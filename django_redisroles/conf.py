@@ -518,9 +518,13 @@ def role_db(role: str) -> int:
     return db
 
 
+#: ``REDISROLES["KEY_PREFIX"]`` when it is not set: every project's (deploy check W003).
+DEFAULT_KEY_PREFIX = "rr"
+
+
 def key_prefix() -> str:
     """Namespace prepended to every key the roles write (``rr`` by default)."""
-    return str(raw().get("KEY_PREFIX", "rr"))
+    return str(raw().get("KEY_PREFIX", DEFAULT_KEY_PREFIX))
 
 
 #: ``REDISROLES["DOCTOR"]``: how ``redisroles doctor`` and the deploy checks

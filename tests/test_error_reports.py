@@ -210,3 +210,18 @@ def test_the_filter_reports_named_tuples_and_objects_without_the_password() -> N
             get_default_exception_reporter_filter.cache_clear()
     assert "SplitResult" in html and "redis.internal" in html
     assert PASSWORD not in html
+
+
+def test_w001_not_for_a_user_name_without_a_password_in_the_url() -> None:
+    """A user name in the URL, the password in OPTIONS: nothing in the URL to show."""
+    settings = {"URL": "rediss://app@redis.internal:6380/0", "OPTIONS": {"password": "pw9x"}}
+    with override_settings(REDISROLES=settings):
+        assert "redisroles.W001" not in _deploy_check()
+    with override_settings(REDISROLES={"URL": "rediss://redis.internal/0?ssl_password=k3y"}):
+        assert "redisroles.W001" in _deploy_check()
+
+
+def test_w003_the_default_key_prefix_written_out() -> None:
+    """``"KEY_PREFIX": "rr"`` is the default all the same: every project's."""
+    with override_settings(REDISROLES={"URL": "redis://h:6379/0", "KEY_PREFIX": "rr"}):
+        assert "redisroles.W003" in _deploy_check()
