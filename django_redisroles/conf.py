@@ -302,6 +302,34 @@ def mask_text(text: Any) -> str:
     return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), str(text))
 
 
+#: Option names whose values are secrets (Django's rule for settings, and "credential").
+_SECRET_OPTION = re.compile(r"API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|CREDENTIAL", re.I)
+
+
+def mask_argv(argv: list[str]) -> str:
+    """A command line fit to store and print: secret options' values and URL credentials masked.
+
+    ``--password=x``, ``--api-token x``, ``redis://:pw@h`` arguments become
+    ``--password=***``, ``--api-token ***``, ``redis://***@h``.
+    """
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("-"):
+            shown.append(MASK)
+            hide_next = False
+            continue
+        hide_next = False
+        name, eq, _ = arg.partition("=")
+        if arg.startswith("-") and _SECRET_OPTION.search(name):
+            if eq:
+                arg = f"{name}={MASK}"
+            else:
+                hide_next = True  # "--password VALUE"
+        shown.append(mask_text(arg) if "://" in arg else arg)
+    return " ".join(shown)
+
+
 def url_problem(url: Any) -> str | None:
     """Why ``url`` is not a usable Redis URL, or None when it is.
 
@@ -490,9 +518,13 @@ def role_db(role: str) -> int:
     return db
 
 
+#: ``REDISROLES["KEY_PREFIX"]`` when it is not set: every project's (deploy check W003).
+DEFAULT_KEY_PREFIX = "rr"
+
+
 def key_prefix() -> str:
     """Namespace prepended to every key the roles write (``rr`` by default)."""
-    return str(raw().get("KEY_PREFIX", "rr"))
+    return str(raw().get("KEY_PREFIX", DEFAULT_KEY_PREFIX))
 
 
 #: ``REDISROLES["DOCTOR"]``: how ``redisroles doctor`` and the deploy checks

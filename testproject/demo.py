@@ -57,6 +57,20 @@ def refuse_public_host(host: str) -> str | None:
     return None
 
 
+def prepare_demo_user(host: str) -> None:
+    """The ``demo``/``demo`` account: staff on this machine only, so the home page's
+    admin link and the dashboard's failure-mode buttons work; an ordinary account
+    when the demo is served beyond it, even if an earlier run on 127.0.0.1 (the
+    same ``--state-dir``) made it staff."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    if not user_model.objects.filter(username="demo").exists():
+        user_model.objects.create_user("demo", password="demo")
+    staff = is_loopback(host)
+    user_model.objects.filter(username="demo").update(is_staff=staff, is_superuser=staff)
+
+
 def shown_env(name: str) -> str:
     """``NAME=value`` for a command line to copy; a value holding a password stays ``$NAME``."""
     from django_redisroles.conf import mask_url
@@ -141,16 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
         django.setup()
         call_command("migrate", interactive=False, verbosity=0)
-        from django.contrib.auth import get_user_model
-
-        user_model = get_user_model()
-        if not user_model.objects.filter(username="demo").exists():
-            user_model.objects.create_user("demo", password="demo")
-        if is_loopback(args.host):
-            # Staff, so the home page's admin link works: on this machine only (a demo
-            # served beyond it keeps an ordinary demo account, see refuse_public_host).
-            # Staff also get the dashboard's failure-mode buttons (demo only).
-            user_model.objects.filter(username="demo").update(is_staff=True, is_superuser=True)
+        prepare_demo_user(args.host)
         if server is not None:
             from testproject.dashboard import faults
 

@@ -153,3 +153,21 @@ def test_settings_refuse_debug_off_without_a_secret_key() -> None:
         env=env, capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_demo_served_beyond_this_machine_has_no_staff_account() -> None:
+    """The state directory outlives a run: a first run on 127.0.0.1 made demo/demo a
+    superuser, and a later one on a public --host (DEBUG off, a secret) kept it one,
+    the admin open to anyone who read the README's password."""
+    from django.contrib.auth import get_user_model
+
+    from testproject import demo
+
+    demo.prepare_demo_user("127.0.0.1")  # the first run, on this machine
+    user = get_user_model().objects.get(username="demo")
+    assert user.is_staff and user.is_superuser
+    demo.prepare_demo_user("0.0.0.0")  # the same state dir, served to the network
+    user.refresh_from_db()
+    assert not user.is_staff and not user.is_superuser
+    assert user.check_password("demo")  # still the demo account, an ordinary one

@@ -8,16 +8,21 @@ error e-mail (Django hides settings by key name, not value), while
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from html import escape
 from io import StringIO
+from urllib.parse import quote, urlsplit
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import RequestFactory, override_settings
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from django_redisroles import conf
+from django_redisroles import conf, connections
 
 # Built at run time: the HTML report quotes source lines around each frame.
 PASSWORD = "".join(["hun", "ter2"])
@@ -133,3 +138,90 @@ def test_w003_the_default_key_prefix() -> None:
         assert "redisroles.W003" in _deploy_check()
     with override_settings(REDISROLES={"URL": "redis://h:6379/0", "KEY_PREFIX": "shop-prod"}):
         assert "redisroles.W003" not in _deploy_check()
+
+
+def _report_of_a_connect_error(redisroles: dict, server, **extra_settings) -> str:
+    """The DEBUG page of a request whose Redis stopped answering during its AUTH."""
+    request = RequestFactory().get("/")
+    with override_settings(REDISROLES=redisroles, **extra_settings):
+        get_default_exception_reporter_filter.cache_clear()
+        connections.reset()
+        os.kill(server.pid, signal.SIGSTOP)  # the kernel accepts the connection; no reply
+        try:
+            connections.get_redis("locks").ping()
+        except redis.TimeoutError:
+            exc_type, exc, tb = sys.exc_info()
+            return ExceptionReporter(request, exc_type, exc, tb.tb_next).get_traceback_html()
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+            get_default_exception_reporter_filter.cache_clear()
+            connections.reset()
+    raise AssertionError("the ping did not time out")
+
+
+@pytest.mark.parametrize("in_url", [False, True], ids=["OPTIONS password", "URL password"])
+def test_the_filter_hides_the_password_in_redis_pys_frames(redis_factory, in_url: bool) -> None:
+    """redis-py's frames hold the password (AUTH's arguments) when connecting fails.
+
+    Django's filter hides settings by name, not frame variables by value: the
+    DEBUG page (and an HTML error e-mail) of a Redis that stopped answering
+    during AUTH showed ``auth_args = ('app', '<password>')``, even with the
+    password in OPTIONS and this filter installed.
+    """
+    server = redis_factory()
+    secret = "".join(["Zq9", "/s3cr", "et"])
+    with server.client() as client:
+        client.acl_setuser("app", enabled=True, passwords=[f"+{secret}"], keys="*", channels="*",
+                           commands=["+@all"])  # fmt: skip
+    options = {"socket_timeout": 0.5, "retry_attempts": 0}
+    if in_url:
+        url = f"redis://app:{quote(secret, safe='')}@127.0.0.1:{server.port}/0"
+        settings = {"URL": url, "OPTIONS": options}
+    else:
+        settings = {
+            "URL": server.url(),
+            "OPTIONS": {**options, "username": "app", "password": secret},
+        }
+    html = _report_of_a_connect_error(settings, server)
+    assert "auth_args" in html and secret in html  # Django's own filter: why this one exists
+    html = _report_of_a_connect_error(settings, server, DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER)
+    assert "auth_args" in html and "TimeoutError" in html
+    assert secret not in html
+    assert escape(secret) not in html and quote(secret, safe="") not in html
+
+
+def _failing_view_with_parts() -> None:
+    parts = urlsplit(conf.role_url("cache"))  # a named tuple: the netloc holds the password
+    raise RuntimeError(f"boom near {parts.hostname}")
+
+
+def test_the_filter_reports_named_tuples_and_objects_without_the_password() -> None:
+    """A named tuple among the frame variables crashed the filter (TypeError): no report at all."""
+    request = RequestFactory().get("/")
+    with override_settings(REDISROLES={"URL": URL}, DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER):
+        get_default_exception_reporter_filter.cache_clear()
+        try:
+            _failing_view_with_parts()
+        except RuntimeError:
+            exc_type, exc, tb = sys.exc_info()
+            reporter = ExceptionReporter(request, exc_type, exc, tb.tb_next)
+            html = reporter.get_traceback_html()
+        finally:
+            get_default_exception_reporter_filter.cache_clear()
+    assert "SplitResult" in html and "redis.internal" in html
+    assert PASSWORD not in html
+
+
+def test_w001_not_for_a_user_name_without_a_password_in_the_url() -> None:
+    """A user name in the URL, the password in OPTIONS: nothing in the URL to show."""
+    settings = {"URL": "rediss://app@redis.internal:6380/0", "OPTIONS": {"password": "pw9x"}}
+    with override_settings(REDISROLES=settings):
+        assert "redisroles.W001" not in _deploy_check()
+    with override_settings(REDISROLES={"URL": "rediss://redis.internal/0?ssl_password=k3y"}):
+        assert "redisroles.W001" in _deploy_check()
+
+
+def test_w003_the_default_key_prefix_written_out() -> None:
+    """``"KEY_PREFIX": "rr"`` is the default all the same: every project's."""
+    with override_settings(REDISROLES={"URL": "redis://h:6379/0", "KEY_PREFIX": "rr"}):
+        assert "redisroles.W003" in _deploy_check()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
@@ -67,7 +68,12 @@ REPORTER_FILTER = "django_redisroles.reporting.ExceptionReporterFilter"
 
 
 def _has_password(url: str) -> bool:
-    return conf.mask_url(url) != url
+    """Whether ``url`` carries a password: in its user info, or a ``*password*`` query value."""
+    if conf.url_problem(url) is not None:
+        return conf.mask_url(url) != url  # malformed (E005): assume the worst
+    if urlsplit(url).password:
+        return True
+    return any("password" in name.lower() for name in conf.url_query(url))
 
 
 def _filter_is_ours() -> bool:
@@ -154,11 +160,12 @@ def check_default_prefix(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
         written = conf.raw().get("KEY_PREFIX")
     except ImproperlyConfigured:
         return []
-    if written is not None:
+    if written is not None and str(written) != conf.DEFAULT_KEY_PREFIX:
         return []
+    what = "has no KEY_PREFIX: the default" if written is None else "sets KEY_PREFIX to the default"
     return [
         Warning(
-            f"REDISROLES has no KEY_PREFIX: the default {conf.key_prefix()!r} is every "
+            f"REDISROLES {what} {conf.DEFAULT_KEY_PREFIX!r}, which is every "
             "project's. Two projects (or a staging and a production) that keep it and use the "
             "same Redis server and database share every key, session and pub/sub group: "
             "one's clear() empties the other's cache, and their broadcasts reach each other.",

@@ -263,11 +263,15 @@ _identity: tuple[int, str] | None = None
 
 
 def _whoami() -> str:
-    """``host\npid\ncommand line``, written into the lock; cached per process."""
+    """``host\npid\ncommand line``, written into the lock; cached per process.
+
+    The command line is stored in Redis and shown by ``redisroles locks``:
+    secret options' values and URL credentials in it are masked.
+    """
     global _identity
     pid = os.getpid()
     if _identity is None or _identity[0] != pid:
-        cmd = " ".join(sys.argv).replace("\n", " ")
+        cmd = conf.mask_argv(sys.argv).replace("\n", " ")
         if len(cmd) > 500:
             cmd = cmd[:497] + "..."
         host = socket.gethostname().replace("\n", " ")

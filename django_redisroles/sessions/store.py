@@ -103,8 +103,8 @@ def _unavailable(exc: Exception) -> SessionUnavailable | None:
 #       then per candidate: index member, SHA1 of its session as read ("" = missing),
 #       "1" if it belonged to this user
 # Returns 1 saved, 0 create failed (key taken), -1 update failed (session gone),
-# -2 cycle_key failed (the old session is gone), -3 the candidates are stale (read
-# again and retry: nothing was written).
+# -2 cycle_key failed (the old session is gone), -3 too few of the candidates are
+# still there unchanged (read again and retry: nothing was written).
 SAVE = Script(
     """
 local ttl = tonumber(ARGV[3])
@@ -151,15 +151,22 @@ if indexed and cap > 0 then
     for i = 12, #ARGV, 3 do
       declared[ARGV[i]] = {4 + (i - 9) / 3, ARGV[i + 1], ARGV[i + 2]}
     end
-    for i = 1, excess do
-      local d = declared[others[i]]
-      if not d then return -3 end
-      local value = redis.call('GET', KEYS[d[1]])
-      local sha = ''
-      if value then sha = redis.sha1hex(value) end
-      if sha ~= d[2] then return -3 end
-      victims[#victims + 1] = {others[i], d[1], d[3] == '1' and value}
+    -- Oldest first, among the entries read and unchanged since: one added by a
+    -- concurrent login, or saved since, is passed over (the cap is what must
+    -- hold; "oldest" among entries of the same second is arbitrary anyway).
+    for _, m in ipairs(others) do
+      if #victims == excess then break end
+      local d = declared[m]
+      if d then
+        local value = redis.call('GET', KEYS[d[1]])
+        local sha = ''
+        if value then sha = redis.sha1hex(value) end
+        if sha == d[2] then
+          victims[#victims + 1] = {m, d[1], d[3] == '1' and value}
+        end
+      end
     end
+    if #victims < excess then return -3 end
   end
 end
 local ok
@@ -363,7 +370,9 @@ class _Plan:
 
 
 #: Tries of a capped save whose candidates changed under it (concurrent logins).
-_CAP_ATTEMPTS = 4
+#: Logins of one account racing in 8 processes on 2 cores lost 3 tries in a row
+#: now and then (each try is 2 round trips, only when they race); 7 they do not.
+_CAP_ATTEMPTS = 8
 
 
 def _cap_retry(plan: _Plan, attempt: int) -> None:

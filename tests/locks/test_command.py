@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -152,3 +153,29 @@ def test_redis_down_means_the_command_does_not_run(settings, redis_factory) -> N
         call_command(OnHandle(), "--day", "x")
     assert excinfo.value.returncode == 1
     assert len(OnHandle.ran) == runs  # fail closed: the body did not run
+
+
+def test_a_holders_command_line_is_stored_and_shown_without_its_secrets(
+    monkeypatch, capsys, redis_client
+) -> None:
+    """Locks store the holder's command line (in Redis, shown by `redisroles locks`):
+    `--api-token=...`, `--password ...` and a URL's password were stored and printed."""
+    from django_redisroles.locks import core
+
+    secrets = ["t0ps3cret", "hunter2x", "pw1234"]
+    argv = ["manage.py", "sync_crm", "--api-token=t0ps3cret", "--password", "hunter2x"]
+    argv += ["--source", "redis://app:pw1234@crm-cache:6379/0", "--day", "mon"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(core, "_identity", None)  # computed once per process
+    with Lock("sync-crm", ttl=30):
+        stored = b"".join(redis_client.get(k) or b"" for k in redis_client.scan_iter("*sync-crm*"))
+        call_command("redisroles", "locks")
+        call_command("redisroles", "locks", "--json")
+        shown = capsys.readouterr().out
+        cmd = owner("sync-crm").cmd
+    for secret in secrets:
+        assert secret.encode() not in stored and secret not in shown and secret not in cmd
+    assert cmd == (
+        "manage.py sync_crm --api-token=*** --password *** "
+        "--source redis://***@crm-cache:6379/0 --day mon"
+    )

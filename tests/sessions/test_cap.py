@@ -7,14 +7,24 @@ each) for 14 days and made ``user_sessions()`` slow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import queue
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_redisroles.sessions import SessionStore, auser_sessions, user_sessions
+from django_redisroles.sessions import (
+    SessionStore,
+    auser_sessions,
+    logout_everywhere,
+    user_sessions,
+)
 from django_redisroles.sessions.store import index_key_name
 
 from .conftest import login, session_redis_key
@@ -111,3 +121,101 @@ def test_a_bad_cap_is_a_check_error(cap):
         pytest.raises(SystemCheckError, match="MAX_SESSIONS"),
     ):
         call_command("check")
+
+
+def _store_login(uid: str, expiry: int | None = None) -> SessionStore:
+    store = SessionStore()
+    store["_auth_user_id"] = uid
+    if expiry is not None:
+        store.set_expiry(expiry)
+    store.create()
+    return store
+
+
+def test_a_login_that_raced_another_ends_the_oldest_it_read(capped, redis_client):
+    """A login whose candidates were read before a racing login landed still keeps the cap.
+
+    The racer's entry (here: a shorter expiry, so it sorts first) is not among
+    the candidates this login read and checked: it is passed over, not a reason
+    to fail the save (which, after 3 tries, saved without the cap).
+    """
+    capped(2)
+    first = _store_login("42")
+    time.sleep(1.05)
+    second = _store_login("42")
+    late = SessionStore()
+    late["_auth_user_id"] = "42"
+    late._session_key = late._new_key()
+    plan = late._plan_save(late._get_session(no_load=True), must_create=True)
+    late._read_candidates(plan)  # reads first and second
+    racer = _store_login("42", expiry=60)  # lands in between: ends first
+    assert late._run(plan) == 1
+    live = {
+        s.session_key
+        for s in (first, second, racer, late)
+        if redis_client.exists(session_redis_key(s.session_key))
+    }
+    assert live == {racer.session_key, late.session_key}
+    assert redis_client.zcard(index_key_name("42")) == 2
+
+
+def _login_burst(count: int, start: Any, results: Any) -> None:
+    """One process's logins of user 42 (run in a forked child)."""
+    import logging
+
+    fallbacks: list[str] = []
+
+    class Note(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            fallbacks.append(record.getMessage())
+
+    logging.getLogger("django_redisroles.sessions").addHandler(Note(logging.WARNING))
+    start.wait(30)
+    keys = []
+    for _ in range(count):
+        store = SessionStore()
+        store["_auth_user_id"] = "42"
+        store.create()
+        keys.append(store.session_key)
+    results.put((keys, [m for m in fallbacks if "MAX_SESSIONS" in m]))
+
+
+def test_concurrent_logins_in_many_processes_keep_the_cap(capped, redis_client):
+    """160 logins of one account racing in 8 processes keep the cap, and logout_everywhere works.
+
+    Entries a racing login added (or saved) after this one read its candidates
+    used to fail the save's check (-3) until, after 3 tries, it saved without the
+    cap: 60 of these 160 logins did, and the index peaked at 10 with a cap of 3.
+    A login that still loses every try is saved without the cap (logged, never a
+    failed login) and the next one ends the excess.
+    """
+    capped(3)
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_login_burst, args=(20, start, results)) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    index = index_key_name("42")
+    peak = 0
+    start.set()
+    outcomes = []
+    deadline = time.monotonic() + 120
+    while len(outcomes) < len(workers) and time.monotonic() < deadline:
+        peak = max(peak, redis_client.zcard(index))
+        with contextlib.suppress(queue.Empty):
+            outcomes.append(results.get(timeout=0.001))
+    for worker in workers:
+        worker.join(10)
+    assert len(outcomes) == len(workers)
+    keys = [key for ks, _ in outcomes for key in ks]
+    assert len(keys) == 160
+    uncapped = [m for _, ms in outcomes for m in ms]
+    assert len(uncapped) < 16, uncapped  # was 60: more than one login in three
+    assert peak <= 3 + len(uncapped)  # beyond the cap only by a logged, uncapped save
+    keys.append(_store_login("42").session_key)  # a quiet login ends any excess
+    live = [k for k in keys if redis_client.exists(session_redis_key(k))]
+    assert len(live) == 3
+    assert {m.decode() for m in redis_client.zrange(index, 0, -1)} == set(live)
+    # logout_everywhere still finds every live session.
+    assert logout_everywhere(SimpleNamespace(pk=42)) == 3
+    assert not [k for k in keys if redis_client.exists(session_redis_key(k))]
