@@ -34,8 +34,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from .. import conf
-from ..connections import get_async_redis, get_redis
+from .. import conf, errors
+from ..connections import get_async_redis, get_redis, send_once
 from ..scripts import Script
 from . import identity
 from .stats import counters as _counters
@@ -629,16 +629,19 @@ def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimit
 
 def _log_failure(st: State, error: BaseException, blocked: bool) -> None:
     # Once per interval per kind of error: an outage must not flood the logs.
-    kind = type(error).__name__
+    failure = errors.classify(error)
+    kind = failure.code if failure is not None else type(error).__name__
     now = time.monotonic()
     last = _last_logged.get(kind)
     if last is not None and now - last < st.fail_log_interval:
         return
     _last_logged[kind] = now
-    logger.warning(
-        "Rate limiting could not reach Redis (%s: %s); failing %s (logged at most once per %ss).",
-        kind,
-        error,
+    # An outage may heal by itself; a refusal (ACL, noeviction, replica) or a
+    # bug will not: louder, so it is not mistaken for a blip.
+    log = logger.warning if failure is not None and failure.outage else logger.error
+    log(
+        "Rate limiting could not use Redis (%s); failing %s (logged at most once per %ss).",
+        failure.describe() if failure is not None else f"{kind}: {error}",
         "closed for fail='closed' rules" if blocked else "open",
         st.fail_log_interval,
     )
@@ -661,12 +664,14 @@ def check(
         return _failed(st, applied, _Outage("Redis unreachable recently; backing off"))
     try:
         client = get_redis(ROLE)
-        try:
-            reply = client.execute_command(*args)
-        except redis.exceptions.NoScriptError:
-            client.execute_command("SCRIPT", "LOAD", SCRIPT)
-            reply = client.execute_command(*args)
-    except redis.exceptions.RedisError as exc:
+        # Sent once whatever retry_attempts says: a re-sent count counts twice.
+        with send_once():
+            try:
+                reply = client.execute_command(*args)
+            except redis.exceptions.NoScriptError:
+                client.execute_command("SCRIPT", "LOAD", SCRIPT)
+                reply = client.execute_command(*args)
+    except errors.REDIS_ERRORS as exc:
         return _failed(st, applied, exc)
     return _decide(st, applied, reply)
 
@@ -704,12 +709,13 @@ async def acheck(
         return _failed(st, applied, _Outage("Redis unreachable recently; backing off"))
     try:
         client = get_async_redis(ROLE)
-        try:
-            reply = await client.execute_command(*args)
-        except redis.exceptions.NoScriptError:
-            await client.execute_command("SCRIPT", "LOAD", SCRIPT)
-            reply = await client.execute_command(*args)
-    except redis.exceptions.RedisError as exc:
+        with send_once():
+            try:
+                reply = await client.execute_command(*args)
+            except redis.exceptions.NoScriptError:
+                await client.execute_command("SCRIPT", "LOAD", SCRIPT)
+                reply = await client.execute_command(*args)
+    except errors.REDIS_ERRORS as exc:
         return _failed(st, applied, exc)
     return _decide(st, applied, reply)
 
