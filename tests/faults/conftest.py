@@ -21,23 +21,21 @@ def victim(redis_factory: Callable[..., RedisServer]) -> RedisServer:
 
 @pytest.fixture
 def point_roles(settings: Any) -> Iterator[Callable[..., None]]:
-    """``point_roles(url, **options)``: every role on ``url`` with FAST options (or these).
+    """``point_roles(url, **options)``: every role on ``url``, with short timeouts.
 
-    ``roles={"locks": {...}}`` adds per-role entries (URL, OPTIONS, settings).
+    Each role gets FAST options (the rate-limit role keeps its own, already
+    short, defaults), then ``options``; ``roles={"locks": {...}}`` adds
+    per-role entries (``OPTIONS`` merged last, role settings).
     """
 
     def point(url: str, roles: dict[str, dict[str, Any]] | None = None, **options: Any) -> None:
-        entries: dict[str, dict[str, Any]] = {
-            role: {} for role in ("cache", "sessions", "ratelimit", "pubsub", "locks")
-        }
-        for role, extra in (roles or {}).items():
-            entries[role] = dict(extra)
-        settings.REDISROLES = {
-            "URL": url,
-            "KEY_PREFIX": "demo",
-            "OPTIONS": {**FAST, **options},
-            "ROLES": entries,
-        }
+        entries: dict[str, dict[str, Any]] = {}
+        for role in ("cache", "sessions", "ratelimit", "pubsub", "locks"):
+            extra = dict((roles or {}).get(role) or {})
+            base = {"health_check_interval": 0} if role == "ratelimit" else FAST
+            extra["OPTIONS"] = {**base, **options, **(extra.get("OPTIONS") or {})}
+            entries[role] = extra
+        settings.REDISROLES = {"URL": url, "KEY_PREFIX": "demo", "ROLES": entries}
         settings.CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",

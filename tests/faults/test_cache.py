@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache import InvalidCacheKey, caches
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from django_redisroles.cache import LoaderError, cached
 from django_redisroles.testing import RedisServer, free_port
@@ -102,7 +104,7 @@ class Loader:
 def _other_redis_error() -> BaseException:
     """A ConnectionError from a Redis that is not the cache's (nothing listens there)."""
     try:
-        redis.Redis(port=free_port(), socket_connect_timeout=0.2).get("x")
+        redis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0)).get("x")
     except redis.exceptions.ConnectionError as exc:
         return exc
     raise AssertionError("expected a ConnectionError")

@@ -13,7 +13,7 @@ import redis
 from django_redisroles.pubsub import SubscribeRefused, broadcast, get_layer
 from django_redisroles.testing import RedisServer
 
-from .lab import ADMIN_PASSWORD, NOCHANNEL_USER, add_acl_users, user_url
+from .lab import ADMIN_PASSWORD, NOCHANNEL_USER, NOSCRIPT_USER, add_acl_users, user_url
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +92,28 @@ async def test_names_outside_the_documented_alphabet_are_refused(
             await layer.send(name or "\n", {"type": "x"})
     finally:
         await layer.close()
+
+
+def test_the_doctor_finds_what_the_acl_refuses_before_it_happens(
+    acl_server: RedisServer, point_roles: Callable[..., None]
+) -> None:
+    from django_redisroles import doctor
+
+    point_roles(user_url(acl_server, "consumers", "consumers-pw"))
+    report = doctor.run(roles=["pubsub", "locks"])
+    refused = [f for f in report.findings if f.id == "E107"]
+    assert [f.roles for f in refused] == [["pubsub"]]  # scripts allowed, group channels not
+    assert "subscribe to its group channels" in refused[0].message
+    assert "ACL SETUSER" in refused[0].fix.text
+
+    point_roles(user_url(acl_server, *NOSCRIPT_USER))
+    report = doctor.run(roles=["cache", "sessions", "ratelimit", "pubsub", "locks"])
+    refused = [f for f in report.findings if f.id == "E107"]
+    assert sorted(r for f in refused for r in f.roles) == sorted(
+        ["cache", "sessions", "ratelimit", "pubsub", "locks"]
+    )
+    assert all("run its Lua scripts" in f.message for f in refused)
+
+    point_roles(f"redis://:{ADMIN_PASSWORD}@127.0.0.1:{acl_server.port}/0")
+    report = doctor.run(roles=["cache", "sessions", "ratelimit", "pubsub", "locks"])
+    assert [f for f in report.findings if f.id == "E107"] == []

@@ -34,11 +34,13 @@ def _load() -> str:
 
 def cache_view(request: HttpRequest) -> HttpResponse:
     """Read a key set before the fault, write one, count, and get_or_set a missing one."""
+    # incr first: under an outage the first call starts OUTAGE_BACKOFF and the
+    # others answer at once; the increment is the one whose duplicates count.
     return JsonResponse(
         {
+            "incr": cache.incr("counter") if "incr" in request.GET else "skipped",
             "get": cache.get("kept", "miss"),
             "set": cache.set("written", "v", 60),
-            "incr": cache.incr("counter") if "incr" in request.GET else "skipped",
             "get_or_set": cache.get_or_set("missing", _load, 60),
         }
     )
@@ -47,12 +49,21 @@ def cache_view(request: HttpRequest) -> HttpResponse:
 async def acache_view(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
         {
+            "incr": await cache.aincr("counter") if "incr" in request.GET else "skipped",
             "get": await cache.aget("kept", "miss"),
             "set": await cache.aset("written", "v", 60),
-            "incr": await cache.aincr("counter") if "incr" in request.GET else "skipped",
             "get_or_set": await cache.aget_or_set("missing", _load, 60),
         }
     )
+
+
+def warm(request: HttpRequest) -> HttpResponse:
+    """One cache read: opens the role's connection, as in a process that has been serving."""
+    return JsonResponse({"warm": cache.get("warm", "miss")})
+
+
+async def awarm(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"warm": await cache.aget("warm", "miss")})
 
 
 def session_read(request: HttpRequest) -> HttpResponse:
@@ -100,27 +111,29 @@ async def alogin_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("logged in")
 
 
-@rate_limit("100/m", key="ip")
+@rate_limit("100/m", key="ip", algorithm="fixed")
 def limited_open(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"failed": request.ratelimit.failed})
 
 
-@rate_limit("100/m", key="ip", fail="closed")
+@rate_limit("100/m", key="ip", algorithm="fixed", fail="closed")
 def limited_closed(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"failed": request.ratelimit.failed})
 
 
-@rate_limit("100/m", key="ip")
+@rate_limit("100/m", key="ip", algorithm="fixed")
 async def alimited_open(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"failed": request.ratelimit.failed})
 
 
-@rate_limit("100/m", key="ip", fail="closed")
+@rate_limit("100/m", key="ip", algorithm="fixed", fail="closed")
 async def alimited_closed(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"failed": request.ratelimit.failed})
 
 
 urlpatterns = [
+    path("warm/", warm),
+    path("awarm/", awarm),
     path("cache/", cache_view),
     path("acache/", acache_view),
     path("session/", session_read),
