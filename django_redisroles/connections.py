@@ -14,13 +14,11 @@ its own clients, and they are closed when the loop is closed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import dataclasses
 import threading
 import types
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -77,8 +75,7 @@ _RETRY_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
 _once: contextvars.ContextVar[bool] = contextvars.ContextVar("redisroles_send_once", default=False)
 
 
-@contextlib.contextmanager
-def send_once() -> Iterator[None]:
+class send_once:  # lower case: used like a function, ``with send_once():``
     """Commands sent inside this block are never re-sent by redis-py.
 
     The roles' pools retry a command after a connection error or a timeout
@@ -90,11 +87,15 @@ def send_once() -> Iterator[None]:
     Reconnecting a pooled connection the server closed is still done before
     the command is sent (redis-py checks each connection it hands out).
     """
-    token = _once.set(True)
-    try:
-        yield
-    finally:
-        _once.reset(token)
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        # A class, not @contextmanager: the rate-limit check enters it per request.
+        self._token = _once.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        _once.reset(self._token)
 
 
 class _RoleRetry(redis.retry.Retry):
