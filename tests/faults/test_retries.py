@@ -24,7 +24,7 @@ from django.test import RequestFactory
 
 from django_redisroles import connections
 from django_redisroles.locks import Lock, command_lock, lock_keys
-from django_redisroles.pubsub import broadcast, get_layer
+from django_redisroles.pubsub import abroadcast, broadcast, get_layer
 from django_redisroles.ratelimit import rate_limit
 from django_redisroles.testing import RedisServer
 
@@ -220,22 +220,29 @@ def test_a_command_whose_release_stalls_3s_exits_0(
         assert not check.exists(lock_keys("fault-job").lock)
 
 
+@pytest.mark.parametrize("how", ["broadcast", "abroadcast"])
 @pytest.mark.parametrize("group", ["plain", "replayed"])
 async def test_a_broadcast_during_a_stall_is_received_once(
-    victim: RedisServer, point_roles: Callable[..., None], group: str
+    victim: RedisServer, point_roles: Callable[..., None], group: str, how: str
 ) -> None:
     point_roles(victim.url())
     layer = get_layer()
     timer = None
+
+    async def send(message: dict[str, Any]) -> str | None:
+        if how == "abroadcast":
+            return await abroadcast(group, message)
+        return await asyncio.to_thread(broadcast, group, message)
+
     try:
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
-        await asyncio.to_thread(broadcast, group, {"type": "note", "n": 0})  # warm
+        await send({"type": "note", "n": 0})  # warm: connection open, script loaded
         assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 0
         timer = _stall_from_now(victim)
         started = time.monotonic()
         # The caller gets success: its retry got through once the server woke up.
-        seq = await asyncio.to_thread(broadcast, group, {"type": "note", "n": 1})
+        seq = await send({"type": "note", "n": 1})
         assert time.monotonic() - started >= STALL
         message = await asyncio.wait_for(layer.receive(channel), 5)
         assert message["n"] == 1
