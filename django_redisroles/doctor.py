@@ -594,7 +594,9 @@ def _probe_acl(database: Database, limits: Limits) -> None:
         except redis.exceptions.NoPermissionError as exc:
             refused.append(f"run its Lua scripts on its keys (EVALSHA on {key}: {exc})")
         if role == "pubsub":
-            channel = conf.make_key("pubsub", "g", DOCTOR_CLIENT_NAME)
+            from .pubsub.layer import redis_channel  # the layer's own channel names
+
+            channel = redis_channel("g", DOCTOR_CLIENT_NAME).decode()
             pubsub = client.pubsub()
             try:
                 pubsub.subscribe(channel)

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from django_redisroles.pubsub import SubscribeRefused, broadcast, get_layer
+from django_redisroles.pubsub.layer import redis_channel
 from django_redisroles.testing import RedisServer
 
 from .lab import ADMIN_PASSWORD, NOCHANNEL_USER, NOSCRIPT_USER, add_acl_users, user_url
@@ -24,9 +25,10 @@ def acl_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
     add_acl_users(server)
     with server.client(password=ADMIN_PASSWORD) as admin:
         # May use its consumer channels, not the groups' channels.
+        consumers = redis_channel("c", "*").decode()
         admin.execute_command(
             "ACL", "SETUSER", "consumers", "on", ">consumers-pw",
-            "~*", "resetchannels", "&demo:pubsub:c:*", "+@all",
+            "~*", "resetchannels", f"&{consumers}", "+@all",
         )  # fmt: skip
     return server
 
