@@ -83,6 +83,18 @@ def legacy_redis_channel(kind: str, name: str) -> bytes:
     return conf.make_key("pubsub", kind, name).encode()
 
 
+def _connect_callbacks(conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(register, deregister) of a redis.asyncio connection's connect callbacks.
+
+    Public since redis-py 5.0.2; 5.0.0/5.0.1 (allowed by ``redis>=5``) have
+    them with a leading underscore only.
+    """
+    register = getattr(conn, "register_connect_callback", None)
+    if register is not None:
+        return register, conn.deregister_connect_callback
+    return conn._register_connect_callback, conn._deregister_connect_callback
+
+
 def replay_stream(group: str) -> str:
     """The replay stream key of a group (a key: its database isolates it already)."""
     return conf.make_key("pubsub", "replay", group)
@@ -462,7 +474,7 @@ class _LoopLayer:
         # Told by redis-py each time the subscriber connection (re)connects.
         conn = self._pubsub.connection if self._pubsub is not None else None
         if conn is not None and self._callback_on is not conn:
-            conn.register_connect_callback(self._on_connect)
+            _connect_callbacks(conn)[0](self._on_connect)
             self._callback_on = conn
             # No reconnect hidden inside redis-py commands: a failed read or write
             # raises, and only the reader reconnects (under the lock). Otherwise a
@@ -1036,7 +1048,7 @@ class _LoopLayer:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             if self._callback_on is not None:
-                self._callback_on.deregister_connect_callback(self._on_connect)
+                _connect_callbacks(self._callback_on)[1](self._on_connect)
                 if self._saved_retry is not None:
                     self._callback_on.retry = self._saved_retry  # back to the pool as it was
                 self._callback_on = None
