@@ -13,7 +13,6 @@ from django.contrib.auth import authenticate, login
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
-from django.views.decorators.csrf import csrf_exempt
 
 from django_redisroles.ratelimit import rate_limit
 
@@ -89,7 +88,6 @@ async def _aget(session: Any, key: str, default: Any) -> Any:
     return await session.aget(key, default)
 
 
-@csrf_exempt
 def login_view(request: HttpRequest) -> HttpResponse:
     user = authenticate(
         request, username=request.POST["username"], password=request.POST["password"]
@@ -100,7 +98,6 @@ def login_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("logged in")
 
 
-@csrf_exempt
 async def alogin_view(request: HttpRequest) -> HttpResponse:
     user = await aauthenticate(
         request, username=request.POST["username"], password=request.POST["password"]
