@@ -99,23 +99,31 @@ class send_once:  # lower case: used like a function, ``with send_once():``
 
 
 class _RoleRetry(redis.retry.Retry):
-    """redis-py's ``Retry``, except inside ``send_once()``: then one attempt."""
+    """redis-py's ``Retry``, except inside ``send_once()``: then no retry.
 
-    def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
-        if _once.get():
-            single = redis.retry.Retry(redis.backoff.NoBackoff(), 0, self._supported_errors)
-            return single.call_with_retry(do, fail, *args, **kwargs)
-        return super().call_with_retry(do, fail, *args, **kwargs)
+    Retry reads ``_retries`` only after a failure, so the number of retries
+    is a property: the common, successful call costs nothing more.
+    """
+
+    @property  # type: ignore[override]
+    def _retries(self) -> int:
+        return 0 if _once.get() else self._planned_retries
+
+    @_retries.setter
+    def _retries(self, value: int) -> None:
+        self._planned_retries = value
 
 
 class _AsyncRoleRetry(redis.asyncio.retry.Retry):
     """``_RoleRetry`` for ``redis.asyncio``."""
 
-    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
-        if _once.get():
-            single = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0, self._supported_errors)
-            return await single.call_with_retry(do, fail, *args, **kwargs)
-        return await super().call_with_retry(do, fail, *args, **kwargs)
+    @property  # type: ignore[override]
+    def _retries(self) -> int:
+        return 0 if _once.get() else self._planned_retries
+
+    @_retries.setter
+    def _retries(self, value: int) -> None:
+        self._planned_retries = value
 
 
 def pool_kwargs(options: dict[str, Any], url: str, *, asyncio_: bool = False) -> dict[str, Any]:

@@ -62,12 +62,14 @@ MSGID_LEN = 12
 # Message ids: a random prefix per process (new after a fork) and a counter.
 _msgid_prefix = os.urandom(6)
 _msgid_counter = itertools.count(1)
+_frame_head = MSG_MARK + _msgid_prefix
 
 
 def _new_prefix() -> None:
-    global _msgid_prefix, _msgid_counter
+    global _msgid_prefix, _msgid_counter, _frame_head
     _msgid_prefix = os.urandom(6)
     _msgid_counter = itertools.count(1)
+    _frame_head = MSG_MARK + _msgid_prefix
 
 
 os.register_at_fork(after_in_child=_new_prefix)
@@ -78,9 +80,9 @@ def new_msgid() -> bytes:
     return _msgid_prefix + next(_msgid_counter).to_bytes(6, "big")
 
 
-def frame(payload: bytes, msgid: bytes | None = None) -> bytes:
-    """A frame of a plain (not replayed) publish: message id, then the payload."""
-    return MSG_MARK + (msgid or new_msgid()) + payload
+def frame(payload: bytes) -> bytes:
+    """A frame of a plain (not replayed) publish: ``MSG_MARK``, a new message id, the payload."""
+    return _frame_head + next(_msgid_counter).to_bytes(6, "big") + payload
 
 
 Seq = tuple[int, int]
