@@ -373,6 +373,9 @@ class State:
     proxies: identity.ProxyConfig
     rules: list[Any]  # middleware.Rule, compiled lazily by the middleware module
     has_url_name_rules: bool = False
+    # The role's pool would re-send a timed-out check (retry_attempts > 0): then
+    # each check is sent inside send_once(). The default (0) needs no guard.
+    retries: bool = False
 
 
 _state: State | None = None
@@ -426,6 +429,7 @@ def _build_state() -> State:
             proxies=identity.ProxyConfig.from_settings(s),
             rules=rules,
             has_url_name_rules=any(r.url_name for r in rules),
+            retries=int(conf.role_options(ROLE).get("retry_attempts") or 0) > 0,
         )
         identity.configure(built.proxies)
         _state = built
@@ -664,16 +668,30 @@ def check(
         return _failed(st, applied, _Outage("Redis unreachable recently; backing off"))
     try:
         client = get_redis(ROLE)
-        # Sent once whatever retry_attempts says: a re-sent count counts twice.
-        with send_once():
-            try:
-                reply = client.execute_command(*args)
-            except redis.exceptions.NoScriptError:
-                client.execute_command("SCRIPT", "LOAD", SCRIPT)
-                reply = client.execute_command(*args)
+        if st.retries:  # sent once whatever retry_attempts says: a re-sent count counts twice
+            with send_once():
+                reply = _evalsha(client, args)
+        else:
+            reply = _evalsha(client, args)
     except errors.REDIS_ERRORS as exc:
         return _failed(st, applied, exc)
     return _decide(st, applied, reply)
+
+
+def _evalsha(client: redis.Redis, args: list[str]) -> Any:
+    try:
+        return client.execute_command(*args)
+    except redis.exceptions.NoScriptError:  # the script did not run: load it, run it once
+        client.execute_command("SCRIPT", "LOAD", SCRIPT)
+        return client.execute_command(*args)
+
+
+async def _aevalsha(client: Any, args: list[str]) -> Any:
+    try:
+        return await client.execute_command(*args)
+    except redis.exceptions.NoScriptError:
+        await client.execute_command("SCRIPT", "LOAD", SCRIPT)
+        return await client.execute_command(*args)
 
 
 def _sync_user(request: HttpRequest) -> Any:
@@ -709,12 +727,11 @@ async def acheck(
         return _failed(st, applied, _Outage("Redis unreachable recently; backing off"))
     try:
         client = get_async_redis(ROLE)
-        with send_once():
-            try:
-                reply = await client.execute_command(*args)
-            except redis.exceptions.NoScriptError:
-                await client.execute_command("SCRIPT", "LOAD", SCRIPT)
-                reply = await client.execute_command(*args)
+        if st.retries:
+            with send_once():
+                reply = await _aevalsha(client, args)
+        else:
+            reply = await _aevalsha(client, args)
     except errors.REDIS_ERRORS as exc:
         return _failed(st, applied, exc)
     return _decide(st, applied, reply)
