@@ -134,7 +134,7 @@ def describe(role: str, fault: Fault) -> str:
         return 'fail="open": let through; fail="closed": 503'
     if role == "pubsub":
         if fault.name == "acl":
-            return "`broadcast()` raises; `group_add()` raises `SubscribeRefused`"
+            return "`broadcast()` raises; subscribing raises `SubscribeRefused`"
         if fault.publish:
             return "`broadcast()` sent" + (
                 " (to this replica's subscribers only)" if fault.name == "replica" else ""
