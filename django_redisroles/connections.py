@@ -14,6 +14,7 @@ its own clients, and they are closed when the loop is closed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import threading
 import types
@@ -42,6 +43,7 @@ __all__ = [
     "pool_from_url",
     "pool_kwargs",
     "reset",
+    "send_once",
 ]
 
 ConnectionKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -69,6 +71,60 @@ _wrapped_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 _RETRY_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
+# True inside send_once(): redis-py sends each command once, whatever retry_attempts says.
+_once: contextvars.ContextVar[bool] = contextvars.ContextVar("redisroles_send_once", default=False)
+
+
+class send_once:  # lower case: used like a function, ``with send_once():``
+    """Commands sent inside this block are never re-sent by redis-py.
+
+    The roles' pools retry a command after a connection error or a timeout
+    (``retry_attempts``); a timeout does not mean the command did not run,
+    so a command with a side effect that is not idempotent (INCR, a rate-limit
+    count) is sent inside ``with send_once():`` and its failure goes to the
+    role's failure policy instead. Per thread and per asyncio task (a context
+    variable): ``with send_once(): await client.incr(key)`` works too.
+    Reconnecting a pooled connection the server closed is still done before
+    the command is sent (redis-py checks each connection it hands out).
+    """
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        # A class, not @contextmanager: the rate-limit check enters it per request.
+        self._token = _once.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        _once.reset(self._token)
+
+
+class _RoleRetry(redis.retry.Retry):
+    """redis-py's ``Retry``, except inside ``send_once()``: then no retry.
+
+    Retry reads ``_retries`` only after a failure, so the number of retries
+    is a property: the common, successful call costs nothing more.
+    """
+
+    @property  # type: ignore[override]
+    def _retries(self) -> int:
+        return 0 if _once.get() else self._planned_retries
+
+    @_retries.setter
+    def _retries(self, value: int) -> None:
+        self._planned_retries = value
+
+
+class _AsyncRoleRetry(redis.asyncio.retry.Retry):
+    """``_RoleRetry`` for ``redis.asyncio``."""
+
+    @property  # type: ignore[override]
+    def _retries(self) -> int:
+        return 0 if _once.get() else self._planned_retries
+
+    @_retries.setter
+    def _retries(self, value: int) -> None:
+        self._planned_retries = value
+
 
 def pool_kwargs(options: dict[str, Any], url: str, *, asyncio_: bool = False) -> dict[str, Any]:
     """Turn role OPTIONS into keyword arguments for ``ConnectionPool.from_url``."""
@@ -76,9 +132,9 @@ def pool_kwargs(options: dict[str, Any], url: str, *, asyncio_: bool = False) ->
     attempts = int(kwargs.pop("retry_attempts", 0) or 0)
     backoff = redis.backoff.ExponentialBackoff(cap=0.5, base=0.02)
     if asyncio_:
-        kwargs["retry"] = redis.asyncio.retry.Retry(backoff, attempts, _RETRY_ERRORS)
+        kwargs["retry"] = _AsyncRoleRetry(backoff, attempts, _RETRY_ERRORS)
     else:
-        kwargs["retry"] = redis.retry.Retry(backoff, attempts, _RETRY_ERRORS)
+        kwargs["retry"] = _RoleRetry(backoff, attempts, _RETRY_ERRORS)
     if attempts:
         kwargs["retry_on_error"] = list(_RETRY_ERRORS)
     if url.startswith("unix://"):

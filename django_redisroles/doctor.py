@@ -168,6 +168,8 @@ class Database:
     stopped_by: str | None = None  # "max_keys" | "max_seconds"
     error: str | None = None
     client: redis.Redis | None = None  # connected to this database (its URL's db)
+    #: role -> what its (ACL) user was refused, found by harmless probes.
+    refused: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -568,6 +570,45 @@ def _gather_server(server: Server, limits: Limits) -> None:
         server.legacy_channels = sorted(legacy)
 
 
+# No script has this SHA1: EVALSHA answers NOSCRIPT once the ACL let it through.
+_NO_SCRIPT = "0" * 40
+
+
+def _probe_acl(database: Database, limits: Limits) -> None:
+    """Whether each role's user may run what the role needs (NOPERM found now, not at 3 am).
+
+    Harmless probes with the role's own credentials: an ``EVALSHA`` of a script
+    that does not exist, declaring a key of the role's namespace (the ACL checks
+    the command and the key before Redis looks for the script), and for the
+    pub/sub role a ``SUBSCRIBE`` to a group channel on a connection of its own.
+    """
+    client = database.client
+    assert client is not None
+    for role in database.roles:
+        refused: list[str] = []
+        key = conf.make_key(role, DOCTOR_CLIENT_NAME)
+        try:
+            client.evalsha(_NO_SCRIPT, 1, key)
+        except redis.exceptions.NoScriptError:
+            pass
+        except redis.exceptions.NoPermissionError as exc:
+            refused.append(f"run its Lua scripts on its keys (EVALSHA on {key}: {exc})")
+        if role == "pubsub":
+            from .pubsub.layer import redis_channel  # the layer's own channel names
+
+            channel = redis_channel("g", DOCTOR_CLIENT_NAME).decode()
+            pubsub = client.pubsub()
+            try:
+                pubsub.subscribe(channel)
+                pubsub.get_message(timeout=max(limits.timeout, 1.0))
+            except redis.exceptions.NoPermissionError as exc:
+                refused.append(f"subscribe to its group channels (SUBSCRIBE {channel}: {exc})")
+            finally:
+                pubsub.close()
+        if refused:
+            database.refused[role] = refused
+
+
 def _str_dict(value: Mapping[Any, Any]) -> dict[str, str]:
     def s(x: Any) -> str:
         return x.decode() if isinstance(x, bytes) else str(x)
@@ -764,6 +805,28 @@ def config_unavailable(ctx: Context) -> Iterable[Finding]:
                     "your provider's console, or grant the doctor's user +config|get."
                 ),
             )
+
+
+@rule
+def acl(ctx: Context) -> Iterable[Finding]:
+    for server in _reachable(ctx):
+        for database in server.databases:
+            for role, refused in database.refused.items():
+                if role not in ctx.roles:
+                    continue
+                yield Finding(
+                    "E107",
+                    "error",
+                    [role],
+                    f"{server.label}/{database.db}",
+                    f"the {role} role's Redis user may not " + "; nor ".join(refused),
+                    Fix(
+                        "Grant that ACL user what the role needs (docs/failures.md, "
+                        "'ACL users'), e.g. ACL SETUSER <user> +@scripting "
+                        f"~{conf.key_prefix()}:* &{conf.key_prefix()}:pubsub:*"
+                    ),
+                    {"refused": refused},
+                )
 
 
 @rule
@@ -1346,6 +1409,7 @@ def run(
             now = time.monotonic()
             share = now + (deadline - now) / (len(databases) - index)
             try:
+                _probe_acl(database, limits)
                 _sample_db(server, database, limits, share, progress)
             except redis.RedisError as exc:
                 database.error = f"{type(exc).__name__}: {exc}"

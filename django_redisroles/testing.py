@@ -413,6 +413,8 @@ class RedisServer:
                 pass
             except redis.exceptions.ConnectionError:
                 pass
+            except redis.exceptions.TimeoutError:
+                pass  # started but not answering yet (a busy machine): ask again
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 import redis
@@ -145,7 +146,12 @@ def test_async_client_is_per_loop_and_closed_with_it(redis_client: redis.Redis, 
     asyncio.run(use())
     asyncio.run(use())
     assert seen[0] is not seen[1]  # a client never crosses event loops
-    assert ours() == 0  # closed when each loop closed
+    # Closed when each loop closed (the server may list a socket for a moment
+    # after its close: a busy machine, seen once in a full run).
+    deadline = time.monotonic() + 5
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ours() == 0
 
 
 def test_async_recovers_after_restart(redis_factory, settings) -> None:

@@ -15,12 +15,13 @@ from django_redis import get_redis_connection
 
 from .backend import RedisRolesCache, default_key_prefix
 from .client import CacheValueTooLarge, RedisRolesClient, TimeoutRequired
-from .stampede import cached
+from .stampede import LoaderError, cached
 from .stats import CacheStats
 
 __all__ = [
     "CacheStats",
     "CacheValueTooLarge",
+    "LoaderError",
     "RedisRolesCache",
     "RedisRolesClient",
     "TimeoutRequired",

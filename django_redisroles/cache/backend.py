@@ -23,19 +23,19 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.cache import RedisCache
-from django_redis.client.default import _main_exceptions
-from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ResponseError
 
-from .. import conf, connections
+from .. import conf, connections, errors
 from . import stampede
 from .client import (
+    CACHE_ERRORS,
     INCR_SCRIPT,
     CacheValueTooLarge,
     RedisRolesClient,
     TimeoutRequired,
-    is_command_error,
+    failure_of,
     logger,
+    unwrap,
 )
 from .options import BACKEND_PATH, cache_options
 from .stats import CacheStats, counters_for, snapshot
@@ -72,16 +72,17 @@ _OUTAGE_LOG_INTERVAL = 10.0
 _last_outage_log = 0.0
 
 
-def _log_outage(exc: BaseException) -> None:
+def _log_outage(failure: errors.Failure) -> None:
     global _last_outage_log
     now = time.monotonic()
     if now - _last_outage_log >= _OUTAGE_LOG_INTERVAL:
         _last_outage_log = now
-        logger.warning(
-            "Cache Redis unavailable (%s: %s); reads are misses and writes are dropped "
+        # A refusal (ACL, noeviction, replica) does not heal by itself: louder.
+        log = logger.warning if failure.outage else logger.error
+        log(
+            "Cache Redis unavailable: %s Reads are misses and writes are dropped "
             "(OPTIONS['IGNORE_EXCEPTIONS']). Further errors are logged every %ss.",
-            type(exc).__name__,
-            exc,
+            failure.describe(),
             int(_OUTAGE_LOG_INTERVAL),
         )
 
@@ -94,13 +95,21 @@ class _OutageLogger:
 
     def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
         exc = sys.exc_info()[1]
-        if exc is not None:
+        failure = failure_of(exc) if exc is not None else None
+        if failure is not None:
             self.counters.add("outages")
-            _log_outage(_cause(exc))
+            _log_outage(failure)
 
 
-def _cause(exc: BaseException) -> BaseException:
-    return exc.__cause__ if isinstance(exc, ConnectionInterrupted) and exc.__cause__ else exc
+def _policy(cache: RedisRolesCache, exc: BaseException) -> BaseException | None:
+    """Apply the failure policy to a Redis error: None when it is handled (logged,
+    back-off started), else the exception to raise (a bug, or IGNORE_EXCEPTIONS off)."""
+    cause = unwrap(exc)
+    failure = errors.classify(cause)
+    if failure is None or failure.bug or not cache._ignore_exceptions:
+        return cause
+    cache.outage(failure)
+    return None
 
 
 def _fail_open(
@@ -119,11 +128,10 @@ def _fail_open(
                 return default() if callable(default) else default
             try:
                 return method(self, *args, **kwargs)
-            except (ConnectionInterrupted, *_main_exceptions) as exc:
-                cause = _cause(exc)
-                if is_command_error(cause) or not self._ignore_exceptions:
-                    raise cause from None
-                self.outage(cause)
+            except CACHE_ERRORS as exc:
+                error = _policy(self, exc)
+                if error is not None:
+                    raise error from None
                 return default() if callable(default) else default
 
         return wrapper
@@ -142,10 +150,10 @@ def _afail_open(
                 return default() if callable(default) else default
             try:
                 return await method(self, *args, **kwargs)
-            except _main_exceptions as exc:
-                if is_command_error(exc) or not self._ignore_exceptions:
-                    raise
-                self.outage(exc)
+            except CACHE_ERRORS as exc:
+                error = _policy(self, exc)
+                if error is not None:
+                    raise error from None
                 return default() if callable(default) else default
 
         return wrapper
@@ -227,13 +235,17 @@ class RedisRolesCache(RedisCache):
         _down_until.pop(self._breaker, None)
         return False
 
-    def outage(self, cause: BaseException) -> None:
-        """Log an outage (rate-limited); a connection error or timeout starts the backoff."""
+    def outage(self, failure: errors.Failure) -> None:
+        """Log a failure (rate-limited); one that fails every command starts the backoff.
+
+        A refusal of some commands only (``OOM``, ``READONLY``, ``NOPERM``) does
+        not: reads may still work.
+        """
         self._counters.add("outages")
         backoff = self._rr["OUTAGE_BACKOFF"]
-        if backoff > 0 and not isinstance(cause, ResponseError):  # not OOM/READONLY
+        if backoff > 0 and failure.server_down:
             _down_until[self._breaker] = time.monotonic() + backoff
-        _log_outage(cause)
+        _log_outage(failure)
 
     def refuse_no_timeout(self, key: Any, what: str = "timeout=None") -> None:
         """Raise TimeoutRequired unless OPTIONS['ALLOW_NO_TIMEOUT']."""
@@ -298,7 +310,9 @@ class RedisRolesCache(RedisCache):
         version: Any = None,
         client: Any = None,
     ) -> bool:
-        return self.client.set(key, value, timeout, version=version, client=client, nx=True)
+        # Sent once: a re-sent SET NX would report "not added" for our own value.
+        with connections.send_once():
+            return self.client.set(key, value, timeout, version=version, client=client, nx=True)
 
     @_fail_open(default=list)
     def set_many(
@@ -326,11 +340,10 @@ class RedisRolesCache(RedisCache):
             return default
         try:
             raw = (client or c.get_client(write=False)).get(c.make_key(key, version=version))
-        except (ConnectionInterrupted, *_main_exceptions) as exc:
-            cause = _cause(exc)
-            if is_command_error(cause) or not self._ignore_exceptions:
-                raise cause from None
-            self.outage(cause)
+        except CACHE_ERRORS as exc:
+            error = _policy(self, exc)
+            if error is not None:
+                raise error from None
             counters.add("misses")
             return default
         if raw is None:
@@ -463,8 +476,11 @@ class RedisRolesCache(RedisCache):
             nkey = self.client.make_key(key, version=version)
             try:
                 self.client.get_client(write=True).execute_command("PEXPIRE", nkey, ms, "NX")
-            except _main_exceptions as exc:
-                _log_outage(exc)
+            except CACHE_ERRORS as exc:
+                failure = failure_of(exc)
+                if failure is None or failure.bug:
+                    raise
+                _log_outage(failure)
 
     def _with_ttl(name: str, dest_arg: int = 0) -> Any:  # type: ignore[misc]
         parent = getattr(RedisCache, name)
@@ -528,10 +544,10 @@ class RedisRolesCache(RedisCache):
             return default
         try:
             raw = await self._aclient(write=False).get(nkey)
-        except _main_exceptions as exc:
-            if is_command_error(exc) or not self._ignore_exceptions:
-                raise
-            self.outage(exc)
+        except CACHE_ERRORS as exc:
+            error = _policy(self, exc)
+            if error is not None:
+                raise error from None
             counters.add("misses")
             return default
         if raw is None:
@@ -596,7 +612,8 @@ class RedisRolesCache(RedisCache):
         timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109
         version: Any = None,
     ) -> bool:
-        return await self.aset(key, value, timeout, version, nx=True)
+        with connections.send_once():  # see add()
+            return await self.aset(key, value, timeout, version, nx=True)
 
     @_afail_open(default=list)
     async def aset_many(
@@ -678,9 +695,10 @@ class RedisRolesCache(RedisCache):
         ttl = client.default_ttl_ms()
         redis_ = self._aclient()
         try:
-            value = await INCR_SCRIPT.acall(redis_, [nkey], [delta, int(ignore_key_check), ttl])
+            with connections.send_once():  # a timeout does not mean it did not run
+                value = await INCR_SCRIPT.acall(redis_, [nkey], [delta, int(ignore_key_check), ttl])
         except ResponseError as e:
-            if not is_command_error(e):  # OOM/READONLY: an outage
+            if errors.error_code(e) != "ERR":  # OOM, NOPERM, READONLY...: not "not an int"
                 raise
             pttl = await redis_.pttl(nkey)
             if pttl == -2:
@@ -702,11 +720,13 @@ class RedisRolesCache(RedisCache):
             version = self.version
         client = self.client
         try:
-            await self._aclient().rename(
-                client.make_key(key, version=version), client.make_key(key, version=version + delta)
-            )
+            with connections.send_once():  # a second RENAME would find no key
+                await self._aclient().rename(
+                    client.make_key(key, version=version),
+                    client.make_key(key, version=version + delta),
+                )
         except ResponseError as e:
-            if not is_command_error(e):  # READONLY: an outage, not a missing key
+            if errors.error_code(e) != "ERR":  # READONLY, NOPERM...: not a missing key
                 raise
             raise ValueError(f"Key {key!r} not found") from e
         return version + delta

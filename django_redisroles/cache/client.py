@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, InvalidCacheKey
 from django_redis.client import DefaultClient
-from django_redis.client.default import _main_exceptions
 from django_redis.exceptions import ConnectionInterrupted
 from django_redis.util import CacheKey
-from redis.exceptions import ResponseError
 
-from .. import conf, connections
+from .. import conf, connections, errors
+from ..errors import REDIS_ERRORS
 from ..scripts import Script
 
 if TYPE_CHECKING:
@@ -80,16 +79,21 @@ def seconds(timeout: Any) -> float:
     return timeout if isinstance(timeout, int | float) else value
 
 
-# Errors Redis *answers* that mean "cannot write now", not "this command is
-# wrong": a full instance (OOM under noeviction) and a replica after a failover
-# (READONLY). For a lossy cache they are an outage: the write is dropped.
-_UNAVAILABLE_ANSWERS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+#: What a cache call may raise because of Redis: django-redis's wrapper, and
+#: the errors of our own calls (classified by ``errors.classify``).
+CACHE_ERRORS: tuple[type[BaseException], ...] = (ConnectionInterrupted, *REDIS_ERRORS)
 
 
-def is_command_error(exc: BaseException) -> bool:
-    """True for an error Redis answered about the command itself (raised even
-    with IGNORE_EXCEPTIONS: WRONGTYPE, a bad argument...)."""
-    return isinstance(exc, ResponseError) and not isinstance(exc, _UNAVAILABLE_ANSWERS)
+def unwrap(exc: BaseException) -> BaseException:
+    """The Redis error behind django-redis's ``ConnectionInterrupted``."""
+    if isinstance(exc, ConnectionInterrupted) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
+def failure_of(exc: BaseException) -> errors.Failure | None:
+    """The classified Redis failure behind ``exc`` (None: not a Redis error)."""
+    return errors.classify(unwrap(exc))
 
 
 def namespace_regex(key_func: Any, prefix: str, *, skip_roles: bool = True) -> re.Pattern[bytes]:
@@ -187,6 +191,15 @@ class RedisRolesClient(DefaultClient):
         # so do we. A cheap conservative test first: Django's check is slow.
         if len(made) > _MAX_KEY or " " in made or not made.isprintable():
             backend.validate_key(made)
+            try:
+                made.encode()
+            except UnicodeEncodeError:
+                # A lone surrogate (e.g. from a mis-decoded path): no Redis key
+                # can hold it. Django's own error, not redis-py's encode failure.
+                raise InvalidCacheKey(
+                    f"Cache key {key!r} cannot be encoded as UTF-8 (it contains a lone "
+                    "surrogate); clean or hash the value before using it in a key."
+                ) from None
         return CacheKey(made)
 
     def _reverse_key(self, key: str) -> str:
@@ -284,7 +297,7 @@ class RedisRolesClient(DefaultClient):
                     return not bool(write.exists(nkey))
                 return bool(write.delete(nkey))
             return bool(write.set(nkey, nvalue, nx=nx, xx=xx, px=px))
-        except _main_exceptions as e:
+        except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=write) from e
 
     def set_many(  # type: ignore[override]
@@ -313,7 +326,7 @@ class RedisRolesClient(DefaultClient):
                 else:
                     pipe.set(nkey, nvalue, px=px)
             pipe.execute()
-        except _main_exceptions as e:
+        except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=write) from e
         return failed
 
@@ -331,7 +344,7 @@ class RedisRolesClient(DefaultClient):
             if px is None:
                 return bool(write.persist(nkey) or write.exists(nkey))
             return bool(write.pexpire(nkey, max(px, 0)) if px > 0 else write.delete(nkey))
-        except _main_exceptions as e:
+        except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=write) from e
 
     def persist(self, key: str, version: int | None = None, client: Any = None) -> bool:
@@ -368,9 +381,11 @@ class RedisRolesClient(DefaultClient):
         ttl = self.default_ttl_ms()
         try:
             try:
-                value = INCR_SCRIPT(write, [nkey], [delta, int(ignore_key_check), ttl])
-            except ResponseError as e:
-                if not is_command_error(e):  # OOM/READONLY: an outage
+                # Sent once: a timeout does not mean the increment did not happen.
+                with connections.send_once():
+                    value = INCR_SCRIPT(write, [nkey], [delta, int(ignore_key_check), ttl])
+            except redis.exceptions.ResponseError as e:
+                if errors.error_code(e) != "ERR":  # OOM, NOPERM, READONLY...: not "not an int"
                     raise
                 # Not an integer in Redis (pickled value, or beyond 64 bits):
                 # read-modify-write keeping the remaining TTL, like django-redis.
@@ -380,7 +395,7 @@ class RedisRolesClient(DefaultClient):
                 value = self.get(nkey, client=write) + delta
                 self.set(nkey, value, timeout=pttl / 1000 if pttl > 0 else DEFAULT_TIMEOUT)
                 return value
-        except _main_exceptions as e:
+        except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=write) from e
         if value is None:
             raise ValueError(f"Key {key!r} not found")
@@ -396,12 +411,13 @@ class RedisRolesClient(DefaultClient):
         old = self.make_key(key, version=version)
         new = self.make_key(key, version=version + delta)
         try:
-            write.rename(old, new)
-        except ResponseError as e:
-            if not is_command_error(e):  # READONLY: an outage, not a missing key
+            with connections.send_once():  # a second RENAME would find no key
+                write.rename(old, new)
+        except redis.exceptions.ResponseError as e:
+            if errors.error_code(e) != "ERR":  # READONLY, NOPERM...: not a missing key
                 raise ConnectionInterrupted(connection=write) from e
             raise ValueError(f"Key {key!r} not found") from e
-        except _main_exceptions as e:
+        except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=write) from e
         return version + delta
 
@@ -421,7 +437,7 @@ class RedisRolesClient(DefaultClient):
                     batch = []
             if batch:
                 removed += write.unlink(*batch)
-        except _main_exceptions as e:
+        except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=write) from e
         return removed
 

@@ -13,6 +13,12 @@ expires, so popular keys rarely expire at all.
 The lock key lives in the cache's namespace (``<prefix>:<version>.lock:<key>``)
 so ``clear()`` removes it; it always has a TTL (``LOCK_TIMEOUT``), so a
 crashed loader only delays the others by that much.
+
+A loader's exception is its caller's, never a cache outage. When the loader
+fails, the callers waiting for its value get the failure at once instead of
+each running the loader in turn: in this process the same exception, in other
+processes a :class:`LoaderError` read from the lock key, which holds the
+failure for ``ERROR_TTL`` seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import functools
 import hashlib
 import inspect
+import json
 import math
 import random
 import threading
@@ -33,11 +40,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django_redis.client.default import _main_exceptions
-from django_redis.exceptions import ConnectionInterrupted
 
+from .. import errors
 from ..scripts import Script
-from .client import is_command_error, logger, seconds
+from .client import CACHE_ERRORS, logger, seconds, unwrap
 
 if TYPE_CHECKING:
     from .backend import RedisRolesCache
@@ -49,6 +55,64 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 RELEASE_SCRIPT = Script(RELEASE_LUA)
+
+# Our lock becomes the record of the loader's failure, for the callers waiting
+# on it in other processes. KEYS: lock; ARGV: token, record, ttl ms.
+FAIL_LUA = b"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+FAIL_SCRIPT = Script(FAIL_LUA)
+
+#: Seconds a failed load is kept in the lock key: callers of that key (waiting
+#: or arriving) get ``LoaderError`` during that time instead of loading again.
+ERROR_TTL = 1.0
+# First byte of a failure record (lock tokens are hex).
+_FAILED = b"!"
+
+
+class LoaderError(Exception):
+    """The loader of a cache value failed for another caller, in the last ``ERROR_TTL`` s.
+
+    Raised to the callers that waited for that load in other processes (and
+    to those arriving while the failure is kept) instead of running the
+    loader again one after another. ``error_class`` is the dotted name of the
+    exception the loader raised, ``message`` its message. Callers waiting in
+    the process that ran the loader get its own exception instead.
+    """
+
+    def __init__(self, key: str, error_class: str, message: str) -> None:
+        self.key = key
+        self.error_class = error_class
+        self.message = message
+        super().__init__(
+            f"the loader of cache key {key!r} failed for another caller less than "
+            f"{ERROR_TTL:g}s ago: {error_class}: {message}"
+        )
+
+
+def _failure_record(exc: BaseException) -> bytes:
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ != "builtins":
+        name = f"{cls.__module__}.{name}"
+    return _FAILED + json.dumps({"c": name, "m": str(exc)[:1000]}).encode()
+
+
+def _loader_error(nkey: str, record: bytes) -> LoaderError:
+    try:
+        data = json.loads(record[1:])
+        return LoaderError(nkey, str(data["c"]), str(data["m"]))
+    except (ValueError, KeyError, TypeError):
+        return LoaderError(nkey, "Exception", "(unreadable failure record)")
+
+
+def _error_ttl_ms(p: _Params) -> int:
+    return max(1, min(int(ERROR_TTL * 1000), p.lock_ms))
+
 
 # First and longest pause between two polls of a waiting caller.
 POLL_MIN = 0.005
@@ -159,12 +223,19 @@ def _store_timeout(p: _Params) -> float | None:
     return p.timeout + p.stale_ms / 1000
 
 
-def _is_outage(exc: BaseException, cache: RedisRolesCache) -> BaseException | None:
-    """The Redis error behind ``exc`` if it is an outage the cache ignores."""
-    cause = exc.__cause__ if isinstance(exc, ConnectionInterrupted) and exc.__cause__ else exc
-    if is_command_error(cause) or not cache._ignore_exceptions:
-        return None
-    return cause
+def _is_outage(exc: BaseException, cache: RedisRolesCache, loader: _Loader) -> bool:
+    """Whether ``exc``, raised by get_or_set's own Redis calls, is handled by the policy.
+
+    A loader's exception never is, whatever its class (a ``TimeoutError`` of
+    its own, a ``ConnectionError`` of another Redis).
+    """
+    if loader.error is not None and exc is loader.error:
+        return False
+    failure = errors.classify(unwrap(exc))
+    if failure is None or failure.bug or not cache._ignore_exceptions:
+        return False
+    cache.outage(failure)
+    return True
 
 
 class _Flight:
@@ -175,6 +246,7 @@ class _Flight:
         self.ok = False
         self.value: Any = None
         self.stored: bool | None = None
+        self.error: BaseException | None = None  # the loader's, handed to the waiters
 
 
 class _AFlight:
@@ -183,6 +255,7 @@ class _AFlight:
         self.ok = False
         self.value: Any = None
         self.stored: bool | None = None
+        self.error: BaseException | None = None
 
 
 _flights_lock = threading.Lock()
@@ -194,7 +267,8 @@ _aflights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, 
 
 
 class _Loader:
-    """Calls ``default`` at most once and times it; counts the lookup and the load."""
+    """Calls ``default`` at most once and times it; counts the lookup and the load;
+    remembers what it raised."""
 
     def __init__(self, default: Any, counters: Any) -> None:
         self.default = default
@@ -202,6 +276,7 @@ class _Loader:
         self.done = False
         self.value: Any = None
         self.elapsed = 0.0
+        self.error: BaseException | None = None
         self.looked_up = False  # the hit or miss of this call is counted
 
     def found(self, hit: bool) -> None:
@@ -211,25 +286,37 @@ class _Loader:
             self.counters.add("hits" if hit else "misses")
 
     def __call__(self) -> Any:
+        if self.error is not None:
+            raise self.error  # never a second run after a failure
         if not self.done:
             start = time.perf_counter()
-            if callable(self.default):
-                self.counters.add("loads")
-                self.value = self.default()
-            else:
-                self.value = self.default
+            try:
+                if callable(self.default):
+                    self.counters.add("loads")
+                    self.value = self.default()
+                else:
+                    self.value = self.default
+            except Exception as exc:  # not a cancellation: that is no failure to share
+                self.error = exc
+                raise
             self.elapsed = time.perf_counter() - start
             self.done = True
         return self.value
 
     async def acall(self) -> Any:
+        if self.error is not None:
+            raise self.error
         if not self.done:
             start = time.perf_counter()
-            if callable(self.default):
-                self.counters.add("loads")
-            value = self.default() if callable(self.default) else self.default
-            if inspect.isawaitable(value):
-                value = await value
+            try:
+                if callable(self.default):
+                    self.counters.add("loads")
+                value = self.default() if callable(self.default) else self.default
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception as exc:  # not a cancellation: that is no failure to share
+                self.error = exc
+                raise
             self.value = value
             self.elapsed = time.perf_counter() - start
             self.done = True
@@ -260,11 +347,9 @@ def get_or_set(
         return loader()
     try:
         return _get_or_set(cache, key, version, loader, p)
-    except (ConnectionInterrupted, *_main_exceptions) as exc:
-        cause = _is_outage(exc, cache)
-        if cause is None:
+    except CACHE_ERRORS as exc:
+        if not _is_outage(exc, cache, loader):
             raise
-        cache.outage(cause)
         loader.found(False)
         return loader()
 
@@ -276,8 +361,29 @@ def _store(cache: RedisRolesCache, key: str, version: int | None, value: Any, p:
 def _release(write: Any, lkey: str, token: str) -> None:
     try:
         RELEASE_SCRIPT(write, [lkey], [token])
-    except _main_exceptions:
+    except errors.REDIS_ERRORS:
         pass  # the lock expires by itself
+
+
+def _fail(write: Any, lkey: str, token: str, exc: BaseException, p: _Params) -> None:
+    """Our lock becomes the loader's failure, for the callers waiting in other processes."""
+    try:
+        FAIL_SCRIPT(write, [lkey], [token, _failure_record(exc), _error_ttl_ms(p)])
+    except errors.REDIS_ERRORS:
+        pass  # they find no value and no lock: one of them loads again
+
+
+def _took(reply: Any, token: str) -> bool:
+    """Whether ``SET lock token NX GET`` gave us the lock.
+
+    No old value: taken now; our own token: a re-sent SET (after a timeout)
+    whose first send did take it.
+    """
+    return reply is None or reply == token.encode()
+
+
+def _lock_pipe(pipe: Any, lkey: str, token: str, p: _Params) -> Any:
+    return pipe.set(lkey, token, nx=True, px=p.lock_ms, get=True)
 
 
 def _compute(
@@ -318,7 +424,7 @@ def _get_or_set(
         if not watch or not _needs_refresh(nkey, pttl, p):
             return value
         # Stale (or picked for early refresh): one caller refreshes, nobody waits.
-        if not write.set(lkey, token, nx=True, px=p.lock_ms):
+        if not _took(_lock_pipe(write, lkey, token, p), token):
             return value
         try:
             return _compute(cache, key, nkey, version, loader, p)
@@ -341,20 +447,27 @@ def _get_or_set(
             flight = _flights[flight_key] = _Flight()
     if not leader:
         started = time.monotonic()
-        if flight.event.wait(p.wait) and flight.ok:
-            raw = read.get(nkey)
-            if raw is not None:
-                return client.decode(raw)
-            if flight.stored is False:  # refused (too large): share the leader's value
-                return flight.value
-        # The leader failed or took too long: go to Redis ourselves, within
-        # what is left of the bounded wait.
+        if flight.event.wait(p.wait):
+            if flight.error is not None:
+                raise flight.error  # the leader's loader failed: ours would queue behind it
+            if flight.ok:
+                raw = read.get(nkey)
+                if raw is not None:
+                    return client.decode(raw)
+                if flight.stored is False:  # refused (too large): share the leader's value
+                    return flight.value
+        # The leader hit a Redis error or took too long: go to Redis ourselves,
+        # within what is left of the bounded wait.
         p = replace(p, wait=max(0.0, p.wait - (time.monotonic() - started)))
         return _miss(cache, key, nkey, lkey, token, write, version, loader, p)
     try:
         value = _miss(cache, key, nkey, lkey, token, write, version, loader, p, flight)
         flight.ok = True
         return value
+    except BaseException as exc:
+        if exc is loader.error or isinstance(exc, LoaderError):
+            flight.error = exc
+        raise
     finally:
         with _flights_lock:
             if _flights.get(flight_key) is flight:
@@ -379,21 +492,26 @@ def _miss(
     deadline = time.monotonic() + p.wait
     pause = POLL_MIN
     while True:
-        raw, got = (
-            write.pipeline(transaction=False)
-            .get(nkey)
-            .set(lkey, token, nx=True, px=p.lock_ms)
-            .execute()
-        )
+        pipe = write.pipeline(transaction=False).get(nkey)
+        raw, held = _lock_pipe(pipe, lkey, token, p).execute()
+        got = _took(held, token)
         if raw is not None:  # filled while we looked (double check under the lock)
             if got:
                 _release(write, lkey, token)
             return client.decode(raw)
         if got:
             try:
-                return _compute(cache, key, nkey, version, loader, p, flight)
-            finally:
-                _release(write, lkey, token)
+                value = _compute(cache, key, nkey, version, loader, p, flight)
+            except BaseException as exc:
+                if exc is loader.error:
+                    _fail(write, lkey, token, exc, p)
+                else:
+                    _release(write, lkey, token)
+                raise
+            _release(write, lkey, token)
+            return value
+        if held.startswith(_FAILED):
+            raise _loader_error(nkey, held)
         if time.monotonic() >= deadline:
             logger.warning(
                 "Waited %.1fs for another caller to compute cache key %r; computing it here.",
@@ -429,11 +547,9 @@ async def aget_or_set(
         return await loader.acall()
     try:
         return await _aget_or_set(cache, key, version, loader, p)
-    except _main_exceptions as exc:
-        cause = _is_outage(exc, cache)
-        if cause is None:
+    except CACHE_ERRORS as exc:
+        if not _is_outage(exc, cache, loader):
             raise
-        cache.outage(cause)
         loader.found(False)
         return await loader.acall()
 
@@ -458,7 +574,14 @@ async def _acompute(
 async def _arelease(write: Any, lkey: str, token: str) -> None:
     try:
         await RELEASE_SCRIPT.acall(write, [lkey], [token])
-    except _main_exceptions:
+    except errors.REDIS_ERRORS:
+        pass
+
+
+async def _afail(write: Any, lkey: str, token: str, exc: BaseException, p: _Params) -> None:
+    try:
+        await FAIL_SCRIPT.acall(write, [lkey], [token, _failure_record(exc), _error_ttl_ms(p)])
+    except errors.REDIS_ERRORS:
         pass
 
 
@@ -482,7 +605,7 @@ async def _aget_or_set(
         value = client.decode(raw)
         if not watch or not _needs_refresh(nkey, pttl, p):
             return value
-        if not await write.set(lkey, token, nx=True, px=p.lock_ms):
+        if not _took(await _lock_pipe(write, lkey, token, p), token):
             return value
         try:
             return await _acompute(cache, key, nkey, version, loader, p)
@@ -504,6 +627,8 @@ async def _aget_or_set(
         except TimeoutError:
             pass
         else:
+            if flight.error is not None:
+                raise flight.error
             if flight.ok:
                 raw = await read.get(nkey)
                 if raw is not None:
@@ -517,6 +642,10 @@ async def _aget_or_set(
         value = await _amiss(cache, key, nkey, lkey, token, write, version, loader, p, flight)
         flight.ok = True
         return value
+    except BaseException as exc:
+        if exc is loader.error or isinstance(exc, LoaderError):
+            flight.error = exc
+        raise
     finally:
         if flights.get(flight_key) is flight:
             del flights[flight_key]
@@ -539,21 +668,27 @@ async def _amiss(
     deadline = time.monotonic() + p.wait
     pause = POLL_MIN
     while True:
-        raw, got = (
-            await write.pipeline(transaction=False)
-            .get(nkey)
-            .set(lkey, token, nx=True, px=p.lock_ms)
-            .execute()
-        )
+        raw, held = await _lock_pipe(
+            write.pipeline(transaction=False).get(nkey), lkey, token, p
+        ).execute()
+        got = _took(held, token)
         if raw is not None:
             if got:
                 await _arelease(write, lkey, token)
             return client.decode(raw)
         if got:
             try:
-                return await _acompute(cache, key, nkey, version, loader, p, flight)
-            finally:
-                await _arelease(write, lkey, token)
+                value = await _acompute(cache, key, nkey, version, loader, p, flight)
+            except BaseException as exc:
+                if exc is loader.error:
+                    await _afail(write, lkey, token, exc, p)
+                else:
+                    await _arelease(write, lkey, token)
+                raise
+            await _arelease(write, lkey, token)
+            return value
+        if held.startswith(_FAILED):
+            raise _loader_error(nkey, held)
         if time.monotonic() >= deadline:
             logger.warning(
                 "Waited %.1fs for another caller to compute cache key %r; computing it here.",

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
 from django.core.management.base import BaseCommand, CommandError
 
+from .. import errors
 from .core import Lock, LockLost
 
 __all__ = ["command_lock"]
@@ -110,11 +110,12 @@ def _wrap_handle(handle: HandleT, cfg: _Config) -> HandleT:
         )
         try:
             acquired = lock.acquire()
-        except redis.RedisError as exc:
+        except errors.REDIS_ERRORS as exc:
+            failure = errors.classify(exc)
+            why = failure.describe() if failure is not None else f"{type(exc).__name__}: {exc}"
             # Fail closed: without the lock we cannot know no other copy runs.
             raise CommandError(
-                f"{cmd}: could not take lock {name!r}, not running: {type(exc).__name__}: {exc}",
-                returncode=1,
+                f"{cmd}: could not take lock {name!r}, not running: {why}", returncode=1
             ) from exc
         if not acquired:
             who = lock.holder.describe() if lock.holder else "another host (no owner information)"

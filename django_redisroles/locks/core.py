@@ -31,7 +31,7 @@ import redis.asyncio
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .. import conf
+from .. import conf, errors
 from ..connections import get_async_redis, get_redis
 from . import scripts
 from .watchdog import watchdog
@@ -105,6 +105,7 @@ class LockKeys(NamedTuple):
     fence: str
     waiting: str
     wake: str
+    released: str
 
 
 # (role settings, key prefix): read from settings once, dropped when they change.
@@ -129,7 +130,9 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 def lock_keys(name: str) -> LockKeys:
     """The Redis keys of lock ``name`` (one ``{name}`` hash tag: one cluster slot)."""
     base = f"{_lock_config()[1]}:{{{name}}}"
-    return LockKeys(f"{base}:lock", f"{base}:fence", f"{base}:waiting", f"{base}:wake")
+    return LockKeys(
+        f"{base}:lock", f"{base}:fence", f"{base}:waiting", f"{base}:wake", f"{base}:released"
+    )
 
 
 def _utc(value: float | None) -> datetime | None:
@@ -229,12 +232,16 @@ def force_release(name: str) -> bool:
     The holder finds out at its next renewal (``LockLost``). True if it was held.
     """
     keys = lock_keys(name)
-    args = ("", 10_000)
+    args = ("", 10_000, 0)
     return bool(scripts.release_script(get_redis("locks"), _release_keys(keys), args))
 
 
 def _release_keys(keys: LockKeys) -> tuple[str, ...]:
-    return (keys.lock, keys.waiting, keys.wake)
+    return (keys.lock, keys.waiting, keys.wake, keys.released)
+
+
+def _release_args(token: str, wake_ttl_ms: int) -> tuple[Any, ...]:
+    return (token, wake_ttl_ms, scripts.RELEASED_TTL * 1000)
 
 
 _background: set[asyncio.Task[Any]] = set()
@@ -536,7 +543,7 @@ class Lock:
         lost = self._lost
         token = self._stop()
         ok = scripts.release_script(
-            get_redis("locks"), _release_keys(self.keys), (token, self._wake_ttl_ms())
+            get_redis("locks"), _release_keys(self.keys), _release_args(token, self._wake_ttl_ms())
         )
         if not ok:
             raise self._lost_error(lost or "the lease expired or was taken over before release")
@@ -619,6 +626,21 @@ class Lock:
         logger.warning("Could not renew lock %r, retrying: %s", self.name, exc)
         return now + min(self.ttl / 10, 1.0, max(self._deadline - now, 0.0) / 2)
 
+    def _release_failed(self, err: BaseException) -> bool:
+        """A release leaving a ``with`` block could not be sent: log it (the lease
+        expires by itself) unless it is a bug. True: count the lock as released."""
+        failure = errors.classify(err)
+        if failure is None or failure.bug:
+            raise err
+        log = logger.warning if failure.outage else logger.error
+        log(
+            "Could not release lock %r (it expires in <= %gs): %s",
+            self.name,
+            self.ttl,
+            failure.describe(),
+        )
+        return True
+
     def __enter__(self) -> Lock:
         if not self.acquire():
             raise LockHeld(self.name, self.holder)
@@ -635,15 +657,14 @@ class Lock:
         try:
             released = bool(
                 scripts.release_script(
-                    get_redis("locks"), _release_keys(self.keys), (token, self._wake_ttl_ms())
+                    get_redis("locks"),
+                    _release_keys(self.keys),
+                    _release_args(token, self._wake_ttl_ms()),
                 )
             )
-        except redis.RedisError as err:
+        except errors.REDIS_ERRORS as err:
             # The lease expires by itself; the work is done, do not fail it for this.
-            logger.warning(
-                "Could not release lock %r (expires in <= %gs): %s", self.name, self.ttl, err
-            )
-            released = True
+            released = self._release_failed(err)
         if lost is None and released:
             return
         if isinstance(exc, LockLost) and str(exc):
@@ -672,7 +693,7 @@ class Lock:
                 # shutdown): the server may run it anyway, and nobody would
                 # release that lock before its TTL. Release whatever our token
                 # holds (nothing, most of the time: then it is a no-op).
-                _release_later(self.keys, (token, self._wake_ttl_ms()), settle=True)
+                _release_later(self.keys, _release_args(token, self._wake_ttl_ms()), settle=True)
                 raise
             if reply[0] == 1:
                 self._acquired(token, int(reply[1]), started)
@@ -698,7 +719,9 @@ class Lock:
         lost = self._lost
         token = self._stop()
         ok = await scripts.release_script.acall(
-            get_async_redis("locks"), _release_keys(self.keys), (token, self._wake_ttl_ms())
+            get_async_redis("locks"),
+            _release_keys(self.keys),
+            _release_args(token, self._wake_ttl_ms()),
         )
         if not ok:
             raise self._lost_error(lost or "the lease expired or was taken over before release")
@@ -760,7 +783,7 @@ class Lock:
         lost = self._lost
         task = self._holder_task
         token = self._stop()
-        args = (token, self._wake_ttl_ms())
+        args = _release_args(token, self._wake_ttl_ms())
         try:
             released = bool(
                 await scripts.release_script.acall(
@@ -772,11 +795,8 @@ class Lock:
             # leave the lock for its TTL (a second release of it is a no-op).
             _release_later(self.keys, args)
             raise
-        except redis.RedisError as err:
-            logger.warning(
-                "Could not release lock %r (expires in <= %gs): %s", self.name, self.ttl, err
-            )
-            released = True
+        except errors.REDIS_ERRORS as err:
+            released = self._release_failed(err)
         if lost is None and released:
             return
         if isinstance(exc, LockLost) and str(exc):

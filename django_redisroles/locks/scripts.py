@@ -13,6 +13,8 @@ Keys of one lock share a ``{name}`` hash tag (same Redis Cluster slot):
 - ``<prefix>:locks:{name}:fence``   the fencing counter (long TTL, refreshed on every acquire)
 - ``<prefix>:locks:{name}:waiting`` marker: someone is blocked waiting (short TTL)
 - ``<prefix>:locks:{name}:wake``    list a waiter BLPOPs; a release pushes one element (short TTL)
+- ``<prefix>:locks:{name}:released`` the token of the last release (``RELEASED_TTL``): a
+  release re-sent after a timeout, whose first send did run, finds its own token there
 
 One key holds token and owner so the hot path writes one key and a reader
 sees both at once. The last renewal is not stored: every renewal resets the
@@ -65,7 +67,7 @@ return {0, redis.call('PTTL', KEYS[1]), held}
 
 # KEYS: lock ; ARGV: token, ttl_ms -> 1 extended | 0 not ours any more
 # A new lease length is written into the value (readers derive the last
-# renewal from it).
+# renewal from it). Idempotent: a re-sent extend extends again.
 EXTEND = r"""
 local value = redis.call('GET', KEYS[1])
 if not value or string.sub(value, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\n' then return 0 end
@@ -78,16 +80,25 @@ end
 return 1
 """
 
-# KEYS: lock, waiting, wake ; ARGV: token ("" = force), wake_ttl_ms
+# KEYS: lock, waiting, wake, released ; ARGV: token ("" = force), wake_ttl_ms, released_ttl_ms
 # -> 1 released | 0 not ours (nothing touched)
 # A waiter is woken only when one announced itself (the "waiting" marker is
-# set by its failed acquire, atomically, so no wake-up is lost); uncontended
-# releases write nothing else.
+# set by its failed acquire, atomically, so no wake-up is lost). The token is
+# kept in "released" for a while: redis-py re-sends a release that timed out,
+# and the server may have run the first one (a stall past the socket
+# timeout); the second finds the lock gone (or taken by the next holder) and
+# must still answer "released", not "lost".
 RELEASE = r"""
 local value = redis.call('GET', KEYS[1])
+if ARGV[1] ~= '' and (not value or string.sub(value, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\n') then
+  if redis.call('GET', KEYS[4]) == ARGV[1] then return 1 end
+  return 0
+end
 if not value then return 0 end
-if ARGV[1] ~= '' and string.sub(value, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\n' then return 0 end
 redis.call('DEL', KEYS[1])
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[3])
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('RPUSH', KEYS[3], '1')
   redis.call('LTRIM', KEYS[3], -1, -1)
@@ -96,6 +107,9 @@ end
 return 1
 """
 
+
+#: Seconds a release's token is kept: longer than redis-py's retries of it take.
+RELEASED_TTL = 30
 
 acquire_script = Script(ACQUIRE)
 extend_script = Script(EXTEND)

@@ -23,6 +23,7 @@ from .layer import (
     SEQ_KEY,
     MessageNotSerializable,
     RedisRolesChannelLayer,
+    SubscribeRefused,
 )
 from .status import status
 
@@ -32,6 +33,7 @@ __all__ = [
     "SEQ_KEY",
     "MessageNotSerializable",
     "RedisRolesChannelLayer",
+    "SubscribeRefused",
     "abroadcast",
     "broadcast",
     "get_layer",

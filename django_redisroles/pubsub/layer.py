@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 import types
 import uuid
@@ -31,7 +32,7 @@ from channels_redis.serializers import registry
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .. import conf
+from .. import conf, errors
 from ..connections import get_async_redis, get_redis
 from . import options as layer_options
 from . import replay
@@ -47,6 +48,17 @@ EVENT_GAP = "redisroles.gap"
 SEQ_KEY = "seq"
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# Message ids a loop layer remembers, to drop a frame delivered twice (a publish
+# re-sent by redis-py after a timeout, whose first send did run).
+_RECENT_MSGIDS = 10_000
+
+# Group and channel names as docs/pubsub.md gives them: ASCII letters, digits,
+# "-", "_", "."; a channel name may have one "!" (Channels' process-local
+# channels). Channels' own patterns end with "$" (a trailing newline passes)
+# and use Unicode \d and \w.
+_GROUP_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9._-]+(![A-Za-z0-9._-]*)?")
 
 # Bumped on setting_changed: cached Redis names are rebuilt after KEY_PREFIX changes.
 _generation = [0]
@@ -71,13 +83,43 @@ def legacy_redis_channel(kind: str, name: str) -> bytes:
     return conf.make_key("pubsub", kind, name).encode()
 
 
+def _connect_callbacks(conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(register, deregister) of a redis.asyncio connection's connect callbacks.
+
+    Public since redis-py 5.0.2; 5.0.0/5.0.1 (allowed by ``redis>=5``) have
+    them with a leading underscore only.
+    """
+    register = getattr(conn, "register_connect_callback", None)
+    if register is not None:
+        return register, conn.deregister_connect_callback
+    return conn._register_connect_callback, conn._deregister_connect_callback
+
+
 def replay_stream(group: str) -> str:
     """The replay stream key of a group (a key: its database isolates it already)."""
     return conf.make_key("pubsub", "replay", group)
 
 
+def replay_ids(group: str) -> str:
+    """The key of a replay group's recent message ids (see ``replay.PUBLISH_LUA``)."""
+    return conf.make_key("pubsub", "ids", group)
+
+
 class MessageNotSerializable(TypeError):
     """A message holds a value the layer's serializer cannot encode."""
+
+
+class SubscribeRefused(RuntimeError):
+    """Redis refused to subscribe this process to a group's or channel's Pub/Sub channel.
+
+    Raised by ``group_add()``/``receive()``/``new_channel()`` (an ACL user
+    without that channel: ``NOPERM``), instead of a consumer that silently
+    never receives. ``failure`` is the classified error.
+    """
+
+    def __init__(self, name: str, failure: errors.Failure) -> None:
+        self.failure = failure
+        super().__init__(f"Redis refused to subscribe to {name}: {failure.describe()}")
 
 
 def _safe_packb(message: Any) -> bytes:
@@ -197,6 +239,8 @@ class RedisRolesChannelLayer(BaseChannelLayer):
         if value is None:
             if kind == "r":
                 value = replay_stream(name)
+            elif kind == "i":  # the replay script's recent message ids
+                value = replay_ids(name)
             elif self.options.legacy_channels == "publish":
                 value = legacy_redis_channel(kind, name)  # upgrade step 1: old names
             else:
@@ -221,6 +265,21 @@ class RedisRolesChannelLayer(BaseChannelLayer):
             if len(self._replay_cache) < 10000:
                 self._replay_cache[group] = value
         return value
+
+    # -- names ----------------------------------------------------------------
+    def require_valid_group_name(self, name: Any) -> bool:
+        """``TypeError`` unless ``name`` is ASCII letters, digits, ``-_.``, under 100 chars."""
+        super().require_valid_group_name(name)
+        if _GROUP_NAME.fullmatch(name) is None:
+            raise TypeError(f"{self.invalid_name_error.format('Group')} Got {name!r}.")
+        return True
+
+    def require_valid_channel_name(self, name: Any, receive: bool = False) -> bool:
+        """Channels' check, with ASCII-only names (no trailing newline)."""
+        super().require_valid_channel_name(name, receive)
+        if _CHANNEL_NAME.fullmatch(name) is None:
+            raise TypeError(f"{self.invalid_name_error.format('Channel')} Got {name!r}.")
+        return True
 
     # -- publishing (shared by group_send and broadcast) ---------------------
     def _group_target(self, group: str) -> tuple[bytes, bool]:
@@ -259,12 +318,14 @@ class RedisRolesChannelLayer(BaseChannelLayer):
             return replay.publish_sync(
                 client,
                 self._name("r", group),
+                self._name("i", group),
                 channel,
                 payload,
                 self.options.replay_maxlen,
                 self.options.replay_ttl,
             )
-        client.publish(channel, payload)
+        # With a message id: a PUBLISH re-sent after a timeout is delivered once.
+        client.publish(channel, replay.frame(payload))
         return None
 
     async def publish_async(self, group: str, message: Any, *, check: bool = True) -> str | None:
@@ -279,12 +340,13 @@ class RedisRolesChannelLayer(BaseChannelLayer):
             return await replay.publish_async(
                 client,
                 self._name("r", group),
+                self._name("i", group),
                 channel,
                 payload,
                 self.options.replay_maxlen,
                 self.options.replay_ttl,
             )
-        await client.publish(channel, payload)
+        await client.publish(channel, replay.frame(payload))
         return None
 
     # -- the Channels layer API (delegated to the running loop's layer) -------
@@ -383,6 +445,12 @@ class _LoopLayer:
         self._resync = False
         self._reconnected = False
         self._down_since: float | None = None
+        # SUBSCRIBEs sent and not yet confirmed, oldest first (one channel each):
+        # Redis answers them in order, so an error reply is the oldest one's.
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._recent: collections.OrderedDict[tuple[tuple[str, str], bytes], None] = (
+            collections.OrderedDict()
+        )
 
     @property
     def stats(self) -> collections.Counter[str]:
@@ -406,7 +474,7 @@ class _LoopLayer:
         # Told by redis-py each time the subscriber connection (re)connects.
         conn = self._pubsub.connection if self._pubsub is not None else None
         if conn is not None and self._callback_on is not conn:
-            conn.register_connect_callback(self._on_connect)
+            _connect_callbacks(conn)[0](self._on_connect)
             self._callback_on = conn
             # No reconnect hidden inside redis-py commands: a failed read or write
             # raises, and only the reader reconnects (under the lock). Otherwise a
@@ -436,7 +504,7 @@ class _LoopLayer:
                         # subscribes everything wanted, this one included.
                         raise redis.exceptions.ConnectionError("reconnecting")
                     pubsub = await self._connected()
-                    await pubsub.subscribe(rname)
+                    await self._send_subscribe(pubsub, rname)
                     self._watch_connection()
             except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
                 # Redis is down (or the connection broke under us): the
@@ -447,11 +515,35 @@ class _LoopLayer:
                 return
             self._ensure_reader()
         if fut is not None:
-            # Wait for Redis's confirmation: a message published after we return is ours.
+            # Wait for Redis's confirmation: a message published after we return is
+            # ours. A refusal (ACL) raises SubscribeRefused here.
             try:
                 await asyncio.wait_for(asyncio.shield(fut), self._timeout())
             except TimeoutError:
                 logger.warning("pubsub: no SUBSCRIBE confirmation for %r yet", rname)
+
+    async def _send_subscribe(self, pubsub: Any, rname: bytes) -> None:
+        """SUBSCRIBE one channel (call with ``self._lock`` held); its answer is awaited in order."""
+        self._pending.append(rname)
+        await pubsub.subscribe(rname)
+
+    def _refused(self, exc: BaseException, failure: errors.Failure) -> bool:
+        """An error reply read by the reader: the oldest pending SUBSCRIBE's. False if none."""
+        if not self._pending:
+            return False
+        rname = self._pending.popleft()
+        # Nobody will receive on it: stop wanting it, or every reconnect asks again.
+        self._wanted.discard(rname)
+        self._routes.pop(rname, None)
+        if self._pubsub is not None:
+            self._pubsub.channels.pop(rname, None)
+        error = SubscribeRefused(rname.decode(errors="replace"), failure)
+        logger.error("pubsub: %s", error)
+        fut = self._confirm.pop(rname, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+            fut.exception()  # retrieved: no "never retrieved" warning if nobody waits
+        return True
 
     async def _unsubscribe(self, rnames: Iterable[bytes]) -> None:
         names = [n for n in rnames if n in self._wanted]
@@ -477,6 +569,11 @@ class _LoopLayer:
         """The subscriber, connected (call with ``self._lock`` held)."""
         pubsub = self._ensure_pubsub()
         if pubsub.connection is None or not pubsub.connection.is_connected:
+            # A new socket has no subscriptions. Forget redis-py's list so it does
+            # not re-send them in one SUBSCRIBE on connect: we send one per channel
+            # (_sync_subscriptions), so that a refused one can be told apart.
+            pubsub.channels.clear()
+            self._pending.clear()
             await pubsub.connect()
         self._watch_connection()
         return pubsub
@@ -492,8 +589,8 @@ class _LoopLayer:
             current = set(pubsub.channels)
             missing = self._wanted - current
             extra = current - self._wanted
-            if missing:
-                await pubsub.subscribe(*missing)
+            for rname in missing:
+                await self._send_subscribe(pubsub, rname)
             if extra:
                 await pubsub.unsubscribe(*extra)
             self._watch_connection()
@@ -501,6 +598,7 @@ class _LoopLayer:
 
     def _note_down(self, exc: BaseException) -> None:
         self._resync = True
+        self._pending.clear()
         # Nobody waits for a SUBSCRIBE confirmation that cannot come: the
         # subscriptions are made again on reconnect.
         for fut in self._confirm.values():
@@ -509,7 +607,13 @@ class _LoopLayer:
         self._confirm.clear()
         if self._down_since is None:
             self._down_since = time.monotonic()
-            logger.warning("pubsub: lost the Redis connection (%s); reconnecting", exc)
+            failure = errors.classify(exc)
+            if failure is None:
+                logger.warning("pubsub: lost the Redis connection (%s); reconnecting", exc)
+            else:
+                # A refusal (wrong password, ...) will not heal by itself: louder.
+                log = logger.warning if failure.outage else logger.error
+                log("pubsub: cannot use Redis (%s); reconnecting", failure.describe())
 
     # -- the reader ------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -527,7 +631,16 @@ class _LoopLayer:
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except REDIS_ERRORS as exc:
+            except errors.REDIS_ERRORS as exc:
+                failure = errors.classify(exc)
+                if (
+                    failure is not None
+                    and isinstance(exc, redis.exceptions.ResponseError)
+                    and self._refused(exc, failure)
+                ):
+                    continue  # a SUBSCRIBE refused (ACL): its caller was told
+                if failure is not None and failure.bug:
+                    logger.exception("pubsub: unexpected error in the subscriber")
                 self._note_down(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -553,9 +666,29 @@ class _LoopLayer:
         if kind == "message":
             self._route(name, message["data"])
         elif kind == "subscribe":
+            try:
+                self._pending.remove(name)
+            except ValueError:
+                pass
             fut = self._confirm.pop(name, None)
             if fut is not None and not fut.done():
                 fut.set_result(True)
+
+    def _duplicate(self, route: tuple[str, str], msgid: bytes) -> bool:
+        """Whether this frame was already delivered (a re-sent publish).
+
+        Per group or channel, not per Redis channel: during an upgrade a group
+        is heard on its old and its new name.
+        """
+        key = (route, msgid)
+        recent = self._recent
+        if key in recent:
+            self.stats["duplicates_skipped"] += 1
+            return True
+        recent[key] = None
+        if len(recent) > _RECENT_MSGIDS:
+            recent.popitem(last=False)
+        return False
 
     def _route(self, rname: bytes, data: bytes) -> None:
         route = self._routes.get(rname)
@@ -563,12 +696,14 @@ class _LoopLayer:
             return
         kind, name = route
         now = time.monotonic()
+        payload, seq_s, msgid = replay.split_frame(data)
+        if msgid is not None and self._duplicate(route, msgid):
+            return
         if kind == "c":  # channel messages never carry a replay frame
             channel = self.channels.get(name)
             if channel is not None:
-                self._put(channel, _Item(now, data))
+                self._put(channel, _Item(now, payload))
             return
-        payload, seq_s = replay.split_frame(data)
         members = self.groups.get(name)
         if not members:
             return
@@ -718,7 +853,9 @@ class _LoopLayer:
             raise ChannelFull(channel)
         payload = self.channel_layer.serialize(message)
         self.stats["published"] += 1
-        await get_async_redis("pubsub").publish(self.channel_layer._name("c", channel), payload)
+        await get_async_redis("pubsub").publish(
+            self.channel_layer._name("c", channel), replay.frame(payload)
+        )
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         name = f"{prefix}{uuid.uuid4().hex}"
@@ -753,8 +890,13 @@ class _LoopLayer:
         channel = self.channels.get(name)
         if channel is None:
             channel = self.channels[name] = _Channel(name, self.channel_layer.get_capacity(name))
-            for rname in self.channel_layer._listen_names("c", name):
-                await self._subscribe(rname, ("c", name))
+            try:
+                for rname in self.channel_layer._listen_names("c", name):
+                    await self._subscribe(rname, ("c", name))
+            except SubscribeRefused:
+                if self.channels.get(name) is channel:
+                    del self.channels[name]
+                raise
         return channel
 
     async def receive(self, channel: str) -> Any:
@@ -862,9 +1004,15 @@ class _LoopLayer:
                 return
             member.cursor = since_seq
             await self._replay_into(group, [member], since_seq)
-        except BaseException:
-            if since_seq is not None and self.groups.get(group, {}).get(channel) is member:
+        except BaseException as exc:
+            refused = isinstance(exc, SubscribeRefused)
+            if (since_seq is not None or refused) and self.groups.get(group, {}).get(
+                channel
+            ) is member:
                 del self.groups[group][channel]
+                if not self.groups[group]:
+                    del self.groups[group]
+                    self._group_seen.pop(group, None)
             raise
         finally:
             if member.catching_up and self.groups.get(group, {}).get(channel) is member:
@@ -900,7 +1048,7 @@ class _LoopLayer:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             if self._callback_on is not None:
-                self._callback_on.deregister_connect_callback(self._on_connect)
+                _connect_callbacks(self._callback_on)[1](self._on_connect)
                 if self._saved_retry is not None:
                     self._callback_on.retry = self._saved_retry  # back to the pool as it was
                 self._callback_on = None
@@ -923,22 +1071,24 @@ class _LoopLayer:
         self._resync = False
         self._reconnected = False
         self._down_since = None
+        self._pending.clear()
+        self._recent.clear()
 
     async def flush(self) -> None:
         await self.close()
         client = get_async_redis("pubsub")
-        batch: list[Any] = []
-        prefix = replay_stream("")
-        pattern = conf.glob_escape(prefix) + "*"  # "a[1]" must not flush "a1"'s streams
-        async for key in client.scan_iter(match=pattern, count=500):
-            if not key.startswith(prefix.encode()):
-                continue
-            batch.append(key)
-            if len(batch) >= 500:
+        for prefix in (replay_stream(""), replay_ids("")):  # streams, their message ids
+            batch: list[Any] = []
+            pattern = conf.glob_escape(prefix) + "*"  # "a[1]" must not flush "a1"'s streams
+            async for key in client.scan_iter(match=pattern, count=500):
+                if not key.startswith(prefix.encode()):
+                    continue
+                batch.append(key)
+                if len(batch) >= 500:
+                    await client.unlink(*batch)
+                    batch = []
+            if batch:
                 await client.unlink(*batch)
-                batch = []
-        if batch:
-            await client.unlink(*batch)
 
 
 @receiver(setting_changed)

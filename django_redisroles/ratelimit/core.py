@@ -34,8 +34,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from .. import conf
-from ..connections import get_async_redis, get_redis
+from .. import conf, errors
+from ..connections import get_async_redis, get_redis, send_once
 from ..scripts import Script
 from . import identity
 from .stats import counters as _counters
@@ -373,6 +373,9 @@ class State:
     proxies: identity.ProxyConfig
     rules: list[Any]  # middleware.Rule, compiled lazily by the middleware module
     has_url_name_rules: bool = False
+    # The role's pool would re-send a timed-out check (retry_attempts > 0): then
+    # each check is sent inside send_once(). The default (0) needs no guard.
+    retries: bool = False
 
 
 _state: State | None = None
@@ -426,6 +429,7 @@ def _build_state() -> State:
             proxies=identity.ProxyConfig.from_settings(s),
             rules=rules,
             has_url_name_rules=any(r.url_name for r in rules),
+            retries=int(conf.role_options(ROLE).get("retry_attempts") or 0) > 0,
         )
         identity.configure(built.proxies)
         _state = built
@@ -629,16 +633,19 @@ def _failed(st: State, applied: list[Policy], error: BaseException) -> RateLimit
 
 def _log_failure(st: State, error: BaseException, blocked: bool) -> None:
     # Once per interval per kind of error: an outage must not flood the logs.
-    kind = type(error).__name__
+    failure = errors.classify(error)
+    kind = failure.code if failure is not None else type(error).__name__
     now = time.monotonic()
     last = _last_logged.get(kind)
     if last is not None and now - last < st.fail_log_interval:
         return
     _last_logged[kind] = now
-    logger.warning(
-        "Rate limiting could not reach Redis (%s: %s); failing %s (logged at most once per %ss).",
-        kind,
-        error,
+    # An outage may heal by itself; a refusal (ACL, noeviction, replica) or a
+    # bug will not: louder, so it is not mistaken for a blip.
+    log = logger.warning if failure is not None and failure.outage else logger.error
+    log(
+        "Rate limiting could not use Redis (%s); failing %s (logged at most once per %ss).",
+        failure.describe() if failure is not None else f"{kind}: {error}",
         "closed for fail='closed' rules" if blocked else "open",
         st.fail_log_interval,
     )
@@ -661,14 +668,30 @@ def check(
         return _failed(st, applied, _Outage("Redis unreachable recently; backing off"))
     try:
         client = get_redis(ROLE)
-        try:
-            reply = client.execute_command(*args)
-        except redis.exceptions.NoScriptError:
-            client.execute_command("SCRIPT", "LOAD", SCRIPT)
-            reply = client.execute_command(*args)
-    except redis.exceptions.RedisError as exc:
+        if st.retries:  # sent once whatever retry_attempts says: a re-sent count counts twice
+            with send_once():
+                reply = _evalsha(client, args)
+        else:
+            reply = _evalsha(client, args)
+    except errors.REDIS_ERRORS as exc:
         return _failed(st, applied, exc)
     return _decide(st, applied, reply)
+
+
+def _evalsha(client: redis.Redis, args: list[str]) -> Any:
+    try:
+        return client.execute_command(*args)
+    except redis.exceptions.NoScriptError:  # the script did not run: load it, run it once
+        client.execute_command("SCRIPT", "LOAD", SCRIPT)
+        return client.execute_command(*args)
+
+
+async def _aevalsha(client: Any, args: list[str]) -> Any:
+    try:
+        return await client.execute_command(*args)
+    except redis.exceptions.NoScriptError:
+        await client.execute_command("SCRIPT", "LOAD", SCRIPT)
+        return await client.execute_command(*args)
 
 
 def _sync_user(request: HttpRequest) -> Any:
@@ -704,12 +727,12 @@ async def acheck(
         return _failed(st, applied, _Outage("Redis unreachable recently; backing off"))
     try:
         client = get_async_redis(ROLE)
-        try:
-            reply = await client.execute_command(*args)
-        except redis.exceptions.NoScriptError:
-            await client.execute_command("SCRIPT", "LOAD", SCRIPT)
-            reply = await client.execute_command(*args)
-    except redis.exceptions.RedisError as exc:
+        if st.retries:
+            with send_once():
+                reply = await _aevalsha(client, args)
+        else:
+            reply = await _aevalsha(client, args)
+    except errors.REDIS_ERRORS as exc:
         return _failed(st, applied, exc)
     return _decide(st, applied, reply)
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from .. import conf, connections
+from .. import conf, connections, errors
+from ..scripts import Script
 from . import store as _store
 
 __all__ = [
@@ -186,7 +186,7 @@ def user_sessions(user: Any) -> list[UserSession]:
             with client.pipeline(transaction=False) as pipe:
                 _forget(pipe, pk, dead)
                 pipe.execute()
-    except redis.exceptions.RedisError as exc:
+    except errors.REDIS_ERRORS as exc:
         raise (_store._unavailable(exc) or exc) from exc
     return live
 
@@ -213,7 +213,7 @@ async def auser_sessions(user: Any) -> list[UserSession]:
             async with client.pipeline(transaction=False) as pipe:
                 _forget(pipe, pk, dead)
                 await pipe.execute()
-    except redis.exceptions.RedisError as exc:
+    except errors.REDIS_ERRORS as exc:
         raise (_store._unavailable(exc) or exc) from exc
     return live
 
@@ -224,34 +224,78 @@ def _keep_key(keep: Any) -> str | None:
     return keep
 
 
+# Ends the sessions given in KEYS[3..] and forgets the index entries given in
+# ARGV[2..], then answers the index's other members (but ARGV[1], the session
+# to keep): sessions that appeared since the caller read the index. cycle_key()
+# moves an entry to its new key in the same script as the rename, so a session
+# is always either among those given or among those answered. Idempotent: a
+# re-sent call ends nothing more. Returns {ended, others}.
+LOGOUT = Script(
+    """
+local ended = 0
+for i = 3, #KEYS do
+  ended = ended + redis.call('UNLINK', KEYS[i])
+end
+local given = {}
+for i = 2, #ARGV do
+  local m = ARGV[i]
+  given[m] = true
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('HDEL', KEYS[2], m, m .. '|seen')
+end
+local others = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if m ~= ARGV[1] and not given[m] then others[#others + 1] = m end
+end
+return {ended, others}
+"""
+)
+
+# Rounds of logout_everywhere: each one ends what the one before found new.
+_LOGOUT_ROUNDS = 20
+
+
+def _logout_plan(
+    pk: str, keep_key: str | None, members: list[str], raws: list[Any]
+) -> tuple[list[str], list[str]]:
+    owned = [m for m, raw in zip(members, raws, strict=True) if _owned_by(raw, pk)]
+    keys = [_store.index_key_name(pk), _store.meta_key_name(pk)]
+    keys += [_store.session_key_name(m) for m in owned]
+    return keys, [keep_key or "", *members]
+
+
 def logout_everywhere(user: Any, keep: Any = None) -> int:
     """End every session of ``user`` except ``keep`` (a session key or store); returns how many.
 
     Only sessions that still belong to the user are deleted; the index
-    entries of all of them go.
+    entries of all of them go. A session whose key changes meanwhile
+    (``cycle_key()`` in a concurrent login or password change) is ended under
+    its new key: the last step is a script that also reports what is new.
     """
     _require_index()
     pk = _pk(user)
     keep_key = _keep_key(keep)
     client = connections.get_redis(_store.ROLE)
+    ended = 0
+    seen: set[str] = set()
     try:
         members = [_text(m) for m in client.zrange(_store.index_key_name(pk), 0, -1)]
         members = [m for m in members if m != keep_key]
-        if not members:
-            return 0
-        with client.pipeline(transaction=False) as pipe:
-            for member in members:
-                pipe.get(_store.session_key_name(member))
-            raws = pipe.execute()
-        owned = [m for m, raw in zip(members, raws, strict=True) if _owned_by(raw, pk)]
-        with client.pipeline(transaction=False) as pipe:
-            if owned:
-                pipe.unlink(*(_store.session_key_name(m) for m in owned))
-            _forget(pipe, pk, members)
-            results = pipe.execute()
-    except redis.exceptions.RedisError as exc:
+        for _ in range(_LOGOUT_ROUNDS):
+            if not members:
+                break
+            with client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.get(_store.session_key_name(member))
+                raws = pipe.execute()
+            keys, args = _logout_plan(pk, keep_key, members, raws)
+            count, others = LOGOUT(client, keys, args)
+            ended += int(count)
+            seen.update(members)
+            members = [m for m in map(_text, others) if m not in seen]
+    except errors.REDIS_ERRORS as exc:
         raise (_store._unavailable(exc) or exc) from exc
-    return int(results[0]) if owned else 0
+    return ended
 
 
 async def alogout_everywhere(user: Any, keep: Any = None) -> int:
@@ -260,24 +304,26 @@ async def alogout_everywhere(user: Any, keep: Any = None) -> int:
     pk = _pk(user)
     keep_key = _keep_key(keep)
     client = connections.get_async_redis(_store.ROLE)
+    ended = 0
+    seen: set[str] = set()
     try:
         members = [_text(m) for m in await client.zrange(_store.index_key_name(pk), 0, -1)]
         members = [m for m in members if m != keep_key]
-        if not members:
-            return 0
-        async with client.pipeline(transaction=False) as pipe:
-            for member in members:
-                pipe.get(_store.session_key_name(member))
-            raws = await pipe.execute()
-        owned = [m for m, raw in zip(members, raws, strict=True) if _owned_by(raw, pk)]
-        async with client.pipeline(transaction=False) as pipe:
-            if owned:
-                pipe.unlink(*(_store.session_key_name(m) for m in owned))
-            _forget(pipe, pk, members)
-            results = await pipe.execute()
-    except redis.exceptions.RedisError as exc:
+        for _ in range(_LOGOUT_ROUNDS):
+            if not members:
+                break
+            async with client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.get(_store.session_key_name(member))
+                raws = await pipe.execute()
+            keys, args = _logout_plan(pk, keep_key, members, raws)
+            count, others = await LOGOUT.acall(client, keys, args)
+            ended += int(count)
+            seen.update(members)
+            members = [m for m in map(_text, others) if m not in seen]
+    except errors.REDIS_ERRORS as exc:
         raise (_store._unavailable(exc) or exc) from exc
-    return int(results[0]) if owned else 0
+    return ended
 
 
 def _index_prefix() -> str:

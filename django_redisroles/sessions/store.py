@@ -24,11 +24,11 @@ import json
 import logging
 import math
 import re
+import secrets
 import time
 from typing import Any
 
 import redis
-import redis.exceptions
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import (
@@ -41,7 +41,7 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.crypto import constant_time_compare, get_random_string
 
-from .. import conf, connections
+from .. import conf, connections, errors
 from ..scripts import Script
 
 logger = logging.getLogger("django_redisroles.sessions")
@@ -54,18 +54,6 @@ ROLE = "sessions"
 # starts and Redis is never asked about it.
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
-# Redis replies that mean "Redis cannot serve us right now", as opposed to a
-# bug in our command.
-_UNAVAILABLE_REPLIES = (
-    "OOM",
-    "MISCONF",
-    "LOADING",
-    "MASTERDOWN",
-    "NOREPLICAS",
-    "READONLY",
-    "BUSY ",  # a long-running script: "BUSY Redis is busy running a script"
-)
-
 
 class SessionUnavailable(RuntimeError):
     """The sessions role's Redis cannot be reached (or cannot write right now).
@@ -73,26 +61,24 @@ class SessionUnavailable(RuntimeError):
     Distinct from "session not found": the session is neither replaced by an
     empty one nor deleted, and the user's cookie is kept. With
     ``django_redisroles.sessions.SessionMiddleware`` the request gets a 503.
+    ``failure`` is the classified Redis error (``errors.Failure``).
     """
 
+    failure: errors.Failure | None = None
 
-def _unavailable(exc: Exception) -> SessionUnavailable | None:
-    unreachable = isinstance(
-        exc,
-        redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | redis.exceptions.ReadOnlyError,
-    )
-    refusing = isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
-        _UNAVAILABLE_REPLIES
-    )
-    if not (unreachable or refusing):
+
+def _unavailable(exc: BaseException) -> SessionUnavailable | None:
+    """The ``SessionUnavailable`` for an outage or a refusal; None for a bug (raised as is)."""
+    failure = errors.classify(exc)
+    if failure is None or failure.bug:
         return None
     url = conf.mask_url(conf.role_url(ROLE))
-    return SessionUnavailable(
-        f"The Redis of the sessions role ({url}) is unavailable: "
-        f"{type(exc).__name__}: {str(exc).rstrip('.')}. The session was left untouched."
+    error = SessionUnavailable(
+        f"The Redis of the sessions role ({url}) is unavailable: {failure.describe()} "
+        "The session was left untouched."
     )
+    error.failure = failure
+    return error
 
 
 # KEYS: session, old session (cycle_key) or session, user index or session, meta or session,
@@ -176,7 +162,11 @@ else
   ok = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'EX', ttl)
 end
 if not ok then
-  if ARGV[1] == 'c' then return 0 end
+  if ARGV[1] == 'c' then
+    -- A re-sent create whose first send did run: ours, not a collision.
+    if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end
+    return 0
+  end
   return -1
 end
 local moved = false
@@ -252,10 +242,12 @@ return #dead
 )
 
 
-# Stored value: b"rr1 <index score>\n" + the serialized session. The score is
-# the session's expiry as last written to the user index (0: not indexed); it
-# lets a save skip the index update while the index is still accurate to
-# INDEX_REFRESH seconds, without an extra read.
+# Stored value: b"rr1 <index score>[ <nonce>]\n" + the serialized session. The
+# score is the session's expiry as last written to the user index (0: not
+# indexed); it lets a save skip the index update while the index is still
+# accurate to INDEX_REFRESH seconds, without an extra read. A create writes a
+# random nonce too, so a re-sent create (after a timeout) tells its own value
+# from another one that happens to hold the same data.
 HEADER = b"rr1 "
 
 
@@ -265,7 +257,7 @@ def split_stored(raw: bytes) -> tuple[int, bytes]:
         end = raw.find(b"\n")
         if end > 0:
             try:
-                return int(raw[len(HEADER) : end]), raw[end + 1 :]
+                return int(raw[len(HEADER) : end].split(b" ", 1)[0]), raw[end + 1 :]
             except ValueError:
                 pass
     return 0, raw
@@ -555,7 +547,10 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
             or expiry - self._rr_score >= grace
         )
         score = expiry if index_write else (self._rr_score if indexed else 0)
-        value = HEADER + str(score).encode() + b"\n" + self._encode(data)
+        head = HEADER + str(score).encode()
+        if must_create:
+            head += b" " + secrets.token_hex(4).encode()
+        value = head + b"\n" + self._encode(data)
         if not index_write and old_key is None:
             if ttl <= 0:
                 plan = _Plan("unlink", uid, 0)  # expired already: the session ends now
@@ -618,9 +613,11 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     @staticmethod
     def _result(plan: _Plan, reply: Any) -> int:
         if plan.kind == "set":
-            if reply:
-                return 1
-            return 0 if plan.nx else -1
+            if plan.nx:
+                # SET NX GET: no old value, or our own value (a re-sent SET whose
+                # first send did run), is a create; anything else a collision.
+                return 1 if reply is None or reply == plan.value else 0
+            return 1 if reply else -1
         if plan.kind == "unlink":
             return 1
         return int(reply)
@@ -669,7 +666,7 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     def _call(self, func: Any, *args: Any) -> Any:
         try:
             return func(*args)
-        except redis.exceptions.RedisError as exc:
+        except errors.REDIS_ERRORS as exc:
             error = _unavailable(exc)
             if error is None:
                 raise
@@ -707,7 +704,9 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     def _run(self, plan: _Plan) -> Any:
         client = self._redis()
         if plan.kind == "set":
-            return client.set(plan.key, plan.value, ex=plan.ttl, nx=plan.nx, xx=not plan.nx)
+            if plan.nx:
+                return client.set(plan.key, plan.value, ex=plan.ttl, nx=True, get=True)
+            return client.set(plan.key, plan.value, ex=plan.ttl, xx=True)
         if plan.kind == "unlink":
             return client.unlink(plan.key)
         return SAVE(client, plan.keys, plan.args)
@@ -806,7 +805,7 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     async def _acall(self, func: Any, *args: Any) -> Any:
         try:
             return await func(*args)
-        except redis.exceptions.RedisError as exc:
+        except errors.REDIS_ERRORS as exc:
             error = _unavailable(exc)
             if error is None:
                 raise
@@ -858,7 +857,9 @@ class SessionStore(*_COMPAT, SessionBase):  # type: ignore[misc]
     async def _arun(self, plan: _Plan) -> Any:
         client = self._aredis()
         if plan.kind == "set":
-            return await client.set(plan.key, plan.value, ex=plan.ttl, nx=plan.nx, xx=not plan.nx)
+            if plan.nx:
+                return await client.set(plan.key, plan.value, ex=plan.ttl, nx=True, get=True)
+            return await client.set(plan.key, plan.value, ex=plan.ttl, xx=True)
         if plan.kind == "unlink":
             return await client.unlink(plan.key)
         return await SAVE.acall(client, plan.keys, plan.args)

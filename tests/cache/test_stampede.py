@@ -12,8 +12,8 @@ import pytest
 import redis
 from django.core.cache import caches
 
-from django_redisroles.cache import RedisRolesCache, cached
-from django_redisroles.cache.stampede import lock_key
+from django_redisroles.cache import LoaderError, RedisRolesCache, cached
+from django_redisroles.cache.stampede import ERROR_TTL, lock_key
 
 N = 50
 
@@ -178,7 +178,7 @@ def test_the_wait_is_bounded(
     assert "computing it here" in caplog.text
 
 
-def test_a_failing_loader_releases_the_lock(
+def test_a_failing_loader_is_shared_briefly_then_loads_again(
     rr_cache: RedisRolesCache, redis_client: redis.Redis
 ) -> None:
     def broken() -> str:
@@ -186,8 +186,19 @@ def test_a_failing_loader_releases_the_lock(
 
     with pytest.raises(RuntimeError, match="boom"):
         rr_cache.get_or_set("k", broken, 60)
-    assert redis_client.exists(lock_key(rr_cache, "k", None)) == 0
-    assert rr_cache.get_or_set("k", lambda: "ok", 60) == "ok"
+    # The lock now holds the failure, for ERROR_TTL at most: callers of the key
+    # get it instead of running the loader again one after another.
+    lkey = lock_key(rr_cache, "k", None)
+    assert 0 < redis_client.pttl(lkey) <= ERROR_TTL * 1000
+    loader = Loader("ok", delay=0)
+    with pytest.raises(LoaderError, match="RuntimeError: boom") as info:
+        rr_cache.get_or_set("k", loader, 60)
+    assert info.value.error_class == "RuntimeError"
+    assert loader.calls == 0
+    time.sleep(ERROR_TTL + 0.05)
+    assert rr_cache.get_or_set("k", loader, 60) == "ok"
+    assert loader.calls == 1
+    assert redis_client.exists(lkey) == 0
 
 
 def test_lock_key_is_in_the_namespace_with_a_ttl_but_not_in_iter_keys(

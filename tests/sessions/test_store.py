@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import timedelta
@@ -198,9 +199,10 @@ def test_data_is_json_never_pickle(redis_client) -> None:
     store["n"] = 3
     store.save()
     raw = redis_client.get(session_redis_key(store.session_key))
-    # A one-line header (the user-index score; 0 = anonymous), then plain JSON.
+    # A one-line header (the user-index score, 0 = anonymous; a create's nonce),
+    # then plain JSON.
     header, payload = raw.split(b"\n", 1)
-    assert header == b"rr1 0"
+    assert re.fullmatch(rb"rr1 0 [0-9a-f]{8}", header)
     assert json.loads(payload) == {"name": "Zoë", "n": 3}
     store["bad"] = object()
     with pytest.raises(TypeError):  # JSON refuses it; nothing is pickled
