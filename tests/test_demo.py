@@ -28,6 +28,49 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie that no parent reaped yet is not: it serves nothing)."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return state.stdout.strip()[:1] not in ("", "Z")
+
+
+def _demo_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def _start_demo(state: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "testproject.demo", "--port", str(port), "--state-dir", str(state)],
+        cwd=ROOT,
+        env=_demo_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _banner(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, int, int]:
+    """The start-up lines up to the last one, and the (port, pid) of the server it started."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "nightly_report" in line:  # the banner's last line
+            break
+    text = "".join(lines)
+    started = re.search(r"^Started .* on redis://127\.0\.0\.1:(\d+)/0 \(pid (\d+)\)", text, re.M)
+    assert started and "nightly_report" in text, text
+    return text, int(started.group(1)), int(started.group(2))
+
+
 def _status(url: str, headers: dict[str, str] | None = None) -> int:
     request = urllib.request.Request(url, headers=headers or {})
     try:
@@ -118,6 +161,79 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_stops_its_server_on_sigterm_and_sighup(tmp_path: Path, sig: int) -> None:
+    """``kill PID`` and a closed terminal (SIGHUP) end the demo as Ctrl-C does.
+
+    uvicorn re-raises SIGTERM after its shutdown: unhandled, the process died
+    there, before stopping its server, which ran on with nobody to stop it."""
+    proc = _start_demo(tmp_path, free_port())
+    redis_pid = None
+    try:
+        _, redis_port, redis_pid = _banner(proc)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 128 + signal.SIGTERM, out  # a SIGHUP ends it as SIGTERM does
+        assert "Stopped the" in out
+        assert not port_open(redis_port) and not _alive(redis_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if redis_pid is not None and _alive(redis_pid):  # left behind: not by this test
+            os.kill(redis_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_demo_on_a_busy_port_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _start_demo(tmp_path, port)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert f"port {port} is in use" in out
+    assert "Started" not in out  # no server started (and stopped) for nothing
+    assert not (tmp_path / "redis").exists()
+
+
+@pytest.mark.slow
+def test_demo_stops_the_server_a_killed_demo_left_and_refuses_a_second_demo(
+    tmp_path: Path,
+) -> None:
+    first = _start_demo(tmp_path, free_port())
+    second = third = None
+    first_pid = None
+    try:
+        _, first_port, first_pid = _banner(first)
+        # A second demo on the same state directory would run a second server on
+        # the same data files: refused, and the first one's server is untouched.
+        second = _start_demo(tmp_path, free_port())
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 1 and "another demo is running" in out, out
+        assert _alive(first_pid) and port_open(first_port)
+
+        first.kill()  # SIGKILL: no `finally`, its server runs on
+        first.wait()
+        assert _alive(first_pid)
+        third = _start_demo(tmp_path, free_port())
+        banner, _, third_pid = _banner(third)
+        assert f"Stopped the server (pid {first_pid}, port {first_port})" in banner, banner
+        assert not _alive(first_pid) and third_pid != first_pid
+        third.send_signal(signal.SIGINT)
+        out, _ = third.communicate(timeout=30)
+        assert third.returncode == 0 and not _alive(third_pid), out
+    finally:
+        for proc in (first, second, third):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if first_pid is not None and _alive(first_pid):
+            os.kill(first_pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.org", "::"])
