@@ -143,6 +143,22 @@ def stop_leftover_server(data_dir: Path) -> str | None:
     return f"Stopped the server (pid {pid}, port {port}) that an earlier demo left running"
 
 
+def redis_problem() -> str | None:
+    """Why a role's Redis (``$REDIS_URL`` or a role's own) cannot be reached, or None."""
+    from django_redisroles import conf
+    from django_redisroles.connections import get_redis
+
+    for role in conf.ROLES:
+        try:
+            get_redis(role).ping()
+        except Exception as exc:  # noqa: BLE001 (any reason is worth saying, then stop)
+            return (
+                f"cannot reach the {role} role's Redis at {conf.mask_url(conf.role_url(role))}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    return None
+
+
 def _stop_on(signum: int, frame: Any) -> None:
     """SIGTERM (a process manager, ``kill``) and SIGHUP (a closed terminal) stop the demo
     like Ctrl-C does: the ``finally`` blocks stop what it started."""
@@ -266,6 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         from django.core.management import call_command
 
         django.setup()
+        problem = redis_problem()
+        if problem:
+            print(
+                f"error: {problem}. Start that server, or unset REDIS_URL (and REDIS_*_URL) "
+                "and the demo starts its own.",
+                file=sys.stderr,
+            )
+            return 1
         call_command("migrate", interactive=False, verbosity=0)
         prepare_demo_user(args.host)
         if server is not None:

@@ -236,6 +236,18 @@ def test_demo_stops_the_server_a_killed_demo_left_and_refuses_a_second_demo(
             os.kill(first_pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
+def test_demo_says_when_redis_url_cannot_be_reached(tmp_path: Path) -> None:
+    """A stale $REDIS_URL in the user's shell: a clear error, not 503s on every login."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    proc = _start_demo(tmp_path, free_port(), REDIS_URL=url)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert f"cannot reach the cache role's Redis at {url}" in out
+    assert "unset REDIS_URL" in out
+    assert "Traceback" not in out
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.org", "::"])
 def test_demo_refuses_a_public_host_in_debug_mode(host: str, monkeypatch) -> None:
     from testproject import demo
