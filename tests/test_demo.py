@@ -194,7 +194,12 @@ def test_demo_on_a_busy_port_starts_nothing(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = _start_demo(tmp_path, port)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 1, out
     assert f"port {port} is in use" in out
     assert "Started" not in out  # no server started (and stopped) for nothing
@@ -241,7 +246,12 @@ def test_demo_says_when_redis_url_cannot_be_reached(tmp_path: Path) -> None:
     """A stale $REDIS_URL in the user's shell: a clear error, not 503s on every login."""
     url = f"redis://127.0.0.1:{free_port()}/0"
     proc = _start_demo(tmp_path, free_port(), REDIS_URL=url)
-    out, _ = proc.communicate(timeout=60)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:  # a demo that serves anyway must not outlive the test
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 1, out
     assert f"cannot reach the cache role's Redis at {url}" in out
     assert "unset REDIS_URL" in out
