@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from django_redisroles.testing import free_port
+from tests.processes import running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,12 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie that no parent reaped yet is not: it serves nothing)."""
-    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
-    return state.stdout.strip()[:1] not in ("", "Z")
 
 
 def _demo_env(**extra: str) -> dict[str, str]:
@@ -178,12 +173,12 @@ def test_demo_stops_its_server_on_sigterm_and_sighup(tmp_path: Path, sig: int) -
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 128 + signal.SIGTERM, out  # a SIGHUP ends it as SIGTERM does
         assert "Stopped the" in out
-        assert not port_open(redis_port) and not _alive(redis_pid)
+        assert not port_open(redis_port) and not running(redis_pid)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if redis_pid is not None and _alive(redis_pid):  # left behind: not by this test
+        if redis_pid is not None and running(redis_pid):  # left behind: not by this test
             os.kill(redis_pid, signal.SIGKILL)
 
 
@@ -220,24 +215,24 @@ def test_demo_stops_the_server_a_killed_demo_left_and_refuses_a_second_demo(
         second = _start_demo(tmp_path, free_port())
         out, _ = second.communicate(timeout=60)
         assert second.returncode == 1 and "another demo is running" in out, out
-        assert _alive(first_pid) and port_open(first_port)
+        assert running(first_pid) and port_open(first_port)
 
         first.kill()  # SIGKILL: no `finally`, its server runs on
         first.wait()
-        assert _alive(first_pid)
+        assert running(first_pid)
         third = _start_demo(tmp_path, free_port())
         banner, _, third_pid = _banner(third)
         assert f"Stopped the server (pid {first_pid}, port {first_port})" in banner, banner
-        assert not _alive(first_pid) and third_pid != first_pid
+        assert not running(first_pid) and third_pid != first_pid
         third.send_signal(signal.SIGINT)
         out, _ = third.communicate(timeout=30)
-        assert third.returncode == 0 and not _alive(third_pid), out
+        assert third.returncode == 0 and not running(third_pid), out
     finally:
         for proc in (first, second, third):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        if first_pid is not None and _alive(first_pid):
+        if first_pid is not None and running(first_pid):
             os.kill(first_pid, signal.SIGKILL)
 
 

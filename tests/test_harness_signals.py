@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import running
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SLEEPER = """
@@ -23,11 +25,6 @@ def test_sleeps(redis_server, redis_factory):
     print("SERVERS", redis_server.pid, extra.pid, flush=True)
     time.sleep(120)
 """
-
-
-def _running(pid: int) -> bool:
-    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
-    return state.stdout.strip()[:1] not in ("", "Z")
 
 
 @pytest.mark.slow
@@ -56,18 +53,18 @@ def test_a_killed_run_stops_its_servers(tmp_path: Path, sig: int) -> None:
             if not line or line.startswith("SERVERS"):
                 pids = [int(p) for p in line.split()[1:]]
                 break
-        assert len(pids) == 2 and all(_running(p) for p in pids), pids
+        assert len(pids) == 2 and all(running(p) for p in pids), pids
         run.send_signal(sig)
         out, _ = run.communicate(timeout=60)
         assert run.returncode != 0, out  # interrupted, not a pass
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_running(p) for p in pids):
+        while time.monotonic() < deadline and any(running(p) for p in pids):
             time.sleep(0.1)
-        assert not [p for p in pids if _running(p)], out
+        assert not [p for p in pids if running(p)], out
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
         for pid in pids:
-            if _running(pid):
+            if running(pid):
                 os.kill(pid, signal.SIGKILL)
