@@ -220,10 +220,16 @@ def test_demo_stops_the_server_a_killed_demo_left_and_refuses_a_second_demo(
         first.kill()  # SIGKILL: no `finally`, its server runs on
         first.wait()
         assert running(first_pid)
-        third = _start_demo(tmp_path, free_port())
+        third_http = free_port()
+        third = _start_demo(tmp_path, third_http)
         banner, _, third_pid = _banner(third)
         assert f"Stopped the server (pid {first_pid}, port {first_port})" in banner, banner
         assert not running(first_pid) and third_pid != first_pid
+        # Ctrl-C once it serves (a SIGINT during uvicorn's start-up may end the
+        # process by the signal, after the cleanup: exit -2 rather than 0).
+        deadline = time.monotonic() + 30
+        while not port_open(third_http) and time.monotonic() < deadline:
+            time.sleep(0.05)
         third.send_signal(signal.SIGINT)
         out, _ = third.communicate(timeout=30)
         assert third.returncode == 0 and not running(third_pid), out
