@@ -90,8 +90,8 @@ REDISROLES["ROLES"]["ratelimit"].update(
         "RESPONSE": "testproject.urls_ratelimit.too_many_requests",
     }
 )
-# Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"] (every role's
-# client address: rate limits, the sessions index).
+# Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"] (the client
+# address rate limits count: django_redisroles.clientip).
 REDISROLES["TRUSTED_PROXIES"] = []
 
 # --- role: pubsub ---------------------------------------------------------------

@@ -134,14 +134,14 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
 
 def _decorate_class(
     cls: type,
-    rate: Any,
-    key: Any,
-    algorithm: Any,
-    methods: Any,
-    group: Any,
+    rate: str | Rate,
+    key: str | Callable[[Any], str | None],
+    algorithm: str | None,
+    methods: Iterable[str] | str | None,
+    group: str | None,
     block: bool,
-    shadow: Any,
-    fail: Any,
+    shadow: bool | None,
+    fail: str | None,
     name: str,
 ) -> type:
     if not hasattr(cls, "dispatch"):

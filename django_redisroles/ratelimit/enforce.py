@@ -31,7 +31,7 @@ def mark_disabled(request: HttpRequest) -> None:
         request.ratelimit = RateLimitResult([])  # type: ignore[attr-defined]
 
 
-def _record(request: HttpRequest, result: RateLimitResult, sender: Any) -> None:
+def _record(request: HttpRequest, result: RateLimitResult, sender: object) -> None:
     """Put ``result`` on ``request.ratelimit`` (merged with an earlier check) and tell."""
     previous = getattr(request, "ratelimit", None)
     request.ratelimit = previous.merge(result) if isinstance(previous, RateLimitResult) else result  # type: ignore[attr-defined]
@@ -39,7 +39,7 @@ def _record(request: HttpRequest, result: RateLimitResult, sender: Any) -> None:
         _notify(request, result, sender)
 
 
-def _notify(request: HttpRequest, result: RateLimitResult, sender: Any) -> None:
+def _notify(request: HttpRequest, result: RateLimitResult, sender: object) -> None:
     """Send ``ratelimited`` and log shadow hits for a limited request."""
     if not result.limited and not (result.failed and result.blocked):
         return
@@ -71,7 +71,7 @@ def process(
     policies: Sequence[Policy],
     opts: RateLimitOptions,
     get_response: Callable[[], Any],
-    sender: Any,
+    sender: object,
 ) -> Any:
     """Check, then return ``get_response()`` or the refusal (sync views and middleware)."""
     result = check(request, policies, opts)
@@ -94,7 +94,7 @@ async def aprocess(
     policies: Sequence[Policy],
     opts: RateLimitOptions,
     get_response: Callable[[], Awaitable[Any]],
-    sender: Any,
+    sender: object,
 ) -> Any:
     """Check on the native asyncio client, then await ``get_response()`` or refuse."""
     result = await acheck(request, policies, opts)
