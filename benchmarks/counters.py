@@ -58,14 +58,14 @@ def main() -> None:
     from django.http import HttpRequest
 
     from django_redisroles.counters import Counters
-    from django_redisroles.ratelimit import check, core, make_policy
+    from django_redisroles.ratelimit import check, limiter, make_policy
 
     cache.set("k", {"id": 42, "username": "ada"}, 300)
     request = HttpRequest()
     request.method = "GET"
     request.META["REMOTE_ADDR"] = "203.0.113.7"
     policy = make_policy("1000000/m", key="ip", group="bench-counters")
-    on = {"cache": cache._counters, "ratelimit": core._counters}
+    on = {"cache": cache._counters, "ratelimit": limiter._counters}
     cases = {
         "cache get (hit)": lambda: cache.get("k"),
         "rate-limit check": lambda: check(request, [policy]),
@@ -75,11 +75,11 @@ def main() -> None:
         for _ in range(args.rounds):
             for mode in ("on", "off"):
                 cache._counters = on["cache"] if mode == "on" else NoCounters()
-                core._counters = on["ratelimit"] if mode == "on" else NoCounters()
+                limiter._counters = on["ratelimit"] if mode == "on" else NoCounters()
                 for name, fn in cases.items():
                     times[(name, mode)].append(per_call(fn, args.n))
     finally:
-        cache._counters, core._counters = on["cache"], on["ratelimit"]
+        cache._counters, limiter._counters = on["cache"], on["ratelimit"]
         server.cleanup()
     counters = Counters(["a"])
     add = statistics.median(per_call(lambda: counters.add("a"), 100_000) for _ in range(5))

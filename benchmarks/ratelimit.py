@@ -142,11 +142,11 @@ def bare_evalsha(url: str, role_client: bool = False) -> Callable[[], bool]:
     defaults, not of the limiter).
     """
     from django_redisroles.connections import get_redis
-    from django_redisroles.ratelimit.core import SCRIPT, SCRIPT_SHA
+    from django_redisroles.ratelimit.limiter import LIMIT
 
     client = get_redis("ratelimit") if role_client else redis.Redis.from_url(url)
-    client.script_load(SCRIPT)
-    args = ("EVALSHA", SCRIPT_SHA, "1", "bench:bare:{x}:k", "3", "1000000000", "60000000")
+    client.script_load(LIMIT.source)
+    args = ("EVALSHA", LIMIT.sha, "1", "bench:bare:{x}:k", "3", "1000000000", "60000000")
 
     def call() -> bool:
         return client.execute_command(*args)[0] == 1

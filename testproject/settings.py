@@ -88,10 +88,11 @@ REDISROLES["ROLES"]["ratelimit"].update(
         "PROBLEM_JSON_PATHS": ["/ratelimit/api/", "/dashboard/try/"],
         # An HTML 429 page for the stacked (HTML) demo page; None elsewhere = the default.
         "RESPONSE": "testproject.urls_ratelimit.too_many_requests",
-        # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"].
-        "TRUSTED_PROXIES": [],
     }
 )
+# Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"] (the client
+# address rate limits count: django_redisroles.clientip).
+REDISROLES["TRUSTED_PROXIES"] = []
 
 # --- role: pubsub ---------------------------------------------------------------
 # One Channels layer on the pubsub role's Redis (REDISROLES, no separate host);

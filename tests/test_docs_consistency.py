@@ -12,8 +12,9 @@ import ast
 import re
 from pathlib import Path
 
-from django_redisroles import conf
+from django_redisroles import clientip, conf
 from django_redisroles.cache import options as cache_options
+from django_redisroles.ratelimit import options as ratelimit_options
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_redisroles"
@@ -121,11 +122,16 @@ def test_each_roles_settings_table_lists_exactly_its_keys() -> None:
     for role in ("sessions", "ratelimit", "pubsub", "locks"):
         documented = _row_names(_section(settings_md, f"{role} settings"))
         assert len(documented) == len(set(documented)), f"{role}: a key has two rows"
-        assert set(documented) == set(conf.ROLE_DEFAULTS[role]), role
+        assert set(documented) == set(_role_defaults(role)), role
     # The cache role's own settings live in its CACHES entry's OPTIONS.
     assert conf.ROLE_DEFAULTS["cache"] == {}
     documented = set(_row_names(_section(settings_md, "cache settings")))
     assert documented == set(cache_options.DEFAULTS) | {"SERIALIZER", "COMPRESSOR"}
+
+
+def _role_defaults(role: str) -> dict[str, object]:
+    # A role with an options module keeps its defaults there.
+    return ratelimit_options.DEFAULTS if role == "ratelimit" else conf.ROLE_DEFAULTS[role]
 
 
 def _documented_defaults(markdown: str) -> dict[str, object]:
@@ -146,6 +152,8 @@ def test_documented_defaults_are_the_codes_defaults() -> None:
     expected: dict[str, object] = dict(conf.DEFAULT_OPTIONS)
     for role_defaults in conf.ROLE_DEFAULTS.values():
         expected.update(role_defaults)
+    expected.update(ratelimit_options.DEFAULTS)
+    expected.update(clientip.DEFAULTS)  # top level; the ratelimit role's rows agree
     expected.update(cache_options.DEFAULTS)
     # Described in words, not as a literal: "compressor's own", "`LOCK_TIMEOUT`".
     expected.pop("COMPRESS_MIN_SIZE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,13 @@ FORBIDDEN_OPTIONS: dict[str, str] = {
     "decode_responses": "each role decodes its own values; a global decode breaks binary data",
     "connection_class": "the connection class follows the URL scheme (redis, rediss, unix)",
 }
+
+
+def _role_keys(role: str) -> set[str]:
+    """A role's own settings: ``conf.ROLE_DEFAULTS``, else its ``options.DEFAULTS``."""
+    if role in conf.ROLE_DEFAULTS:
+        return set(conf.ROLE_DEFAULTS[role])
+    return set(importlib.import_module(f"django_redisroles.{role}.options").DEFAULTS)
 
 
 def validate_url(url: Any) -> str | None:
@@ -159,7 +167,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
             continue
-        allowed = conf.COMMON_ROLE_KEYS | set(conf.ROLE_DEFAULTS.get(role, {}))
+        allowed = conf.COMMON_ROLE_KEYS | _role_keys(role)
         for key in role_value:
             if key not in allowed:
                 errors.append(

@@ -1,7 +1,9 @@
 """System checks of the ratelimit role (see docs/checks.md).
 
 Everything a request would otherwise trip over is reported at start-up:
-bad rates, unknown key kinds, malformed rules, unusable role settings.
+bad rates, unknown key kinds, malformed rules, unusable role settings. The
+role's own validators decide (``ratelimit.options.problems``,
+``ratelimit.rules.compile_rule``), imported when a check runs.
 """
 
 from __future__ import annotations
@@ -18,18 +20,27 @@ MIDDLEWARE_PATH = "django_redisroles.ratelimit.RateLimitMiddleware"
 WHERE = "REDISROLES['ROLES']['ratelimit']"
 
 
-def _role_settings() -> dict[str, Any] | None:
+def _role_raw() -> dict[str, Any] | None:
     try:
-        return conf.role_settings("ratelimit")
+        return conf.role_raw("ratelimit")
     except ImproperlyConfigured:
         return None  # the configuration checks report the shape of REDISROLES
+
+
+def _role_settings() -> dict[str, Any] | None:
+    """The role's settings as they apply (defaults and top-level proxies filled in)."""
+    from ..ratelimit import options
+
+    raw = _role_raw()
+    return None if raw is None else options.values(raw)
 
 
 @register()
 def check_rules(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every RULES entry compiles: rate (E031), key kind (E032), the rest (E033)."""
-    from ..ratelimit.core import InvalidRate, UnknownKey
-    from ..ratelimit.middleware import compile_rule
+    from ..ratelimit.keys import UnknownKey
+    from ..ratelimit.rates import InvalidRate
+    from ..ratelimit.rules import compile_rule
 
     s = _role_settings()
     if s is None:
@@ -81,52 +92,18 @@ def check_rules(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 @register()
 def check_role_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Role-level values: algorithm, failure policy, headers, response (E034), proxies (E035)."""
-    from ..ratelimit import core, identity
+    from ..ratelimit import options
 
-    s = _role_settings()
-    if s is None:
+    raw = _role_raw()
+    if raw is None:
         return []
     errors: list[CheckMessage] = []
-
-    def bad(name: str, message: str, hint: str) -> None:
-        errors.append(Error(f"{WHERE}['{name}'] {message}", hint=hint, id="redisroles.E034"))
-
-    if s["ALGORITHM"] not in core.ALGORITHMS:
-        bad("ALGORITHM", f"is {s['ALGORITHM']!r}.", "Use 'fixed', 'sliding' or 'gcra'.")
-    if s["FAIL"] not in core.FAIL_MODES:
-        bad("FAIL", f"is {s['FAIL']!r}.", "Use 'open' (let requests through) or 'closed'.")
-    if s["FAIL_STATUS"] not in (429, 503):
-        bad("FAIL_STATUS", f"is {s['FAIL_STATUS']!r}.", "Use 503 (default) or 429.")
-    if s["HEADERS"] not in core.HEADER_MODES:
-        bad("HEADERS", f"is {s['HEADERS']!r}.", "Use 'ietf', 'legacy', 'both' or 'none'.")
-    for name in ("FAIL_LOG_INTERVAL", "OUTAGE_BACKOFF"):
-        value = s[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            bad(name, f"must be a number of seconds >= 0, got {value!r}.", "For example 1.0.")
-    paths = s["PROBLEM_JSON_PATHS"]
-    if not isinstance(paths, list | tuple) or not all(isinstance(p, str) for p in paths):
-        bad("PROBLEM_JSON_PATHS", f"must be a list of path prefixes, got {paths!r}.", '["/api/"]')
-    response = s["RESPONSE"]
-    if isinstance(response, str):
-        from django.utils.module_loading import import_string
-
-        try:
-            import_string(response)
-        except ImportError as exc:
-            bad("RESPONSE", f"cannot be imported: {exc}.", "A dotted path to a callable.")
-    elif response is not None and not callable(response):
-        bad("RESPONSE", f"must be a callable or a dotted path, got {response!r}.", "")
-    try:
-        identity.ProxyConfig.from_settings(s)
-    except ImproperlyConfigured as exc:
-        errors.append(
-            Error(
-                f"{WHERE}: {exc}",
-                hint="TRUSTED_PROXIES: networks like '10.0.0.0/8'; PROXY_HEADER: "
-                "'X-Forwarded-For' or 'Forwarded'; IPV4_PREFIX 1-32, IPV6_PREFIX 1-128.",
-                id="redisroles.E035",
-            )
-        )
+    for problem in options.problems(raw):
+        hint = problem.hint or None
+        if problem.id == "E035":  # client addresses: proxies, prefixes
+            errors.append(Error(problem.message, hint=hint, id="redisroles.E035"))
+        else:
+            errors.append(Error(problem.message, hint=hint, id="redisroles.E034"))
     return errors
 
 
@@ -134,7 +111,7 @@ def check_role_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 def check_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """W031: the project looks proxied, but no proxy is trusted for client addresses."""
     s = _role_settings()
-    if s is None or s.get("TRUSTED_PROXIES"):
+    if s is None or s["TRUSTED_PROXIES"]:
         return []
     signals = [
         name
@@ -147,10 +124,11 @@ def check_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return [
         Warning(
             f"{', '.join(signals)} {verb} set, so requests reach Django through a proxy, "
-            f"but {WHERE}['TRUSTED_PROXIES'] is empty: rate limits by IP see the proxy's "
-            "address and put every client in one bucket.",
-            hint="Set TRUSTED_PROXIES to your proxies' networks, e.g. ['10.0.0.0/8']; "
-            "X-Forwarded-For is then read right to left through them only.",
+            f"but TRUSTED_PROXIES (REDISROLES['TRUSTED_PROXIES'], or {WHERE}['TRUSTED_PROXIES']) "
+            "is empty: rate limits by IP see the proxy's address and put every client in one "
+            "bucket.",
+            hint="Set REDISROLES['TRUSTED_PROXIES'] to your proxies' networks, e.g. "
+            "['10.0.0.0/8']; X-Forwarded-For is then read right to left through them only.",
             id="redisroles.W031",
         )
     ]
@@ -158,7 +136,7 @@ def check_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
 def _user_rules(rules: Any) -> list[str]:
     """Names of the rules that key on the user (bad rules are E031-E033's business)."""
-    from ..ratelimit.middleware import compile_rule
+    from ..ratelimit.rules import compile_rule
 
     names = []
     for index, raw in enumerate(rules if isinstance(rules, list | tuple) else ()):

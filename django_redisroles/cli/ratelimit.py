@@ -44,14 +44,15 @@ def _user_pk(username: str) -> Any:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int:
-    from ..ratelimit import core
     from ..ratelimit.ops import reset
+    from ..ratelimit.rules import RULES
 
     if options["ratelimit_action"] == "rules":
-        st = core.state()
-        if not st.rules:
+        compiled = RULES.get()
+        st = compiled.options
+        if not compiled.rules:
             command.stdout.write("No RULES configured.")
-        for rule in st.rules:
+        for rule in compiled.rules:
             p = rule.policy
             where = ", ".join([*rule.paths, *(f"url_name={n}" for n in sorted(rule.url_names))])
             command.stdout.write(

@@ -14,8 +14,11 @@ ROLES: tuple[str, ...] = ("cache", "sessions", "ratelimit", "pubsub", "locks")
 FALLBACK_URL = "redis://127.0.0.1:6379/0"
 URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
 
-#: Keys accepted at the top level of ``REDISROLES``.
-TOP_LEVEL_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS", "KEY_PREFIX", "ROLES", "DOCTOR"})
+#: Keys accepted at the top level of ``REDISROLES`` (``TRUSTED_PROXIES`` and
+#: ``PROXY_HEADER``: see ``django_redisroles.clientip``).
+TOP_LEVEL_KEYS: frozenset[str] = frozenset(
+    {"URL", "OPTIONS", "KEY_PREFIX", "ROLES", "DOCTOR", "TRUSTED_PROXIES", "PROXY_HEADER"}
+)
 
 #: Keys every role accepts.
 COMMON_ROLE_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS"})
@@ -95,24 +98,6 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         # Most live sessions a user may have (None: no cap); a login beyond it
         # ends the user's sessions that expire first, atomically with the index write.
         "MAX_SESSIONS": None,
-    },
-    "ratelimit": {
-        "ENABLED": True,  # False: every limit is off (checks still validate settings)
-        "RULES": [],  # middleware rules: [{"path": "/api/", "rate": "60/m", "key": "ip"}, ...]
-        "ALGORITHM": "gcra",  # default of rules and decorators: "fixed", "sliding", "gcra"
-        "FAIL": "open",  # when Redis is unreachable: "open" (let through) or "closed"
-        "FAIL_STATUS": 503,  # status of a fail-closed refusal (429 or 503)
-        "FAIL_LOG_INTERVAL": 60,  # seconds between two "Redis unreachable" log lines
-        "OUTAGE_BACKOFF": 1.0,  # seconds to skip Redis after an error (failure policy applies)
-        "SHADOW": False,  # True: count and log/signal, never refuse (dry run)
-        "TRUSTED_PROXIES": [],  # networks whose proxy header is believed
-        "PROXY_HEADER": "X-Forwarded-For",  # or "Forwarded" (RFC 7239)
-        "IPV4_PREFIX": 32,  # clients are grouped by these prefix lengths
-        "IPV6_PREFIX": 64,
-        "HEADERS": "ietf",  # "ietf" (RateLimit-Policy/RateLimit), "legacy", "both", "none"
-        "HEADERS_ON_ALLOWED": False,  # also send them on responses that were let through
-        "RESPONSE": None,  # callable or dotted path: (request, result) -> HttpResponse
-        "PROBLEM_JSON_PATHS": [],  # path prefixes answered with application/problem+json
     },
     # Channel layer options (each overridable per layer in CHANNEL_LAYERS[...]["CONFIG"],
     # lower-cased); see docs/pubsub.md.

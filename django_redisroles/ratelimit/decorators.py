@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
-from .core import Policy, Rate, make_policy, state
-from .responses import mark_disabled as _disabled
-from .responses import process_async, process_sync
+from .enforce import aprocess, mark_disabled, process
+from .options import OPTIONS
+from .policy import Policy, make_policy
+from .rates import Rate
 
 V = TypeVar("V")
 
@@ -71,9 +72,11 @@ def rate_limit(
             return _decorate_class(
                 view, rate, key, algorithm, methods, group, block, shadow, fail, name
             )
-        inner, existing = view, ()
-        if getattr(view, "_ratelimit_self", None) is view:  # another @rate_limit: merge
-            inner, existing = view._ratelimit_view, getattr(view, _POLICIES)
+        inner: Any = view
+        existing: tuple[Policy, ...] = ()
+        ours: Any = getattr(view, "_ratelimit_self", None)
+        if ours is view:  # another @rate_limit: merge
+            inner, existing = ours._ratelimit_view, getattr(ours, _POLICIES)
         grp = group or _default_group(inner)  # stacked defaults share the view's group
         policy = built.get(grp)
         if policy is None:
@@ -101,23 +104,23 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
     if iscoroutinefunction(view):
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            st = state()
+            opts = OPTIONS.get()
             request = _find_request(args)
-            if not st.enabled:
-                _disabled(request)
+            if not opts.enabled:
+                mark_disabled(request)
                 return await view(*args, **kwargs)
-            return await process_async(request, policies, st, lambda: view(*args, **kwargs), view)
+            return await aprocess(request, policies, opts, lambda: view(*args, **kwargs), view)
 
         wrapper: Any = async_wrapper
     else:
 
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            st = state()
+            opts = OPTIONS.get()
             request = _find_request(args)
-            if not st.enabled:
-                _disabled(request)
+            if not opts.enabled:
+                mark_disabled(request)
                 return view(*args, **kwargs)
-            return process_sync(request, policies, st, lambda: view(*args, **kwargs), view)
+            return process(request, policies, opts, lambda: view(*args, **kwargs), view)
 
         wrapper = sync_wrapper
     functools.update_wrapper(wrapper, view)
@@ -131,14 +134,14 @@ def _wrap(view: Callable[..., Any], policies: tuple[Policy, ...]) -> Any:
 
 def _decorate_class(
     cls: type,
-    rate: Any,
-    key: Any,
-    algorithm: Any,
-    methods: Any,
-    group: Any,
+    rate: str | Rate,
+    key: str | Callable[[Any], str | None],
+    algorithm: str | None,
+    methods: Iterable[str] | str | None,
+    group: str | None,
     block: bool,
-    shadow: Any,
-    fail: Any,
+    shadow: bool | None,
+    fail: str | None,
     name: str,
 ) -> type:
     if not hasattr(cls, "dispatch"):
@@ -161,27 +164,27 @@ def _decorate_class(
     if getattr(cls, "view_is_async", False):
 
         async def dispatch(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            st = state()
-            if not st.enabled:
-                _disabled(request)
+            opts = OPTIONS.get()
+            if not opts.enabled:
+                mark_disabled(request)
                 return await original(self, request, *args, **kwargs)
-            return await process_async(
-                request, policies, st, lambda: original(self, request, *args, **kwargs), cls
+            return await aprocess(
+                request, policies, opts, lambda: original(self, request, *args, **kwargs), cls
             )
 
     else:
 
         def dispatch(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            st = state()
-            if not st.enabled:
-                _disabled(request)
+            opts = OPTIONS.get()
+            if not opts.enabled:
+                mark_disabled(request)
                 return original(self, request, *args, **kwargs)
-            return process_sync(
-                request, policies, st, lambda: original(self, request, *args, **kwargs), cls
+            return process(
+                request, policies, opts, lambda: original(self, request, *args, **kwargs), cls
             )
 
     functools.update_wrapper(dispatch, original)
-    cls.dispatch = dispatch  # type: ignore[attr-defined]
+    cls.dispatch = dispatch
     setattr(cls, _POLICIES, policies)
     cls._ratelimit_dispatch = original  # type: ignore[attr-defined]
     return cls

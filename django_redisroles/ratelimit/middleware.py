@@ -1,145 +1,20 @@
-"""``RateLimitMiddleware``: settings-driven limits, one Redis round trip per request.
+"""``RateLimitMiddleware``: the ``RULES`` setting, one Redis round trip per request.
 
-Rules live in ``REDISROLES["ROLES"]["ratelimit"]["RULES"]``::
-
-    "RULES": [
-        {"path": "/api/", "rate": "60/m", "key": "ip"},
-        {"url_name": "login", "rate": "5/m", "key": "post:username", "methods": ["POST"]},
-    ]
-
-Every rule that matches a request is checked in the same ``EVALSHA``. The
-middleware runs natively under WSGI and ASGI (no thread hop on the async
-path); place it after ``AuthenticationMiddleware`` when a rule keys on the
-user.
+Every rule that matches a request (:mod:`.rules`) is checked in the same
+``EVALSHA``. The middleware runs natively under WSGI and ASGI (no thread hop
+on the async path); place it after ``AuthenticationMiddleware`` when a rule
+keys on the user.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
-from django.urls import Resolver404, get_resolver
 
-from .core import Policy, State, make_policy, state
-from .responses import mark_disabled, process_async, process_sync
-
-#: Keys a rule accepts.
-RULE_KEYS: frozenset[str] = frozenset(
-    {
-        "path",
-        "url_name",
-        "rate",
-        "key",
-        "methods",
-        "algorithm",
-        "group",
-        "name",
-        "block",
-        "shadow",
-        "fail",
-    }
-)
-
-#: Rules without an explicit group share this hash tag: a request's rules hit one cluster slot.
-SLOT = "middleware"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A compiled middleware rule."""
-
-    paths: tuple[str, ...]
-    url_names: frozenset[str]
-    policy: Policy
-
-    @property
-    def url_name(self) -> bool:
-        return bool(self.url_names)
-
-
-def _strings(value: Any, what: str, index: int) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    raise ImproperlyConfigured(f"RULES[{index}]['{what}'] must be a string or a list of strings.")
-
-
-def compile_rule(raw: Any, index: int) -> Rule:
-    """One rule dict -> ``Rule``; ``ImproperlyConfigured`` naming the bad part."""
-    if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured(f"RULES[{index}] must be a dict, got {raw!r}.")
-    unknown = set(raw) - RULE_KEYS
-    if unknown:
-        raise ImproperlyConfigured(
-            f"RULES[{index}] has unknown keys {sorted(unknown)}; known: {sorted(RULE_KEYS)}."
-        )
-    paths = _strings(raw.get("path"), "path", index)
-    url_names = _strings(raw.get("url_name"), "url_name", index)
-    if not paths and not url_names:
-        raise ImproperlyConfigured(f"RULES[{index}] needs a 'path' prefix or a 'url_name'.")
-    if "rate" not in raw:
-        raise ImproperlyConfigured(f"RULES[{index}] needs a 'rate', e.g. '60/m'.")
-    where = raw.get("name") or ",".join(paths + tuple(sorted(url_names)))
-    try:
-        policy = make_policy(
-            raw["rate"],
-            raw.get("key", "ip"),
-            algorithm=raw.get("algorithm"),
-            group=raw.get("group") or f"middleware:{where}",
-            methods=raw.get("methods"),
-            block=raw.get("block", True),
-            shadow=raw.get("shadow"),
-            fail=raw.get("fail"),
-            name=raw.get("name", ""),
-            # Rules without a group share one hash tag (one request's rules, one
-            # cluster slot); a named group keeps its own, so the same group can be
-            # shared with a decorator.
-            slot=None if raw.get("group") else SLOT,
-        )
-    except ImproperlyConfigured as exc:
-        raise type(exc)(f"RULES[{index}]: {exc}") from None
-    return Rule(paths, frozenset(url_names), policy)
-
-
-def compile_rules(raw: Any) -> list[Rule]:
-    """The ``RULES`` setting, compiled (``ImproperlyConfigured`` on the first bad rule)."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list | tuple):
-        raise ImproperlyConfigured(f"RULES must be a list of dicts, got {raw!r}.")
-    return [compile_rule(rule, i) for i, rule in enumerate(raw)]
-
-
-def _url_names(request: HttpRequest) -> tuple[str, ...]:
-    try:
-        match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
-    except Resolver404:
-        return ()
-    return tuple(n for n in (match.view_name, match.url_name) if n)
-
-
-def matching_policies(st: State, request: HttpRequest) -> list[Policy]:
-    """The policies of every rule that matches ``request``."""
-    path = request.path_info
-    names: tuple[str, ...] | None = None
-    found: list[Policy] = []
-    for rule in st.rules:
-        if rule.paths and path.startswith(rule.paths):
-            found.append(rule.policy)
-            continue
-        if rule.url_names:
-            if names is None:
-                names = _url_names(request)
-            if any(n in rule.url_names for n in names):
-                found.append(rule.policy)
-    return found
+from .enforce import aprocess, mark_disabled, process
+from .rules import RULES, matching_policies
 
 
 class RateLimitMiddleware:
@@ -150,10 +25,10 @@ class RateLimitMiddleware:
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
-        # Built now, when the server loads its middleware: a bad RULES entry is
-        # ImproperlyConfigured at start-up even where system checks never run
-        # (gunicorn, uvicorn), not a 500 on every request.
-        state()
+        # Built now, when the server loads its middleware: a bad setting or RULES
+        # entry is ImproperlyConfigured at start-up even where system checks
+        # never run (gunicorn, uvicorn), not a 500 on every request.
+        RULES.get()
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             # Django's handler checks this to await us instead of wrapping us in a thread.
@@ -162,23 +37,25 @@ class RateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        st = state()
-        if not st.enabled or not st.rules:
-            if not st.enabled and st.rules and matching_policies(st, request):
+        compiled = RULES.get()
+        opts, rules = compiled.options, compiled.rules
+        if not opts.enabled or not rules:
+            if not opts.enabled and rules and matching_policies(rules, request):
                 mark_disabled(request)
             return self.get_response(request)
-        policies = matching_policies(st, request)
+        policies = matching_policies(rules, request)
         if not policies:
             return self.get_response(request)
-        return process_sync(request, policies, st, lambda: self.get_response(request), self)
+        return process(request, policies, opts, lambda: self.get_response(request), self)
 
     async def __acall__(self, request: HttpRequest) -> Any:
-        st = state()
-        if not st.enabled or not st.rules:
-            if not st.enabled and st.rules and matching_policies(st, request):
+        compiled = RULES.get()
+        opts, rules = compiled.options, compiled.rules
+        if not opts.enabled or not rules:
+            if not opts.enabled and rules and matching_policies(rules, request):
                 mark_disabled(request)
             return await self.get_response(request)
-        policies = matching_policies(st, request)
+        policies = matching_policies(rules, request)
         if not policies:
             return await self.get_response(request)
-        return await process_async(request, policies, st, lambda: self.get_response(request), self)
+        return await aprocess(request, policies, opts, lambda: self.get_response(request), self)

@@ -9,11 +9,11 @@ from django.apps import AppConfig
 
 
 def _on_ratelimited(sender: Any, request: Any, result: Any, **kwargs: Any) -> None:
-    from django_redisroles import conf
+    from django_redisroles.ratelimit.options import OPTIONS
 
     from .sampler import refusals
 
-    default = conf.get("ratelimit", "ALGORITHM")
+    default = OPTIONS.get().algorithm
     over = [r for r in result.results if not r.allowed]
     refusals.append(
         {

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from django_redisroles.ratelimit import core
+from django_redisroles.ratelimit import limiter
 
 
 @pytest.fixture(autouse=True)
 def _no_sampler_left() -> Iterator[None]:
     from testproject.dashboard import sampler
 
-    core.clear_state()  # no rate-limit outage back-off from an earlier test
+    limiter.reset_backoff()  # no rate-limit outage back-off from an earlier test
     yield
     sampler.stop_sampler()  # its INFO/SCAN calls would show in other tests' command counts
     sampler.refusals.clear()

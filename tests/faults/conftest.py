@@ -51,11 +51,11 @@ def point_roles(settings: Any) -> Iterator[Callable[..., None]]:
 def _fresh_backoffs() -> Iterator[None]:
     """No outage back-off or rate-limited log line carried over between tests."""
     from django_redisroles.cache import backend
-    from django_redisroles.ratelimit import core
+    from django_redisroles.ratelimit import limiter
 
     backend._last_outage_log = 0.0
     backend._down_until.clear()
-    core.clear_state()
+    limiter.reset_backoff()
     yield
     backend._down_until.clear()
-    core.clear_state()
+    limiter.reset_backoff()

@@ -359,7 +359,7 @@ def test_ratelimit(
     site: Callable[..., None],
     browsers: Callable[[str], Browser],
 ) -> None:
-    from django_redisroles.ratelimit import core
+    from django_redisroles.ratelimit import limiter
 
     prefix = "" if mode == "sync" else "a"
     browser = browsers(mode)
@@ -368,7 +368,7 @@ def test_ratelimit(
     if fault.queued or fault.name in ("paused", "full"):
         # A process that has been serving: connection open, script loaded.
         assert browser.get(f"/{prefix}limited/open/").json() == {"failed": False}
-        core.clear_state()
+        limiter.reset_backoff()
     with fresh_lab.armed(fault):
         started = time.monotonic()
         opened = browser.get(f"/{prefix}limited/open/")

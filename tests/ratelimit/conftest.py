@@ -6,16 +6,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from django_redisroles.ratelimit import core
+from django_redisroles import conf
 
 
 @pytest.fixture(autouse=True)
 def _fresh_limiter() -> Iterator[None]:
     # The outage back-off and resolved settings are process-wide; a test that
-    # killed Redis must not leave the next one backing off.
-    core.clear_state()
+    # killed Redis must not leave the next one backing off. (What a settings
+    # change does: conf's receiver drops them.)
+    conf.reset_all("REDISROLES")
     yield
-    core.clear_state()
+    conf.reset_all("REDISROLES")
 
 
 def commandstats(client) -> dict[str, int]:

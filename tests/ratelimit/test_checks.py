@@ -110,3 +110,36 @@ def test_user_rules_with_the_middleware_before_authentication_warn(role, setting
     assert "AuthenticationMiddleware" in messages[0].msg
     role(RULES=[{"path": "/api/", "rate": "1/s", "key": "ip"}])
     assert check_middleware() == []  # an IP rule does not need the user
+
+
+def test_top_level_trusted_proxies(role, settings) -> None:
+    from django_redisroles.checks.config import check_settings
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.REDISROLES = {**settings.REDISROLES, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
+    assert check_settings() == []  # a known top-level key
+    assert check_proxies() == []  # they apply to rate limiting
+    role(TRUSTED_PROXIES=[])  # ... unless the role trusts nobody itself
+    assert ids(check_proxies()) == ["redisroles.W031"]
+    settings.REDISROLES = {**settings.REDISROLES, "TRUSTED_PROXIES": ["10.0.0.0/33"]}
+    messages = check_role_settings()
+    assert ids(messages) == ["redisroles.E035"]
+    assert "top level" in messages[0].msg and "10.0.0.0/33" in messages[0].msg
+
+
+def test_the_runtime_refuses_what_the_checks_report(role) -> None:
+    # One validator: a value the checks call an error is not half-applied at run time.
+    from django.core.exceptions import ImproperlyConfigured
+    from django.http import HttpResponse
+
+    from django_redisroles.ratelimit import RateLimitMiddleware
+
+    for values, needle in [
+        ({"FAIL_STATUS": 500}, "FAIL_STATUS"),
+        ({"RESPONSE": "nowhere.to.be.found"}, "cannot be imported"),
+        ({"IPV4_PREFIX": 33}, "IPV4_PREFIX"),
+    ]:
+        role(**values)
+        with pytest.raises(ImproperlyConfigured, match=needle) as raised:
+            RateLimitMiddleware(lambda request: HttpResponse())
+        assert check_role_settings()[0].msg in str(raised.value)

@@ -10,7 +10,7 @@ from django.test import RequestFactory
 
 from django_redisroles import conf
 from django_redisroles.ratelimit import check, make_policy
-from django_redisroles.ratelimit.core import SCRIPT_SHA
+from django_redisroles.ratelimit.limiter import LIMIT
 
 from .conftest import commandstats
 
@@ -100,7 +100,7 @@ def test_each_check_is_one_evalsha(redis_server, redis_client) -> None:
     events = _monitor(redis_server, twenty_checks)
     stats = commandstats(redis_client)
     assert [e["command"].split()[0].upper() for e in events] == ["EVALSHA"] * 20
-    assert all(SCRIPT_SHA in e["command"] for e in events)
+    assert all(LIMIT.sha in e["command"] for e in events)
     assert stats["evalsha"] == 20
     assert "eval" not in stats and "script|load" not in stats
 
@@ -134,7 +134,7 @@ def test_script_is_reloaded_after_script_flush(redis_client) -> None:
     redis_client.script_flush()
     result = check(req(), [policy])
     assert not result.failed and result.remaining == 3
-    assert redis_client.script_exists(SCRIPT_SHA) == [True]
+    assert redis_client.script_exists(LIMIT.sha) == [True]
 
 
 def test_a_refused_request_consumes_no_other_policy() -> None:

@@ -395,3 +395,15 @@ def test_a_decorator_reapplied_per_request_reuses_its_policy() -> None:
     second = decorate(wraps(get)(partial(get)))
     assert first is not second
     assert first._ratelimit_policies[0] is second._ratelimit_policies[0]
+
+
+def test_compiled_rules_are_rebuilt_when_settings_change(settings, ratelimit_settings) -> None:
+    from django_redisroles.ratelimit.rules import RULES
+
+    ratelimit_settings(RULES=[{"path": "/plain/", "rate": "1/m"}])
+    compiled = RULES.get()
+    assert RULES.get() is compiled  # built once, not per request
+    for name in ("MIDDLEWARE", "ROOT_URLCONF", "REDISROLES"):
+        setattr(settings, name, getattr(settings, name))
+        assert RULES.get() is not compiled, name
+        compiled = RULES.get()

@@ -87,3 +87,67 @@ def test_long_header_chains_are_walked_too(proxies) -> None:
     chain = ", ".join(["1.1.1.1"] * 100 + ["198.51.100.7", "10.0.0.9"])
     assert len(chain) > 256
     assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR=chain) == "198.51.100.7"
+
+
+# -- trusted proxies at the top level of REDISROLES (shared with the other roles) --------
+
+
+@pytest.fixture
+def top_level(settings):
+    def configure(**values: object) -> None:
+        settings.REDISROLES = {**settings.REDISROLES, **values}
+
+    return configure
+
+
+def test_top_level_trusted_proxies_apply_to_rate_limiting(top_level, proxies) -> None:
+    proxies()  # the role sets none of its own
+    top_level(TRUSTED_PROXIES=["10.0.0.0/8"])
+    assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7, 10.0.0.3") == "198.51.100.7"
+    policy = make_policy("1/m", "ip", group="top-level-proxies")
+    # two clients behind one proxy: two budgets
+    for client in ("198.51.100.7", "198.51.100.8"):
+        request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client)
+        assert not check(request, [policy]).limited
+    top_level(TRUSTED_PROXIES=["127.0.0.1"], PROXY_HEADER="Forwarded")
+    assert ip_of("127.0.0.1", HTTP_FORWARDED="for=192.0.2.60") == "192.0.2.60"
+
+
+def test_the_roles_own_proxy_settings_win_for_rate_limiting(top_level, proxies) -> None:
+    top_level(TRUSTED_PROXIES=["10.0.0.0/8"])
+    proxies(TRUSTED_PROXIES=[])  # the role trusts nobody: the header is not read
+    assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7") == "10.0.0.2"
+    proxies(TRUSTED_PROXIES=["127.0.0.1"])
+    assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7") == "10.0.0.2"
+    assert ip_of("127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7") == "198.51.100.7"
+    proxies(TRUSTED_PROXIES=None)  # None: the top-level value
+    assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7") == "198.51.100.7"
+    # per key: the role's header with the top-level networks
+    proxies(PROXY_HEADER="Forwarded")
+    assert ip_of("10.0.0.2", HTTP_FORWARDED="for=198.51.100.9") == "198.51.100.9"
+    assert ip_of("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7") == "10.0.0.2"
+
+
+def test_shared_client_ip_is_the_whole_address_through_top_level_proxies(top_level) -> None:
+    from django_redisroles.clientip import client_ip as shared_client_ip
+
+    def shared(remote: str, **headers: str) -> str:
+        return shared_client_ip(rf.get("/", REMOTE_ADDR=remote, **headers))
+
+    assert shared("2001:db8:aa:bb:1:2:3:4") == "2001:db8:aa:bb:1:2:3:4"  # not grouped
+    assert shared("10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7") == "10.0.0.2"
+    top_level(TRUSTED_PROXIES=["10.0.0.0/8"])
+    assert shared("10.0.0.2", HTTP_X_FORWARDED_FOR="1.1.1.1, 198.51.100.7") == "198.51.100.7"
+    assert shared("203.0.113.5", HTTP_X_FORWARDED_FOR="198.51.100.7") == "203.0.113.5"
+
+
+def test_bad_top_level_proxies_are_improperly_configured(top_level) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_redisroles.clientip import client_ip as shared_client_ip
+
+    top_level(TRUSTED_PROXIES=["10.0.0.0/33"])
+    with pytest.raises(ImproperlyConfigured, match=r"10\.0\.0\.0/33"):
+        shared_client_ip(rf.get("/", REMOTE_ADDR="10.0.0.2"))
+    with pytest.raises(ImproperlyConfigured, match=r"10\.0\.0\.0/33"):
+        ip_of("10.0.0.2")
