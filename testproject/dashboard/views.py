@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET
 
 from django_redisroles import conf
 from django_redisroles.cache import cached
-from django_redisroles.ratelimit import rate_limit
+from django_redisroles.ratelimit import parse_rate, rate_limit
 from django_redisroles.sessions import SessionUnavailable
 
 from . import faults, jobs
@@ -120,6 +120,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "pid": os.getpid(),
         "faults_enabled": faults.enabled(),
         "staff_token": staff_token(request) if request.user.is_staff else "",
+        "try_rate": TRY_RATE,
+        "try_limit": TRY.limit,
+        "try_period": TRY.period,
     }
     return render(request, "dashboard/index.html", context)
 
@@ -326,7 +329,10 @@ def probe_ratelimit(request: HttpRequest) -> JsonResponse:
 
 # -- "try it": one endpoint per algorithm, small enough to hit 429 by hand -------
 
-TRY_RATE = "5/20s"
+#: Small enough to hit a 429 by hand. ``$DEMO_TRY_RATE`` sets another (the browser
+#: tests use 5/60s: a slower refill than any loaded machine's clicks).
+TRY_RATE = os.environ.get("DEMO_TRY_RATE") or "5/20s"
+TRY = parse_rate(TRY_RATE)
 
 
 def _try_view(algorithm: str) -> Any:

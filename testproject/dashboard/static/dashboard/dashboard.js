@@ -14,6 +14,8 @@
   var csrf = ($("input[name=csrfmiddlewaretoken]") || {}).value || "";
   // Staff buttons carry it: they must work while the sessions' Redis is down (actions.py).
   var staffToken = ($("#staff-token") || {}).value || "";
+  // The "try it" endpoint's limit (its rate: the page says which, $DEMO_TRY_RATE may change it).
+  var tryLimit = Number(($(".try[data-limit]") || { dataset: {} }).dataset.limit) || 5;
   var ROLES = ["cache", "sessions", "ratelimit", "pubsub", "locks"];
   var CHART_SECONDS = 300;
   var state = {
@@ -556,7 +558,7 @@
   });
   function drawBudget() {
     draw($("[data-chart=budget]"), state.budget.map(function (p) { return [p.at, p.r]; }), {
-      seconds: 60, max: 5, refs: [{ y: 5 }],
+      seconds: 60, max: tryLimit, refs: [{ y: tryLimit }],
       dots: state.budget.map(function (p) { return { t: p.at, v: p.r, cls: p.refused ? "refused" : "allowed" }; })
     });
   }
@@ -685,7 +687,7 @@
     } else {
       status.className = "try-status";
       status.setAttribute("data-retry", "0");
-      setText(status, (last.refused ? "you may retry now" : info.status + " OK (" + info.algorithm + "): " + last.r + " of 5 left") + reset);
+      setText(status, (last.refused ? "you may retry now" : info.status + " OK (" + info.algorithm + "): " + last.r + " of " + tryLimit + " left") + reset);
       button.disabled = false;
     }
   }
