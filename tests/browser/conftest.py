@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 #: The demo's "try it" rate in these tests ($DEMO_TRY_RATE): see the ``demo`` fixture.
 TRY_RATE = "5/60s"
 ARTIFACTS = ROOT / ".artifacts" / "screenshots"
+DEMO_LOG = ROOT / ".artifacts" / "demo.log"  # everything the demo printed, last module run
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # What a CI container needs: no sandbox (root), no GPU, and no calls home.
 CHROMIUM_ARGS = [
@@ -114,7 +115,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     )
     assert proc.stdout is not None
     lines: collections.deque[str] = collections.deque(maxlen=2000)
+    # The whole log, for a failure in CI (the deque keeps the end for assertion messages).
+    DEMO_LOG.parent.mkdir(parents=True, exist_ok=True)
+    log_file = DEMO_LOG.open("w", encoding="utf-8")
+
+    def record(line: str) -> None:
+        lines.append(line)
+        if not log_file.closed:
+            log_file.write(line)
+            log_file.flush()
+
     demo: Demo | None = None
+    drainer: threading.Thread | None = None
     try:
         redis_port: int | None = None
         port: int | None = None
@@ -124,7 +136,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             line = proc.stdout.readline()
             if not line:
                 break
-            lines.append(line)
+            record(line)
             match = re.search(r"^Started (Redis|Valkey) .* on redis://127\.0\.0\.1:(\d+)/0", line)
             if match:
                 redis_port = int(match.group(2))
@@ -139,9 +151,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
         def drain() -> None:  # uvicorn logs every request: keep the pipe from filling up
             for line in proc.stdout:  # type: ignore[union-attr]
-                lines.append(line)
+                record(line)
 
-        threading.Thread(target=drain, daemon=True).start()
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
         demo = Demo(
             f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port2}", redis_port, proc, lines
         )
@@ -163,6 +176,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             proc.kill()
             proc.wait()
             pytest.fail(f"the demo did not stop on Ctrl-C:\n{''.join(lines)}")
+        finally:
+            if drainer is not None:
+                drainer.join(10)  # the demo's last lines (it ends at EOF)
+            log_file.close()
     assert demo is not None
     assert proc.returncode == 0, demo.log()
     assert "Stopped the" in demo.log()  # "Stopped the Redis server (pid N)"

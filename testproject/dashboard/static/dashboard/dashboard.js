@@ -635,6 +635,10 @@
           { marker: "lost", text: "— the app lost its Redis connection and reconnected (resubscribed); this group replays what was missed —" });
         return;
       }
+      if (data.redisroles === "refused") {  // an ACL user without the group's channel
+        addFeed({ marker: "refused", text: "— Redis refused this app's subscription: " + data.reason + " —" });
+        return;
+      }
       if (data.redisroles === "gap") {
         addFeed({ marker: "gap", text: "— gap: some messages after " + data.since + " are no longer kept (replay holds the last 200); resumed at " + (data.resumed_at || "the newest") + " —" });
         return;
@@ -647,7 +651,13 @@
       if (data.seq) { state.lastSeq = data.seq; try { sessionStorage.setItem("dashboard.seq", data.seq); } catch (err) { /* off */ } }
       addFeed(item);
     };
-    socket.onclose = function () {
+    socket.onclose = function (e) {
+      if (e.code === 4403) {  // refused (ACL): it will not heal by itself, ask again slowly
+        setText(wsStatus, "refused by Redis (its ACL), asking again in 30 s…");
+        wsStatus.setAttribute("data-state", "refused");
+        setTimeout(connectSocket, 30000);
+        return;
+      }
       setText(wsStatus, "disconnected, reconnecting with ?since=" + (state.lastSeq || "(none)") + "…");
       wsStatus.setAttribute("data-state", "down");
       setTimeout(connectSocket, 1000);
