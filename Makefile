@@ -22,6 +22,10 @@ lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
+typecheck:
+	.venv/bin/python -m pip install --quiet -e ".[typecheck]"
+	.venv/bin/mypy
+
 format:
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .

@@ -28,8 +28,6 @@ import redis.backoff
 import redis.exceptions
 import redis.retry
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 from . import conf
 
@@ -324,8 +322,8 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
 def reset() -> None:
     """Drop every cached client (sync pools are disconnected now).
 
-    Called on ``setting_changed``; call it yourself after changing
-    ``$REDIS_URL`` at run time.
+    Called when ``REDISROLES`` changes; call it yourself (or
+    ``conf.reset_all()``) after changing ``$REDIS_URL`` at run time.
     """
     with _lock:
         sync_clients = list(_sync_by_key.values())
@@ -339,7 +337,5 @@ def reset() -> None:
         client.connection_pool.disconnect()
 
 
-@receiver(setting_changed)
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "REDISROLES":
-        reset()
+# Dropped with REDISROLES (conf's one setting_changed receiver calls us).
+conf.on_settings_change(reset, settings=("REDISROLES",))

@@ -435,7 +435,7 @@ def unwired_roles() -> dict[str, str]:
     unnamed = not conf.raw().get("URL") and not os.environ.get("REDIS_URL")
     middleware = [str(m) for m in getattr(settings, "MIDDLEWARE", None) or []]
     for role in ("ratelimit", "locks"):
-        if not unnamed or conf._role_raw(role).get("URL"):
+        if not unnamed or conf.role_raw(role).get("URL"):
             continue
         if role == "ratelimit" and any(_ours(m, "django_redisroles.ratelimit") for m in middleware):
             continue

@@ -26,18 +26,26 @@ pick_python() {
 }
 
 make_venv() {
-    local py="$1"
-    "$py" -m venv .venv 2>/dev/null && return 0
+    local py="$1" err
+    if err="$("$py" -m venv .venv 2>&1)"; then return 0; fi
     rm -rf .venv
-    # Debian/Ubuntu ship venv's pip bootstrap in a separate package.
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "--> installing python3-venv with apt-get (Python's venv support)" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        "$py" -m venv .venv && return 0
-    fi
-    echo "error: '$py -m venv' failed: Python's venv support is missing." >&2
-    echo "  Debian/Ubuntu: sudo apt-get install python3-venv" >&2
+    case "$err" in
+    *ensurepip*)
+        # Debian/Ubuntu ship venv's pip bootstrap in a separate package.
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "--> installing python3-venv with apt-get (Python's venv support)" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            "$py" -m venv .venv && return 0
+        fi
+        echo "error: '$py -m venv' failed: Python's venv support is missing." >&2
+        echo "  Debian/Ubuntu: sudo apt-get install python3-venv" >&2
+        ;;
+    *)
+        echo "error: '$py -m venv .venv' failed:" >&2
+        sed 's/^/  /' <<<"$err" >&2
+        ;;
+    esac
     echo "  or point PYTHON at another Python 3.11+ (PYTHON=/path/to/python3 $0)" >&2
     return 1
 }
@@ -45,7 +53,14 @@ make_venv() {
 ensure_venv() {
     local extras="$1"
     local py
-    if [ ! -x .venv/bin/python ]; then
+    # A .venv whose Python no longer runs (a brew or pyenv upgrade removed the
+    # interpreter it links to) is made anew: `python -m venv` fails on it, and
+    # its install stamps would skip pip.
+    if [ -e .venv ] && ! .venv/bin/python -c '' >/dev/null 2>&1; then
+        echo "--> .venv's Python does not run any more (upgraded or removed?): making .venv anew" >&2
+        rm -rf .venv
+    fi
+    if [ ! -e .venv ]; then
         py="$(pick_python)"
         echo "--> creating .venv with $("$py" -c 'import sys; print(sys.executable, sys.version.split()[0])')" >&2
         make_venv "$py"

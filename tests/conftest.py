@@ -14,6 +14,7 @@ the suite flushes and kills its servers, so it only uses servers it started.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,19 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    # The servers run in sessions of their own (a Ctrl-C in the terminal is not
+    # theirs): a run ended by SIGTERM (`timeout`, CI) or SIGHUP (a closed
+    # terminal) left every one of them running. As a KeyboardInterrupt, pytest
+    # tears the fixtures down and pytest_unconfigure stops the session server.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _server
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     try:
         binary = find_server()
     except RedisServerNotFound as exc:

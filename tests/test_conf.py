@@ -117,3 +117,61 @@ def test_server_of_and_url_db(url: str, server: tuple[str, ...], db: int) -> Non
 def test_server_of_an_unusable_url_is_none() -> None:
     assert conf.server_of("http://host") is None
     assert conf.server_of("redis://host:notaport") is None
+
+
+# -- values derived from settings: built once, dropped when their setting changes --
+
+
+def test_resolved_is_built_once_and_rebuilt_after_its_setting_changes() -> None:
+    builds: list[str] = []
+
+    def build() -> str:
+        builds.append(conf.key_prefix())
+        return builds[-1]
+
+    prefix = conf.key_prefix()
+    value = conf.Resolved(build)
+    assert value.get() == value.get() == prefix
+    assert builds == [prefix]
+    with override_settings(REDISROLES={"KEY_PREFIX": "other"}):
+        assert value.get() == "other"
+    assert value.get() == prefix  # leaving override_settings is a change too
+    assert builds == [prefix, "other", prefix]
+
+
+def test_resolved_ignores_settings_it_does_not_depend_on() -> None:
+    builds: list[int] = []
+    value = conf.Resolved(lambda: builds.append(1) or len(builds), settings=("CACHES",))
+    assert value.get() == 1
+    with override_settings(REDISROLES={"KEY_PREFIX": "x"}):
+        assert value.get() == 1
+    with override_settings(CACHES={}):
+        assert value.get() == 2
+
+
+def test_a_build_that_races_a_reset_is_not_kept() -> None:
+    value: conf.Resolved[str]
+
+    def build() -> str:
+        value.reset()  # the setting changed while this build read the old one
+        return "stale"
+
+    value = conf.Resolved(build)
+    assert value.get() == "stale"  # the caller gets what it built...
+    assert not value.built  # ...but it is not kept for the next caller
+
+
+def test_on_settings_change_callbacks_and_reset_all() -> None:
+    calls: list[str] = []
+    conf.on_settings_change(lambda: calls.append("redisroles"))
+
+    @conf.on_settings_change(settings=("MIDDLEWARE",))
+    def on_middleware() -> None:
+        calls.append("middleware")
+
+    with override_settings(MIDDLEWARE=[]):
+        pass
+    assert calls == ["middleware", "middleware"]  # entering and leaving
+    calls.clear()
+    conf.reset_all()
+    assert sorted(calls) == ["middleware", "redisroles"]

@@ -18,12 +18,52 @@ from pathlib import Path
 
 import pytest
 
+from django_redisroles.testing import free_port
+from tests.processes import running
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _demo_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def _start_demo(state: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "testproject.demo", "--port", str(port), "--state-dir", str(state)],
+        cwd=ROOT,
+        env=_demo_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _banner(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, int, int]:
+    """The start-up lines up to the last one, and the (port, pid) of the server it started."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "nightly_report" in line:  # the banner's last line
+            break
+    text = "".join(lines)
+    started = re.search(r"^Started .* on redis://127\.0\.0\.1:(\d+)/0 \(pid (\d+)\)", text, re.M)
+    assert started and "nightly_report" in text, text
+    return text, int(started.group(1)), int(started.group(2))
 
 
 def _status(url: str, headers: dict[str, str] | None = None) -> int:
@@ -128,29 +168,104 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_demo_on_a_port_in_use_says_so_and_stops_its_redis(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env["PYTHONPATH"] = str(ROOT)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "testproject.demo", "--port", str(port)),
-                *("--state-dir", str(tmp_path), "--second-instance"),
-            ],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert f"error: cannot listen on port {port} (Address already in use)" in result.stderr
-    assert "--port 0" in result.stderr  # what to do about it
-    assert "Traceback" not in result.stderr
-    assert "Second app instance" not in result.stdout  # nothing half-started
-    assert "Stopped the" in result.stdout  # the Redis server it started is gone again
-    started = re.search(r"on redis://127\.0\.0\.1:(\d+)/0", result.stdout)
-    assert started and not port_open(int(started.group(1)))
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_stops_its_server_on_sigterm_and_sighup(tmp_path: Path, sig: int) -> None:
+    """``kill PID`` and a closed terminal (SIGHUP) end the demo as Ctrl-C does.
+
+    uvicorn re-raises SIGTERM after its shutdown: unhandled, the process died
+    there, before stopping its server, which ran on with nobody to stop it."""
+    proc = _start_demo(tmp_path, free_port())
+    redis_pid = None
+    try:
+        _, redis_port, redis_pid = _banner(proc)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 128 + signal.SIGTERM, out  # a SIGHUP ends it as SIGTERM does
+        assert "Stopped the" in out
+        assert not port_open(redis_port) and not running(redis_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if redis_pid is not None and running(redis_pid):  # left behind: not by this test
+            os.kill(redis_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_demo_on_a_busy_port_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _start_demo(tmp_path, port)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, out
+    assert f"port {port} is in use" in out and "--port 0" in out
+    assert "Started" not in out  # no server started (and stopped) for nothing
+    assert not (tmp_path / "redis").exists()
+
+
+@pytest.mark.slow
+def test_demo_stops_the_server_a_killed_demo_left_and_refuses_a_second_demo(
+    tmp_path: Path,
+) -> None:
+    first = _start_demo(tmp_path, free_port())
+    second = third = None
+    first_pid = None
+    try:
+        _, first_port, first_pid = _banner(first)
+        # A second demo on the same state directory would run a second server on
+        # the same data files: refused, and the first one's server is untouched.
+        second = _start_demo(tmp_path, free_port())
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 1 and "another demo is running" in out, out
+        assert running(first_pid) and port_open(first_port)
+
+        first.kill()  # SIGKILL: no `finally`, its server runs on
+        first.wait()
+        assert running(first_pid)
+        third_http = free_port()
+        third = _start_demo(tmp_path, third_http)
+        banner, _, third_pid = _banner(third)
+        assert f"Stopped the server (pid {first_pid}, port {first_port})" in banner, banner
+        assert not running(first_pid) and third_pid != first_pid
+        # Ctrl-C once it serves (a SIGINT during uvicorn's start-up may end the
+        # process by the signal, after the cleanup: exit -2 rather than 0).
+        deadline = time.monotonic() + 30
+        while not port_open(third_http) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        third.send_signal(signal.SIGINT)
+        out, _ = third.communicate(timeout=30)
+        assert third.returncode == 0 and not running(third_pid), out
+    finally:
+        for proc in (first, second, third):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if first_pid is not None and running(first_pid):
+            os.kill(first_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_demo_says_when_redis_url_cannot_be_reached(tmp_path: Path) -> None:
+    """A stale $REDIS_URL in the user's shell: a clear error, not 503s on every login."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    proc = _start_demo(tmp_path, free_port(), REDIS_URL=url)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:  # a demo that serves anyway must not outlive the test
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out
+    assert f"cannot reach the cache role's Redis at {url}" in out
+    assert "unset REDIS_URL" in out
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.org", "::"])

@@ -82,3 +82,15 @@ def test_locks_table_scrolls_instead_of_overflowing_a_phone(client: Client, demo
     page = client.get("/locks/").content.decode()
     assert '<div class="scroll"><table>' in page
     assert "overflow-wrap: anywhere" not in page  # no mid-word breaks in the command column
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/pages/", "/pubsub/", "/locks/", "/sessions/", "/cache/user/?id=1"]
+)
+def test_pages_never_show_a_bare_python(client: Client, demo_user, path: str) -> None:
+    """A fresh shell's `python` (if any) has no Django: every command shown names the
+    demo's virtualenv Python, as the start-up lines do."""
+    client.force_login(demo_user)
+    page = client.get(path).content.decode()
+    shown = html.unescape(re.sub(r"<[^>]*>", "", page))  # the text, not a button's tooltip
+    assert not re.search(r"(?<![\w/.])python3? manage\.py", shown), path

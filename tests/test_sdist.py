@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdist import _safe_members, extract
+from tests.sdist import _safe_members, extract, extract_vetted
 
 
 def _tarball(path: Path, *entries: tarfile.TarInfo, data: bytes = b"ok\n") -> Path:
@@ -47,7 +47,7 @@ def test_fallback_unpacks_files_without_special_bits(tmp_path: Path) -> None:
     dest = tmp_path / "out"
     dest.mkdir()
     with tarfile.open(archive) as tar:
-        tar.extractall(dest, members=list(_safe_members(tar, dest)))
+        extract_vetted(tar, dest)
     assert (dest / "pkg-1.0/tests/t.py").read_bytes() == b"ok\n"
     assert (dest / "pkg-1.0/run").stat().st_mode & 0o7777 == 0o755  # no setuid
 

@@ -7,6 +7,9 @@ from argparse import ArgumentParser
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
+from .. import conf
 from ..locks import force_release, held_locks, owner
 
 HELP = "List held locks with owners and TTLs; `locks release NAME --force` frees one."
@@ -33,9 +36,16 @@ def _ago(moment: datetime | None, now: datetime) -> str:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int:
-    if options.get("locks_action") == "release":
-        return _release(command, options)
-    return _list(command, options)
+    try:
+        if options.get("locks_action") == "release":
+            return _release(command, options)
+        return _list(command, options)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        url = conf.mask_url(conf.role_url("locks"))
+        command.stderr.write(
+            f"cannot reach the locks role's Redis at {url}: {type(exc).__name__}: {exc}"
+        )
+        return 1
 
 
 def _list(command: Any, options: dict[str, Any]) -> int:

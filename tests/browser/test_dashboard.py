@@ -123,16 +123,23 @@ def test_a_429_counts_down_and_json_is_readable(demo: Demo, browsing: Browsing) 
     assert f'@rate_limit("{TRY_RATE}")' in text(page, "#panel-ratelimit .try label")
     status = page.locator("[data-k=try-status]")
     budget = page.locator("[data-chart=budget]")
-    left: list[int] = []  # "N of 5 left" after each 200
+    left: list[int] = []  # "N of 5 left" after each counted 200 since the last uncounted one
+    uncounted = 0
     deadline = time.monotonic() + 60  # 8 clicks are enough; a loaded machine gets more time
     sent = 0
-    while time.monotonic() < deadline and sent < 30:
+    while time.monotonic() < deadline and sent < 40:
         sent += 1
         page.click("[data-action=try]")
         wait_for(lambda n=sent: budget.get_attribute("data-points") == str(n), 15, "no answer")
         shown = status.inner_text()
         if "429" in shown:
             break
+        if "let through uncounted" in shown:
+            # The limiter's 0.25 s timeout ran out on a loaded machine and it failed open
+            # (its documented policy): the budget's course is known again from here on.
+            uncounted += 1
+            left = []
+            continue
         counted = re.search(rf"^200 OK \(gcra\): (\d+) of {LIMIT} left", shown)
         assert counted, shown
         left.append(int(counted.group(1)))
@@ -144,7 +151,8 @@ def test_a_429_counts_down_and_json_is_readable(demo: Demo, browsing: Browsing) 
     assert "429 Too Many Requests (gcra): retry in" in status.inner_text()
     assert "budget full again at" in status.inner_text()
     assert page.locator("[data-chart=budget] circle.refused").count() == 1
-    assert page.locator("[data-chart=budget] circle.allowed").count() == len(left)
+    assert page.locator("[data-chart=budget] circle.uncounted").count() == uncounted
+    assert page.locator("[data-chart=budget] circle.allowed").count() >= len(left)
     first = int(status.get_attribute("data-retry"))
     assert first >= 1
     assert page.locator("[data-action=try]").is_disabled()  # until the countdown ends
@@ -291,6 +299,13 @@ def test_stopping_redis_each_role_follows_its_policy(demo: Demo, browsing: Brows
         wait_for(lambda: "503" in probes["session"].inner_text(), 15, "no 503 from sessions")
         assert "still signed in" in probes["session"].inner_text()
         wait_for(lambda: "fail open" in text(page, "[data-probe=ratelimit]"), 15, "no fail open")
+        # "Try it" says so too: a 200 let through uncounted, not "0 of 5 left".
+        page.click("[data-action=try]")
+        wait_for(
+            lambda: "let through uncounted" in text(page, "[data-k=try-status]"),
+            15,
+            lambda: text(page, "[data-k=try-status]"),
+        )
         # Pub/sub: the sender is told; nothing pretends to be queued.
         page.fill("#panel-pubsub [data-k=send] input[name=text]", "into the void")
         page.click("#panel-pubsub [data-k=send] button[type=submit]")

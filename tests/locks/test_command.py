@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from django_redisroles.locks import Lock, LockLost, command_lock, owner
+from django_redisroles.testing import free_port
 
 
 class OnHandle(BaseCommand):
@@ -179,3 +180,19 @@ def test_a_holders_command_line_is_stored_and_shown_without_its_secrets(
         "manage.py sync_crm --api-token=*** --password *** "
         "--source redis://***@crm-cache:6379/0 --day mon"
     )
+
+
+@pytest.mark.parametrize("args", [(), ("--json",), ("release", "nightly", "--force")])
+def test_redisroles_locks_says_when_its_redis_cannot_be_reached(settings, capsys, args) -> None:
+    """One line naming the (masked) URL, as `redisroles pubsub`/`info` do: not a traceback.
+
+    The demo's locks page names this command; run in a fresh terminal, it reaches
+    for 127.0.0.1:6379, where nothing may listen."""
+    port = free_port()
+    settings.REDISROLES = {"URL": f"redis://app:hunter2@127.0.0.1:{port}/0"}
+    with pytest.raises(SystemExit) as excinfo:
+        call_command("redisroles", "locks", *args)
+    assert excinfo.value.code == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach the locks role's Redis at redis://***@127.0.0.1:{port}/0" in err
+    assert "ConnectionError" in err and "hunter2" not in err

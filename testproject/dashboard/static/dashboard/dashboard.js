@@ -547,7 +547,9 @@
         var header = r.headers.get("RateLimit") || "", retry = Number(r.headers.get("Retry-After") || 0);
         var remaining = /;r=(\d+)/.exec(header), reset = /;t=(\d+)/.exec(header);
         var refused = r.status === 429;
-        var point = { at: Date.now() / 1000, r: remaining ? Number(remaining[1]) : 0, refused: refused };
+        // A 2xx without a RateLimit header was let through uncounted: the limiter could
+        // not reach Redis in its 0.25 s and failed open (docs/failures.md).
+        var point = { at: Date.now() / 1000, r: remaining ? Number(remaining[1]) : 0, refused: refused, uncounted: !refused && !remaining };
         state.budget.push(point);
         state.tryInfo = { status: r.status, algorithm: algorithm, reset: reset ? Number(reset[1]) : null, at: Date.now() };
         if (refused) { state.retryUntil = Date.now() + 1000 * retry; }
@@ -559,7 +561,7 @@
   function drawBudget() {
     draw($("[data-chart=budget]"), state.budget.map(function (p) { return [p.at, p.r]; }), {
       seconds: 60, max: tryLimit, refs: [{ y: tryLimit }],
-      dots: state.budget.map(function (p) { return { t: p.at, v: p.r, cls: p.refused ? "refused" : "allowed" }; })
+      dots: state.budget.map(function (p) { return { t: p.at, v: p.r, cls: p.refused ? "refused" : p.uncounted ? "uncounted" : "allowed" }; })
     });
   }
 
@@ -697,7 +699,9 @@
     } else {
       status.className = "try-status";
       status.setAttribute("data-retry", "0");
-      setText(status, (last.refused ? "you may retry now" : info.status + " OK (" + info.algorithm + "): " + last.r + " of " + tryLimit + " left") + reset);
+      setText(status, (last.refused ? "you may retry now" :
+        last.uncounted ? info.status + " OK (" + info.algorithm + "): let through uncounted (the limiter could not reach Redis: fail open)" :
+        info.status + " OK (" + info.algorithm + "): " + last.r + " of " + tryLimit + " left") + reset);
       button.disabled = false;
     }
   }

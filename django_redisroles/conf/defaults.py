@@ -1,0 +1,167 @@
+"""Names and default values of the ``REDISROLES`` setting (no settings are read here).
+
+Role-specific defaults (``ROLE_DEFAULTS``) are moving into each role's
+``options.py``; connection-option defaults stay here because ``connections``
+needs them and must not import the roles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROLES: tuple[str, ...] = ("cache", "sessions", "ratelimit", "pubsub", "locks")
+
+FALLBACK_URL = "redis://127.0.0.1:6379/0"
+URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
+
+#: Keys accepted at the top level of ``REDISROLES``.
+TOP_LEVEL_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS", "KEY_PREFIX", "ROLES", "DOCTOR"})
+
+#: Keys every role accepts.
+COMMON_ROLE_KEYS: frozenset[str] = frozenset({"URL", "OPTIONS"})
+
+#: Connection options, as redis-py keyword arguments plus ``retry_attempts``
+#: (our own: how many times a command is retried on a connection error or
+#: timeout, with exponential backoff). Explicit timeouts matter: redis-py's
+#: default is to wait forever, which turns a Redis outage into stuck workers.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 2.0,
+    "socket_keepalive": True,
+    "retry_attempts": 2,
+    "health_check_interval": 30,
+    "max_connections": 100,
+    # Named connections let `CLIENT LIST` and `redisroles doctor` tell ours apart.
+    "client_name": "redisroles",
+}
+
+#: Connection options passed through to redis-py (plus our ``retry_attempts``);
+#: any other name in ``OPTIONS`` is check ``redisroles.E006``.
+CONNECTION_OPTIONS: frozenset[str] = frozenset(
+    {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "retry_attempts",
+        "retry_on_timeout",
+        "health_check_interval",
+        "max_connections",
+        "client_name",
+        "username",
+        "password",
+        "db",
+        "protocol",
+        "encoding",
+        "encoding_errors",
+        "lib_name",
+        "lib_version",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "ssl_password",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+
+#: Per-role connection option defaults, layered over ``DEFAULT_OPTIONS``.
+ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "cache": {},
+    "sessions": {},
+    # A rate-limit check sits in front of every request: an outage must cost
+    # milliseconds, not seconds, before the failure policy kicks in.
+    "ratelimit": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry_attempts": 0},
+    "pubsub": {},
+    "locks": {},
+}
+
+#: Role-specific settings and their defaults. A key not listed here (nor in
+#: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E004`` check.
+ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cache": {},
+    "sessions": {
+        # Keep the per-user session index (user_sessions, logout_everywhere).
+        "USER_INDEX": True,
+        # Seconds a user-index entry (its expiry score, "last seen") may lag
+        # behind its session: saves within this window skip the index write.
+        "INDEX_REFRESH": 60,
+        # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
+        "RETRY_AFTER": 5,
+        # Most live sessions a user may have (None: no cap); a login beyond it
+        # ends the user's sessions that expire first, atomically with the index write.
+        "MAX_SESSIONS": None,
+    },
+    "ratelimit": {
+        "ENABLED": True,  # False: every limit is off (checks still validate settings)
+        "RULES": [],  # middleware rules: [{"path": "/api/", "rate": "60/m", "key": "ip"}, ...]
+        "ALGORITHM": "gcra",  # default of rules and decorators: "fixed", "sliding", "gcra"
+        "FAIL": "open",  # when Redis is unreachable: "open" (let through) or "closed"
+        "FAIL_STATUS": 503,  # status of a fail-closed refusal (429 or 503)
+        "FAIL_LOG_INTERVAL": 60,  # seconds between two "Redis unreachable" log lines
+        "OUTAGE_BACKOFF": 1.0,  # seconds to skip Redis after an error (failure policy applies)
+        "SHADOW": False,  # True: count and log/signal, never refuse (dry run)
+        "TRUSTED_PROXIES": [],  # networks whose proxy header is believed
+        "PROXY_HEADER": "X-Forwarded-For",  # or "Forwarded" (RFC 7239)
+        "IPV4_PREFIX": 32,  # clients are grouped by these prefix lengths
+        "IPV6_PREFIX": 64,
+        "HEADERS": "ietf",  # "ietf" (RateLimit-Policy/RateLimit), "legacy", "both", "none"
+        "HEADERS_ON_ALLOWED": False,  # also send them on responses that were let through
+        "RESPONSE": None,  # callable or dotted path: (request, result) -> HttpResponse
+        "PROBLEM_JSON_PATHS": [],  # path prefixes answered with application/problem+json
+    },
+    # Channel layer options (each overridable per layer in CHANNEL_LAYERS[...]["CONFIG"],
+    # lower-cased); see docs/pubsub.md.
+    "pubsub": {
+        "CAPACITY": 100,
+        "CHANNEL_CAPACITY": {},
+        "EXPIRY": 60,
+        "GROUP_EXPIRY": 86400,
+        "SERIALIZER_FORMAT": "msgpack",
+        "SYMMETRIC_ENCRYPTION_KEYS": None,
+        "REPLAY_GROUPS": [],
+        "REPLAY_MAXLEN": 1000,
+        "REPLAY_TTL": 86400,
+        # Rolling upgrade from database-blind channel names: "publish", then
+        # "subscribe", then False (docs/pubsub.md#upgrading-channel-names).
+        "LEGACY_CHANNELS": False,
+    },
+    "locks": {
+        # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
+        "TTL": 60,
+        # Renew held locks every ttl/3 (one watchdog thread per process).
+        "AUTO_RENEW": True,
+        # Lifetime of a lock's fence counter, refreshed on every acquire (a day): one
+        # key per lock *name*, so names made from user input must not pile up for long.
+        "FENCE_TTL": 24 * 3600,
+        # Longest a waiter blocks on the wake-up list before trying again.
+        "WAIT_POLL": 1.0,
+    },
+}
+
+
+#: ``REDISROLES["KEY_PREFIX"]`` when it is not set: every project's (deploy check W003).
+DEFAULT_KEY_PREFIX = "rr"
+
+
+#: ``REDISROLES["DOCTOR"]``: how ``redisroles doctor`` and the deploy checks
+#: (``redisroles.E1xx``/``W1xx``) look at the servers. See docs/operations.md.
+DOCTOR_DEFAULTS: dict[str, Any] = {
+    # "deploy": the Redis checks run with `check --deploy` only; "always": with
+    # every `check` (runserver too); "never": only `redisroles doctor` runs them.
+    "CHECKS": "deploy",
+    "TIMEOUT": 1.0,  # connect and per-command timeout, seconds
+    "PINGS": 10,  # round trips measured per server (the median is reported)
+    "MAX_KEYS": 100_000,  # keys sampled per database, at most
+    "MAX_SECONDS": 10.0,  # time budget of the whole key sampling
+    "SCAN_COUNT": 1000,  # SCAN ... COUNT per call (never KEYS)
+    "EXAMPLES": 5,  # example keys shown per finding
+    "LATENCY_WARN_MS": 10.0,  # median PING above this is a warning
+    "NEW_CONNECTIONS_WARN": 10.0,  # new connections per second: connect-per-request
+    "CLIENT_WINDOW": 0.5,  # seconds over which the new-connection rate is measured
+    "STREAM_MAX_LEN": 10_000,  # replay stream cap assumed when the pubsub role sets none
+}
