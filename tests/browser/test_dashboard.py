@@ -333,7 +333,9 @@ def test_pausing_redis_panels_wait_then_recover(demo: Demo, browsing: Browsing) 
     page = browsing.page()
     login(page, demo.url)
     all_panels_advance(page)
-    page.click("[data-fault=pause][data-seconds='15']")
+    # 30 s: the session probe (every 2 s) answers 503 only after its timeouts (2 s x 3);
+    # with 15 s a loaded machine's checks below could reach it after the pause ended.
+    page.click("[data-fault=pause][data-seconds='30']")
     banner = page.locator("#banner[data-kind=fault]")
     banner.wait_for(timeout=5_000)
     assert "paused" in banner.inner_text()
@@ -345,7 +347,7 @@ def test_pausing_redis_panels_wait_then_recover(demo: Demo, browsing: Browsing) 
     assert page.get_attribute("#panel-sessions .state", "data-state") in ("waiting", "outage")
     shot(page, "redis-paused")
     # The pause ends by itself (CLIENT UNPAUSE would be paused too).
-    wait_for(lambda: "still signed in as demo" in text(page, "[data-probe=session]"), 30, "stuck")
+    wait_for(lambda: "still signed in as demo" in text(page, "[data-probe=session]"), 45, "stuck")
     wait_for(lambda: "counted" in text(page, "[data-probe=ratelimit]"), 10, "limiter not back")
     all_panels_advance(page, timeout=15)
 
