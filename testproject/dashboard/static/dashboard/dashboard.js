@@ -393,7 +393,7 @@
     var rows = f.faults.servers.map(function (s) {
       var row = el("div", { class: "fault-row", "data-fault-server": s.label }, [el("strong", { text: s.label }),
         el("span", { text: s.roles.join(", ") + (s.running === false ? " · STOPPED" : "") + (s.paused_for > 0 ? " · paused " + Math.ceil(s.paused_for) + " s" : "") })]);
-      [5, 15, 30].forEach(function (n) {
+      [5, 15].forEach(function (n) {
         row.appendChild(el("button", { type: "button", "data-fault": "pause", "data-seconds": n, "data-server": s.label, text: "Pause " + n + " s" }));
       });
       if (s.roles.indexOf("pubsub") >= 0) {
