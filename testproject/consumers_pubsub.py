@@ -9,10 +9,12 @@ from urllib.parse import parse_qs
 import redis.exceptions
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from django_redisroles.pubsub import RedisRolesChannelLayer
+from django_redisroles.pubsub import RedisRolesChannelLayer, SubscribeRefused
 from django_redisroles.pubsub.replay import parse_seq
 
 GROUP = "notifications"
+#: The close code of a socket whose group Redis refuses (an ACL user without its channel).
+REFUSED = 4403
 
 
 class NotificationsConsumer(AsyncWebsocketConsumer):
@@ -25,11 +27,22 @@ class NotificationsConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         if isinstance(self.channel_layer, RedisRolesChannelLayer):
-            # events=True: be told (redisroles.lost) when messages may have been lost.
-            await self.channel_layer.group_add(GROUP, self.channel_name, events=True)
+            try:
+                # events=True: be told (redisroles.lost) when messages may have been lost.
+                await self.channel_layer.group_add(GROUP, self.channel_name, events=True)
+            except SubscribeRefused as exc:
+                await self.refused(exc)
+                return
         else:  # the benchmark runs this consumer on channels_redis's layers too
             await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
+
+    async def refused(self, exc: SubscribeRefused) -> None:
+        """Tell the page why it gets nothing, then close: a refusal (ACL) does not heal
+        by itself, so the page should not reconnect every second into it."""
+        await self.accept()
+        await self.send(text_data=json.dumps({"redisroles": "refused", "reason": str(exc)}))
+        await self.close(code=REFUSED)
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(GROUP, self.channel_name)
@@ -61,6 +74,9 @@ class ReplayNotificationsConsumer(NotificationsConsumer):
                 return
         try:
             await self.channel_layer.group_add(GROUP, self.channel_name, since=since, events=True)
+        except SubscribeRefused as exc:
+            await self.refused(exc)
+            return
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The replay asked for cannot be read while Redis is down: refuse the
             # socket (the page retries) instead of crashing the consumer.

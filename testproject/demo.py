@@ -36,9 +36,31 @@ SERVER_PID_FILE = "server.pid"
 SERVER_PORT_FILE = "server.port"
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex((host, port)) != 0
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: one the kernel picks), made here.
+
+    The demo binds its ports itself and hands the sockets to uvicorn: a port
+    checked free and bound later can be taken in between by another process
+    (a test suite next door). Raises ``OSError`` (``EADDRINUSE``) when taken.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # What uvicorn does too: a restart right after Ctrl-C is not refused (TIME_WAIT).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(host: str, sock: socket.socket) -> str:
+    """``http://host:port`` of a listening socket (its real port when asked for port 0)."""
+    return f"http://{host}:{sock.getsockname()[1]}"
 
 
 def is_loopback(host: str) -> bool:
@@ -179,19 +201,40 @@ def shown_env(name: str) -> str:
     return f"{name}={shlex.quote(value)}"
 
 
-def start_second_instance(host: str, port: int) -> subprocess.Popen[bytes]:
-    """Another uvicorn process serving the project, on the same Redis and database."""
-    print(f"Second app instance: http://{host}:{port}/", flush=True)
+def serve(sock: socket.socket, log_level: str) -> None:
+    """``testproject.asgi:application`` on uvicorn, on a socket already listening."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        "testproject.asgi:application",
+        lifespan="off",
+        log_level=log_level,
+        # X-Forwarded-For is not trusted: no proxy stands in front of the demo,
+        # and a spoofed header must not give a client a fresh rate-limit budget.
+        proxy_headers=False,
+        # The dashboard's live feeds never end by themselves: do not wait on them.
+        timeout_graceful_shutdown=2,
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn has stopped; it passes Ctrl-C on (as uvicorn.run() does)
+        pass
+
+
+def start_second_instance(host: str, sock: socket.socket) -> subprocess.Popen[bytes]:
+    """Another uvicorn process serving the project, on the same Redis and database.
+
+    It is handed ``sock`` (already listening) as an inherited file descriptor.
+    """
+    print(f"Second app instance: {url_of(host, sock)}/", flush=True)
     process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "testproject.asgi:application"),
-            *("--host", host, "--port", str(port), "--lifespan", "off"),
-            *("--no-proxy-headers", "--timeout-graceful-shutdown", "2", "--log-level", "warning"),
-        ],
+        [sys.executable, "-m", "testproject.demo", "--serve-fd", str(sock.fileno())],
         cwd=ROOT,
         env=os.environ.copy(),
+        pass_fds=[sock.fileno()],
         start_new_session=True,  # Ctrl-C is ours to handle: we stop it after the first
     )
+    sock.close()  # the child has its own copy: only it accepts on that port
 
     def report_exit() -> None:  # it should live as long as we do: say so if it does not
         code = process.wait()
@@ -205,7 +248,12 @@ def start_second_instance(host: str, port: int) -> subprocess.Popen[bytes]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8000")),
+        help="default 8000 ($PORT); 0: any free port (the one taken is printed)",
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -215,9 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--second-instance",
         action="store_true",
-        help="also serve the project on PORT+1 (another app process on the same Redis)",
+        help="also serve the project on PORT+1 (another app process on the same Redis; "
+        "with --port 0, on another free port)",
     )
+    # The second instance: a process that serves on a socket the demo made (internal).
+    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_fd is not None:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+        serve(socket.socket(fileno=args.serve_fd), log_level="warning")
+        return 0
     refused = refuse_public_host(args.host)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
@@ -235,11 +290,24 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    # Before anything is started: nothing to undo.
-    ports = [args.port, args.port + 1] if args.second_instance else [args.port]
-    for port in ports:
-        if not port_is_free(args.host, port):
-            print(f"error: port {port} is in use; try --port N", file=sys.stderr)
+    # Before anything is started: nothing to undo. The demo binds its ports itself
+    # and hands the sockets to uvicorn: a port checked free and bound later can be
+    # taken in between by another process (a test suite next door).
+    sockets: list[socket.socket] = []
+    wanted = [args.port]
+    if args.second_instance:
+        wanted.append(args.port + 1 if args.port else 0)
+    for port in wanted:
+        try:
+            sockets.append(listen(args.host, port))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            print(
+                f"error: port {port} is in use ({exc.strerror}); try --port N, "
+                "or --port 0 for any free port",
+                file=sys.stderr,
+            )
             return 1
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
     os.environ.setdefault("DJANGO_DB", str(state / "db.sqlite3"))
@@ -297,14 +365,10 @@ def main(argv: list[str] | None = None) -> int:
 
             faults.register(server)  # the dashboard may stop and start what we started
 
-        import uvicorn
-
-        os.environ["DEMO_INSTANCES"] = ",".join(f"http://{args.host}:{p}" for p in ports)
-        second = start_second_instance(args.host, ports[1]) if args.second_instance else None
-        print(
-            f"Open http://{args.host}:{args.port}/  (log in as demo / demo; Ctrl-C stops)",
-            flush=True,
-        )
+        os.environ["DEMO_INSTANCES"] = ",".join(url_of(args.host, s) for s in sockets)
+        main_url = url_of(args.host, sockets[0])
+        second = start_second_instance(args.host, sockets[1]) if args.second_instance else None
+        print(f"Open {main_url}/  (log in as demo / demo; Ctrl-C stops)", flush=True)
         # manage.py commands in another terminal (notify, nightly_report, redisroles
         # locks) must reach this Redis and this database, not the defaults.
         from testproject.views import manage_py
@@ -316,18 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         try:
-            uvicorn.run(
-                "testproject.asgi:application",
-                host=args.host,
-                port=args.port,
-                lifespan="off",
-                log_level="info",
-                # X-Forwarded-For is not trusted: no proxy stands in front of the demo,
-                # and a spoofed header must not give a client a fresh rate-limit budget.
-                proxy_headers=False,
-                # The dashboard's live feeds never end by themselves: do not wait on them.
-                timeout_graceful_shutdown=2,
-            )
+            serve(sockets[0], log_level="info")
         finally:
             stopping.set()
             if second is not None:
@@ -342,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             for record in (SERVER_PID_FILE, SERVER_PORT_FILE):
                 (state / "redis" / record).unlink(missing_ok=True)
             print(f"Stopped the {server.binary.product} server (pid {server.pid})", flush=True)
+        for sock in sockets:  # closing one handed to the second instance is a no-op
+            sock.close()
         lock.close()
 
 

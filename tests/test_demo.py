@@ -80,16 +80,18 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["PYTHONPATH"] = str(ROOT)
-    port = free_port()
+    # --port 0: the demo binds a free port itself and prints which (nothing can take it
+    # between a check here and the demo's bind).
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "testproject.demo",
             "--port",
-            str(port),
+            "0",
             "--state-dir",
             str(tmp_path),
+            "--second-instance",
         ],
         cwd=ROOT,
         env=env,
@@ -113,17 +115,23 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
             if "nightly_report" in line:  # the banner's last line
                 break
         assert redis_port is not None, "".join(output)
-        assert f"Open http://127.0.0.1:{port}/" in "".join(output)
+        opened = re.search(r"^Open http://127\.0\.0\.1:(\d+)/ ", "".join(output), re.M)
+        assert opened, "".join(output)
+        port = int(opened.group(1))
+        assert port != 0 and port_open(port)  # listening before it says "Open"
+        # The second instance: another free port, bound by the demo, served by a child.
+        second = re.search(
+            r"^Second app instance: http://127\.0\.0\.1:(\d+)/", "".join(output), re.M
+        )
+        assert second, "".join(output)
+        port2 = int(second.group(1))
+        assert port2 not in (0, port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port2}/", timeout=30) as resp:
+            assert f"127.0.0.1:{port}" in resp.read().decode()  # it lists both instances
         assert port_open(redis_port)
-        body = ""
-        for _ in range(100):  # uvicorn binds just after printing
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
-                    assert resp.status == 200
-                    body = resp.read().decode()
-                break
-            except OSError:
-                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
+            assert resp.status == 200
+            body = resp.read().decode()
         assert "django-redisroles demo" in body
         assert f"127.0.0.1:{redis_port}" in body  # the home page names each role's Redis
 
@@ -152,6 +160,7 @@ def test_demo_serves_home_page_and_stops_its_redis_on_ctrl_c(tmp_path: Path) -> 
         assert "Stopped the" in out and "server" in out
         assert not port_open(redis_port)
         assert not port_open(port)
+        assert not port_open(port2)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -196,7 +205,7 @@ def test_demo_on_a_busy_port_starts_nothing(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 1, out
-    assert f"port {port} is in use" in out
+    assert f"port {port} is in use" in out and "--port 0" in out
     assert "Started" not in out  # no server started (and stopped) for nothing
     assert not (tmp_path / "redis").exists()
 

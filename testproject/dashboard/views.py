@@ -26,11 +26,10 @@ from django.core.cache import cache
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
 
 from django_redisroles import conf
 from django_redisroles.cache import cached
-from django_redisroles.ratelimit import rate_limit
+from django_redisroles.ratelimit import parse_rate, rate_limit
 from django_redisroles.sessions import SessionUnavailable
 
 from . import faults, jobs
@@ -120,6 +119,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "pid": os.getpid(),
         "faults_enabled": faults.enabled(),
         "staff_token": staff_token(request) if request.user.is_staff else "",
+        "try_rate": TRY_RATE,
+        "try_limit": TRY.limit,
+        "try_period": TRY.period,
     }
     return render(request, "dashboard/index.html", context)
 
@@ -284,13 +286,33 @@ async def snapshot(request: HttpRequest) -> JsonResponse:
 _probe = threading.local()
 
 
+def _off_the_request_thread(view: Any) -> Any:
+    """An async view running the sync ``view`` in a thread of its own (GET only).
+
+    Under ASGI, Django runs every sync view in ONE thread (``thread_sensitive``): while
+    Redis hangs, one probe waiting out its timeouts (2 s x 3) held up the next, and a
+    probe could start only after the pause was over, showing nothing of it. Each
+    probe shows what its own request got, as it would in a threaded WSGI server.
+    """
+
+    async def probe(request: HttpRequest) -> HttpResponse:
+        if request.method != "GET":
+            return HttpResponse(status=405, headers={"Allow": "GET"})
+        response: HttpResponse = await sync_to_async(view, thread_sensitive=False)(request)
+        return response
+
+    probe.__name__ = probe.__qualname__ = view.__name__
+    probe.__doc__ = view.__doc__
+    return probe
+
+
 @cached(5, key="dashboard:probe")
 def _probe_value() -> float:
     _probe.loaded = True  # this call missed and ran the loader
     return time.time()
 
 
-@require_GET
+@_off_the_request_thread
 def probe_cache(request: HttpRequest) -> JsonResponse:
     """A ``@cached`` read: a hit, a miss (every 5 s), or an outage answered as a miss."""
     outages = cache.stats().outages
@@ -304,7 +326,7 @@ def probe_cache(request: HttpRequest) -> JsonResponse:
     )
 
 
-@require_GET
+@_off_the_request_thread
 def probe_session(request: HttpRequest) -> JsonResponse:
     """Touch the session (a write): 503 from SessionMiddleware while its Redis is down."""
     if not request.user.is_authenticated:
@@ -314,7 +336,7 @@ def probe_session(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"user": request.user.get_username(), "visits": visits})
 
 
-@require_GET
+@_off_the_request_thread
 # Keyed on the address, not the user: the user lives in the session, and this probe
 # shows the limiter alone (a sessions outage would turn it into a 503).
 @rate_limit("600/m", key="ip", block=False, group="dashboard-probe", name="probe")
@@ -326,7 +348,10 @@ def probe_ratelimit(request: HttpRequest) -> JsonResponse:
 
 # -- "try it": one endpoint per algorithm, small enough to hit 429 by hand -------
 
-TRY_RATE = "5/20s"
+#: Small enough to hit a 429 by hand. ``$DEMO_TRY_RATE`` sets another (the browser
+#: tests use 5/60s: a slower refill than any loaded machine's clicks).
+TRY_RATE = os.environ.get("DEMO_TRY_RATE") or "5/20s"
+TRY = parse_rate(TRY_RATE)
 
 
 def _try_view(algorithm: str) -> Any:

@@ -32,10 +32,11 @@ from typing import Any
 
 import pytest
 
-from django_redisroles.testing import free_port
-
 ROOT = Path(__file__).resolve().parent.parent.parent
+#: The demo's "try it" rate in these tests ($DEMO_TRY_RATE): see the ``demo`` fixture.
+TRY_RATE = "5/60s"
 ARTIFACTS = ROOT / ".artifacts" / "screenshots"
+DEMO_LOG = ROOT / ".artifacts" / "demo.log"  # everything the demo printed, last module run
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # What a CI container needs: no sandbox (root), no GPU, and no calls home.
 CHROMIUM_ARGS = [
@@ -71,15 +72,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def two_free_ports() -> int:
-    """A port P with P+1 free too (the demo's second instance)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not port_open(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports")
-
-
 @dataclass
 class Demo:
     url: str
@@ -104,11 +96,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         if not re.fullmatch(r"REDIS(_[A-Z]+)?_URL", k) and not k.startswith("DJANGO_")
     }
     env["PYTHONPATH"] = str(ROOT)
-    port = two_free_ports()
+    # The test's rate for the "try it" button: 5 per minute, a request back every 12 s. A
+    # loaded machine's clicks cannot outrun that refill (at 5/20 s, one every 4 s, they did).
+    env["DEMO_TRY_RATE"] = TRY_RATE
     state = tmp_path_factory.mktemp("demo")
+    # --port 0: the demo binds two free ports itself, and prints them (a port checked
+    # free here and bound by the demo later could be taken in between).
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "testproject.demo", "--port", str(port)),
+            *(sys.executable, "-m", "testproject.demo", "--port", "0"),
             *("--state-dir", str(state), "--second-instance"),
         ],
         cwd=ROOT,
@@ -119,29 +115,48 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     )
     assert proc.stdout is not None
     lines: collections.deque[str] = collections.deque(maxlen=2000)
+    # The whole log, for a failure in CI (the deque keeps the end for assertion messages).
+    DEMO_LOG.parent.mkdir(parents=True, exist_ok=True)
+    log_file = DEMO_LOG.open("w", encoding="utf-8")
+
+    def record(line: str) -> None:
+        lines.append(line)
+        if not log_file.closed:
+            log_file.write(line)
+            log_file.flush()
+
     demo: Demo | None = None
+    drainer: threading.Thread | None = None
     try:
-        redis_port = None
+        redis_port: int | None = None
+        port: int | None = None
+        port2: int | None = None
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
-            lines.append(line)
+            record(line)
             match = re.search(r"^Started (Redis|Valkey) .* on redis://127\.0\.0\.1:(\d+)/0", line)
             if match:
                 redis_port = int(match.group(2))
-            if f"Open http://127.0.0.1:{port}/" in line:
+            match = re.search(r"^Second app instance: http://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                port2 = int(match.group(1))
+            match = re.search(r"^Open http://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                port = int(match.group(1))
                 break
-        assert redis_port is not None, "".join(lines)
+        assert redis_port and port and port2, "".join(lines)
 
         def drain() -> None:  # uvicorn logs every request: keep the pipe from filling up
             for line in proc.stdout:  # type: ignore[union-attr]
-                lines.append(line)
+                record(line)
 
-        threading.Thread(target=drain, daemon=True).start()
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
         demo = Demo(
-            f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", redis_port, proc, lines
+            f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port2}", redis_port, proc, lines
         )
         for url in (demo.url, demo.url2):
             wait_for(
@@ -149,7 +164,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                 60,
                 lambda url=url: (
                     f"{url} did not answer ({_last_error.get(url)}); "
-                    f"processes:\n{_processes(port, port + 1)}\n{''.join(lines)}"
+                    f"processes:\n{_processes(proc.pid)}\n{''.join(lines)}"
                 ),
             )
         yield demo
@@ -161,22 +176,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             proc.kill()
             proc.wait()
             pytest.fail(f"the demo did not stop on Ctrl-C:\n{''.join(lines)}")
+        finally:
+            if drainer is not None:
+                drainer.join(10)  # the demo's last lines (it ends at EOF)
+            log_file.close()
     assert demo is not None
     assert proc.returncode == 0, demo.log()
     assert "Stopped the" in demo.log()  # "Stopped the Redis server (pid N)"
-    for gone in (port, port + 1, redis_port):
+    for gone in (port, port2, redis_port):
         wait_for(lambda gone=gone: not port_open(gone), 10, f"port {gone} still open")
 
 
 _last_error: dict[str, str] = {}
 
 
-def _processes(*ports: int) -> str:
-    """The demo's processes, for a failure message."""
+def _processes(pid: int) -> str:
+    """The demo's processes (``pid`` and its children), for a failure message."""
     ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,args"], capture_output=True, text=True)
-    return "\n".join(
-        line for line in ps.stdout.splitlines() if any(f"--port {p}" in line for p in ports)
-    )
+    return "\n".join(line for line in ps.stdout.splitlines() if str(pid) in line.split()[:2])
 
 
 def _answers(url: str) -> bool:

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from .conftest import Browsing, Demo, login, shot, wait_for
+from .conftest import TRY_RATE, Browsing, Demo, login, shot, wait_for
 
 pytestmark = pytest.mark.slow
 
 ROLES = ("cache", "sessions", "ratelimit", "pubsub", "locks")
+LIMIT = int(TRY_RATE.split("/")[0])  # the "try it" budget
 
 
 def seqs(page: Any) -> dict[str, int]:
@@ -116,33 +117,60 @@ def test_log_out_everywhere_from_a_second_browser(demo: Demo, browsing: Browsing
 def test_a_429_counts_down_and_json_is_readable(demo: Demo, browsing: Browsing) -> None:
     page = browsing.page()
     login(page, demo.url)
-    # GCRA, 5 per 20 s: a burst of 5, then one request every 4 s.
+    # GCRA at the tests' rate, 5 per 60 s: a burst of 5, then one request every 12 s. An
+    # earlier test may have used some of it: click until the 429, and check each answer.
     assert page.input_value("#panel-ratelimit [data-k=algorithm]") == "gcra"
+    assert f'@rate_limit("{TRY_RATE}")' in text(page, "#panel-ratelimit .try label")
     status = page.locator("[data-k=try-status]")
     budget = page.locator("[data-chart=budget]")
-    for sent in range(1, 9):
+    left: list[int] = []  # "N of 5 left" after each counted 200 since the last uncounted one
+    uncounted = 0
+    deadline = time.monotonic() + 60  # 8 clicks are enough; a loaded machine gets more time
+    sent = 0
+    while time.monotonic() < deadline and sent < 40:
+        sent += 1
         page.click("[data-action=try]")
-        wait_for(lambda n=sent: budget.get_attribute("data-points") == str(n), 10, "no answer")
-        if "429" in status.inner_text():
+        wait_for(lambda n=sent: budget.get_attribute("data-points") == str(n), 15, "no answer")
+        shown = status.inner_text()
+        if "429" in shown:
             break
+        if "let through uncounted" in shown:
+            # The limiter's 0.25 s timeout ran out on a loaded machine and it failed open
+            # (its documented policy): the budget's course is known again from here on.
+            uncounted += 1
+            left = []
+            continue
+        counted = re.search(rf"^200 OK \(gcra\): (\d+) of {LIMIT} left", shown)
+        assert counted, shown
+        left.append(int(counted.group(1)))
+    # The budget went down with each request (a refill could keep it level, never raise
+    # it: that takes 12 s between two clicks), to none left, then the 429.
+    assert left and left[-1] == 0, left
+    assert left == sorted(left, reverse=True), left
+    assert len(left) <= 2 * LIMIT, f"{left}: the budget did not run out"
     assert "429 Too Many Requests (gcra): retry in" in status.inner_text()
     assert "budget full again at" in status.inner_text()
     assert page.locator("[data-chart=budget] circle.refused").count() == 1
-    assert page.locator("[data-chart=budget] circle.allowed").count() >= 5
+    assert page.locator("[data-chart=budget] circle.uncounted").count() == uncounted
+    assert page.locator("[data-chart=budget] circle.allowed").count() >= len(left)
     first = int(status.get_attribute("data-retry"))
     assert first >= 1
     assert page.locator("[data-action=try]").is_disabled()  # until the countdown ends
     shot(page, "ratelimit-countdown")
     wait_for(lambda: int(status.get_attribute("data-retry")) < first, 5, "countdown did not move")
-    wait_for(lambda: page.locator("[data-action=try]").is_enabled(), 10, "button not enabled again")
+    # Retry-After is at most one request's interval (12 s), however loaded the machine.
+    wait_for(lambda: page.locator("[data-action=try]").is_enabled(), 30, "button not enabled again")
     assert "you may retry now" in status.inner_text()
 
     # The same endpoint in the address bar: a readable page, still a 429 with its headers.
-    for _ in range(3):
+    # (The countdown's end let one through: the second is refused, unless 12 s went by.)
+    statuses = []
+    for _ in range(4):
         response = page.goto(demo.url + "/dashboard/try/gcra/")
+        statuses.append(response.status)
         if response.status == 429:
             break
-    assert response.status == 429
+    assert response.status == 429, statuses
     assert "429 Too Many Requests" in text(page, "#status")
     assert "Retry-After" in text(page, "table") and "RateLimit" in text(page, "table")
     assert '"status": 429' in text(page, "#body")
@@ -271,6 +299,13 @@ def test_stopping_redis_each_role_follows_its_policy(demo: Demo, browsing: Brows
         wait_for(lambda: "503" in probes["session"].inner_text(), 15, "no 503 from sessions")
         assert "still signed in" in probes["session"].inner_text()
         wait_for(lambda: "fail open" in text(page, "[data-probe=ratelimit]"), 15, "no fail open")
+        # "Try it" says so too: a 200 let through uncounted, not "0 of 5 left".
+        page.click("[data-action=try]")
+        wait_for(
+            lambda: "let through uncounted" in text(page, "[data-k=try-status]"),
+            15,
+            lambda: text(page, "[data-k=try-status]"),
+        )
         # Pub/sub: the sender is told; nothing pretends to be queued.
         page.fill("#panel-pubsub [data-k=send] input[name=text]", "into the void")
         page.click("#panel-pubsub [data-k=send] button[type=submit]")
@@ -304,10 +339,26 @@ def test_pausing_redis_panels_wait_then_recover(demo: Demo, browsing: Browsing) 
     assert "paused" in banner.inner_text()
     # A hung server: rate limiting gives up after its 0.25 s timeout and lets requests through;
     # the cache and sessions wait out their timeouts (2 s x 3), then miss / answer 503.
-    wait_for(lambda: "fail open" in text(page, "[data-probe=ratelimit]"), 10, "no fail open")
-    wait_for(lambda: "Redis unavailable" in text(page, "[data-probe=cache]"), 15, "cache probe")
-    wait_for(lambda: "503" in text(page, "[data-probe=session]"), 15, "no 503 from sessions")
-    assert page.get_attribute("#panel-sessions .state", "data-state") in ("waiting", "outage")
+    # Watched together over the pause, not one after the other: under ASGI the probes (sync
+    # views) share one thread, and one waiting out its timeouts delays the next, so a
+    # second check begun after the first was seen could start after the pause ended.
+    policies = {
+        "rate limiting fails open": lambda: "fail open" in text(page, "[data-probe=ratelimit]"),
+        "the cache panel says Redis is unavailable": lambda: (
+            "Redis unavailable" in text(page, "#panel-cache .state")
+        ),
+        "a session write answers 503": lambda: "503" in text(page, "[data-probe=session]"),
+        "the sessions panel waits": lambda: (
+            page.get_attribute("#panel-sessions .state", "data-state") in ("waiting", "outage")
+        ),
+    }
+    seen: set[str] = set()
+
+    def all_seen() -> bool:
+        seen.update(name for name, shown in policies.items() if name not in seen and shown())
+        return len(seen) == len(policies)
+
+    wait_for(all_seen, 25, lambda: f"never seen: {sorted(set(policies) - seen)}")
     shot(page, "redis-paused")
     # The pause ends by itself (CLIENT UNPAUSE would be paused too).
     wait_for(lambda: "still signed in as demo" in text(page, "[data-probe=session]"), 30, "stuck")

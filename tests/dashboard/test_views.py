@@ -43,6 +43,18 @@ def test_home_is_the_dashboard(client: Client) -> None:
     assert 'id="faults"' not in page  # staff only
 
 
+def test_the_try_it_panel_names_the_rate_its_endpoint_applies(client: Client) -> None:
+    from testproject.dashboard import views
+
+    page = client.get("/").content.decode()
+    # What the page says and what its script counts against ($DEMO_TRY_RATE may change it).
+    assert f'<code>@rate_limit("{views.TRY_RATE}")</code>' in page
+    assert f'data-limit="{views.TRY.limit}"' in page
+    assert f"budget: {views.TRY.limit} requests per {views.TRY.period} s" in page
+    answer = client.get("/dashboard/try/sliding/", HTTP_ACCEPT="application/json").json()
+    assert answer["rate"] == views.TRY_RATE and answer["remaining"] == views.TRY.limit - 1
+
+
 def test_staff_get_the_failure_modes_and_a_token(client: Client, demo_user: Any, faults_on) -> None:
     client.force_login(demo_user)
     page = client.get("/").content.decode()

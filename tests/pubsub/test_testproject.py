@@ -121,3 +121,40 @@ async def test_replay_socket_when_redis_is_down_is_refused_cleanly(
     # Refused (the browser retries), not a crashed consumer.
     assert not connected
     await communicator.disconnect()
+
+
+@pytest.mark.django_db  # Channels' consumers close stale DB connections on each event
+@pytest.mark.parametrize("replay", [False, True], ids=["plain", "replay"])
+async def test_a_subscribe_the_acl_refuses_is_told_to_the_page(
+    replay: bool, redis_factory, pubsub_settings
+) -> None:
+    """An ACL user without the group's channel: group_add() raises SubscribeRefused (issue
+    11). The page is told why, once, instead of a consumer crashing on every reconnect."""
+    from channels.testing import WebsocketCommunicator
+
+    from testproject.consumers_pubsub import NotificationsConsumer, ReplayNotificationsConsumer
+
+    server = redis_factory()
+    with server.client() as admin:  # its consumer channels, not the groups' channels
+        admin.execute_command(
+            "ACL", "SETUSER", "nogroups", "on", ">nogroups-pw", "~*", "resetchannels",
+            f"&{redis_channel('c', '*').decode()}", "+@all",
+        )  # fmt: skip
+    pubsub_settings(
+        URL=f"redis://nogroups:nogroups-pw@127.0.0.1:{server.port}/0",
+        REPLAY_GROUPS=["notifications"],
+    )
+    consumer = ReplayNotificationsConsumer if replay else NotificationsConsumer
+    path = "/ws/notifications/replay/" if replay else "/ws/notifications/"
+    communicator = WebsocketCommunicator(consumer.as_asgi(), path)
+    try:
+        connected, _code = await communicator.connect(timeout=10)
+        assert connected
+        frame = await communicator.receive_json_from(timeout=10)
+        assert frame["redisroles"] == "refused", frame
+        assert "NOPERM" in frame["reason"] and "notifications" in frame["reason"]
+        closed = await communicator.receive_output(timeout=10)
+        assert closed == {"type": "websocket.close", "code": 4403}
+    finally:
+        await communicator.wait(timeout=5)
+        await get_channel_layer().close()

@@ -14,6 +14,8 @@
   var csrf = ($("input[name=csrfmiddlewaretoken]") || {}).value || "";
   // Staff buttons carry it: they must work while the sessions' Redis is down (actions.py).
   var staffToken = ($("#staff-token") || {}).value || "";
+  // The "try it" endpoint's limit (its rate: the page says which, $DEMO_TRY_RATE may change it).
+  var tryLimit = Number(($(".try[data-limit]") || { dataset: {} }).dataset.limit) || 5;
   var ROLES = ["cache", "sessions", "ratelimit", "pubsub", "locks"];
   var CHART_SECONDS = 300;
   var state = {
@@ -545,7 +547,9 @@
         var header = r.headers.get("RateLimit") || "", retry = Number(r.headers.get("Retry-After") || 0);
         var remaining = /;r=(\d+)/.exec(header), reset = /;t=(\d+)/.exec(header);
         var refused = r.status === 429;
-        var point = { at: Date.now() / 1000, r: remaining ? Number(remaining[1]) : 0, refused: refused };
+        // A 2xx without a RateLimit header was let through uncounted: the limiter could
+        // not reach Redis in its 0.25 s and failed open (docs/failures.md).
+        var point = { at: Date.now() / 1000, r: remaining ? Number(remaining[1]) : 0, refused: refused, uncounted: !refused && !remaining };
         state.budget.push(point);
         state.tryInfo = { status: r.status, algorithm: algorithm, reset: reset ? Number(reset[1]) : null, at: Date.now() };
         if (refused) { state.retryUntil = Date.now() + 1000 * retry; }
@@ -556,8 +560,8 @@
   });
   function drawBudget() {
     draw($("[data-chart=budget]"), state.budget.map(function (p) { return [p.at, p.r]; }), {
-      seconds: 60, max: 5, refs: [{ y: 5 }],
-      dots: state.budget.map(function (p) { return { t: p.at, v: p.r, cls: p.refused ? "refused" : "allowed" }; })
+      seconds: 60, max: tryLimit, refs: [{ y: tryLimit }],
+      dots: state.budget.map(function (p) { return { t: p.at, v: p.r, cls: p.refused ? "refused" : p.uncounted ? "uncounted" : "allowed" }; })
     });
   }
 
@@ -633,6 +637,10 @@
           { marker: "lost", text: "— the app lost its Redis connection and reconnected (resubscribed); this group replays what was missed —" });
         return;
       }
+      if (data.redisroles === "refused") {  // an ACL user without the group's channel
+        addFeed({ marker: "refused", text: "— Redis refused this app's subscription: " + data.reason + " —" });
+        return;
+      }
       if (data.redisroles === "gap") {
         addFeed({ marker: "gap", text: "— gap: some messages after " + data.since + " are no longer kept (replay holds the last 200); resumed at " + (data.resumed_at || "the newest") + " —" });
         return;
@@ -645,7 +653,13 @@
       if (data.seq) { state.lastSeq = data.seq; try { sessionStorage.setItem("dashboard.seq", data.seq); } catch (err) { /* off */ } }
       addFeed(item);
     };
-    socket.onclose = function () {
+    socket.onclose = function (e) {
+      if (e.code === 4403) {  // refused (ACL): it will not heal by itself, ask again slowly
+        setText(wsStatus, "refused by Redis (its ACL), asking again in 30 s…");
+        wsStatus.setAttribute("data-state", "refused");
+        setTimeout(connectSocket, 30000);
+        return;
+      }
       setText(wsStatus, "disconnected, reconnecting with ?since=" + (state.lastSeq || "(none)") + "…");
       wsStatus.setAttribute("data-state", "down");
       setTimeout(connectSocket, 1000);
@@ -685,7 +699,9 @@
     } else {
       status.className = "try-status";
       status.setAttribute("data-retry", "0");
-      setText(status, (last.refused ? "you may retry now" : info.status + " OK (" + info.algorithm + "): " + last.r + " of 5 left") + reset);
+      setText(status, (last.refused ? "you may retry now" :
+        last.uncounted ? info.status + " OK (" + info.algorithm + "): let through uncounted (the limiter could not reach Redis: fail open)" :
+        info.status + " OK (" + info.algorithm + "): " + last.r + " of " + tryLimit + " left") + reset);
       button.disabled = false;
     }
   }
