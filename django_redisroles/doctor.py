@@ -404,7 +404,9 @@ def pubsub_stream_cap(default: int) -> tuple[int, bool]:
     redisroles channel layer's CONFIG (a layer may raise it for its groups).
     """
     caps: list[int] = []
-    value = conf.role_settings("pubsub").get("REPLAY_MAXLEN")
+    from .pubsub import options as pubsub_options
+
+    value = pubsub_options.role_values().get("REPLAY_MAXLEN")
     if type(value) is int and value > 0:
         caps.append(value)
     for layer in (getattr(settings, "CHANNEL_LAYERS", None) or {}).values():
@@ -594,7 +596,7 @@ def _probe_acl(database: Database, limits: Limits) -> None:
         except redis.exceptions.NoPermissionError as exc:
             refused.append(f"run its Lua scripts on its keys (EVALSHA on {key}: {exc})")
         if role == "pubsub":
-            from .pubsub.layer import redis_channel  # the layer's own channel names
+            from .pubsub.names import redis_channel  # the layer's own channel names
 
             channel = redis_channel("g", DOCTOR_CLIENT_NAME).decode()
             pubsub = client.pubsub()

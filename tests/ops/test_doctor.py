@@ -594,9 +594,7 @@ def test_bad_limits_are_clear_errors(roles_on) -> None:
         call_command("redisroles", "doctor")
 
 
-def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, monkeypatch) -> None:
-    from django_redisroles import conf
-
+def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, settings) -> None:
     server = redis_factory()
     roles_on(pubsub=server)
     client = server.client()
@@ -611,7 +609,11 @@ def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, monke
     assert "the configured cap 1,000" in w142["message"]
 
     # A larger configured cap: the same stream is within it.
-    monkeypatch.setitem(conf.ROLE_DEFAULTS, "pubsub", {"REPLAY_MAXLEN": 5000})
+    roles = settings.REDISROLES["ROLES"]
+    settings.REDISROLES = {
+        **settings.REDISROLES,
+        "ROLES": {**roles, "pubsub": {**roles["pubsub"], "REPLAY_MAXLEN": 5000}},
+    }
     assert "W142" not in check(doctor("--role", "pubsub")).ids
 
 
