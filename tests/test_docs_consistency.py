@@ -63,7 +63,7 @@ def _code_check_ids() -> dict[str, str]:
             level = "error" if before.rfind("Error(") > before.rfind("Warning(") else "warning"
             ids.setdefault(match.group(1), level)
             assert ids[match.group(1)] == level, f"{match.group(1)} used as both levels"
-    doctor = (PACKAGE / "doctor.py").read_text()
+    doctor = "\n".join(p.read_text() for p in sorted((PACKAGE / "doctor").rglob("*.py")))
     for check_id, level in re.findall(r'"([EW]\d{3})",\s*"(error|warning)"', doctor):
         ids.setdefault(check_id, level)
         assert ids[check_id] == level, f"doctor {check_id} used as both levels"
