@@ -15,6 +15,8 @@ import redis
 
 from .. import conf
 
+_OUR_CLIENT_NAME = conf.DEFAULT_OPTIONS["client_name"]
+
 __all__ = [
     "ERROR",
     "SEVERITIES",
@@ -257,7 +259,8 @@ class Server:
             "clients": {
                 "connected": self.info.get("connected_clients"),
                 "maxclients": self.maxclients,
-                "ours": sum(1 for c in self.clients if c.get("name") == "redisroles"),
+                # Our connections carry the default client name (conf.DEFAULT_OPTIONS).
+                "ours": sum(1 for c in self.clients if c.get("name") == _OUR_CLIENT_NAME),
                 "subscribers": len(subs),
                 "subscriptions": sum(
                     int(c.get("sub", 0)) + int(c.get("psub", 0)) + int(c.get("ssub", 0) or 0)

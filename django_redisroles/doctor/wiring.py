@@ -56,7 +56,8 @@ def role_namespaces(role: str) -> list[Namespace]:
     return [Namespace(role, conf.make_key(role) + ":")]
 
 
-def _ours(path: Any, package: str) -> bool:
+def is_ours(path: Any, package: str) -> bool:
+    """Whether dotted ``path`` names ``package`` or something in it."""
     return isinstance(path, str) and (path == package or path.startswith(package + "."))
 
 
@@ -77,7 +78,9 @@ def unwired_roles() -> dict[str, str]:
     for role in ("ratelimit", "locks"):
         if not unnamed or conf.role_raw(role).get("URL"):
             continue
-        if role == "ratelimit" and any(_ours(m, "django_redisroles.ratelimit") for m in middleware):
+        if role == "ratelimit" and any(
+            is_ours(m, "django_redisroles.ratelimit") for m in middleware
+        ):
             continue
         why = "no Redis URL is configured for it (its own URL, REDISROLES['URL'] or $REDIS_URL)"
         if role == "ratelimit":
@@ -85,16 +88,16 @@ def unwired_roles() -> dict[str, str]:
         unwired[role] = why
     caches = getattr(settings, "CACHES", None) or {}
     if not any(
-        isinstance(entry, Mapping) and _ours(entry.get("BACKEND"), "django_redisroles.cache")
+        isinstance(entry, Mapping) and is_ours(entry.get("BACKEND"), "django_redisroles.cache")
         for entry in caches.values()
     ):
         unwired["cache"] = f"no CACHES entry uses {CACHE_BACKEND}"
     engine = getattr(settings, "SESSION_ENGINE", None)
-    if not _ours(engine, "django_redisroles.sessions"):
+    if not is_ours(engine, "django_redisroles.sessions"):
         unwired["sessions"] = f"SESSION_ENGINE is {engine!r}, not 'django_redisroles.sessions'"
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     if not any(
-        isinstance(layer, Mapping) and _ours(layer.get("BACKEND"), "django_redisroles.pubsub")
+        isinstance(layer, Mapping) and is_ours(layer.get("BACKEND"), "django_redisroles.pubsub")
         for layer in layers.values()
     ):
         unwired["pubsub"] = "no CHANNEL_LAYERS entry uses django_redisroles.pubsub"

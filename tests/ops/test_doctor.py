@@ -616,6 +616,17 @@ def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, setti
     }
     assert "W142" not in check(doctor("--role", "pubsub")).ids
 
+    # Or a channel layer's own replay_maxlen (its CONFIG overrides the role's value).
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": roles}
+    assert "W142" in check(doctor("--role", "pubsub")).ids
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
+            "CONFIG": {"replay_maxlen": 5000},
+        }
+    }
+    assert "W142" not in check(doctor("--role", "pubsub")).ids
+
 
 def test_subscribers_on_database_blind_channel_names_warn(redis_factory, roles_on, doctor) -> None:
     """An old process (before names carried the database) still subscribed: W145."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.conf import settings
 
 from ..model import Finding, Fix, human
+from ..wiring import is_ours
 from .base import Context, Rule, on, reachable
 
 
@@ -18,14 +19,13 @@ def stream_cap(default: int) -> tuple[int, bool]:
     """
     from ...pubsub import options as pubsub_options  # imports Channels: only when used
 
+    # The layer's own merge (REDISROLES pubsub < the layer's CONFIG), not a copy of it.
     caps: list[int] = []
-    value = pubsub_options.role_values().get("REPLAY_MAXLEN")
-    if type(value) is int and value > 0:
-        caps.append(value)
+    values = [pubsub_options.role_values()["REPLAY_MAXLEN"]]
     for layer in (getattr(settings, "CHANNEL_LAYERS", None) or {}).values():
-        if not str(layer.get("BACKEND", "")).startswith("django_redisroles.pubsub"):
-            continue
-        value = (layer.get("CONFIG") or {}).get("replay_maxlen")
+        if is_ours(layer.get("BACKEND"), "django_redisroles.pubsub"):
+            values.append(pubsub_options.merged(layer.get("CONFIG"))[0]["replay_maxlen"])
+    for value in values:
         if type(value) is int and value > 0:
             caps.append(value)
     return (max(caps), True) if caps else (default, False)
