@@ -19,6 +19,7 @@ import dataclasses
 import threading
 import types
 import weakref
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis
@@ -34,6 +35,7 @@ from . import conf
 __all__ = [
     "aclose_async_clients",
     "checked_url",
+    "close_with_loop",
     "get_async_redis",
     "get_async_redis_at",
     "get_redis",
@@ -279,7 +281,7 @@ def _async_client(loop: asyncio.AbstractEventLoop, cfg: conf.RoleConfig) -> redi
         _async_by_role[loop] = {}
         if loop not in _wrapped_loops:
             _wrapped_loops.add(loop)
-            _close_with_loop(loop)
+            close_with_loop(loop, _closing_clients)
     client = by_key.get(cfg.connection_key)
     if client is None:
         client = by_key[cfg.connection_key] = _build_async(cfg)
@@ -300,23 +302,38 @@ async def aclose_async_clients(loop: asyncio.AbstractEventLoop | None = None) ->
             pass
 
 
-def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Wrap ``loop.close`` so our clients of that loop are closed first.
+def close_with_loop(
+    loop: asyncio.AbstractEventLoop,
+    closing: Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, None] | None],
+) -> None:
+    """Wrap ``loop.close`` so that the coroutine ``closing(loop)`` returns runs on it first.
 
-    asyncio has no "on close" hook; channels_redis does the same.
+    asyncio has no "on close" hook; channels_redis does the same. ``closing``
+    is called once, when the loop closes, and may return None (nothing to
+    close); a hook wrapped later runs earlier. Errors are not raised from close().
     """
     original = loop.close
 
     def close(self: asyncio.AbstractEventLoop) -> None:
         self.close = original  # type: ignore[method-assign]
-        if (self in _async_by_key or self in _async_retired) and not self.is_running():
-            try:
-                self.run_until_complete(aclose_async_clients(self))
-            except Exception:  # noqa: BLE001
-                pass
+        pending = closing(self)
+        if pending is not None:
+            if self.is_running() or self.is_closed():
+                pending.close()
+            else:
+                try:
+                    self.run_until_complete(pending)
+                except Exception:  # noqa: BLE001 - closing on shutdown must not raise
+                    pass
         original()
 
     loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
+
+
+def _closing_clients(loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, None] | None:
+    if loop in _async_by_key or loop in _async_retired:
+        return aclose_async_clients(loop)
+    return None
 
 
 def reset() -> None:

@@ -16,7 +16,6 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
-from ..pubsub import options as layer_options
 
 BACKEND = "django_redisroles.pubsub.RedisRolesChannelLayer"
 
@@ -35,6 +34,9 @@ def _our_layers() -> list[tuple[str, Mapping[str, Any]]]:
 
 @register()
 def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # Imported here, not at start-up: ready() imports every checks module.
+    from ..pubsub import options as layer_options
+
     try:
         values, _ = layer_options.merged({})
     except ImproperlyConfigured:
@@ -53,7 +55,7 @@ def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         return errors
     ours = _our_layers()
     written = (conf.raw().get("ROLES") or {}).get("pubsub") or {}
-    customised = sorted(set(conf.ROLE_DEFAULTS["pubsub"]) & set(written))
+    customised = sorted(set(layer_options.DEFAULTS) & set(written))
     if customised and not ours:
         errors.append(
             Warning(

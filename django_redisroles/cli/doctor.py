@@ -2,13 +2,13 @@
 
 Exit status: 0 when no error was found (warnings allowed), 1 when at least one
 error was found (an unreachable server is an error), so it can gate a deploy.
-The rules live in ``django_redisroles.doctor``; ``check --deploy`` runs the same.
+The rules and the rendering live in ``django_redisroles.doctor``; ``check --deploy``
+runs the same rules.
 """
 
 from __future__ import annotations
 
 import json
-import textwrap
 from argparse import ArgumentParser
 from typing import Any
 
@@ -90,96 +90,5 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     if options.get("json"):
         command.stdout.write(json.dumps(report.as_dict(), indent=2))
     else:
-        command.stdout.write(render(report))
+        command.stdout.write(doctor.render(report))
     return 1 if report.errors else 0
-
-
-def _wrap(text: str, indent: str, width: int = 100) -> str:
-    return "\n".join(
-        textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
-        for line in text.splitlines()
-    )
-
-
-def render(report: doctor.Report) -> str:
-    """The human-readable report: servers, then findings with their fixes."""
-    lines: list[str] = []
-    lines.append(
-        f"redisroles doctor: {len(report.servers)} server(s) for "
-        f"{', '.join(report.roles)} in {report.seconds:.1f}s"
-    )
-    if report.skipped:
-        lines.append(
-            "not checked: "
-            + "; ".join(f"{role} ({why})" for role, why in report.skipped.items())
-            + ". Add --role ROLE to check one anyway."
-        )
-    lines.append("")
-    sw = max([len("SERVER"), *(len(s.label) for s in report.servers)])
-    rw = max([len("ROLES"), *(len(",".join(s.roles)) for s in report.servers)])
-    lines.append(
-        f"{'SERVER':<{sw}}  {'ROLES':<{rw}}  {'VERSION':<12} {'PING':>8}  {'MEMORY':<26} POLICY"
-    )
-    pad = " " * (sw + 2)
-    for server in report.servers:
-        roles = ",".join(server.roles)
-        if not server.reachable:
-            lines.append(f"{server.label:<{sw}}  {roles:<{rw}}  unreachable: {server.error}")
-            continue
-        median = server.ping_median()
-        ping = f"{median:.2f}ms" if median is not None else "-"
-        mem = human_mem(server)
-        lines.append(
-            f"{server.label:<{sw}}  {roles:<{rw}}  {server.describe():<12} "
-            f"{ping:>8}  {mem:<26} {server.policy}"
-        )
-        data = server.as_dict()
-        clients = data["clients"]
-        persistence = "aof" if server.aof else ""
-        if server.rdb:
-            persistence += "+rdb" if persistence else "rdb"
-        lines.append(
-            f"{pad}clients {clients['connected']} (redisroles {clients['ours']}, "
-            f"subscribers {clients['subscribers']}/{clients['subscriptions']} subscriptions), "
-            f"persistence {persistence or ('?' if server.rdb is None else 'none')}"
-        )
-        for database in server.databases:
-            state = "all" if database.complete else f"stopped by {database.stopped_by}"
-            if database.error:
-                state = f"error: {database.error}"
-            lines.append(
-                f"{pad}db{database.db}: sampled {database.scanned:,} of "
-                f"{database.keys:,} keys ({state}, {database.seconds:.2f}s)"
-            )
-    lines.append("")
-    if not report.findings:
-        lines.append("No problems found.")
-        return "\n".join(lines)
-    fw = max([len("ROLES"), *(len(",".join(f.roles)) for f in report.findings)])
-    lines.append(f"{'SEVERITY':<8} {'ID':<5} {'ROLES':<{fw}}  INSTANCE")
-    for finding in report.findings:
-        roles = ",".join(finding.roles)
-        lines.append(f"{finding.severity:<8} {finding.id:<5} {roles:<{fw}}  {finding.instance}")
-        lines.append(_wrap(finding.message, "    "))
-        lines.append(_wrap("fix: " + finding.fix.text, "    "))
-        if finding.fix.config_set:
-            lines.append(f"      now:       {finding.fix.config_set}")
-        if finding.fix.redis_conf:
-            conf_lines = finding.fix.redis_conf.splitlines()
-            lines.append(f"      redis.conf: {conf_lines[0]}")
-            lines.extend(f"                  {line}" for line in conf_lines[1:])
-    lines.append("")
-    lines.append(
-        f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)."
-        + (" Exit status 1." if report.errors else "")
-    )
-    return "\n".join(lines)
-
-
-def human_mem(server: doctor.Server) -> str:
-    used = doctor.human(server.used_memory)
-    if not server.maxmemory:
-        return f"{used} / no maxmemory"
-    return (
-        f"{used} / {doctor.human(server.maxmemory)} ({server.used_memory / server.maxmemory:.0%})"
-    )

@@ -99,22 +99,6 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
         # ends the user's sessions that expire first, atomically with the index write.
         "MAX_SESSIONS": None,
     },
-    # Channel layer options (each overridable per layer in CHANNEL_LAYERS[...]["CONFIG"],
-    # lower-cased); see docs/pubsub.md.
-    "pubsub": {
-        "CAPACITY": 100,
-        "CHANNEL_CAPACITY": {},
-        "EXPIRY": 60,
-        "GROUP_EXPIRY": 86400,
-        "SERIALIZER_FORMAT": "msgpack",
-        "SYMMETRIC_ENCRYPTION_KEYS": None,
-        "REPLAY_GROUPS": [],
-        "REPLAY_MAXLEN": 1000,
-        "REPLAY_TTL": 86400,
-        # Rolling upgrade from database-blind channel names: "publish", then
-        # "subscribe", then False (docs/pubsub.md#upgrading-channel-names).
-        "LEGACY_CHANNELS": False,
-    },
     "locks": {
         # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
         "TTL": 60,

@@ -11,21 +11,12 @@ Pub/Sub is fire-and-forget: see docs/pubsub.md for what is and is not promised.
 
 from __future__ import annotations
 
-from typing import Any
-
-from channels import DEFAULT_CHANNEL_LAYER
-from channels.layers import channel_layers
-from django.core.exceptions import ImproperlyConfigured
-
-from .layer import (
-    EVENT_GAP,
-    EVENT_LOST,
-    SEQ_KEY,
-    MessageNotSerializable,
-    RedisRolesChannelLayer,
-    SubscribeRefused,
-)
+from .broadcast import abroadcast, broadcast, get_layer
+from .envelope import EVENT_GAP, EVENT_LOST, SEQ_KEY
+from .layer import RedisRolesChannelLayer
+from .publish import MessageNotSerializable
 from .status import status
+from .subscriber import SubscribeRefused
 
 __all__ = [
     "EVENT_GAP",
@@ -39,46 +30,3 @@ __all__ = [
     "get_layer",
     "status",
 ]
-
-
-def get_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> RedisRolesChannelLayer:
-    """The ``RedisRolesChannelLayer`` configured as ``CHANNEL_LAYERS[alias]``."""
-    layer = channel_layers.backends.get(alias)
-    if layer is None:
-        try:
-            layer = channel_layers[alias]
-        except Exception as exc:  # channels raises several types for a missing alias
-            raise ImproperlyConfigured(
-                f"broadcast() needs CHANNEL_LAYERS[{alias!r}] = "
-                '{"BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer"}: '
-                f"{exc}"
-            ) from exc
-    if layer.__class__ is not RedisRolesChannelLayer and not isinstance(
-        layer, RedisRolesChannelLayer
-    ):
-        raise ImproperlyConfigured(
-            f"broadcast() needs CHANNEL_LAYERS[{alias!r}] to use "
-            f"django_redisroles.pubsub.RedisRolesChannelLayer, not {type(layer).__name__}."
-        )
-    return layer
-
-
-def broadcast(
-    group: str, message: dict[str, Any], *, using: str = DEFAULT_CHANNEL_LAYER
-) -> str | None:
-    """Send a Channels message to every member of ``group`` in every process.
-
-    For synchronous code (views, management commands, Celery tasks): one PUBLISH
-    on the pubsub role's pooled connection, no event loop. Returns the replay
-    sequence id for replay groups, else None. Raises ``TypeError`` for a message
-    that is not a dict with a ``"type"`` and ``MessageNotSerializable`` (a
-    ``TypeError``) for values the serializer cannot encode.
-    """
-    return get_layer(using).publish_sync(group, message)
-
-
-async def abroadcast(
-    group: str, message: dict[str, Any], *, using: str = DEFAULT_CHANNEL_LAYER
-) -> str | None:
-    """``broadcast()`` for async code, on the running loop's pooled connection."""
-    return await get_layer(using).publish_async(group, message)

@@ -1,7 +1,12 @@
-"""Options of the pub/sub channel layer: REDISROLES defaults < CHANNEL_LAYERS CONFIG.
+"""Options of the pub/sub channel layer: DEFAULTS < REDISROLES pubsub < CHANNEL_LAYERS CONFIG.
 
 One function validates them, used both by the layer's constructor
 (``ImproperlyConfigured``) and by the system checks (``redisroles.E040``/``E041``).
+Light imports only (no redis, no channels): the checks and the doctor read it.
+
+The resolved options of a layer are held by the layer object, which Channels
+caches per alias; ``layer.py`` drops our layers when ``REDISROLES`` changes
+(``conf.on_settings_change``), Channels drops them when ``CHANNEL_LAYERS`` does.
 """
 
 from __future__ import annotations
@@ -15,6 +20,24 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
+
+#: ``REDISROLES["ROLES"]["pubsub"]`` keys and their defaults. Each is a channel
+#: layer option, overridable per layer in ``CHANNEL_LAYERS[alias]["CONFIG"]``
+#: (lower-cased); see docs/pubsub.md.
+DEFAULTS: dict[str, Any] = {
+    "CAPACITY": 100,
+    "CHANNEL_CAPACITY": {},
+    "EXPIRY": 60,
+    "GROUP_EXPIRY": 86400,
+    "SERIALIZER_FORMAT": "msgpack",
+    "SYMMETRIC_ENCRYPTION_KEYS": None,
+    "REPLAY_GROUPS": [],
+    "REPLAY_MAXLEN": 1000,
+    "REPLAY_TTL": 86400,
+    # Rolling upgrade from database-blind channel names: "publish", then
+    # "subscribe", then False (docs/pubsub.md#upgrading-channel-names).
+    "LEGACY_CHANNELS": False,
+}
 
 #: Layer CONFIG keys (lower case) and the REDISROLES pubsub keys they override.
 LAYER_KEYS: dict[str, str] = {
@@ -124,9 +147,19 @@ def problems(values: Mapping[str, Any], *, where: str) -> list[str]:
     return out
 
 
+def role_values() -> dict[str, Any]:
+    """``DEFAULTS`` overridden by ``REDISROLES["ROLES"]["pubsub"]`` (its URL/OPTIONS left out).
+
+    ``ImproperlyConfigured`` when ``REDISROLES`` is malformed (check ``redisroles.E00x``).
+    """
+    values = dict(DEFAULTS)
+    values.update({k: v for k, v in conf.role_raw("pubsub").items() if k in DEFAULTS})
+    return values
+
+
 def merged(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
     """Role defaults (REDISROLES) overridden by a layer's CONFIG; plus key errors."""
-    role = conf.role_settings("pubsub")
+    role = role_values()
     values = {name: role[key] for name, key in LAYER_KEYS.items()}
     errors: list[str] = []
     for key, value in (config or {}).items():

@@ -6,11 +6,14 @@ checks, "is anyone listening before I broadcast this?".
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
+
+import redis
 
 from .. import conf
 from ..connections import get_redis
-from .layer import redis_channel, replay_stream
+from .names import redis_channel, replay_stream
 
 
 def status() -> dict[str, Any]:
@@ -25,33 +28,22 @@ def status() -> dict[str, Any]:
     """
     client = get_redis("pubsub")
     group_prefix = redis_channel("g", "")
-    names = sorted(
-        n
-        for n in client.pubsub_channels(conf.glob_escape(group_prefix.decode()) + "*")
-        if n.startswith(group_prefix)  # anchored, as every pattern of ours
-    )
+    names = sorted(_channels(client, group_prefix))
     counts = dict(client.pubsub_numsub(*names)) if names else {}
     groups = [
         # One subscription per process (per event loop), whatever its consumer count.
         {"group": n[len(group_prefix) :].decode(errors="replace"), "processes": int(counts[n])}
         for n in names
     ]
-    consumer_prefix = redis_channel("c", "")
-    consumers = sum(
-        1
-        for n in client.pubsub_channels(conf.glob_escape(consumer_prefix.decode()) + "*")
-        if n.startswith(consumer_prefix)
-    )
+    consumers = len(_channels(client, redis_channel("c", "")))
     stream_prefix = replay_stream("")
     pattern = conf.glob_escape(stream_prefix) + "*"
-    keys = [
-        k
-        for k in client.scan_iter(match=pattern, count=500)
-        if k.startswith(stream_prefix.encode())
-    ]
+    # The role's clients return bytes (no decode_responses); redis-py types say str | bytes.
+    found = cast("Iterator[bytes]", client.scan_iter(match=pattern, count=500))
+    keys = [k for k in found if k.startswith(stream_prefix.encode())]
     streams = []
     for key in sorted(keys):
-        last = client.xrevrange(key, count=1)
+        last = cast("list[tuple[bytes, Any]]", client.xrevrange(key, count=1))
         streams.append(
             {
                 "group": key.decode()[len(stream_prefix) :],
@@ -61,3 +53,10 @@ def status() -> dict[str, Any]:
             }
         )
     return {"groups": groups, "consumer_channels": consumers, "replay_streams": streams}
+
+
+def _channels(client: redis.Redis, prefix: bytes) -> list[bytes]:
+    """The subscribed channels under ``prefix`` (anchored, as every pattern of ours)."""
+    pattern = conf.glob_escape(prefix.decode()) + "*"
+    found = cast("list[bytes]", client.pubsub_channels(pattern))
+    return [n for n in found if n.startswith(prefix)]

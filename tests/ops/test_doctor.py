@@ -594,9 +594,7 @@ def test_bad_limits_are_clear_errors(roles_on) -> None:
         call_command("redisroles", "doctor")
 
 
-def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, monkeypatch) -> None:
-    from django_redisroles import conf
-
+def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, settings) -> None:
     server = redis_factory()
     roles_on(pubsub=server)
     client = server.client()
@@ -611,7 +609,22 @@ def test_the_pubsub_roles_own_cap_is_used(redis_factory, roles_on, doctor, monke
     assert "the configured cap 1,000" in w142["message"]
 
     # A larger configured cap: the same stream is within it.
-    monkeypatch.setitem(conf.ROLE_DEFAULTS, "pubsub", {"REPLAY_MAXLEN": 5000})
+    roles = settings.REDISROLES["ROLES"]
+    settings.REDISROLES = {
+        **settings.REDISROLES,
+        "ROLES": {**roles, "pubsub": {**roles["pubsub"], "REPLAY_MAXLEN": 5000}},
+    }
+    assert "W142" not in check(doctor("--role", "pubsub")).ids
+
+    # Or a channel layer's own replay_maxlen (its CONFIG overrides the role's value).
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": roles}
+    assert "W142" in check(doctor("--role", "pubsub")).ids
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
+            "CONFIG": {"replay_maxlen": 5000},
+        }
+    }
     assert "W142" not in check(doctor("--role", "pubsub")).ids
 
 

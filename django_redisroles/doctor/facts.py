@@ -1,0 +1,345 @@
+"""Facts about each role's server, gathered with short, bounded commands.
+
+1. :func:`connect`: every role's URL is resolved from ``REDISROLES``; one
+   connection is opened per distinct URL (roles sharing a URL share it), with a
+   short timeout, no retries, and the client name ``redisroles-doctor`` (so it
+   is not counted as the app's). Servers are told apart by ``INFO``'s
+   ``run_id``: two URLs naming the same server (another database, ``localhost``
+   vs ``127.0.0.1``) are one :class:`~.model.Server`.
+2. :func:`gather_server`: a few ``CONFIG GET`` (optional: managed services
+   often disable ``CONFIG``), N ``PING`` round trips, ``CLIENT LIST``, and the
+   subscribed pub/sub channels with database-blind (old) names.
+3. :func:`probe_acl`: harmless probes of what each role's ACL user may run.
+4. :func:`sample_db`: a bounded key sample per database: ``SCAN`` with
+   ``COUNT`` (never ``KEYS``), at most ``max_keys`` keys per database and a
+   share of ``max_seconds``, with ``PTTL`` / ``MEMORY USAGE`` / ``TYPE``
+   pipelined per batch on the keys in a role's namespace. Each command is
+   short, so Redis keeps answering other clients between them.
+5. :func:`open_connection_window` / :func:`connection_rate`: new connections
+   per second over the run (a sign of connect-per-request).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import redis
+from django.core.exceptions import ImproperlyConfigured
+
+from .. import conf
+from ..connections import pool_from_url, pool_kwargs
+from .model import Database, Limits, Namespace, Server
+from .wiring import role_namespaces
+
+__all__ = [
+    "DOCTOR_CLIENT_NAME",
+    "Progress",
+    "connect",
+    "connection_rate",
+    "gather_server",
+    "open_connection_window",
+    "probe_acl",
+    "sample_db",
+    "url_label",
+]
+
+DOCTOR_CLIENT_NAME = "redisroles-doctor"
+
+
+def url_label(url: str) -> str:
+    """``host:port`` (or ``unix:path``) of a URL; the masked URL when it is malformed."""
+    if conf.url_problem(url) is not None:
+        return conf.mask_url(url)
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    return f"{parts.hostname or '?'}:{parts.port or 6379}"
+
+
+Progress = Callable[[str], None]
+
+
+def _client(url: str, options: Mapping[str, Any], timeout: float) -> redis.Redis:
+    """A private, short-timeout client: the doctor must not wait on a dead server.
+
+    Built from the role's options (password, TLS) through ``connections.pool_kwargs``
+    so it connects exactly as the role does, but never retried, with a small pool
+    and its own client name (not counted among the app's connections).
+    """
+    opts = dict(options)
+    opts.update(
+        socket_connect_timeout=timeout,
+        socket_timeout=max(timeout, 1.0),
+        retry_attempts=0,
+        max_connections=2,
+        client_name=DOCTOR_CLIENT_NAME,
+    )
+    opts.pop("health_check_interval", None)
+    pool = pool_from_url(redis.ConnectionPool, url, pool_kwargs(opts, url), "this role")
+    return redis.Redis(connection_pool=pool)
+
+
+def connect(roles: Iterable[str], limits: Limits) -> list[Server]:
+    """One connection per distinct URL, merged into one ``Server`` per run_id."""
+    by_url: dict[str, list[str]] = {}
+    for role in roles:
+        by_url.setdefault(conf.role_url(role), []).append(role)
+    servers: dict[str, Server] = {}
+    for url, url_roles in by_url.items():
+        label = url_label(url)
+        client: redis.Redis | None = None
+        try:
+            client = _client(url, conf.role_options(url_roles[0]), limits.timeout)
+            info = client.info()
+        except (redis.RedisError, ImproperlyConfigured, OSError) as exc:  # a bad URL too
+            if client is not None:
+                client.connection_pool.disconnect()
+            key = f"unreachable:{label}"
+            down = servers.setdefault(key, Server(label, [], []))
+            down.urls.append(conf.mask_url(url))
+            down.roles += url_roles
+            down.error = f"{type(exc).__name__}: {conf.mask_text(exc)}"
+            continue
+        db = Database(conf.url_db(url), list(url_roles), [], client=client)
+        for role in url_roles:
+            db.namespaces += role_namespaces(role)
+        run_id = str(info.get("run_id"))
+        server = servers.get(run_id)
+        if server is None:
+            server = servers[run_id] = Server(
+                label, [], [], client=client, reachable=True, run_id=run_id, info=info
+            )
+        server.urls.append(conf.mask_url(url))
+        server.roles += url_roles
+        same_db = next((d for d in server.databases if d.db == db.db), None)
+        if same_db is None:
+            server.databases.append(db)  # keeps its client: it is SELECTed on that db
+        else:  # another URL for the same database: one connection is enough
+            same_db.roles += db.roles
+            same_db.namespaces += db.namespaces
+            if client is not server.client:
+                client.connection_pool.disconnect()
+    return list(servers.values())
+
+
+def gather_server(server: Server, limits: Limits) -> None:
+    client = server.client
+    assert client is not None
+    try:
+        server.config = {
+            k: v
+            for name in ("save", "appendonly", "client-output-buffer-limit", "maxclients")
+            for k, v in _str_dict(client.config_get(name)).items()
+        }
+    except redis.ResponseError as exc:  # CONFIG renamed/disabled (managed services)
+        server.config_error = str(exc)
+    for _ in range(max(1, limits.pings)):
+        start = time.perf_counter()
+        client.ping()
+        server.pings_ms.append((time.perf_counter() - start) * 1000)
+    try:
+        server.clients = [{k: str(v) for k, v in c.items()} for c in client.client_list()]
+    except redis.ResponseError:
+        server.clients = []
+    if "pubsub" in server.roles:
+        server.legacy_channels = _legacy_channels(client)
+
+
+def _legacy_channels(client: redis.Redis) -> list[str]:
+    """Subscribed channels named without a database (processes of an older version)."""
+    from ..pubsub.names import legacy_redis_channel  # imports Channels: only when used
+
+    legacy: list[str] = []
+    for kind in ("g", "c"):
+        prefix = legacy_redis_channel(kind, "")
+        found = client.pubsub_channels(conf.glob_escape(prefix.decode()) + "*")
+        for name in cast("list[bytes]", found):  # bytes: the doctor's client does not decode
+            if name.startswith(prefix):
+                legacy.append(name.decode(errors="backslashreplace"))
+    return sorted(legacy)
+
+
+# No script has this SHA1: EVALSHA answers NOSCRIPT once the ACL let it through.
+_NO_SCRIPT = "0" * 40
+
+
+def probe_acl(database: Database, limits: Limits) -> None:
+    """Whether each role's user may run what the role needs (NOPERM found now, not at 3 am).
+
+    Harmless probes with the role's own credentials: an ``EVALSHA`` of a script
+    that does not exist, declaring a key of the role's namespace (the ACL checks
+    the command and the key before Redis looks for the script), and for the
+    pub/sub role a ``SUBSCRIBE`` to a group channel on a connection of its own.
+    """
+    client = database.client
+    assert client is not None
+    for role in database.roles:
+        refused: list[str] = []
+        key = conf.make_key(role, DOCTOR_CLIENT_NAME)
+        try:
+            client.evalsha(_NO_SCRIPT, 1, key)
+        except redis.exceptions.NoScriptError:
+            pass
+        except redis.exceptions.NoPermissionError as exc:
+            refused.append(f"run its Lua scripts on its keys (EVALSHA on {key}: {exc})")
+        if role == "pubsub":
+            from ..pubsub.names import redis_channel  # the layer's own channel names
+
+            channel = redis_channel("g", DOCTOR_CLIENT_NAME).decode()
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # redis-py: untyped
+            try:
+                pubsub.subscribe(channel)
+                pubsub.get_message(timeout=max(limits.timeout, 1.0))
+            except redis.exceptions.NoPermissionError as exc:
+                refused.append(f"subscribe to its group channels (SUBSCRIBE {channel}: {exc})")
+            finally:
+                pubsub.close()
+        if refused:
+            database.refused[role] = refused
+
+
+def _str_dict(value: Mapping[Any, Any]) -> dict[str, str]:
+    def s(x: Any) -> str:
+        return x.decode() if isinstance(x, bytes) else str(x)
+
+    return {s(k): s(v) for k, v in value.items()}
+
+
+def sample_db(
+    server: Server, database: Database, limits: Limits, deadline: float, progress: Progress | None
+) -> None:
+    """SCAN one database (bounded), checking TTL/size/type of our namespaces' keys."""
+    client = database.client
+    assert client is not None
+    started = time.monotonic()
+    # Longest prefix first, so a nested namespace wins over an enclosing one.
+    namespaces = sorted(database.namespaces, key=lambda ns: len(ns.prefix), reverse=True)
+    prefixes = [(ns.prefix.encode(), ns) for ns in namespaces]
+    database.keys = int(client.dbsize())
+    cursor = 0
+    last_progress = started  # first progress line after a second: small databases stay quiet
+    streams: list[tuple[bytes, Namespace]] = []
+    where = f"{server.label}/{database.db}"
+    while True:
+        cursor, found = client.scan(cursor=cursor, count=limits.scan_count)
+        keys = cast("list[bytes]", found)  # bytes: the doctor's client does not decode
+        database.scanned += len(keys)
+        ours: list[tuple[bytes, Namespace]] = []
+        for key in keys:
+            for prefix, ns in prefixes:
+                if key.startswith(prefix):
+                    ours.append((key, ns))
+                    break
+        if ours:
+            pipe = client.pipeline(transaction=False)
+            for key, ns in ours:
+                pipe.pttl(key)
+                if ns.max_value_size is not None:
+                    pipe.memory_usage(key)
+                if ns.role == "pubsub":
+                    pipe.type(key)
+            results = iter(pipe.execute(raise_on_error=False))
+            for key, ns in ours:
+                ttl = next(results)
+                usage = next(results) if ns.max_value_size is not None else None
+                kind = next(results) if ns.role == "pubsub" else None
+                if ttl == -2:  # expired between SCAN and PTTL
+                    continue
+                ns.sampled += 1
+                name = key.decode(errors="backslashreplace")
+                if kind in (b"stream", "stream"):
+                    streams.append((key, ns))
+                    continue  # replay streams have their own rule
+                if ttl == -1:
+                    ns.no_ttl += 1
+                    if len(ns.no_ttl_examples) < limits.examples:
+                        ns.no_ttl_examples.append(name)
+                if (
+                    ns.max_value_size
+                    and isinstance(usage, int)
+                    and usage > ns.max_value_size
+                    and len(ns.large) < 1000
+                ):
+                    ns.large.append((name, usage))
+        now = time.monotonic()
+        if progress and now - last_progress >= 1.0:
+            last_progress = now
+            pct = f" ({100 * database.scanned / database.keys:.0f}%)" if database.keys else ""
+            progress(f"sampling {where}: {database.scanned:,} keys{pct}")
+        if cursor == 0:
+            database.complete = True
+            break
+        if database.scanned >= limits.max_keys:
+            database.stopped_by = "max_keys"
+            break
+        if now >= deadline:
+            database.stopped_by = "max_seconds"
+            break
+    # Large values: MEMORY USAGE rounds up to the allocator's size class, so a
+    # string is confirmed with STRLEN (the payload size the cache limit is about).
+    for ns in database.namespaces:
+        if ns.large:
+            pipe = client.pipeline(transaction=False)
+            for name, _ in ns.large:
+                pipe.strlen(name.encode())
+            confirmed = []
+            for (name, usage), strlen in zip(
+                ns.large, pipe.execute(raise_on_error=False), strict=True
+            ):
+                size = strlen if isinstance(strlen, int) and strlen > 0 else usage
+                if ns.max_value_size and size > ns.max_value_size:
+                    confirmed.append((name, size))
+            ns.large = confirmed
+    if streams:
+        pipe = client.pipeline(transaction=False)
+        for key, _ in streams[:1000]:
+            pipe.pttl(key)
+            pipe.xlen(key)
+        results = iter(pipe.execute(raise_on_error=False))
+        for key, ns in streams[:1000]:
+            ttl, length = next(results), next(results)
+            if isinstance(ttl, int) and isinstance(length, int):
+                ns.streams.append(
+                    {"key": key.decode(errors="backslashreplace"), "ttl_ms": ttl, "length": length}
+                )
+    database.seconds = time.monotonic() - started
+    if progress:
+        state = "all" if database.complete else f"stopped by {database.stopped_by}"
+        progress(
+            f"sampled {where}: {database.scanned:,} of {database.keys:,} keys "
+            f"({state}) in {database.seconds:.2f}s"
+        )
+
+
+def open_connection_window(servers: list[Server]) -> float:
+    """Note each server's connection count now; the window's start (monotonic)."""
+    started = time.monotonic()
+    for server in servers:
+        if server.reachable and server.client is not None:
+            try:
+                stats = server.client.info("stats")
+                server.connections_base = int(stats.get("total_connections_received", 0))
+            except redis.RedisError:
+                pass
+    return started
+
+
+def connection_rate(servers: list[Server], limits: Limits, since: float) -> None:
+    """New connections per second over at least ``client_window`` seconds."""
+    remaining = limits.client_window - (time.monotonic() - since)
+    if remaining > 0:
+        time.sleep(remaining)
+    for server in servers:
+        if not server.reachable or server.client is None:
+            continue
+        before = server.connections_base
+        try:
+            stats = server.client.info("stats")
+        except redis.RedisError:
+            continue
+        elapsed = max(time.monotonic() - since, 1e-3)
+        new = int(stats.get("total_connections_received", before)) - before
+        server.new_connections_per_s = max(new, 0) / elapsed
