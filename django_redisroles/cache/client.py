@@ -36,7 +36,7 @@ from django_redis.util import CacheKey
 from .. import connections
 from ..errors import REDIS_ERRORS
 from . import keys, ops
-from .keys import Namespace
+from .keys import MAX_KEY, Namespace
 from .policy import CachePolicy
 from .runner import Connect, Plan, run
 
@@ -164,7 +164,8 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
             if prefix is None:
                 prefix = self.namespace.default()
         made = cache.key_func(key, prefix, cache.version if version is None else version)
-        if keys.suspicious(made):
+        # Django's key validation is slow: only when a cheap conservative test fails.
+        if len(made) > MAX_KEY or " " in made or not made.isprintable():
             keys.validate(cache, key, made)
         return CacheKey(made)
 

@@ -55,11 +55,6 @@ class Namespace:
         return _DEFAULT_PREFIX.get() if explicit is None else explicit
 
 
-def suspicious(made: str) -> bool:
-    """A cheap conservative test before Django's (slow) key validation."""
-    return len(made) > MAX_KEY or " " in made or not made.isprintable()
-
-
 def validate(cache: BaseCache, key: Any, made: str) -> None:
     """Django's CacheKeyWarning for keys memcached would refuse; InvalidCacheKey for
     a key no Redis key can hold (not UTF-8 encodable)."""
