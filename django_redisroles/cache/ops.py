@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.exceptions import SynchronousOnlyOperation
 from redis.exceptions import ResponseError
 
 from .. import errors
@@ -46,7 +47,12 @@ class Codec(Protocol):
 
 
 def encode_checked(codec: Codec, policy: CachePolicy, nkey: str, value: Any) -> Any:
-    """The encoded value, or None when it is too large and refused (ON_LARGE_VALUE)."""
+    """The encoded value, or None when it is too large and refused (ON_LARGE_VALUE).
+
+    Encoded in the plan (no step: the hot path); only when Django refuses it on
+    an event loop (pickling an unevaluated QuerySet runs its query) does the
+    plan yield a :class:`~.runner.Prepare` that moves it to a thread.
+    """
     nvalue = codec.encode(value)
     if isinstance(nvalue, bytes) and not policy.admit(nkey, len(nvalue)):
         return None
@@ -54,22 +60,6 @@ def encode_checked(codec: Codec, policy: CachePolicy, nkey: str, value: Any) -> 
 
 
 # -- writes ------------------------------------------------------------------------
-
-
-def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: bool) -> Plan[bool]:
-    """Store one encoded value (None: refused) with ``px`` ms (None: no TTL, allowed)."""
-    if nvalue is None:
-        # Refused: drop the old value too, so readers do not keep getting what
-        # the caller meant to replace (memcached does).
-        if not nx:
-            yield Call("delete", (nkey,))
-        return False
-    if px is not None and px <= 0:
-        # Django: a timeout <= 0 means "expire now".
-        if nx:
-            return not (yield Call("exists", (nkey,)))
-        return bool((yield Call("delete", (nkey,))))
-    return bool((yield Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, once=once)))
 
 
 def set_value(
@@ -88,8 +78,22 @@ def set_value(
     added" for our own value). True when stored."""
     nkey = codec.make_key(key, version=version)
     px = policy.ttl_ms(key, timeout)
-    nvalue = yield Prepare(encode_checked, codec, policy, nkey, value)
-    return (yield from _write(nkey, nvalue, px, nx, xx, once))
+    try:
+        nvalue = encode_checked(codec, policy, nkey, value)
+    except SynchronousOnlyOperation:
+        nvalue = yield Prepare(encode_checked, codec, policy, nkey, value)
+    if nvalue is None:
+        # Refused (too large): drop the old value too, so readers do not keep
+        # getting what the caller meant to replace (memcached does).
+        if not nx:
+            yield Call("delete", (nkey,))
+        return False
+    if px is not None and px <= 0:
+        # Django: a timeout <= 0 means "expire now".
+        if nx:
+            return not (yield Call("exists", (nkey,)))
+        return bool((yield Call("delete", (nkey,))))
+    return bool((yield Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, once=once)))
 
 
 def set_many(
@@ -108,7 +112,10 @@ def set_many(
         (key, codec.make_key(key, version=version), value, policy.ttl_ms(key, timeout))
         for key, value in data.items()  # a TTL per key: each gets its own jitter
     ]
-    encoded = yield Prepare(_encode_all, codec, policy, entries)
+    try:
+        encoded = _encode_all(codec, policy, entries)
+    except SynchronousOnlyOperation:
+        encoded = yield Prepare(_encode_all, codec, policy, entries)
     for (key, nkey, _, px), nvalue in zip(entries, encoded, strict=True):
         if nvalue is None:
             failed.append(key)

@@ -304,7 +304,8 @@ def fail_open(
         @functools.wraps(method)
         def wrapper(self: HasPolicy, *args: Any, **kwargs: Any) -> T:
             policy = self.policy
-            if skip and policy.skipping():
+            # breaker.until first: a closed breaker (almost always) costs no call.
+            if skip and policy.breaker.until and policy.skipping():
                 policy.skipped()
                 return _default(default)  # type: ignore[no-any-return]
             try:
@@ -329,7 +330,7 @@ def afail_open(
         @functools.wraps(method)
         async def wrapper(self: HasPolicy, *args: Any, **kwargs: Any) -> T:
             policy = self.policy
-            if policy.skipping():
+            if policy.breaker.until and policy.skipping():
                 policy.skipped()
                 return _default(default)  # type: ignore[no-any-return]
             try:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import SynchronousOnlyOperation
 
 from ..connections import send_once
 from ..scripts import Script
@@ -135,9 +134,10 @@ class Eval(Step):
 
 
 class Prepare(Step):
-    """``fn(*args)``: CPU work (encoding a value) that the async side moves to a thread
-    when Django refuses it on the event loop (pickling an unevaluated QuerySet runs
-    its query), as Django's default ``aset()`` does for every call."""
+    """``fn(*args)``: CPU work (encoding a value) that Django refused on the event loop
+    (pickling an unevaluated QuerySet runs its query): the async side runs it in a
+    thread, as Django's default ``aset()`` does for every call. A plan yields it only
+    after trying the work itself (the common case costs no step)."""
 
     __slots__ = ("args", "fn")
 
@@ -149,10 +149,7 @@ class Prepare(Step):
         return self.fn(*self.args)
 
     async def arun(self, connect: Connect) -> Any:
-        try:
-            return self.fn(*self.args)
-        except SynchronousOnlyOperation:
-            return await sync_to_async(self.fn, thread_sensitive=True)(*self.args)
+        return await sync_to_async(self.fn, thread_sensitive=True)(*self.args)
 
 
 class Load(Step):
@@ -213,7 +210,10 @@ def run(plan: Plan[T], connect: Connect) -> T:
         step = plan.send(None)
         while True:
             try:
-                reply = step.run(connect)
+                if type(step) is Call and not step.once:  # most steps: one frame fewer
+                    reply = getattr(connect(step.write), step.name)(*step.args, **step.kwargs)
+                else:
+                    reply = step.run(connect)
             except BaseException as exc:  # noqa: BLE001 - the plan decides: handle or re-raise
                 step = plan.throw(exc)
             else:
