@@ -293,7 +293,8 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
 
     @afail_open(default=False)
     async def adelete(self, key: Any, version: Any = None) -> bool:
-        return bool(await self._arun(ops.delete(self.client, key, version)))
+        removed: int = await self._arun(ops.delete(self.client, key, version))
+        return bool(removed)
 
     @fail_open()
     def delete_many(self, keys: Iterable[Any], version: Any = None, client: Any = None) -> None:

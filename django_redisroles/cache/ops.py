@@ -12,6 +12,8 @@ inlined hot path (``RedisRolesCache.get``/``aget``).
 A plan takes the cache's :class:`Codec` (its django-redis client: keys and
 serialization) and :class:`~.policy.CachePolicy` (TTLs, sizes) and only
 yields steps (``runner``); it never talks to Redis or reads settings itself.
+A plan of one command is a :class:`~.runner.Single` (the command and what its
+reply means): no generator on the hot path.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from redis.exceptions import ResponseError
 from .. import errors
 from ..scripts import Script
 from .policy import CachePolicy
-from .runner import Call, Eval, Pipe, Plan, Prepare
+from .runner import Call, Eval, Pipe, Plan, Prepare, Single, Steps, steps
 
 #: SCAN COUNT and UNLINK batch size of clear().
 CLEAR_BATCH = 1000
@@ -54,7 +56,11 @@ def encode_checked(codec: Codec, policy: CachePolicy, nkey: str, value: Any) -> 
     plan yield a :class:`~.runner.Prepare` that moves it to a thread.
     """
     nvalue = codec.encode(value)
-    if isinstance(nvalue, bytes) and not policy.admit(nkey, len(nvalue)):
+    if (
+        isinstance(nvalue, bytes)
+        and len(nvalue) > policy.options.max_value_size  # cheap test first: the hot path
+        and not policy.admit(nkey, len(nvalue))
+    ):
         return None
     return nvalue
 
@@ -81,19 +87,52 @@ def set_value(
     try:
         nvalue = encode_checked(codec, policy, nkey, value)
     except SynchronousOnlyOperation:
-        nvalue = yield Prepare(encode_checked, codec, policy, nkey, value)
+        return _prepare_then_write(codec, policy, nkey, value, px, nx, xx, once)
+    return _write(nkey, nvalue, px, nx, xx, once)
+
+
+def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: bool) -> Plan[bool]:
+    """Store one encoded value (None: refused) with ``px`` ms (None: no TTL, allowed)."""
     if nvalue is None:
         # Refused (too large): drop the old value too, so readers do not keep
         # getting what the caller meant to replace (memcached does).
-        if not nx:
-            yield Call("delete", (nkey,))
-        return False
+        if nx:
+            return _done(False)
+        return Single(Call("delete", (nkey,)), _false)
     if px is not None and px <= 0:
         # Django: a timeout <= 0 means "expire now".
         if nx:
-            return not (yield Call("exists", (nkey,)))
-        return bool((yield Call("delete", (nkey,))))
-    return bool((yield Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, once=once)))
+            return Single(Call("exists", (nkey,)), _not)
+        return Single(Call("delete", (nkey,)), bool)
+    return Single(Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, once=once), bool)
+
+
+def _prepare_then_write(
+    codec: Codec,
+    policy: CachePolicy,
+    nkey: str,
+    value: Any,
+    px: int | None,
+    nx: bool,
+    xx: bool,
+    once: bool,
+) -> Steps[bool]:
+    nvalue = yield Prepare(encode_checked, codec, policy, nkey, value)
+    return (yield from steps(_write(nkey, nvalue, px, nx, xx, once)))
+
+
+def _done(result: Any) -> Steps[Any]:
+    """A plan that sends nothing."""
+    return result
+    yield  # (makes this a generator)
+
+
+def _false(reply: Any) -> bool:
+    return False
+
+
+def _not(reply: Any) -> bool:
+    return not reply
 
 
 def set_many(
@@ -102,7 +141,7 @@ def set_many(
     data: Mapping[Any, Any],
     timeout: Any = DEFAULT_TIMEOUT,
     version: int | None = None,
-) -> Plan[list[Any]]:
+) -> Steps[list[Any]]:
     """One pipeline; like Django's, returns the keys that were not stored (too large)."""
     if not data:
         return []
@@ -136,7 +175,7 @@ def _encode_all(
 
 def touch(
     codec: Codec, policy: CachePolicy, key: Any, timeout: Any, version: int | None
-) -> Plan[bool]:
+) -> Steps[bool]:
     """A new TTL for an existing key (``timeout=None``: none, if allowed). True if it exists."""
     px = policy.ttl_ms(key, timeout)
     nkey = codec.make_key(key, version=version)
@@ -149,29 +188,33 @@ def touch(
 
 def expire(nkey: str, command: str, timeout: Any) -> Plan[bool]:
     """``EXPIRE``/``PEXPIRE`` (the caller refused ``timeout=None``)."""
-    return bool((yield Call(command, (nkey, timeout))))
+    return Single(Call(command, (nkey, timeout)), bool)
 
 
 def persist(nkey: str) -> Plan[bool]:
     """Drop a key's TTL (the caller checked ALLOW_NO_TIMEOUT)."""
-    return bool((yield Call("persist", (nkey,))))
+    return Single(Call("persist", (nkey,)), bool)
 
 
 def ensure_ttl(nkey: str, ms: int) -> Plan[Any]:
     """Give a key made by an extra (``sadd``, ``hset``...) a TTL if it has none."""
-    return (yield Call("execute_command", ("PEXPIRE", nkey, ms, "NX")))
+    return Single(Call("execute_command", ("PEXPIRE", nkey, ms, "NX")), _reply)
+
+
+def _reply(reply: Any) -> Any:
+    return reply
 
 
 def delete(codec: Codec, key: Any, version: int | None, prefix: str | None = None) -> Plan[int]:
     """The number of keys removed (0 or 1)."""
-    return int((yield Call("delete", (codec.make_key(key, version=version, prefix=prefix),))))
+    return Single(Call("delete", (codec.make_key(key, version=version, prefix=prefix),)), int)
 
 
 def delete_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[int]:
     nkeys = [codec.make_key(k, version=version) for k in keys]
     if not nkeys:
-        return 0
-    return int((yield Call("delete", tuple(nkeys))))
+        return _done(0)
+    return Single(Call("delete", tuple(nkeys)), int)
 
 
 def incr(
@@ -181,7 +224,7 @@ def incr(
     delta: int,
     version: int | None,
     ignore_key_check: bool = False,
-) -> Plan[int]:
+) -> Steps[int]:
     """INCRBY, atomic, with Django's semantics (ValueError for a missing key, unless
     ``ignore_key_check`` creates it); the key keeps or gets a TTL."""
     nkey = codec.make_key(key, version=version)
@@ -200,7 +243,7 @@ def incr(
         old: Any = None if raw is None else codec.decode(raw)
         new = old + delta  # None (the key just expired): TypeError, as django-redis
         timeout = pttl / 1000 if pttl > 0 else DEFAULT_TIMEOUT
-        yield from set_value(codec, policy, nkey, new, timeout)
+        yield from steps(set_value(codec, policy, nkey, new, timeout))
         return new  # type: ignore[no-any-return]
     if value is None:
         raise ValueError(f"Key {key!r} not found")
@@ -209,7 +252,7 @@ def incr(
 
 def incr_version(
     codec: Codec, key: Any, delta: int, version: int | None, default_version: int
-) -> Plan[int]:
+) -> Steps[int]:
     """Move the value to ``version + delta`` with RENAME: atomic, and the TTL moves with it."""
     if version is None:
         version = default_version
@@ -224,7 +267,7 @@ def incr_version(
     return version + delta
 
 
-def clear(pattern: str, regex: re.Pattern[bytes]) -> Plan[int]:
+def clear(pattern: str, regex: re.Pattern[bytes]) -> Steps[int]:
     """UNLINK the keys of this cache's namespace (SCAN in batches); never FLUSHDB."""
     removed = 0
     batch: list[bytes] = []
@@ -252,20 +295,26 @@ def get_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[dic
     """One MGET: ``{key: value}`` of the keys found."""
     nkeys = {codec.make_key(k, version=version): k for k in keys}
     if not nkeys:
-        return {}
-    raws = yield Call("mget", (list(nkeys),), write=False)
-    return {
-        key: codec.decode(raw)
-        for key, raw in zip(nkeys.values(), raws, strict=True)
-        if raw is not None
-    }
+        return _done({})
+
+    def found(raws: list[Any]) -> dict[Any, Any]:
+        return {
+            key: codec.decode(raw)
+            for key, raw in zip(nkeys.values(), raws, strict=True)
+            if raw is not None
+        }
+
+    return Single(Call("mget", (list(nkeys),), write=False), found)
 
 
 def has_key(codec: Codec, key: Any, version: int | None) -> Plan[bool]:
-    return bool((yield Call("exists", (codec.make_key(key, version=version),), write=False)))
+    return Single(Call("exists", (codec.make_key(key, version=version),), write=False), bool)
 
 
 def ttl(codec: Codec, key: Any, version: int | None, command: str = "ttl") -> Plan[int | None]:
     """Seconds (``pttl``: ms) left; None without expiry; 0 when missing."""
-    t = yield Call(command, (codec.make_key(key, version=version),), write=False)
+    return Single(Call(command, (codec.make_key(key, version=version),), write=False), _ttl)
+
+
+def _ttl(t: Any) -> int | None:
     return None if t == -1 else max(int(t), 0)

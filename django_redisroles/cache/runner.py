@@ -7,6 +7,8 @@ call, a pipeline, a Lua script, a loader to call, a pause), receives the reply
 operation's result. It never does I/O itself, so :func:`run` carries it out on
 sync ``redis.Redis`` clients and :func:`arun` on ``redis.asyncio`` ones, and
 each step's sync and async execution sit side by side in its class below.
+A plan of one command is a :class:`Single` instead (the call and what its reply
+means): the same contract without the generator, the cost of the hot path.
 
 ``connect(write)`` gives a runner the client to send a step to: the primary
 for a write, a replica (when the cache has some) for a read.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, Union
 
 from asgiref.sync import sync_to_async
 
@@ -42,8 +44,9 @@ class Step:
         raise NotImplementedError
 
 
-#: A plan: yields steps, receives their replies, returns the operation's result.
-Plan = Generator[Step, Any, T]
+#: A plan written as a generator: yields steps, receives their replies, returns the
+#: operation's result.
+Steps = Generator[Step, Any, T]
 
 
 class Call(Step):
@@ -83,6 +86,31 @@ class Call(Step):
             with send_once():
                 return await method(*self.args, **self.kwargs)
         return await method(*self.args, **self.kwargs)
+
+
+class Single(Generic[T]):
+    """A plan of one call: the call, and what its reply means (``then``).
+
+    Most operations (``delete``, ``has_key``, a plain ``set``...) send one command:
+    as a ``Single`` they run without a generator, the cost of the hot path.
+    """
+
+    __slots__ = ("call", "then")
+
+    def __init__(self, call: Call, then: Callable[[Any], T]) -> None:
+        self.call = call
+        self.then = then
+
+
+#: A plan: a generator of steps (:data:`Steps`), or one call (:class:`Single`).
+Plan = Union[Steps[T], Single[T]]  # noqa: UP007 - a generic alias: X | Y cannot subscript
+
+
+def steps(plan: Plan[T]) -> Steps[T]:
+    """``plan`` as a generator, for ``yield from`` inside another plan."""
+    if isinstance(plan, Single):
+        return plan.then((yield plan.call))
+    return (yield from plan)
 
 
 class Pipe(Step):
@@ -206,6 +234,11 @@ class Wait(Step):
 
 def run(plan: Plan[T], connect: Connect) -> T:
     """Carry ``plan`` out on sync clients; its result, or what it raised."""
+    if isinstance(plan, Single):
+        call = plan.call
+        if call.once:
+            return plan.then(call.run(connect))
+        return plan.then(getattr(connect(call.write), call.name)(*call.args, **call.kwargs))
     try:
         step = plan.send(None)
         while True:
@@ -224,6 +257,8 @@ def run(plan: Plan[T], connect: Connect) -> T:
 
 async def arun(plan: Plan[T], connect: Connect) -> T:
     """:func:`run` on ``redis.asyncio`` clients, in the running event loop."""
+    if isinstance(plan, Single):
+        return plan.then(await plan.call.arun(connect))
     try:
         step = plan.send(None)
         while True:

@@ -54,7 +54,7 @@ from .flights import (
     thread_flights,
 )
 from .policy import CACHE_ERRORS, CachePolicy, logger
-from .runner import Call, Eval, Load, Pipe, Plan, Sleep, Wait, arun, run
+from .runner import Call, Eval, Load, Pipe, Sleep, Steps, Wait, arun, run, steps
 
 __all__ = ["ERROR_TTL", "LoaderError", "aget_or_set", "check_options", "get_or_set"]
 
@@ -245,7 +245,7 @@ def _plan(
     loader: Loader,
     p: Params,
     flights: Flights,
-) -> Plan[Any]:
+) -> Steps[Any]:
     nkey = client.make_key(key, version=version)
     watch = _watch_ttl(p)
     if watch:
@@ -315,7 +315,7 @@ def _miss(
     loader: Loader,
     p: Params,
     flight: Flight | None = None,
-) -> Plan[Any]:
+) -> Steps[Any]:
     """Take the single-flight lock and compute, or wait for the holder's value."""
     deadline = time.monotonic() + p.wait
     pause = POLL_MIN
@@ -358,11 +358,13 @@ def _compute(
     loader: Loader,
     p: Params,
     flight: Flight | None = None,
-) -> Plan[Any]:
+) -> Steps[Any]:
     """Run the loader (once per call), store its value through the ``set`` plan."""
     value = yield Load(loader, loader.acall)
     _remember_delta(nkey, loader.elapsed)
-    stored = yield from ops.set_value(client, client.policy, key, value, _store_timeout(p), version)
+    stored = yield from steps(
+        ops.set_value(client, client.policy, key, value, _store_timeout(p), version)
+    )
     if flight is not None:
         flight.value, flight.stored = value, stored
     return value
@@ -381,14 +383,14 @@ def _took(reply: Any, token: str) -> bool:
     return reply is None or reply == token.encode()
 
 
-def _release(lkey: str, token: str) -> Plan[None]:
+def _release(lkey: str, token: str) -> Steps[None]:
     try:
         yield Eval(RELEASE_SCRIPT, [lkey], [token])
     except errors.REDIS_ERRORS:
         pass  # the lock expires by itself
 
 
-def _fail(lkey: str, token: str, exc: BaseException, p: Params) -> Plan[None]:
+def _fail(lkey: str, token: str, exc: BaseException, p: Params) -> Steps[None]:
     """Our lock becomes the loader's failure, for the callers waiting in other processes."""
     ttl_ms = max(1, min(int(ERROR_TTL * 1000), p.lock_ms))
     try:
