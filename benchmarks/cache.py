@@ -7,8 +7,8 @@ Run from the repo root::
 Starts its own redis-server, configures Django itself, and runs the three
 backends side by side on the same Redis in one process:
 
-- ``get`` (hit) and ``set`` latency, median and p99, plus Redis commands per
-  operation (``INFO commandstats`` deltas);
+- ``get`` (hit), ``set`` and ``get_many`` (10 keys, all hits) latency, median
+  and p99, plus Redis commands per operation (``INFO commandstats`` deltas);
 - ``aget`` (hit) from a coroutine: native redis.asyncio for RedisRolesCache,
   Django's default ``sync_to_async`` thread hop for the two others;
 - a 50-way stampede, 5 times: 50 threads call ``get_or_set`` on the same
@@ -37,7 +37,11 @@ BACKENDS = {
     "django-redis": "django_redis.cache.RedisCache",
     "django": "django.core.cache.backends.redis.RedisCache",
 }
+# BENCH_BACKENDS=redisroles,django-redis: a subset (django-redis is the reference row).
+if os.environ.get("BENCH_BACKENDS"):
+    BACKENDS = {n: BACKENDS[n] for n in os.environ["BENCH_BACKENDS"].split(",")}
 N = int(os.environ.get("BENCH_N", "3000"))
+MANY = [f"many:{i}" for i in range(10)]
 STAMPEDE = 50
 STAMPEDE_RUNS = 5
 LOADER_DELAY = 0.05
@@ -166,14 +170,17 @@ def main() -> int:
         backends = {name: caches[name] for name in BACKENDS}
         for cache in backends.values():
             cache.set("hit", VALUE)
+            cache.set_many(dict.fromkeys(MANY, VALUE))
         gets = interleaved({n: (lambda i, c=c: c.get("hit")) for n, c in backends.items()})
         sets = interleaved({n: (lambda i, c=c: c.set(f"k{i}", VALUE)) for n, c in backends.items()})
+        manys = interleaved({n: (lambda i, c=c: c.get_many(MANY)) for n, c in backends.items()})
         agets = asyncio.run(atimed(backends, N // 2))
         rows: dict[str, dict[str, Any]] = {}
         for name, cache in backends.items():
             rows[name] = {
                 "get": gets[name],
                 "set": sets[name],
+                "get_many": manys[name],
                 "aget": agets[name],
                 "get_cmds": commands_per_op(stats, lambda i, c=cache: c.get("hit")),
                 "set_cmds": commands_per_op(stats, lambda i, c=cache: c.set(f"k{i}", VALUE)),
@@ -191,10 +198,11 @@ def main() -> int:
         )
         print(
             "| backend | get hit median / p99 (µs) | set median / p99 (µs) "
+            "| get_many(10) median / p99 (µs) "
             "| aget hit median / p99 (µs) | cmds/get | cmds/set "
             "| stampede: loader calls | stampede: wall (ms) | stampede: Redis cmds |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, r in rows.items():
             runs = r["stampede"]
             calls = "/".join(sorted({str(c) for c, _, _ in runs}))
@@ -206,6 +214,7 @@ def main() -> int:
                 f"| {statistics.median(r['get']):.0f} / {percentile(r['get'], 0.99):.0f}"
                 f" ({ratio:.2f}x) "
                 f"| {statistics.median(r['set']):.0f} / {percentile(r['set'], 0.99):.0f} "
+                f"| {statistics.median(r['get_many']):.0f} / {percentile(r['get_many'], 0.99):.0f} "
                 f"| {statistics.median(r['aget']):.0f} / {percentile(r['aget'], 0.99):.0f} "
                 f"| {r['get_cmds']:.1f} | {r['set_cmds']:.1f} "
                 f"| {calls} | {wall * 1000:.0f} | {cmds:.0f} |"

@@ -1,14 +1,21 @@
 """The ``CACHES[alias]["OPTIONS"]`` keys RedisRolesCache adds to django-redis's.
 
-One place for names, defaults and validation: the backend reads them through
-:func:`cache_options`, the system checks (``checks/cache.py``) report the
-problems :func:`option_problems` finds, and ``redisroles doctor`` reads the
-same names.
+One place for their names, defaults and validation: the backend resolves them
+into a frozen :class:`CacheOptions` with :func:`resolve` (the first problem is
+``ImproperlyConfigured``), the system checks (``checks/cache.py``) report every
+problem :func:`problems` finds, and ``redisroles doctor`` reads the same names.
+
+Light imports only (no redis, no django-redis): the checks import this module.
+The cache role has no settings of its own under ``REDISROLES["ROLES"]["cache"]``
+besides ``URL`` and ``OPTIONS`` (connection options): everything else is per
+``CACHES`` alias, and Django rebuilds a backend (so its options) when ``CACHES``
+changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,16 +53,33 @@ DEFAULTS: dict[str, Any] = {
 ON_LARGE_VALUE_CHOICES: tuple[str, ...] = ("warn", "refuse", "raise")
 
 
+@dataclass(frozen=True, slots=True)
+class CacheOptions:
+    """Our OPTIONS of one ``CACHES`` alias, validated, defaults filled in."""
+
+    max_value_size: int
+    on_large_value: str
+    allow_no_timeout: bool
+    timeout_jitter: float
+    compress_min_size: int | None
+    stale_timeout: float
+    early_refresh: float
+    lock_timeout: float
+    lock_wait: float  # LOCK_TIMEOUT when not set
+    ignore_exceptions: bool
+    outage_backoff: float
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+def problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(message, hint)`` for each bad value among our OPTIONS."""
-    problems: list[tuple[str, str]] = []
+    found: list[tuple[str, str]] = []
     size = options.get("MAX_VALUE_SIZE", DEFAULTS["MAX_VALUE_SIZE"])
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-        problems.append(
+        found.append(
             (
                 f"OPTIONS['MAX_VALUE_SIZE'] must be a positive number of bytes, got {size!r}.",
                 "For example 1048576 (1 MiB, the default).",
@@ -63,7 +87,7 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
         )
     on_large = options.get("ON_LARGE_VALUE", DEFAULTS["ON_LARGE_VALUE"])
     if on_large not in ON_LARGE_VALUE_CHOICES:
-        problems.append(
+        found.append(
             (
                 f"OPTIONS['ON_LARGE_VALUE'] is {on_large!r}.",
                 "Use one of: " + ", ".join(repr(c) for c in ON_LARGE_VALUE_CHOICES) + ".",
@@ -72,10 +96,10 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     for name in ("ALLOW_NO_TIMEOUT", "IGNORE_EXCEPTIONS"):
         value = options.get(name, DEFAULTS[name])
         if not isinstance(value, bool):
-            problems.append((f"OPTIONS[{name!r}] must be True or False, got {value!r}.", ""))
+            found.append((f"OPTIONS[{name!r}] must be True or False, got {value!r}.", ""))
     jitter = options.get("TIMEOUT_JITTER", DEFAULTS["TIMEOUT_JITTER"])
     if not _number(jitter) or not 0 <= jitter < 1:
-        problems.append(
+        found.append(
             (
                 f"OPTIONS['TIMEOUT_JITTER'] must be a fraction in [0, 1), got {jitter!r}.",
                 "For example 0.1 spreads TTLs over +/-10 %.",
@@ -85,7 +109,7 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     if compress is not None and (
         not isinstance(compress, int) or isinstance(compress, bool) or compress < 0
     ):
-        problems.append(
+        found.append(
             (
                 f"OPTIONS['COMPRESS_MIN_SIZE'] must be a number of bytes, got {compress!r}.",
                 "For example 1024, with OPTIONS['COMPRESSOR'] set.",
@@ -94,10 +118,10 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     for name in ("STALE_TIMEOUT", "EARLY_REFRESH", "OUTAGE_BACKOFF"):
         value = options.get(name, DEFAULTS[name])
         if not _number(value) or value < 0:
-            problems.append((f"OPTIONS[{name!r}] must be a number >= 0, got {value!r}.", ""))
+            found.append((f"OPTIONS[{name!r}] must be a number >= 0, got {value!r}.", ""))
     lock = options.get("LOCK_TIMEOUT", DEFAULTS["LOCK_TIMEOUT"])
     if not _number(lock) or lock <= 0:
-        problems.append(
+        found.append(
             (
                 f"OPTIONS['LOCK_TIMEOUT'] must be a number of seconds > 0, got {lock!r}.",
                 "It bounds how long one loader may hold the single-flight lock; "
@@ -106,17 +130,27 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
         )
     wait = options.get("LOCK_WAIT")
     if wait is not None and (not _number(wait) or wait < 0):
-        problems.append((f"OPTIONS['LOCK_WAIT'] must be seconds >= 0, got {wait!r}.", ""))
-    return problems
+        found.append((f"OPTIONS['LOCK_WAIT'] must be seconds >= 0, got {wait!r}.", ""))
+    return found
 
 
-def cache_options(alias: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Our OPTIONS with defaults filled in; ImproperlyConfigured on a bad value."""
-    problems = option_problems(options)
-    if problems:
-        message, hint = problems[0]
+def resolve(alias: str, options: Mapping[str, Any]) -> CacheOptions:
+    """Our OPTIONS of ``CACHES[alias]``, defaults filled in; ImproperlyConfigured on a bad value."""
+    found = problems(options)
+    if found:
+        message, hint = found[0]
         raise ImproperlyConfigured(f"CACHES[{alias!r}]: {message} {hint}".strip())
-    resolved = {name: options.get(name, default) for name, default in DEFAULTS.items()}
-    if resolved["LOCK_WAIT"] is None:
-        resolved["LOCK_WAIT"] = resolved["LOCK_TIMEOUT"]
-    return resolved
+    v = {name: options.get(name, default) for name, default in DEFAULTS.items()}
+    return CacheOptions(
+        max_value_size=v["MAX_VALUE_SIZE"],
+        on_large_value=v["ON_LARGE_VALUE"],
+        allow_no_timeout=v["ALLOW_NO_TIMEOUT"],
+        timeout_jitter=float(v["TIMEOUT_JITTER"]),
+        compress_min_size=v["COMPRESS_MIN_SIZE"],
+        stale_timeout=float(v["STALE_TIMEOUT"]),
+        early_refresh=float(v["EARLY_REFRESH"]),
+        lock_timeout=float(v["LOCK_TIMEOUT"]),
+        lock_wait=float(v["LOCK_TIMEOUT"] if v["LOCK_WAIT"] is None else v["LOCK_WAIT"]),
+        ignore_exceptions=v["IGNORE_EXCEPTIONS"],
+        outage_backoff=float(v["OUTAGE_BACKOFF"]),
+    )

@@ -62,4 +62,5 @@ def counters_for(alias: str) -> Counters:
 
 
 def snapshot(counters: Counters) -> CacheStats:
-    return CacheStats(**counters.snapshot())
+    s = counters.snapshot()
+    return CacheStats(hits=s["hits"], misses=s["misses"], loads=s["loads"], outages=s["outages"])

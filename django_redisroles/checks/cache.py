@@ -11,12 +11,29 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .. import conf
-from ..cache.options import BACKEND_PATH, option_problems
 from .config import validate_url
+
+# The cache package is imported inside the check functions: registering these
+# checks at ready() pulls in no cache dependencies (django-redis, redis).
+
+
+#: OPTIONS that must name a subclass of ours: (our class, why).
+_REQUIRED_BASES = {
+    "CLIENT_CLASS": (
+        "django_redisroles.cache.client.RedisRolesClient",
+        "the TTL and clear() guarantees live there.",
+    ),
+    "CONNECTION_FACTORY": (
+        "django_redisroles.cache.client.RoleConnectionFactory",
+        "the cache role's connection pools come from there.",
+    ),
+}
 
 
 def redisroles_caches() -> dict[str, Mapping[str, Any]]:
     """The ``CACHES`` entries that use RedisRolesCache, by alias."""
+    from ..cache.options import BACKEND_PATH
+
     caches = getattr(settings, "CACHES", None) or {}
     if not isinstance(caches, Mapping):
         return {}
@@ -29,7 +46,7 @@ def redisroles_caches() -> dict[str, Mapping[str, Any]]:
 
 def cache_namespace(entry: Mapping[str, Any]) -> str:
     """The KEY_PREFIX a RedisRolesCache entry writes under (its namespace)."""
-    from ..cache.backend import default_key_prefix
+    from ..cache.keys import default_key_prefix
 
     if "KEY_PREFIX" in entry:
         return str(entry["KEY_PREFIX"])
@@ -48,8 +65,10 @@ def cache_locations(entry: Mapping[str, Any]) -> list[str]:
 @register()
 def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every RedisRolesCache entry keeps the TTL promise and has valid OPTIONS."""
+    from ..cache import options as cache_options
+
     errors: list[CheckMessage] = []
-    namespaces: dict[tuple[str, str], str] = {}
+    namespaces: dict[tuple[Any, ...], str] = {}
     enclosed: list[tuple[str, Any, Mapping[str, Any]]] = []
     for alias, entry in redisroles_caches().items():
         where = f"CACHES[{alias!r}]"
@@ -85,13 +104,13 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     id="redisroles.E010",
                 )
             )
-        for message, hint in option_problems(options):
+        for message, hint in cache_options.problems(options):
             errors.append(
                 Error(
                     f"{where}: {message}", hint=hint or "See docs/cache.md.", id="redisroles.E011"
                 )
             )
-        for name in ("SERIALIZER", "COMPRESSOR", "CLIENT_CLASS"):
+        for name in ("SERIALIZER", "COMPRESSOR", "CLIENT_CLASS", "CONNECTION_FACTORY"):
             path = options.get(name)
             if path is None:
                 continue
@@ -108,16 +127,15 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     )
                 )
                 continue
-            if name == "CLIENT_CLASS":
-                from ..cache.client import RedisRolesClient
-
-                if not (isinstance(cls, type) and issubclass(cls, RedisRolesClient)):
+            required = _REQUIRED_BASES.get(name)
+            if required is not None:
+                base = import_string(required[0])
+                if not (isinstance(cls, type) and issubclass(cls, base)):
                     errors.append(
                         Error(
-                            f"{where}['OPTIONS']['CLIENT_CLASS'] = {path!r} is not a "
-                            "RedisRolesClient: the TTL and clear() guarantees live there.",
-                            hint="Remove CLIENT_CLASS, or subclass "
-                            "django_redisroles.cache.client.RedisRolesClient.",
+                            f"{where}['OPTIONS'][{name!r}] = {path!r} is not a "
+                            f"{base.__name__}: {required[1]}",
+                            hint=f"Remove {name}, or subclass {required[0]}.",
                             id="redisroles.E012",
                         )
                     )
@@ -190,7 +208,7 @@ def _nested_namespaces(caches: list[tuple[str, Any, Mapping[str, Any]]]) -> list
     REDISROLES KEY_PREFIX ``shop:2`` (or another cache's ``shop:2``) on the same
     Redis database, ``shop:2:sessions:...`` looks like version 2 of that cache.
     """
-    from ..cache.client import namespace_regex
+    from ..cache.keys import namespace_regex
 
     try:
         others = [

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.cache import caches
 
+from django_redisroles import conf
 from django_redisroles.cache import RedisRolesCache
 
 BACKEND = "django_redisroles.cache.RedisRolesCache"
@@ -33,8 +34,6 @@ def rr_cache(make_cache: Callable[..., RedisRolesCache]) -> RedisRolesCache:
 
 @pytest.fixture(autouse=True)
 def _fresh_outage_log() -> None:
-    """Each test sees the first outage warning (rate-limited per process) and no backoff."""
-    from django_redisroles.cache import backend
-
-    backend._last_outage_log = 0.0
-    backend._down_until.clear()  # and no OUTAGE_BACKOFF left over from another test
+    """Each test sees the first outage warning (rate-limited per process) and no backoff
+    left over from another test: what a change of CACHES does (conf's public reset)."""
+    conf.reset_all("CACHES")

@@ -17,12 +17,13 @@ from django_redis import get_redis_connection
 
 from django_redisroles import connections
 from django_redisroles.cache import CacheValueTooLarge, RedisRolesCache, cached
+from django_redisroles.cache.client import ROLE_LOCATION
 
 
 def test_location_defaults_to_the_cache_role_and_shares_its_pool(
     rr_cache: RedisRolesCache,
 ) -> None:
-    assert rr_cache._location is None
+    assert rr_cache.client.servers == (ROLE_LOCATION,)  # no LOCATION: the role's, followed
     assert rr_cache.client.get_client() is connections.get_redis("cache")
     assert get_redis_connection("default") is connections.get_redis("cache")
 
@@ -278,9 +279,6 @@ def test_cached_key_forms(rr_cache: RedisRolesCache) -> None:
 def test_outage_is_logged_once_not_per_call(
     make_cache: Callable[..., RedisRolesCache], redis_factory: Any, caplog: Any
 ) -> None:
-    from django_redisroles.cache import backend
-
-    backend._last_outage_log = 0.0
     server = redis_factory()
     c = make_cache(LOCATION=server.url(), OPTIONS={"IGNORE_EXCEPTIONS": True})
     server.kill()
@@ -441,3 +439,20 @@ def test_outage_backoff_zero_always_tries(
     server.start()
     c.set("k", 5)
     assert c.get("k") == 5
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_writes_of_an_unevaluated_queryset_store_its_rows(
+    rr_cache: RedisRolesCache,
+) -> None:
+    """Pickling an unevaluated QuerySet runs its query, which Django refuses on the
+    event loop: aset()/aset_many() encode it in a thread instead, like Django's aset()."""
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+
+    await sync_to_async(User.objects.create)(username="queryset-ada")
+    users = User.objects.filter(username="queryset-ada")  # rows other tests left do not match
+    assert await rr_cache.aset("users", users)
+    assert [u.username for u in await rr_cache.aget("users")] == ["queryset-ada"]
+    assert await rr_cache.aset_many({"many": users.all()}) == []
+    assert [u.username for u in await rr_cache.aget("many")] == ["queryset-ada"]

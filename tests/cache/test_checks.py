@@ -55,6 +55,27 @@ def test_unimportable_serializer_and_foreign_client_class_are_e012(settings: Any
     ) == ["redisroles.E012", "redisroles.E012"]
 
 
+def test_a_foreign_connection_factory_is_e012_and_refused_at_run_time(settings: Any) -> None:
+    """django-redis's own factory would open pools of its own, outside the cache role's."""
+    from django.core.cache import caches
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": BACKEND,
+            "OPTIONS": {"CONNECTION_FACTORY": "django_redis.pool.ConnectionFactory"},
+        }
+    }
+    (error,) = check_caches()
+    assert error.id == "redisroles.E012" and "RoleConnectionFactory" in error.msg
+    with pytest.raises(ImproperlyConfigured, match="CONNECTION_FACTORY"):
+        caches["default"].get("k")
+    settings.CACHES["default"]["OPTIONS"] = {
+        "CONNECTION_FACTORY": "django_redisroles.cache.client.RoleConnectionFactory"
+    }
+    assert check_caches() == []
+
+
 def test_bad_location_is_e013(settings: Any) -> None:
     assert ids(settings, {"default": {"BACKEND": BACKEND, "LOCATION": "http://x"}}) == [
         "redisroles.E013"

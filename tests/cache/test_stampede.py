@@ -13,7 +13,8 @@ import redis
 from django.core.cache import caches
 
 from django_redisroles.cache import LoaderError, RedisRolesCache, cached
-from django_redisroles.cache.stampede import ERROR_TTL, lock_key
+from django_redisroles.cache.flights import ERROR_TTL
+from django_redisroles.cache.keys import lock_key
 
 N = 50
 

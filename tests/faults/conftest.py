@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from django_redisroles import connections
+from django_redisroles import conf, connections
 from django_redisroles.testing import RedisServer
 
 from .lab import FAST
@@ -50,12 +50,10 @@ def point_roles(settings: Any) -> Iterator[Callable[..., None]]:
 @pytest.fixture(autouse=True)
 def _fresh_backoffs() -> Iterator[None]:
     """No outage back-off or rate-limited log line carried over between tests."""
-    from django_redisroles.cache import backend
     from django_redisroles.ratelimit import limiter
 
-    backend._last_outage_log = 0.0
-    backend._down_until.clear()
+    conf.reset_all("CACHES")  # the cache's back-off and outage log (its public reset)
     limiter.reset_backoff()
     yield
-    backend._down_until.clear()
+    conf.reset_all("CACHES")
     limiter.reset_backoff()

@@ -1,0 +1,272 @@
+"""The steps a cache plan yields, and the two runners that carry them out.
+
+A plan (each operation in ``ops``, ``get_or_set`` in ``stampede``) is a
+generator written once for both sides: it yields what to do next (a redis-py
+call, a pipeline, a Lua script, a loader to call, a pause), receives the reply
+(or the exception, thrown in at the ``yield``) and finally returns the
+operation's result. It never does I/O itself, so :func:`run` carries it out on
+sync ``redis.Redis`` clients and :func:`arun` on ``redis.asyncio`` ones, and
+each step's sync and async execution sit side by side in its class below.
+A plan of one command is a :class:`Single` instead (the call and what its reply
+means): the same contract without the generator, the cost of the hot path.
+
+``connect(write)`` gives a runner the client to send a step to: the primary
+for a write, a replica (when the cache has some) for a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Generic, TypeVar, Union
+
+from asgiref.sync import sync_to_async
+
+from ..connections import send_once
+from ..scripts import Script
+
+T = TypeVar("T")
+
+#: ``connect(write)`` -> the (sync or async) Redis client to send a step to.
+Connect = Callable[[bool], Any]
+
+
+class Step:
+    """One thing a plan asks its runner to do; the reply is sent back into the plan."""
+
+    __slots__ = ()
+
+    def run(self, connect: Connect) -> Any:
+        raise NotImplementedError
+
+    async def arun(self, connect: Connect) -> Any:
+        raise NotImplementedError
+
+
+#: A plan written as a generator: yields steps, receives their replies, returns the
+#: operation's result.
+Steps = Generator[Step, Any, T]
+
+
+class Call(Step):
+    """One redis-py command method: ``client.<name>(*args, **kwargs)``.
+
+    ``once``: never re-sent by the pool's retries (a command with a side effect
+    that is not idempotent: a timeout does not mean it did not run).
+    """
+
+    __slots__ = ("args", "kwargs", "name", "once", "write")
+
+    def __init__(
+        self,
+        name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        write: bool = True,
+        once: bool = False,
+    ) -> None:
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.write = write
+        self.once = once
+
+    def run(self, connect: Connect) -> Any:
+        method = getattr(connect(self.write), self.name)
+        if self.once:
+            with send_once():
+                return method(*self.args, **self.kwargs)
+        return method(*self.args, **self.kwargs)
+
+    async def arun(self, connect: Connect) -> Any:
+        method = getattr(connect(self.write), self.name)
+        if self.once:
+            with send_once():
+                return await method(*self.args, **self.kwargs)
+        return await method(*self.args, **self.kwargs)
+
+
+class Single(Generic[T]):
+    """A plan of one call: the call, and what its reply means (``then``).
+
+    Most operations (``delete``, ``has_key``, a plain ``set``...) send one command:
+    as a ``Single`` they run without a generator, the cost of the hot path.
+    """
+
+    __slots__ = ("call", "then")
+
+    def __init__(self, call: Call, then: Callable[[Any], T]) -> None:
+        self.call = call
+        self.then = then
+
+
+#: A plan: a generator of steps (:data:`Steps`), or one call (:class:`Single`).
+Plan = Union[Steps[T], Single[T]]  # noqa: UP007 - a generic alias: X | Y cannot subscript
+
+
+def steps(plan: Plan[T]) -> Steps[T]:
+    """``plan`` as a generator, for ``yield from`` inside another plan."""
+    if isinstance(plan, Single):
+        return plan.then((yield plan.call))
+    return (yield from plan)
+
+
+class Pipe(Step):
+    """Several calls in one round trip (a pipeline, not a transaction): a list of replies."""
+
+    __slots__ = ("calls", "write")
+
+    def __init__(self, *calls: Call, write: bool = True) -> None:
+        self.calls = calls
+        self.write = write
+
+    def _queue(self, client: Any) -> Any:
+        pipe = client.pipeline(transaction=False)
+        for call in self.calls:
+            getattr(pipe, call.name)(*call.args, **call.kwargs)
+        return pipe
+
+    def run(self, connect: Connect) -> Any:
+        return self._queue(connect(self.write)).execute()
+
+    async def arun(self, connect: Connect) -> Any:
+        return await self._queue(connect(self.write)).execute()
+
+
+class Eval(Step):
+    """A Lua script by EVALSHA (loaded again on NOSCRIPT), always on the primary."""
+
+    __slots__ = ("args", "keys", "once", "script")
+
+    def __init__(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, once: bool = False
+    ) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.once = once
+
+    def run(self, connect: Connect) -> Any:
+        if self.once:
+            with send_once():
+                return self.script(connect(True), self.keys, self.args)
+        return self.script(connect(True), self.keys, self.args)
+
+    async def arun(self, connect: Connect) -> Any:
+        if self.once:
+            with send_once():
+                return await self.script.acall(connect(True), self.keys, self.args)
+        return await self.script.acall(connect(True), self.keys, self.args)
+
+
+class Prepare(Step):
+    """``fn(*args)``: CPU work (encoding a value) that Django refused on the event loop
+    (pickling an unevaluated QuerySet runs its query): the async side runs it in a
+    thread, as Django's default ``aset()`` does for every call. A plan yields it only
+    after trying the work itself (the common case costs no step)."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+    def run(self, connect: Connect) -> Any:
+        return self.fn(*self.args)
+
+    async def arun(self, connect: Connect) -> Any:
+        return await sync_to_async(self.fn, thread_sensitive=True)(*self.args)
+
+
+class Load(Step):
+    """Call a loader: ``sync()`` on the sync side, ``await async_()`` on the async one."""
+
+    __slots__ = ("async_", "sync")
+
+    def __init__(self, sync: Callable[[], Any], async_: Callable[[], Any]) -> None:
+        self.sync = sync
+        self.async_ = async_
+
+    def run(self, connect: Connect) -> Any:
+        return self.sync()
+
+    async def arun(self, connect: Connect) -> Any:
+        return await self.async_()
+
+
+class Sleep(Step):
+    """Pause (a waiter polling for another caller's value)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, connect: Connect) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self, connect: Connect) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+class Wait(Step):
+    """Wait up to ``timeout`` seconds for an event (a ``threading.Event`` on the sync
+    side, an ``asyncio.Event`` on the async one); the reply: whether it was set."""
+
+    __slots__ = ("event", "timeout")
+
+    def __init__(self, event: Any, timeout: float) -> None:
+        self.event = event
+        self.timeout = timeout
+
+    def run(self, connect: Connect) -> bool:
+        return bool(self.event.wait(self.timeout))
+
+    async def arun(self, connect: Connect) -> bool:
+        try:
+            await asyncio.wait_for(self.event.wait(), self.timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+def run(plan: Plan[T], connect: Connect) -> T:
+    """Carry ``plan`` out on sync clients; its result, or what it raised."""
+    if isinstance(plan, Single):
+        call = plan.call
+        if call.once:
+            return plan.then(call.run(connect))
+        return plan.then(getattr(connect(call.write), call.name)(*call.args, **call.kwargs))
+    try:
+        step = plan.send(None)
+        while True:
+            try:
+                if type(step) is Call and not step.once:  # most steps: one frame fewer
+                    reply = getattr(connect(step.write), step.name)(*step.args, **step.kwargs)
+                else:
+                    reply = step.run(connect)
+            except BaseException as exc:  # noqa: BLE001 - the plan decides: handle or re-raise
+                step = plan.throw(exc)
+            else:
+                step = plan.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def arun(plan: Plan[T], connect: Connect) -> T:
+    """:func:`run` on ``redis.asyncio`` clients, in the running event loop."""
+    if isinstance(plan, Single):
+        return plan.then(await plan.call.arun(connect))
+    try:
+        step = plan.send(None)
+        while True:
+            try:
+                reply = await step.arun(connect)
+            except BaseException as exc:  # noqa: BLE001 - the plan decides
+                step = plan.throw(exc)
+            else:
+                step = plan.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
