@@ -130,10 +130,11 @@ def test_a_rate_limit_check_counts_once(
     assert not seen[0].failed and seen[1].failed
     with victim.client() as check:
         counters = list(check.scan_iter("demo:ratelimit:*"))
-        assert len(counters) == 2
-        # Each client counted once: the stalled check ran when the server woke up,
-        # and was not re-sent.
-        assert sorted(int(check.hget(k, "c")) for k in counters) == [1, 1]
+        # Each client counted at most once: the stalled check was not re-sent. It ran
+        # when the server woke up (the usual case: [1, 1]), or it never reached the
+        # server's command loop ([1]: seen once in CI's new-user lane, on a loaded
+        # machine; a timeout says nothing either way). Never 2.
+        assert sorted(int(check.hget(k, "c")) for k in counters) in ([1], [1, 1])
 
 
 def _stall_from_now(server: RedisServer) -> threading.Timer:
