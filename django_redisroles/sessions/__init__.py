@@ -10,15 +10,11 @@
 
 from __future__ import annotations
 
-from .index import (
-    UserSession,
-    alogout_everywhere,
-    auser_sessions,
-    logout_everywhere,
-    user_sessions,
-)
+from .devices import UserSession
+from .index import alogout_everywhere, auser_sessions, logout_everywhere, user_sessions
 from .middleware import SessionMiddleware
-from .store import SessionStore, SessionUnavailable
+from .outage import SessionUnavailable
+from .store import SessionStore
 
 __all__ = [
     "SessionMiddleware",
