@@ -3,6 +3,13 @@
 ``Lock(name, ttl=...)`` (``with`` / ``async with``) and ``@command_lock(...)``
 for management commands; ``LockHeld`` / ``LockLost``; ``owner``,
 ``held_locks`` and ``force_release`` for operators.
+
+Modules (docs/architecture.md), imports flowing one way: ``command`` ->
+``core`` (``Lock``: sync and async twins) -> ``lease`` (the hold's state, no
+I/O), ``watchdog``, ``interruption`` -> ``plan`` (what each script call sends
+and what its reply means) -> ``keys`` (key names, the owner value) ->
+``options``; ``operations`` (owner, held_locks, force_release) uses ``plan``
+and ``keys``; Lua in ``lua/*.lua``.
 """
 
 from .command import command_lock

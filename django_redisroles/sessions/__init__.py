@@ -6,6 +6,12 @@
   twins): the per-user session index.
 - :class:`SessionMiddleware`: Django's session middleware plus a 503 when the
   sessions Redis is unavailable, and a native async save.
+
+Modules (docs/architecture.md), imports flowing one way: ``middleware`` ->
+``store`` (the Django API; ``_run``/``_arun`` send what ``plan`` builds) ->
+``index`` (the per-user index, its signal receivers) and ``plan`` (a save as
+one request) -> ``keys`` (key names, the stored value) -> ``options``; beside
+them ``devices``, ``outage``, ``compat`` and ``lua/*.lua``.
 """
 
 from __future__ import annotations

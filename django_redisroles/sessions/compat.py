@@ -78,7 +78,5 @@ class _AsyncAccessors:
         self.modified = True
 
 
-_COMPAT: tuple[type, ...] = () if hasattr(SessionBase, "aget") else (_AsyncAccessors,)
-
 #: The base classes the store needs on this Django: ``(_AsyncAccessors,)`` on 4.2.
 ASYNC_ACCESSORS: tuple[type, ...] = () if hasattr(SessionBase, "aget") else (_AsyncAccessors,)
