@@ -166,11 +166,11 @@ async def _arun(flow: Flow[T]) -> T:
 
 
 # -- listing -------------------------------------------------------------------------
-def _pk(user: Any) -> str:
+def _pk(user: object) -> str:
     return str(getattr(user, "pk", user))
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -197,7 +197,7 @@ def _forget(pk: str, dead: Iterable[str]) -> list[Command]:
     ]
 
 
-def _listing(user: Any) -> Flow[list[UserSession]]:
+def _listing(user: object) -> Flow[list[UserSession]]:
     """Two round trips: the index, then the sessions themselves (and a third to trim)."""
     _require_index()
     pk = _pk(user)
@@ -230,7 +230,7 @@ def _listing(user: Any) -> Flow[list[UserSession]]:
     return live
 
 
-def user_sessions(user: Any) -> list[UserSession]:
+def user_sessions(user: object) -> list[UserSession]:
     """The live sessions of ``user`` (a user or a primary key), most recent first.
 
     An entry whose session expired, was deleted or now belongs to nobody is
@@ -239,13 +239,13 @@ def user_sessions(user: Any) -> list[UserSession]:
     return _run(_listing(user))
 
 
-async def auser_sessions(user: Any) -> list[UserSession]:
+async def auser_sessions(user: object) -> list[UserSession]:
     """Async :func:`user_sessions` (native ``redis.asyncio``)."""
     return await _arun(_listing(user))
 
 
 # -- ending sessions -----------------------------------------------------------------
-def _logout(user: Any, keep: Any) -> Flow[int]:
+def _logout(user: object, keep: SessionBase | str | None) -> Flow[int]:
     _require_index()
     pk = _pk(user)
     keep_key = keep.session_key if isinstance(keep, SessionBase) else keep
@@ -253,7 +253,7 @@ def _logout(user: Any, keep: Any) -> Flow[int]:
     members = [m for m in members if m != keep_key]
     ended = 0
     seen: set[str] = set()
-    codec = None
+    codec: keys.Codec | None = None
     for _ in range(_LOGOUT_ROUNDS):
         if not members:
             break
@@ -269,7 +269,7 @@ def _logout(user: Any, keep: Any) -> Flow[int]:
     return ended
 
 
-def logout_everywhere(user: Any, keep: Any = None) -> int:
+def logout_everywhere(user: object, keep: SessionBase | str | None = None) -> int:
     """End every session of ``user`` except ``keep`` (a session key or store); returns how many.
 
     Only sessions that still belong to the user are deleted; the index
@@ -280,7 +280,7 @@ def logout_everywhere(user: Any, keep: Any = None) -> int:
     return _run(_logout(user, keep))
 
 
-async def alogout_everywhere(user: Any, keep: Any = None) -> int:
+async def alogout_everywhere(user: object, keep: SessionBase | str | None = None) -> int:
     """Async :func:`logout_everywhere` (native ``redis.asyncio``)."""
     return await _arun(_logout(user, keep))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
@@ -33,6 +33,7 @@ from .options import ROLE, pickle_based
 
 __all__ = [
     "HEADER",
+    "Codec",
     "decode",
     "encode",
     "index_key_name",
@@ -54,7 +55,7 @@ __all__ = [
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 
-def valid_session_key(key: Any) -> bool:
+def valid_session_key(key: object) -> bool:
     """Whether ``key`` can name a stored session (else: no session, no round trip)."""
     return isinstance(key, str) and _KEY_RE.fullmatch(key) is not None
 
@@ -69,12 +70,12 @@ def session_key_name(session_key: str) -> str:
     return f"{_BASE.get()}s:{session_key}"
 
 
-def index_key_name(user_pk: Any) -> str:
+def index_key_name(user_pk: object) -> str:
     """The Redis sorted set indexing a user's sessions."""
     return f"{_BASE.get()}u:{user_pk}"
 
 
-def meta_key_name(user_pk: Any) -> str:
+def meta_key_name(user_pk: object) -> str:
     """The Redis hash holding metadata of a user's sessions."""
     return f"{_BASE.get()}m:{user_pk}"
 
@@ -113,7 +114,15 @@ def split_stored(raw: bytes) -> tuple[int, bytes]:
     return 0, raw
 
 
-def serializer(cls: type | None = None) -> Any:
+class Codec(Protocol):
+    """A ``SESSION_SERIALIZER`` instance: Django's serializers have these two methods."""
+
+    def dumps(self, obj: Any) -> bytes | str: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+def serializer(cls: type | None = None) -> Codec:
     """An instance of ``cls`` (default: ``SESSION_SERIALIZER``); never a pickle-based one.
 
     Check ``redisroles.E020`` reports it at start-up, but checks can be
@@ -128,16 +137,17 @@ def serializer(cls: type | None = None) -> Any:
             f"SESSION_SERIALIZER is {path!r}: the Redis session engine never unpickles. "
             'Use "django.contrib.sessions.serializers.JSONSerializer" (see redisroles.E020).'
         )
-    return cls()
+    codec: Codec = cls()
+    return codec
 
 
-def encode(data: dict[str, Any], codec: Any) -> bytes:
+def encode(data: dict[str, Any], codec: Codec) -> bytes:
     """``data`` serialized with ``codec`` (a serializer instance)."""
     encoded = codec.dumps(data)
     return encoded.encode() if isinstance(encoded, str) else bytes(encoded)
 
 
-def decode(payload: bytes, codec: Any) -> dict[str, Any]:
+def decode(payload: bytes, codec: Codec) -> dict[str, Any]:
     """The session in ``payload``; corrupt data is an empty session, as in Django."""
     try:
         data = codec.loads(payload)
@@ -147,7 +157,7 @@ def decode(payload: bytes, codec: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def owned_by(raw: bytes | None, pk: str, codec: Any = None) -> bool:
+def owned_by(raw: bytes | None, pk: str, codec: Codec | None = None) -> bool:
     """Whether a stored session value still belongs to user ``pk``."""
     if raw is None:
         return False

@@ -177,7 +177,9 @@ def cap_candidates(plan: SavePlan, members: list[Any]) -> list[str]:
     return others[: excess + 2] if excess > 0 else []
 
 
-def declare(plan: SavePlan, candidates: list[str], raws: list[bytes | None], codec: Any) -> None:
+def declare(
+    plan: SavePlan, candidates: list[str], raws: list[bytes | None], codec: keys.Codec
+) -> None:
     """Add the candidates, as read (``raws``), to the SAVE script's call."""
     for member, raw in zip(candidates, raws, strict=True):
         plan.keys.append(keys.session_key_name(member))

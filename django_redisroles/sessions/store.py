@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import redis
+import redis.asyncio
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
@@ -72,7 +73,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         self._known.uid = user_pk
 
     # -- data ----------------------------------------------------------------
-    def _serializer(self) -> Any:
+    def _serializer(self) -> keys.Codec:
         """A ``SESSION_SERIALIZER`` instance; never a pickle-based one."""
         return keys.serializer(self.serializer)
 
@@ -265,7 +266,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
     # -- async API (native: redis.asyncio, no thread hop) ----------------------
     # Written against SessionBase of Django 4.2 too, which has no async API:
     # only our own helpers (and compat.py's accessors) are used here.
-    def _aredis(self) -> Any:
+    def _aredis(self) -> redis.asyncio.Redis:
         return connections.get_async_redis(ROLE)
 
     async def _acall(self, func: Any, *args: Any) -> Any:
