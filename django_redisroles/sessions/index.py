@@ -31,7 +31,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
-from .. import connections, errors
+from .. import clientip, connections, errors
 from ..scripts import Script
 from . import keys
 from .devices import UserSession, session_of
@@ -356,9 +356,14 @@ async def atrim_indexes() -> int:
 
 
 # -- signals -------------------------------------------------------------------------
-def client_ip(request: HttpRequest) -> str | None:
-    """The client address Django saw (REMOTE_ADDR; put a trusted proxy fixer in front)."""
-    return request.META.get("REMOTE_ADDR") or None
+def _login_ip(request: HttpRequest) -> str | None:
+    """The client's address as the shared, proxy-aware ``clientip.client_ip`` sees it.
+
+    Behind a proxy listed in ``REDISROLES["TRUSTED_PROXIES"]`` that is the
+    address the proxy forwarded, not the proxy's own; None when there is none.
+    """
+    ip = clientip.client_ip(request)
+    return None if ip == "unknown" else ip
 
 
 @receiver(user_logged_in, dispatch_uid="django_redisroles.sessions.login")
@@ -370,7 +375,7 @@ def _on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
     # (one round trip, the index update included).
     session.record_login(
         {
-            "ip": client_ip(request),
+            "ip": _login_ip(request),
             "ua": str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA],
             "created": round(time.time(), 3),
         }
