@@ -104,9 +104,15 @@ def configure(url: str) -> None:
 
 
 def set_role_settings(extra: dict[str, Any]) -> None:
-    # USER_INDEX is read on every save; connection options do not change, so
-    # the pool stays (as it would under override_settings: same URL+options).
+    # The store reads its settings once (sessions.options.OPTIONS) and drops
+    # them on setting_changed, which a plain assignment does not send: drop
+    # them here, or every engine runs with the first one's USER_INDEX and
+    # INDEX_REFRESH. The connection pool stays (same URL and options): no
+    # reconnect is measured.
+    from django_redisroles.sessions.options import OPTIONS
+
     settings.REDISROLES = {"URL": settings.REDISROLES["URL"], "ROLES": {"sessions": extra}}
+    OPTIONS.reset()
 
 
 def session_data(i: int) -> dict[str, Any]:

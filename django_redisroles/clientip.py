@@ -1,7 +1,7 @@
 """Who is the client? ``REMOTE_ADDR`` unless a trusted proxy says otherwise.
 
 One proxy-aware client address for every role that needs it (rate limiting
-keys on it; the sessions index is to record it). ``X-Forwarded-For`` /
+keys on it; the sessions index records it). ``X-Forwarded-For`` /
 ``Forwarded`` are read only when the request comes from one of
 ``TRUSTED_PROXIES``; the header is then walked right to left, skipping our
 own proxies, and the first address not among them is the client. Anything a

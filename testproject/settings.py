@@ -91,7 +91,7 @@ REDISROLES["ROLES"]["ratelimit"].update(
     }
 )
 # Behind a reverse proxy, list its networks, e.g. ["10.0.0.0/8"] (the client
-# address rate limits count: django_redisroles.clientip).
+# address rate limits count and the sessions index shows: django_redisroles.clientip).
 REDISROLES["TRUSTED_PROXIES"] = []
 
 # --- role: pubsub ---------------------------------------------------------------

@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from django_redisroles import conf
 from django_redisroles.sessions import auser_sessions, logout_everywhere, user_sessions
+from django_redisroles.sessions import options as sessions_options
 
 
 def _ago(when: datetime | None) -> str:
@@ -37,7 +37,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         {
             "rows": [(s, _ago(s.last_seen)) for s in sessions],
             "current": request.session.session_key,
-            "index_refresh": conf.get("sessions", "INDEX_REFRESH"),
+            "index_refresh": sessions_options.OPTIONS.get().index_refresh,
         },
     )
 

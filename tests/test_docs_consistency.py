@@ -14,8 +14,10 @@ from pathlib import Path
 
 from django_redisroles import clientip, conf
 from django_redisroles.cache import options as cache_options
+from django_redisroles.locks import options as locks_options
 from django_redisroles.pubsub import options as pubsub_options
 from django_redisroles.ratelimit import options as ratelimit_options
+from django_redisroles.sessions import options as sessions_options
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_redisroles"
@@ -37,6 +39,8 @@ def _role_defaults(role: str) -> dict[str, object]:
     moved: dict[str, dict[str, object]] = {
         "pubsub": pubsub_options.DEFAULTS,
         "ratelimit": ratelimit_options.DEFAULTS,
+        "sessions": sessions_options.DEFAULTS,
+        "locks": locks_options.DEFAULTS,
     }
     return moved[role] if role in moved else conf.ROLE_DEFAULTS[role]
 

@@ -51,49 +51,16 @@ def _cache_urls() -> Iterator[tuple[str, str]]:
 
 
 def _check_role_settings() -> list[CheckMessage]:
+    from ..sessions import options
+
     try:
-        values = conf.role_settings("sessions")
+        values = options.values()
     except Exception:  # noqa: BLE001 - malformed REDISROLES is reported by E001-E004
         return []
-    where = 'REDISROLES["ROLES"]["sessions"]'
-    errors: list[CheckMessage] = []
-    if not isinstance(values.get("USER_INDEX"), bool):
-        errors.append(
-            Error(
-                f"{where}['USER_INDEX'] must be True or False, got {values.get('USER_INDEX')!r}.",
-                hint='"USER_INDEX": True keeps the per-user session index.',
-                id="redisroles.E021",
-            )
-        )
-    for name, example in (("INDEX_REFRESH", 60), ("RETRY_AFTER", 5)):
-        value = values.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            errors.append(
-                Error(
-                    f"{where}[{name!r}] must be a whole number of seconds >= 0, got {value!r}.",
-                    hint=f'For example "{name}": {example}.',
-                    id="redisroles.E021",
-                )
-            )
-    cap = values.get("MAX_SESSIONS")
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-        errors.append(
-            Error(
-                f"{where}['MAX_SESSIONS'] must be None or a whole number >= 1, got {cap!r}.",
-                hint='For example "MAX_SESSIONS": 10 (a login beyond it ends the oldest).',
-                id="redisroles.E021",
-            )
-        )
-    elif cap is not None and not values.get("USER_INDEX"):
-        errors.append(
-            Error(
-                f"{where}['MAX_SESSIONS'] needs the user index (USER_INDEX = True): without "
-                "it a user's sessions cannot be counted.",
-                hint='Set "USER_INDEX": True, or remove MAX_SESSIONS.',
-                id="redisroles.E021",
-            )
-        )
-    return errors
+    return [
+        Error(message, hint=hint, id="redisroles.E021")
+        for message, hint in options.problems(values)
+    ]
 
 
 @register()
@@ -101,11 +68,11 @@ def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     """Safety of the Redis session engine's configuration."""
     if not _engine_in_use():
         return []
-    messages: list[CheckMessage] = _check_role_settings()
-    from ..sessions.store import pickle_based
+    from ..sessions import options
 
+    messages: list[CheckMessage] = _check_role_settings()
     serializer = str(getattr(settings, "SESSION_SERIALIZER", ""))
-    if pickle_based(serializer):
+    if options.pickle_based(serializer):
         messages.append(
             Error(
                 f"SESSION_SERIALIZER is {serializer!r}: the Redis session engine never "

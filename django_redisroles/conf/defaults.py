@@ -87,29 +87,6 @@ ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 #: ``COMMON_ROLE_KEYS``) is reported by the ``redisroles.E004`` check.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cache": {},
-    "sessions": {
-        # Keep the per-user session index (user_sessions, logout_everywhere).
-        "USER_INDEX": True,
-        # Seconds a user-index entry (its expiry score, "last seen") may lag
-        # behind its session: saves within this window skip the index write.
-        "INDEX_REFRESH": 60,
-        # Retry-After (seconds) of the 503 SessionMiddleware sends on an outage.
-        "RETRY_AFTER": 5,
-        # Most live sessions a user may have (None: no cap); a login beyond it
-        # ends the user's sessions that expire first, atomically with the index write.
-        "MAX_SESSIONS": None,
-    },
-    "locks": {
-        # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
-        "TTL": 60,
-        # Renew held locks every ttl/3 (one watchdog thread per process).
-        "AUTO_RENEW": True,
-        # Lifetime of a lock's fence counter, refreshed on every acquire (a day): one
-        # key per lock *name*, so names made from user input must not pile up for long.
-        "FENCE_TTL": 24 * 3600,
-        # Longest a waiter blocks on the wake-up list before trying again.
-        "WAIT_POLL": 1.0,
-    },
 }
 
 

@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .. import errors
-from .core import Lock, LockLost
+from .core import Lock
+from .exceptions import LockLost
 
 __all__ = ["command_lock"]
 
@@ -83,7 +84,7 @@ def _patch_add_arguments(cls: type[BaseCommand]) -> None:
         return
 
     @functools.wraps(original)
-    def add_arguments(self: BaseCommand, parser: argparse.ArgumentParser) -> None:
+    def add_arguments(self: BaseCommand, parser: CommandParser) -> None:
         original(self, parser)
         _add_arguments(parser)
 

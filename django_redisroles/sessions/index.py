@@ -1,270 +1,275 @@
 """Per-user session index: list a user's live sessions, end them, without a database.
 
 The index is written by the session store itself, in the same Lua script as
-the session (see ``store.SAVE``); the ``user_logged_in`` receiver below only
-attaches the login metadata (IP, user agent, time) to the session, and the
+the session (``lua/save.lua``); the ``user_logged_in`` receiver below only
+hands the login metadata (IP, user agent, time) to the session, and the
 ``user_logged_out`` receiver makes sure the ending session leaves the index.
-Stale entries (expired or ended elsewhere) are trimmed lazily: on each save,
-on each listing, and by ``manage.py clearsessions``.
+Both talk to the store through :class:`IndexedSession`, which the store
+implements. Stale entries (expired or ended elsewhere) are trimmed lazily: on
+each save, on each listing, and by ``manage.py clearsessions``.
+
+Each operation is written once, as a *flow*: a generator that yields the
+requests to send (a command, a pipeline, a script call) and gets their replies
+back. :func:`_run` sends them on the sync client, :func:`_arun` on the asyncio
+one: the sync and async functions are one line each, and no rule is written twice.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict, TypeVar
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.dispatch import receiver
 from django.http import HttpRequest
+from django.utils.crypto import constant_time_compare
 
-from .. import conf, connections, errors
+from .. import clientip, connections, errors
 from ..scripts import Script
-from . import store as _store
+from . import keys
+from .devices import UserSession, session_of
+from .options import OPTIONS, ROLE
+from .outage import unavailable
 
 __all__ = [
+    "IndexedSession",
+    "LoginMeta",
     "UserSession",
     "alogout_everywhere",
+    "apassword_changed",
     "atrim_indexes",
     "auser_sessions",
     "logout_everywhere",
+    "password_changed",
     "trim_indexes",
     "user_sessions",
 ]
 
+T = TypeVar("T")
+
+_LUA = Path(__file__).parent / "lua"
+LOGOUT = Script((_LUA / "logout.lua").read_text())
+TRIM = Script((_LUA / "trim.lua").read_text())
+
+# Rounds of logout_everywhere: each one ends what the one before found new.
+_LOGOUT_ROUNDS = 20
 _MAX_UA = 512
 
 
-@dataclass(frozen=True)
-class UserSession:
-    """One live session of a user, as listed by :func:`user_sessions`."""
+# -- what the receivers need from a session store ------------------------------------
+class LoginMeta(TypedDict):
+    """Shown by :func:`user_sessions`: where and when the session logged in."""
 
-    session_key: str
     ip: str | None
-    user_agent: str
-    created: datetime | None
-    last_seen: datetime | None
-    expires: datetime
-
-    @property
-    def device(self) -> str:
-        """A short, human description of the user agent ("Firefox on Linux")."""
-        return describe_user_agent(self.user_agent)
+    ua: str
+    created: float
 
 
-_BROWSERS = (
-    ("Edge", re.compile(r"Edg(e|A|iOS)?/")),
-    ("Opera", re.compile(r"OPR/|Opera")),
-    ("Firefox", re.compile(r"Firefox/|FxiOS/")),
-    ("Chrome", re.compile(r"Chrome/|CriOS/")),
-    ("Safari", re.compile(r"Safari/")),
-    ("curl", re.compile(r"^curl/")),
-    ("Python", re.compile(r"python-requests|python-httpx|aiohttp|Python-urllib")),
-)
-_SYSTEMS = (
-    ("Android", re.compile(r"Android")),
-    ("iOS", re.compile(r"iPhone|iPad|iPod")),
-    ("Windows", re.compile(r"Windows")),
-    ("macOS", re.compile(r"Mac OS X|Macintosh")),
-    ("Linux", re.compile(r"Linux|X11")),
-)
+class IndexedSession:
+    """The index's side of a session store: what the login/logout receivers tell it.
+
+    ``SessionStore`` implements it; the receivers ignore any other session.
+    """
+
+    def record_login(self, meta: LoginMeta) -> None:
+        """``login()`` happened: write ``meta`` with the next save (which must happen)."""
+        raise NotImplementedError
+
+    def record_logout(self, user_pk: str) -> None:
+        """``logout()`` is about to flush the session of user ``user_pk``: leave the index too."""
+        raise NotImplementedError
 
 
-def describe_user_agent(user_agent: str) -> str:
-    """A short label such as ``Firefox on Linux`` or ``Safari on iOS``."""
-    browser = next((name for name, rx in _BROWSERS if rx.search(user_agent)), None)
-    system = next((name for name, rx in _SYSTEMS if rx.search(user_agent)), None)
-    if browser and system:
-        return f"{browser} on {system}"
-    return browser or system or ("Unknown device" if not user_agent else user_agent[:40])
+# -- flows and their runners ---------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One Redis command: a client method and its arguments."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
 
 
-def _pk(user: Any) -> str:
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script call."""
+
+    script: Script
+    keys: list[str]
+    args: list[Any]
+
+
+#: A command, commands sent as one pipeline (not a transaction), or a script call.
+Request = Command | list[Command] | Call
+Flow = Generator[Request, Any, T]
+
+
+def _cmd(name: str, *args: Any, **kwargs: Any) -> Command:
+    return Command(name, args, tuple(kwargs.items()))
+
+
+def _send(client: Any, request: Request) -> Any:
+    if isinstance(request, Call):
+        return request.script(client, request.keys, request.args)
+    if isinstance(request, Command):
+        return getattr(client, request.name)(*request.args, **dict(request.kwargs))
+    with client.pipeline(transaction=False) as pipe:
+        for c in request:
+            getattr(pipe, c.name)(*c.args, **dict(c.kwargs))
+        return pipe.execute()
+
+
+async def _asend(client: Any, request: Request) -> Any:
+    if isinstance(request, Call):
+        return await request.script.acall(client, request.keys, request.args)
+    if isinstance(request, Command):
+        return await getattr(client, request.name)(*request.args, **dict(request.kwargs))
+    async with client.pipeline(transaction=False) as pipe:
+        for c in request:
+            getattr(pipe, c.name)(*c.args, **dict(c.kwargs))
+        return await pipe.execute()
+
+
+def _run(flow: Flow[T]) -> T:
+    """Run ``flow`` on the sessions role's sync client."""
+    try:
+        request = next(flow)
+        client = connections.get_redis(ROLE)
+        while True:
+            request = flow.send(_send(client, request))
+    except StopIteration as done:
+        value: T = done.value
+        return value
+    except errors.REDIS_ERRORS as exc:
+        raise (unavailable(exc) or exc) from exc
+
+
+async def _arun(flow: Flow[T]) -> T:
+    """Run ``flow`` on the sessions role's ``redis.asyncio`` client."""
+    try:
+        request = next(flow)
+        client = connections.get_async_redis(ROLE)
+        while True:
+            request = flow.send(await _asend(client, request))
+    except StopIteration as done:
+        value: T = done.value
+        return value
+    except errors.REDIS_ERRORS as exc:
+        raise (unavailable(exc) or exc) from exc
+
+
+# -- listing -------------------------------------------------------------------------
+def _pk(user: object) -> str:
     return str(getattr(user, "pk", user))
 
 
-def _dt(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    except (TypeError, ValueError):
-        return None
-
-
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-_owned_by = _store.owned_by
-
-
-def _build(
-    pk: str, entries: list[tuple[bytes, float]], meta: dict[bytes, bytes], replies: list[Any]
-) -> tuple[list[UserSession], list[str]]:
-    """Sessions from index entries and their GET/PTTL replies; also the dead entries."""
-    live: list[UserSession] = []
-    dead: list[str] = []
-    now = time.time()
-    for i, (member, _score) in enumerate(entries):
-        raw, pttl = replies[2 * i], replies[2 * i + 1]
-        key = _text(member)
-        if not _owned_by(raw, pk):
-            dead.append(key)
-            continue
-        info: dict[str, Any] = {}
-        blob = meta.get(member)
-        if blob:
-            try:
-                info = json.loads(blob)
-            except ValueError:
-                info = {}
-        live.append(
-            UserSession(
-                session_key=key,
-                ip=info.get("ip"),
-                user_agent=str(info.get("ua") or ""),
-                created=_dt(info.get("created")),
-                last_seen=_dt(meta.get(member + b"|seen")),
-                expires=_dt(now + max(int(pttl), 0) / 1000) or datetime.now(UTC),
-            )
-        )
-    live.sort(key=lambda s: s.last_seen or s.created or s.expires, reverse=True)
-    return live, dead
 
 
 def _cutoff() -> float:
     """Index scores below this belong to sessions that have surely expired."""
-    return time.time() - _store.index_refresh()
+    return time.time() - OPTIONS.get().index_refresh
 
 
 def _require_index() -> None:
     # Without the index there is no way to find a user's sessions: saying
     # "none" (or "ended 0") would be a silent lie about a security action.
-    if not _store.index_enabled():
+    if not OPTIONS.get().user_index:
         raise ImproperlyConfigured(
             'The per-user session index is off (REDISROLES["ROLES"]["sessions"]["USER_INDEX"] '
             "= False): user_sessions() and logout_everywhere() cannot find a user's sessions."
         )
 
 
-def _forget(pipe: Any, pk: str, dead: Iterable[str]) -> None:
+def _forget(pk: str, dead: Iterable[str]) -> list[Command]:
     dead = list(dead)
+    return [
+        _cmd("zrem", keys.index_key_name(pk), *dead),
+        _cmd("hdel", keys.meta_key_name(pk), *dead, *(f"{d}|seen" for d in dead)),
+    ]
+
+
+def _listing(user: object) -> Flow[list[UserSession]]:
+    """Two round trips: the index, then the sessions themselves (and a third to trim)."""
+    _require_index()
+    pk = _pk(user)
+    entries, meta = yield [
+        _cmd("zrangebyscore", keys.index_key_name(pk), _cutoff(), "+inf", withscores=True),
+        _cmd("hgetall", keys.meta_key_name(pk)),
+    ]
+    if not entries:
+        return []
+    requests = []
+    for member, _score in entries:
+        requests += [
+            _cmd("get", keys.session_key_name(_text(member))),
+            _cmd("pttl", keys.session_key_name(_text(member))),
+        ]
+    replies = yield requests
+    codec = keys.serializer()
+    live: list[UserSession] = []
+    dead: list[str] = []
+    now = time.time()
+    for i, (member, _score) in enumerate(entries):
+        raw, pttl = replies[2 * i], replies[2 * i + 1]
+        if keys.owned_by(raw, pk, codec):
+            live.append(session_of(_text(member), meta, member, pttl, now))
+        else:
+            dead.append(_text(member))
     if dead:
-        pipe.zrem(_store.index_key_name(pk), *dead)
-        pipe.hdel(_store.meta_key_name(pk), *dead, *(f"{d}|seen" for d in dead))
+        yield _forget(pk, dead)
+    live.sort(key=lambda s: s.last_seen or s.created or s.expires, reverse=True)
+    return live
 
 
-def user_sessions(user: Any) -> list[UserSession]:
+def user_sessions(user: object) -> list[UserSession]:
     """The live sessions of ``user`` (a user or a primary key), most recent first.
 
-    Two round trips: the index, then the sessions themselves (an entry whose
-    session expired, was deleted or now belongs to nobody is dropped and
-    trimmed from the index).
+    An entry whose session expired, was deleted or now belongs to nobody is
+    dropped and trimmed from the index.
     """
-    _require_index()
-    pk = _pk(user)
-    client = connections.get_redis(_store.ROLE)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(_store.index_key_name(pk), _cutoff(), "+inf", withscores=True)
-            pipe.hgetall(_store.meta_key_name(pk))
-            entries, meta = pipe.execute()
-        if not entries:
-            return []
-        with client.pipeline(transaction=False) as pipe:
-            for member, _score in entries:
-                pipe.get(_store.session_key_name(_text(member)))
-                pipe.pttl(_store.session_key_name(_text(member)))
-            replies = pipe.execute()
-        live, dead = _build(pk, entries, meta, replies)
-        if dead:
-            with client.pipeline(transaction=False) as pipe:
-                _forget(pipe, pk, dead)
-                pipe.execute()
-    except errors.REDIS_ERRORS as exc:
-        raise (_store._unavailable(exc) or exc) from exc
-    return live
+    return _run(_listing(user))
 
 
-async def auser_sessions(user: Any) -> list[UserSession]:
+async def auser_sessions(user: object) -> list[UserSession]:
     """Async :func:`user_sessions` (native ``redis.asyncio``)."""
+    return await _arun(_listing(user))
+
+
+# -- ending sessions -----------------------------------------------------------------
+def _logout(user: object, keep: SessionBase | str | None) -> Flow[int]:
     _require_index()
     pk = _pk(user)
-    client = connections.get_async_redis(_store.ROLE)
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(_store.index_key_name(pk), _cutoff(), "+inf", withscores=True)
-            pipe.hgetall(_store.meta_key_name(pk))
-            entries, meta = await pipe.execute()
-        if not entries:
-            return []
-        async with client.pipeline(transaction=False) as pipe:
-            for member, _score in entries:
-                pipe.get(_store.session_key_name(_text(member)))
-                pipe.pttl(_store.session_key_name(_text(member)))
-            replies = await pipe.execute()
-        live, dead = _build(pk, entries, meta, replies)
-        if dead:
-            async with client.pipeline(transaction=False) as pipe:
-                _forget(pipe, pk, dead)
-                await pipe.execute()
-    except errors.REDIS_ERRORS as exc:
-        raise (_store._unavailable(exc) or exc) from exc
-    return live
+    keep_key = keep.session_key if isinstance(keep, SessionBase) else keep
+    members = [_text(m) for m in (yield _cmd("zrange", keys.index_key_name(pk), 0, -1))]
+    members = [m for m in members if m != keep_key]
+    ended = 0
+    seen: set[str] = set()
+    codec: keys.Codec | None = None
+    for _ in range(_LOGOUT_ROUNDS):
+        if not members:
+            break
+        raws = yield [_cmd("get", keys.session_key_name(m)) for m in members]
+        codec = codec or keys.serializer()
+        owned = [m for m, raw in zip(members, raws, strict=True) if keys.owned_by(raw, pk, codec)]
+        script_keys = [keys.index_key_name(pk), keys.meta_key_name(pk)]
+        script_keys += [keys.session_key_name(m) for m in owned]
+        count, others = yield Call(LOGOUT, script_keys, [keep_key or "", *members])
+        ended += int(count)
+        seen.update(members)
+        members = [m for m in map(_text, others) if m not in seen]
+    return ended
 
 
-def _keep_key(keep: Any) -> str | None:
-    if isinstance(keep, SessionBase):
-        return keep.session_key
-    return keep
-
-
-# Ends the sessions given in KEYS[3..] and forgets the index entries given in
-# ARGV[2..], then answers the index's other members (but ARGV[1], the session
-# to keep): sessions that appeared since the caller read the index. cycle_key()
-# moves an entry to its new key in the same script as the rename, so a session
-# is always either among those given or among those answered. Idempotent: a
-# re-sent call ends nothing more. Returns {ended, others}.
-LOGOUT = Script(
-    """
-local ended = 0
-for i = 3, #KEYS do
-  ended = ended + redis.call('UNLINK', KEYS[i])
-end
-local given = {}
-for i = 2, #ARGV do
-  local m = ARGV[i]
-  given[m] = true
-  redis.call('ZREM', KEYS[1], m)
-  redis.call('HDEL', KEYS[2], m, m .. '|seen')
-end
-local others = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if m ~= ARGV[1] and not given[m] then others[#others + 1] = m end
-end
-return {ended, others}
-"""
-)
-
-# Rounds of logout_everywhere: each one ends what the one before found new.
-_LOGOUT_ROUNDS = 20
-
-
-def _logout_plan(
-    pk: str, keep_key: str | None, members: list[str], raws: list[Any]
-) -> tuple[list[str], list[str]]:
-    owned = [m for m, raw in zip(members, raws, strict=True) if _owned_by(raw, pk)]
-    keys = [_store.index_key_name(pk), _store.meta_key_name(pk)]
-    keys += [_store.session_key_name(m) for m in owned]
-    return keys, [keep_key or "", *members]
-
-
-def logout_everywhere(user: Any, keep: Any = None) -> int:
+def logout_everywhere(user: object, keep: SessionBase | str | None = None) -> int:
     """End every session of ``user`` except ``keep`` (a session key or store); returns how many.
 
     Only sessions that still belong to the user are deleted; the index
@@ -272,126 +277,116 @@ def logout_everywhere(user: Any, keep: Any = None) -> int:
     (``cycle_key()`` in a concurrent login or password change) is ended under
     its new key: the last step is a script that also reports what is new.
     """
-    _require_index()
-    pk = _pk(user)
-    keep_key = _keep_key(keep)
-    client = connections.get_redis(_store.ROLE)
-    ended = 0
-    seen: set[str] = set()
-    try:
-        members = [_text(m) for m in client.zrange(_store.index_key_name(pk), 0, -1)]
-        members = [m for m in members if m != keep_key]
-        for _ in range(_LOGOUT_ROUNDS):
-            if not members:
-                break
-            with client.pipeline(transaction=False) as pipe:
-                for member in members:
-                    pipe.get(_store.session_key_name(member))
-                raws = pipe.execute()
-            keys, args = _logout_plan(pk, keep_key, members, raws)
-            count, others = LOGOUT(client, keys, args)
-            ended += int(count)
-            seen.update(members)
-            members = [m for m in map(_text, others) if m not in seen]
-    except errors.REDIS_ERRORS as exc:
-        raise (_store._unavailable(exc) or exc) from exc
-    return ended
+    return _run(_logout(user, keep))
 
 
-async def alogout_everywhere(user: Any, keep: Any = None) -> int:
+async def alogout_everywhere(user: object, keep: SessionBase | str | None = None) -> int:
     """Async :func:`logout_everywhere` (native ``redis.asyncio``)."""
-    _require_index()
-    pk = _pk(user)
-    keep_key = _keep_key(keep)
-    client = connections.get_async_redis(_store.ROLE)
-    ended = 0
-    seen: set[str] = set()
+    return await _arun(_logout(user, keep))
+
+
+def _fallback_hash_of(user: Any, old_hash: str) -> bool:
+    hashes = getattr(user, "get_session_auth_fallback_hash", None)
+    if user is None or hashes is None:
+        return False
+    return any(constant_time_compare(old_hash, h) for h in hashes())
+
+
+def _user_query(uid: str) -> Any:
+    model = get_user_model()
     try:
-        members = [_text(m) for m in await client.zrange(_store.index_key_name(pk), 0, -1)]
-        members = [m for m in members if m != keep_key]
-        for _ in range(_LOGOUT_ROUNDS):
-            if not members:
-                break
-            async with client.pipeline(transaction=False) as pipe:
-                for member in members:
-                    pipe.get(_store.session_key_name(member))
-                raws = await pipe.execute()
-            keys, args = _logout_plan(pk, keep_key, members, raws)
-            count, others = await LOGOUT.acall(client, keys, args)
-            ended += int(count)
-            seen.update(members)
-            members = [m for m in map(_text, others) if m not in seen]
-    except errors.REDIS_ERRORS as exc:
-        raise (_store._unavailable(exc) or exc) from exc
-    return ended
+        pk = model._meta.pk.to_python(uid)
+    except ValidationError:
+        return None
+    return model._default_manager.filter(pk=pk)
 
 
-def _index_prefix() -> str:
-    return conf.make_key(_store.ROLE, "u", "")
+def password_changed(uid: str, old_hash: str, keep: str | None) -> None:
+    """User ``uid``'s auth hash changed in session ``keep``: end the user's other sessions.
+
+    Unless it is a ``SECRET_KEY`` rotation, not a password change: Django
+    re-hashes a session verified with a ``SECRET_KEY_FALLBACKS`` key
+    (``cycle_key()`` and a new hash: the same calls as
+    ``update_session_auth_hash()``), and ending the user's other sessions then
+    would log every user out of all but one device. Only with fallbacks
+    configured does this cost a query.
+    """
+    if getattr(settings, "SECRET_KEY_FALLBACKS", None):
+        query = _user_query(uid)
+        if query is not None and _fallback_hash_of(query.first(), old_hash):
+            return
+    logout_everywhere(uid, keep=keep)
 
 
-def _index_pattern() -> str:
-    # Escaped: a KEY_PREFIX "tenant[1]" must not match (and trim) "tenant1:...".
-    return conf.glob_escape(_index_prefix()) + "*"
+async def apassword_changed(uid: str, old_hash: str, keep: str | None) -> None:
+    """Async :func:`password_changed`."""
+    if getattr(settings, "SECRET_KEY_FALLBACKS", None):
+        query = _user_query(uid)
+        if query is not None and _fallback_hash_of(await query.afirst(), old_hash):
+            return
+    await alogout_everywhere(uid, keep=keep)
+
+
+# -- trimming ------------------------------------------------------------------------
+def _trim() -> Flow[int]:
+    cutoff = f"{_cutoff():.3f}"
+    prefix = keys.index_prefix()
+    trimmed = 0
+    cursor: Any = 0
+    while True:
+        cursor, found = yield _cmd(
+            "scan", cursor, match=keys.index_pattern(), count=500, _type="zset"
+        )
+        for key in map(_text, found):
+            if key.startswith(prefix):  # anchored: only our own indexes
+                script_keys = [key, keys.meta_key_name(key[len(prefix) :])]
+                trimmed += int((yield Call(TRIM, script_keys, [cutoff])))
+        if not int(cursor):
+            return trimmed
 
 
 def trim_indexes() -> int:
     """Drop expired entries from every user index (``clearsessions``); returns how many."""
-    client = connections.get_redis(_store.ROLE)
-    now = f"{_cutoff():.3f}"
-    prefix = _index_prefix()
-    trimmed = 0
-    for key in client.scan_iter(match=_index_pattern(), count=500, _type="zset"):
-        if not _text(key).startswith(prefix):
-            continue  # anchored: only our own indexes
-        pk = _text(key)[len(prefix) :]
-        keys = [_text(key), _store.meta_key_name(pk)]
-        trimmed += int(_store.TRIM(client, keys, [now]))
-    return trimmed
+    return _run(_trim())
 
 
 async def atrim_indexes() -> int:
     """Async :func:`trim_indexes`."""
-    client = connections.get_async_redis(_store.ROLE)
-    now = f"{_cutoff():.3f}"
-    prefix = _index_prefix()
-    trimmed = 0
-    async for key in client.scan_iter(match=_index_pattern(), count=500, _type="zset"):
-        if not _text(key).startswith(prefix):
-            continue
-        pk = _text(key)[len(prefix) :]
-        keys = [_text(key), _store.meta_key_name(pk)]
-        trimmed += int(await _store.TRIM.acall(client, keys, [now]))
-    return trimmed
+    return await _arun(_trim())
 
 
-# -- signals -------------------------------------------------------------------
-def client_ip(request: HttpRequest) -> str | None:
-    """The client address Django saw (REMOTE_ADDR; put a trusted proxy fixer in front)."""
-    return request.META.get("REMOTE_ADDR") or None
+# -- signals -------------------------------------------------------------------------
+def _login_ip(request: HttpRequest) -> str | None:
+    """The client's address as the shared, proxy-aware ``clientip.client_ip`` sees it.
+
+    Behind a proxy listed in ``REDISROLES["TRUSTED_PROXIES"]`` that is the
+    address the proxy forwarded, not the proxy's own; None when there is none.
+    """
+    ip = clientip.client_ip(request)
+    return None if ip == "unknown" else ip
 
 
 @receiver(user_logged_in, dispatch_uid="django_redisroles.sessions.login")
 def _on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     session = getattr(request, "session", None)
-    if not isinstance(session, _store.SessionStore) or request is None:
+    if not isinstance(session, IndexedSession) or request is None:
         return
-    session._rr_login_meta = {
-        "ip": client_ip(request),
-        "ua": str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA],
-        "created": round(time.time(), 3),
-    }
     # login() changed the session, so it is saved at the end of the request
-    # (one round trip, the index update included). Make sure, in case a
-    # custom login flow left it unmodified.
-    session.modified = True
+    # (one round trip, the index update included).
+    session.record_login(
+        {
+            "ip": _login_ip(request),
+            "ua": str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA],
+            "created": round(time.time(), 3),
+        }
+    )
 
 
 @receiver(user_logged_out, dispatch_uid="django_redisroles.sessions.logout")
 def _on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     session = getattr(request, "session", None)
-    if not isinstance(session, _store.SessionStore) or user is None:
+    if not isinstance(session, IndexedSession) or user is None:
         return
     # logout() flushes the session next; the flush removes the index entry
     # of the user recorded here (even if the session was never loaded).
-    session._rr_uid = _pk(user)
+    session.record_logout(_pk(user))

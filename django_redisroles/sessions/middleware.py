@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
@@ -21,8 +22,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
-from .. import conf
-from .store import ROLE, SessionStore, SessionUnavailable
+from .options import OPTIONS
+from .outage import SessionUnavailable
+from .store import SessionStore
 
 logger = logging.getLogger("django_redisroles.sessions")
 
@@ -45,7 +47,7 @@ def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpRespon
         status=503,
         content_type="text/plain; charset=utf-8",
     )
-    response["Retry-After"] = str(int(conf.get(ROLE, "RETRY_AFTER")))
+    response["Retry-After"] = str(OPTIONS.get().retry_after)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -73,7 +75,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
         """
         if getattr(request, _OUTAGE_ATTR, None) is not None:
             return response  # process_exception already answered 503
-        error = getattr(getattr(request, "session", None), "_rr_outage", None)
+        session = getattr(request, "session", None)
+        error = session.outage if isinstance(session, SessionStore) else None
         if error is None:
             return None
         if response.status_code >= 500:
@@ -85,13 +88,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if outage is not None:
             return outage
         try:
-            return super().process_response(request, response)
+            # (django-stubs says HttpResponse; Django's method takes any response.)
+            return super().process_response(request, cast(HttpResponse, response))
         except SessionUnavailable as exc:
             return unavailable_response(request, exc)
 
-    async def __acall__(self, request: HttpRequest) -> Any:  # type: ignore[override]
+    async def __acall__(self, request: HttpRequest) -> Any:
         self.process_request(request)  # builds the store: no I/O
-        response = await self.get_response(request)
+        # Called only under ASGI, where the handler below us is async.
+        response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
         return await self.aprocess_response(request, response)
 
     async def aprocess_response(self, request: HttpRequest, response: HttpResponseBase) -> Any:
@@ -104,7 +109,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             from asgiref.sync import sync_to_async
 
             return await sync_to_async(super().process_response, thread_sensitive=True)(
-                request, response
+                request, cast(HttpResponse, response)
             )
         try:
             return await self._aprocess_response(request, response, session)
@@ -129,7 +134,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         else:
             need_vary_cookie = accessed
             if (modified or settings.SESSION_SAVE_EVERY_REQUEST) and not empty:
-                await session._rr_aget_session()  # loaded now: what follows does no I/O
+                await session._aget_session()  # loaded now: what follows does no I/O
                 if session.get_expire_at_browser_close():
                     max_age = None
                     expires = None
@@ -147,13 +152,13 @@ class SessionMiddleware(DjangoSessionMiddleware):
                         )
                     response.set_cookie(
                         settings.SESSION_COOKIE_NAME,
-                        session.session_key,
+                        cast(str, session.session_key),  # saved: it has one
                         max_age=max_age,
                         expires=expires,
                         domain=settings.SESSION_COOKIE_DOMAIN,
                         path=settings.SESSION_COOKIE_PATH,
-                        secure=settings.SESSION_COOKIE_SECURE or None,
-                        httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+                        secure=bool(settings.SESSION_COOKIE_SECURE),
+                        httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
                         samesite=settings.SESSION_COOKIE_SAMESITE,
                     )
                     need_vary_cookie = True

@@ -161,13 +161,11 @@ def test_a_holders_command_line_is_stored_and_shown_without_its_secrets(
 ) -> None:
     """Locks store the holder's command line (in Redis, shown by `redisroles locks`):
     `--api-token=...`, `--password ...` and a URL's password were stored and printed."""
-    from django_redisroles.locks import core
-
     secrets = ["t0ps3cret", "hunter2x", "pw1234"]
     argv = ["manage.py", "sync_crm", "--api-token=t0ps3cret", "--password", "hunter2x"]
     argv += ["--source", "redis://app:pw1234@crm-cache:6379/0", "--day", "mon"]
     monkeypatch.setattr(sys, "argv", argv)
-    monkeypatch.setattr(core, "_identity", None)  # computed once per process
+    # (Who we are is computed once per process, again when sys.argv changes.)
     with Lock("sync-crm", ttl=30):
         stored = b"".join(redis_client.get(k) or b"" for k in redis_client.scan_iter("*sync-crm*"))
         call_command("redisroles", "locks")

@@ -318,13 +318,24 @@ def test_a_retried_acquire_of_our_own_token_is_a_success(redis_client: redis.Red
     server may have run it: the retry then finds the lock held by our own token.
     It must count as acquired, not as "held by host X, pid <ourselves>"."""
     from django_redisroles.connections import get_redis
-    from django_redisroles.locks import scripts
+    from django_redisroles.locks import plan
 
     lock = Lock("retried", ttl=10)
     keys, args = lock.keys[:3], lock._acquire_args("tok" * 8, None)
-    first = scripts.acquire_script(get_redis("locks"), keys, args)
-    again = scripts.acquire_script(get_redis("locks"), keys, args)
+    first = plan.ACQUIRE(get_redis("locks"), keys, args)
+    again = plan.ACQUIRE(get_redis("locks"), keys, args)
     assert first[0] == 1 and again == [1, first[1]]  # same hold, same fence
-    other = scripts.acquire_script(get_redis("locks"), keys, ("x" * 24, *args[1:]))
+    other = plan.ACQUIRE(get_redis("locks"), keys, ("x" * 24, *args[1:]))
     assert other[0] == 0
     assert token_of(redis_client, lock_keys("retried").lock) == "tok" * 8
+
+
+def test_a_bad_role_setting_is_refused_at_run_time_too(settings) -> None:
+    """Check E050's validator runs where checks do not: Lock() names the bad setting."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.REDISROLES = {"ROLES": {"locks": {"WAIT_POLL": "1"}}}
+    with pytest.raises(ImproperlyConfigured, match="WAIT_POLL"):
+        Lock("bad-settings", ttl=5)
+    settings.REDISROLES = {"ROLES": {"locks": {"TTL": 7}}}
+    assert Lock("bad-settings").ttl == 7.0  # fixed: the next Lock sees it

@@ -25,7 +25,7 @@ from django_redisroles.sessions import (
     logout_everywhere,
     user_sessions,
 )
-from django_redisroles.sessions.store import index_key_name
+from django_redisroles.sessions.keys import index_key_name
 
 from .conftest import login, session_redis_key
 

@@ -253,3 +253,17 @@ def test_sessions_json_does_not_print_login_cookies(user, browser) -> None:
     out = StringIO()
     call_command("redisroles", "sessions", "alice", "--json", "--show-keys", stdout=out)
     assert json.loads(out.getvalue())[0]["session_key"] == cookie
+
+
+def test_behind_a_trusted_proxy_the_listed_ip_is_the_clients(user, settings) -> None:
+    """The index recorded the proxy's address (REMOTE_ADDR) for every session behind one."""
+    from django.test import Client
+
+    settings.REDISROLES = {**settings.REDISROLES, "TRUSTED_PROXIES": ["10.9.0.0/16"]}
+    behind = Client(REMOTE_ADDR="10.9.0.5", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    login(behind)
+    spoofed = Client(REMOTE_ADDR="198.51.100.2", HTTP_X_FORWARDED_FOR="203.0.113.99")
+    login(spoofed)  # not from a trusted proxy: its header is not believed
+    ips = {s.session_key: s.ip for s in user_sessions(user)}
+    assert ips[behind.cookies["sessionid"].value] == "203.0.113.7"
+    assert ips[spoofed.cookies["sessionid"].value] == "198.51.100.2"

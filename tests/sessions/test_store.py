@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_redisroles import conf
-from django_redisroles.sessions import SessionStore
+from django_redisroles.sessions import SessionStore, plan
 
 from .conftest import session_redis_key
 
@@ -147,9 +147,9 @@ def test_a_retried_cycle_key_script_is_not_taken_for_a_logout(redis_client, user
     store.save()
     old_key = store.session_key
     store._session_key = "cycledkey" + "x" * 23
-    plan = store._plan_save(store._session, must_create=True, old_key=old_key)
-    assert store._result(plan, store._run(plan)) == 1
-    assert store._result(plan, store._run(plan)) == 1  # the retry
+    todo = store._plan_save(store._session, must_create=True, old_key=old_key)
+    assert plan.result(todo, store._run(todo)) == 1
+    assert plan.result(todo, store._run(todo)) == 1  # the retry
     assert redis_client.exists(session_redis_key(old_key)) == 0
     assert SessionStore(store.session_key).load()["_auth_user_id"] == str(user.pk)
 
@@ -233,6 +233,31 @@ def test_a_pickle_serializer_is_refused_at_run_time_too(redis_client, settings) 
         SessionStore("k" * 32).load()
     with pytest.raises(ImproperlyConfigured, match="SESSION_SERIALIZER"):
         SessionStore().save()
+
+
+@pytest.mark.parametrize(
+    ("role", "needle"),
+    [
+        ({"INDEX_REFRESH": -1}, "INDEX_REFRESH"),
+        ({"MAX_SESSIONS": 3, "USER_INDEX": False}, "USER_INDEX"),
+    ],
+)
+def test_a_bad_role_setting_is_refused_at_run_time_too(
+    redis_client, settings, role, needle
+) -> None:
+    """Check E021's validator runs where checks do not: no save with a setting it rejects."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.REDISROLES = {"ROLES": {"sessions": role}}
+    store = SessionStore()
+    store["_auth_user_id"] = "7"
+    with pytest.raises(ImproperlyConfigured, match=needle):
+        store.save()
+    assert redis_client.keys("*") == []
+    settings.REDISROLES = {}  # fixed: the next save sees it (no stale options)
+    store = SessionStore()
+    store.save()
+    assert redis_client.exists(session_redis_key(store.session_key)) == 1
 
 
 def test_corrupted_data_is_an_empty_session_not_an_error(redis_client) -> None:

@@ -1,0 +1,105 @@
+"""Settings of the locks role: ``REDISROLES["ROLES"]["locks"]``.
+
+One place for names, defaults and validation: ``Lock`` reads :data:`OPTIONS`
+(built once from settings, dropped by conf's ``setting_changed`` receiver) and
+the system check (``checks/locks.py``, ``redisroles.E050``) reports what
+:func:`problems` finds. Light imports only: the checks import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .. import conf
+
+__all__ = ["DEFAULTS", "OPTIONS", "WHERE", "LockOptions", "problems", "resolve", "values"]
+
+ROLE = "locks"
+WHERE = 'REDISROLES["ROLES"]["locks"]'
+
+#: The role's settings and their defaults (docs/settings.md, "locks").
+DEFAULTS: dict[str, Any] = {
+    # Lease of a lock, in seconds, when Lock()/command_lock() get no ttl.
+    "TTL": 60,
+    # Renew held locks every ttl/3 (one watchdog thread per process).
+    "AUTO_RENEW": True,
+    # Lifetime of a lock's fence counter, refreshed on every acquire (a day): one
+    # key per lock *name*, so names made from user input must not pile up for long.
+    "FENCE_TTL": 24 * 3600,
+    # Longest a waiter blocks on the wake-up list before trying again.
+    "WAIT_POLL": 1.0,
+}
+
+#: Setting -> (smallest allowed value, example).
+_POSITIVE: dict[str, tuple[float, str]] = {
+    "TTL": (0.001, '"TTL": 60'),
+    "FENCE_TTL": (1.0, '"FENCE_TTL": 24 * 3600'),
+    "WAIT_POLL": (0.01, '"WAIT_POLL": 1.0'),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LockOptions:
+    """The locks role's settings, validated."""
+
+    #: Default lease, seconds.
+    ttl: float
+    auto_renew: bool
+    #: Lifetime of a fence counter, milliseconds.
+    fence_ttl_ms: int
+    #: Longest one wait on the wake-up list, seconds.
+    wait_poll: float
+
+
+def problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(message, hint)`` per unusable value of the role's settings (defaults filled in)."""
+    found: list[tuple[str, str]] = []
+    for name, (minimum, example) in _POSITIVE.items():
+        value = values.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            found.append(
+                (
+                    f"{WHERE}[{name!r}] must be a number of seconds >= {minimum:g}, got {value!r}.",
+                    f"For example {example}.",
+                )
+            )
+    renew = values.get("AUTO_RENEW")
+    if not isinstance(renew, bool):
+        found.append(
+            (
+                f"{WHERE}['AUTO_RENEW'] must be True or False, got {renew!r}.",
+                "Leave it True unless every lock is released well within its TTL.",
+            )
+        )
+    return found
+
+
+def values() -> dict[str, Any]:
+    """The role's settings as written, over :data:`DEFAULTS` (URL/OPTIONS left out)."""
+    merged = dict(DEFAULTS)
+    raw = conf.role_raw(ROLE)
+    merged.update({k: v for k, v in raw.items() if k not in conf.COMMON_ROLE_KEYS})
+    return merged
+
+
+def resolve() -> LockOptions:
+    """The validated settings; ``ImproperlyConfigured`` for the first problem."""
+    merged = values()
+    found = problems(merged)
+    if found:
+        message, hint = found[0]
+        raise ImproperlyConfigured(f"{message} {hint}")
+    return LockOptions(
+        ttl=float(merged["TTL"]),
+        auto_renew=merged["AUTO_RENEW"],
+        fence_ttl_ms=max(1, int(float(merged["FENCE_TTL"]) * 1000)),
+        wait_poll=float(merged["WAIT_POLL"]),
+    )
+
+
+#: The current :class:`LockOptions` (``OPTIONS.get()``).
+OPTIONS: conf.Resolved[LockOptions] = conf.Resolved(resolve, name="locks options")

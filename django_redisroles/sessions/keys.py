@@ -1,0 +1,169 @@
+"""What the sessions role stores in Redis: its key names and the stored session value.
+
+Layout (all under ``conf.make_key("sessions", ...)``, every key with a TTL):
+
+- ``<prefix>:sessions:s:<session key>``: ``rr1 <index score>[ <nonce>]\\n`` + the
+  session serialized with ``SESSION_SERIALIZER`` (JSON by default; never pickle).
+  TTL = the session's expiry age.
+- ``<prefix>:sessions:u:<user pk>``: sorted set of that user's session keys,
+  scored by expiry time (Unix seconds). TTL = the latest expiry + INDEX_REFRESH.
+- ``<prefix>:sessions:m:<user pk>``: hash of metadata per session key (``<key>``:
+  JSON ``{ip, ua, created}``, ``<key>|seen``: last index write). Same TTL.
+
+The index score in the stored value is the session's expiry as last written to
+the user index (0: not indexed): a save skips the index update while the index
+is still accurate to INDEX_REFRESH seconds, without an extra read. A create
+writes a random nonce too, so a re-sent create (after a timeout) tells its own
+value from another one that happens to hold the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from .. import conf
+from .options import ROLE, pickle_based
+
+__all__ = [
+    "HEADER",
+    "Codec",
+    "decode",
+    "encode",
+    "index_key_name",
+    "index_pattern",
+    "index_prefix",
+    "meta_key_name",
+    "owned_by",
+    "pack",
+    "serializer",
+    "session_key_name",
+    "split_stored",
+    "valid_session_key",
+]
+
+# Session keys we generate are 32 chars of [a-z0-9]; accept any 8-128 chars of
+# [A-Za-z0-9_-] (custom key generators, Django's own tests). Anything else
+# (a forged or mangled cookie) is treated as "no session": a new session
+# starts and Redis is never asked about it.
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{8,128}")
+
+
+def valid_session_key(key: object) -> bool:
+    """Whether ``key`` can name a stored session (else: no session, no round trip)."""
+    return isinstance(key, str) and _KEY_RE.fullmatch(key) is not None
+
+
+# -- key names -------------------------------------------------------------------
+# "<prefix>:sessions:", read from settings once (a key is named on every load and save).
+_BASE = conf.Resolved(lambda: conf.make_key(ROLE, ""), name="sessions key prefix")
+
+
+def session_key_name(session_key: str) -> str:
+    """The Redis key holding a session."""
+    return f"{_BASE.get()}s:{session_key}"
+
+
+def index_key_name(user_pk: object) -> str:
+    """The Redis sorted set indexing a user's sessions."""
+    return f"{_BASE.get()}u:{user_pk}"
+
+
+def meta_key_name(user_pk: object) -> str:
+    """The Redis hash holding metadata of a user's sessions."""
+    return f"{_BASE.get()}m:{user_pk}"
+
+
+def index_prefix() -> str:
+    """What every user index's key starts with (the user's pk follows)."""
+    return f"{_BASE.get()}u:"
+
+
+def index_pattern() -> str:
+    """SCAN pattern of the user indexes (escaped: a KEY_PREFIX ``tenant[1]`` is literal)."""
+    return conf.glob_escape(index_prefix()) + "*"
+
+
+# -- stored value ----------------------------------------------------------------
+HEADER = b"rr1 "
+
+
+def pack(score: int, nonce: str | None, payload: bytes) -> bytes:
+    """A stored value: header (index score, optional nonce), newline, serialized session."""
+    head = HEADER + str(score).encode()
+    if nonce is not None:
+        head += b" " + nonce.encode()
+    return head + b"\n" + payload
+
+
+def split_stored(raw: bytes) -> tuple[int, bytes]:
+    """(index score, serialized session) of a stored value."""
+    if raw.startswith(HEADER):
+        end = raw.find(b"\n")
+        if end > 0:
+            try:
+                return int(raw[len(HEADER) : end].split(b" ", 1)[0]), raw[end + 1 :]
+            except ValueError:
+                pass
+    return 0, raw
+
+
+class Codec(Protocol):
+    """A ``SESSION_SERIALIZER`` instance: Django's serializers have these two methods."""
+
+    def dumps(self, obj: Any) -> bytes | str: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+def serializer(cls: type | None = None) -> Codec:
+    """An instance of ``cls`` (default: ``SESSION_SERIALIZER``); never a pickle-based one.
+
+    Check ``redisroles.E020`` reports it at start-up, but checks can be
+    silenced and do not run under a WSGI/ASGI server: refuse here too,
+    rather than unpickle what anyone able to write to Redis put there.
+    """
+    if cls is None:
+        cls = import_string(settings.SESSION_SERIALIZER)
+    path = f"{cls.__module__}.{cls.__qualname__}"
+    if pickle_based(path):
+        raise ImproperlyConfigured(
+            f"SESSION_SERIALIZER is {path!r}: the Redis session engine never unpickles. "
+            'Use "django.contrib.sessions.serializers.JSONSerializer" (see redisroles.E020).'
+        )
+    codec: Codec = cls()
+    return codec
+
+
+def encode(data: dict[str, Any], codec: Codec) -> bytes:
+    """``data`` serialized with ``codec`` (a serializer instance)."""
+    encoded = codec.dumps(data)
+    return encoded.encode() if isinstance(encoded, str) else bytes(encoded)
+
+
+def decode(payload: bytes, codec: Codec) -> dict[str, Any]:
+    """The session in ``payload``; corrupt data is an empty session, as in Django."""
+    try:
+        data = codec.loads(payload)
+    except Exception:  # noqa: BLE001 - corrupted data: an empty session, like Django's
+        logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def owned_by(raw: bytes | None, pk: str, codec: Codec | None = None) -> bool:
+    """Whether a stored session value still belongs to user ``pk``."""
+    if raw is None:
+        return False
+    codec = serializer() if codec is None else codec  # a pickle-based one raises
+    try:
+        data = codec.loads(split_stored(raw)[1])
+    except Exception:  # noqa: BLE001 - corrupt data belongs to nobody
+        return False
+    return isinstance(data, dict) and str(data.get(SESSION_KEY)) == pk
