@@ -24,7 +24,7 @@ lint:
 
 typecheck:
 	.venv/bin/python -m pip install --quiet -e ".[typecheck]"
-	.venv/bin/mypy
+	.venv/bin/python scripts/typecheck
 
 format:
 	.venv/bin/ruff check --fix .
