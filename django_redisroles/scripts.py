@@ -29,10 +29,17 @@ __all__ = ["Script"]
 
 # redis-py's pipelines subclass its clients: told apart by class, not by duck typing.
 _PIPELINES: tuple[type, ...] = (redis.client.Pipeline, redis.asyncio.client.Pipeline)
+# The answer per client class: isinstance() against redis-py's classes goes through
+# typing.Protocol's slow instance check (~1-2 us), on the path of every script call.
+_is_pipeline: dict[type, bool] = {}
 
 
 def _refuse_pipeline(client: object) -> None:
-    if isinstance(client, _PIPELINES):
+    cls = type(client)
+    pipeline = _is_pipeline.get(cls)
+    if pipeline is None:
+        pipeline = _is_pipeline[cls] = issubclass(cls, _PIPELINES)
+    if pipeline:
         raise TypeError(
             "a Script runs on a client, not in a pipeline (a NOSCRIPT there cannot be "
             "retried without re-sending other commands); call it on the client"
