@@ -36,7 +36,7 @@ PACKAGE = "django_redisroles"
 #: (the five roles are independent of each other).
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("conf", "errors", "scripts", "counters", "testing"), 0),
-    "clientip": 1,  # planned (issue 13): one proxy-aware client_ip for every role
+    "clientip": 1,  # one proxy-aware client_ip for every role
     "connections": 2,
     **dict.fromkeys(("cache", "sessions", "ratelimit", "pubsub", "locks"), 3),
     **dict.fromkeys(("doctor", "reporting"), 4),
@@ -51,7 +51,6 @@ LAYERS: dict[str, int] = {
 #: test then says so: "gone: remove it"); never add one.
 KNOWN_CYCLES: dict[str, frozenset[str]] = {
     "cache": frozenset({"backend", "client", "stampede"}),
-    "ratelimit": frozenset({"core", "identity", "middleware", "responses"}),
     "sessions": frozenset({"index", "store"}),
 }
 

@@ -34,7 +34,6 @@ KNOWN_LONG: frozenset[str] = frozenset(
         "django_redisroles/doctor.py",
         "django_redisroles/locks/core.py",
         "django_redisroles/pubsub/layer.py",
-        "django_redisroles/ratelimit/core.py",
         "django_redisroles/sessions/store.py",
     }
 )
