@@ -335,19 +335,14 @@ django.setup()
 print("\\n".join(sorted(sys.modules)))
 """
 
-#: Loaded by ready() on main before the re-cut: the role check modules import their
-#: role's options at the top, and importing an options module runs the role's
-#: package (issue 13: checks/cache.py and checks/pubsub.py, with the cache and
-#: pubsub packages, defer that). Strict: remove an entry when it passes.
+#: Loaded by ready() on main before the re-cut: checks/cache.py imports the cache's
+#: options at the top, and importing an options module runs the role's package
+#: (issue 13: the cache re-cut defers that). Strict: remove an entry when it passes.
 KNOWN_AT_READY: dict[str, str] = {
-    "django_redisroles.connections": "through the cache and pubsub packages (issue 13)",
+    "django_redisroles.connections": "through the cache package (issue 13)",
     "django_redisroles.cache": "checks/cache.py imports cache.options at the top (issue 13)",
-    "django_redisroles.pubsub": "checks/pubsub.py imports pubsub.options at the top (issue 13)",
-    "redis": "through the cache and pubsub packages (issue 13)",
+    "redis": "through the cache package (issue 13)",
     "django_redis": "through the cache package (issue 13)",
-    "channels": "through the pubsub package (issue 13)",
-    "channels_redis": "through the pubsub package (issue 13)",
-    "msgpack": "through the pubsub package (issue 13)",
 }
 
 NOT_AT_READY = [

@@ -31,9 +31,7 @@ KNOWN_LONG: frozenset[str] = frozenset(
         "django_redisroles/cache/backend.py",
         "django_redisroles/cache/client.py",
         "django_redisroles/cache/stampede.py",
-        "django_redisroles/doctor.py",
         "django_redisroles/locks/core.py",
-        "django_redisroles/pubsub/layer.py",
         "django_redisroles/sessions/store.py",
     }
 )
