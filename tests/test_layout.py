@@ -29,8 +29,6 @@ BUDGET = 400
 KNOWN_LONG: frozenset[str] = frozenset(
     {
         "django_redisroles/cache/backend.py",
-        "django_redisroles/cache/client.py",
-        "django_redisroles/cache/stampede.py",
         "django_redisroles/locks/core.py",
         "django_redisroles/sessions/store.py",
     }
