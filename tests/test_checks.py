@@ -78,7 +78,7 @@ def test_a_role_whose_defaults_moved_to_its_options_module_keeps_its_keys(
     from django_redisroles import conf
     from django_redisroles.checks.config import check_settings, role_defaults
 
-    monkeypatch.delitem(conf.ROLE_DEFAULTS, "locks")
+    monkeypatch.delitem(conf.ROLE_DEFAULTS, "locks", raising=False)
     fake = types.ModuleType("django_redisroles.locks.options")
     fake.DEFAULTS = {"TTL": 60.0}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "django_redisroles.locks.options", fake)

@@ -49,9 +49,7 @@ LAYERS: dict[str, int] = {
 #: its one tangle. Any other cycle fails, and so does a known one that grew, shrank
 #: or is gone. When a role's re-cut lands without its cycle, delete its line (the
 #: test then says so: "gone: remove it"); never add one.
-KNOWN_CYCLES: dict[str, frozenset[str]] = {
-    "sessions": frozenset({"index", "store"}),
-}
+KNOWN_CYCLES: dict[str, frozenset[str]] = {}
 
 
 @dataclass(frozen=True)

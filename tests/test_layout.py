@@ -29,7 +29,6 @@ BUDGET = 400
 KNOWN_LONG: frozenset[str] = frozenset(
     {
         "django_redisroles/cache/backend.py",
-        "django_redisroles/locks/core.py",
         "django_redisroles/sessions/store.py",
     }
 )
