@@ -9,8 +9,10 @@ class RedisRolesConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        # Imported for their side effects: the setting_changed receiver that
-        # drops pools, and the system checks.
-        from . import checks, connections  # noqa: F401
+        # The system checks only. Start-up imports no role package and no client
+        # library (docs/architecture.md, "Start-up stays light"): connections
+        # registers its reset with conf's one setting_changed receiver when it is
+        # first imported, and there is no pool to drop before that.
+        from . import checks
 
         checks.register_all()

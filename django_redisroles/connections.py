@@ -55,14 +55,14 @@ _lock = threading.Lock()
 _sync_by_key: dict[ConnectionKey, redis.Redis] = {}
 _sync_by_role: dict[str, redis.Redis] = {}
 # loop -> {connection key -> client}; loop -> {role or "role@url" -> client}
-_async_by_key: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ConnectionKey, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-_async_by_role: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_async_by_key: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[ConnectionKey, redis.asyncio.Redis]
+] = weakref.WeakKeyDictionary()
+_async_by_role: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]
+] = weakref.WeakKeyDictionary()
 # Async clients dropped by reset() while their loop still runs: closed with the loop.
-_async_retired: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+_async_retired: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[redis.asyncio.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -105,7 +105,7 @@ class _RoleRetry(redis.retry.Retry):
     is a property: the common, successful call costs nothing more.
     """
 
-    @property  # type: ignore[override]
+    @property
     def _retries(self) -> int:
         return 0 if _once.get() else self._planned_retries
 
@@ -117,7 +117,7 @@ class _RoleRetry(redis.retry.Retry):
 class _AsyncRoleRetry(redis.asyncio.retry.Retry):
     """``_RoleRetry`` for ``redis.asyncio``."""
 
-    @property  # type: ignore[override]
+    @property
     def _retries(self) -> int:
         return 0 if _once.get() else self._planned_retries
 
@@ -293,7 +293,7 @@ async def aclose_async_clients(loop: asyncio.AbstractEventLoop | None = None) ->
     loop = loop or asyncio.get_running_loop()
     with _lock:
         clients = list((_async_by_key.pop(loop, None) or {}).values())
-        clients += _async_retired.pop(loop, None) or []
+        clients += _async_retired.pop(loop, [])
         _async_by_role.pop(loop, None)
     for client in clients:
         try:

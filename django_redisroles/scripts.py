@@ -3,7 +3,14 @@
 A ``Script`` is sent once and then run by its SHA1 (``EVALSHA``): one round
 trip carrying only keys and arguments. When Redis answers ``NOSCRIPT`` (it
 restarted, failed over, or someone ran ``SCRIPT FLUSH``) the script is loaded
-again and the call repeated, so callers never see that error.
+again and the call repeated, so callers never see that error. The repeat is
+safe: a ``NOSCRIPT`` reply means the script did not run.
+
+A ``Script`` runs on a client, never in a pipeline (``TypeError``): inside a
+pipeline ``NOSCRIPT`` is only seen after every queued command ran, and neither
+re-sending the pipeline (its other commands twice) nor re-running the one call
+afterwards (out of order, outside its ``MULTI``) is correct. What must happen
+together goes inside the script; docs/architecture.md ("Lua") has the rest.
 """
 
 from __future__ import annotations
@@ -14,9 +21,29 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.client
+import redis.client
 from redis.exceptions import NoScriptError
 
 __all__ = ["Script"]
+
+# redis-py's pipelines subclass its clients: told apart by class, not by duck typing.
+_PIPELINES: tuple[type, ...] = (redis.client.Pipeline, redis.asyncio.client.Pipeline)
+# The answer per client class: isinstance() against redis-py's classes goes through
+# typing.Protocol's slow instance check (~1-2 us), on the path of every script call.
+_is_pipeline: dict[type, bool] = {}
+
+
+def _refuse_pipeline(client: object) -> None:
+    cls = type(client)
+    pipeline = _is_pipeline.get(cls)
+    if pipeline is None:
+        pipeline = _is_pipeline[cls] = issubclass(cls, _PIPELINES)
+    if pipeline:
+        raise TypeError(
+            "a Script runs on a client, not in a pipeline (a NOSCRIPT there cannot be "
+            "retried without re-sending other commands); call it on the client"
+        )
 
 
 class Script:
@@ -29,7 +56,8 @@ class Script:
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def __call__(self, client: redis.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run the script on a sync client (or pipeline: then it is queued)."""
+        """Run the script on a sync client; its reply, as redis-py decodes it."""
+        _refuse_pipeline(client)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -39,7 +67,8 @@ class Script:
     async def acall(
         self, client: redis.asyncio.Redis, keys: Sequence[Any], args: Sequence[Any]
     ) -> Any:
-        """Run the script on a ``redis.asyncio`` client."""
+        """Run the script on a ``redis.asyncio`` client; its reply."""
+        _refuse_pipeline(client)
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -13,6 +13,7 @@ the suite flushes and kills its servers, so it only uses servers it started.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -163,3 +164,25 @@ def redis_factory() -> Iterator[Callable[..., RedisServer]]:
     for server in servers:
         server.cleanup()
     connections.reset()
+
+
+# The demo's settings a test of the demo may not take over: the suite's in-memory
+# database (already created), the installed apps (the same, less daphne: a new
+# app registry mid-run is not what a test is about) and DEBUG (pytest-django runs
+# every test with DEBUG off; the demo's fault switch has its own fixture).
+_NOT_FROM_THE_DEMO = frozenset({"DATABASES", "INSTALLED_APPS", "DEBUG"})
+
+
+@pytest.fixture
+def demo_settings(settings: Any) -> Any:
+    """The demo's own settings (testproject/settings.py) over the suite's, for this test.
+
+    tests/settings.py wires the roles with the library's defaults; a test of the
+    demo (its pages, its rules, its prefix, its cache jitter) asks for these.
+    """
+    import testproject.settings as demo
+
+    for name in dir(demo):
+        if name.isupper() and name not in _NOT_FROM_THE_DEMO:
+            setattr(settings, name, copy.deepcopy(getattr(demo, name)))
+    return settings

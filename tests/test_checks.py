@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -64,3 +68,25 @@ def test_a_bad_url_is_reported_without_its_password() -> None:
     assert "redisroles.E005" in output
     assert "redis://***@db.internal:6379/zero" in output
     assert "s3cret" not in output
+
+
+def test_a_role_whose_defaults_moved_to_its_options_module_keeps_its_keys(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13 moves each role's entry of conf.ROLE_DEFAULTS to <role>/options.py's
+    # DEFAULTS: E004 (unknown role keys) reads it there, imported when the check runs.
+    from django_redisroles import conf
+    from django_redisroles.checks.config import check_settings, role_defaults
+
+    monkeypatch.delitem(conf.ROLE_DEFAULTS, "locks", raising=False)
+    fake = types.ModuleType("django_redisroles.locks.options")
+    fake.DEFAULTS = {"TTL": 60.0}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "django_redisroles.locks.options", fake)
+    assert role_defaults("locks") == {"TTL": 60.0}
+    settings.REDISROLES = {"ROLES": {"locks": {"TTL": 5, "NOPE": 1}}}
+    errors = [e for e in check_settings() if e.id == "redisroles.E004"]
+    assert [e.msg for e in errors] == [
+        """REDISROLES["ROLES"]['locks'] has an unknown key 'NOPE'."""
+    ]
+    assert errors[0].hint == "Keys the locks role accepts: OPTIONS, TTL, URL."
+    assert role_defaults("cache") == {}  # its options are per CACHES alias

@@ -1,4 +1,4 @@
-"""The public contract of docs/DESIGN.md: every documented import path works and is what it says.
+"""The public import paths (docs/architecture.md#public-import-paths): each works, is what it says.
 
 Other code, the README and the docs rely on these paths; a refactor that moves
 one (a module growing into a package, a rename) must fail here first.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
 
 from django_redisroles.connections import get_async_redis, get_redis
@@ -41,3 +42,25 @@ def test_script_flush_is_survived_sync_and_async(redis_client: redis.Redis) -> N
         return int(await INCR_WITH_TTL.acall(get_async_redis("locks"), ["n"], [60_000]))
 
     assert asyncio.run(run()) == 3
+
+
+def test_a_pipeline_is_refused_and_nothing_is_sent(redis_client: redis.Redis) -> None:
+    # A NOSCRIPT inside a pipeline cannot be retried safely (docs/architecture.md, "Lua"):
+    # the call says so at once instead of queueing a call that may fail after the rest ran.
+    redis_client.script_flush()
+    redis_client.config_resetstat()
+    with get_redis("locks").pipeline(transaction=True) as pipe:
+        with pytest.raises(TypeError, match="not in a pipeline"):
+            INCR_WITH_TTL(pipe, ["n"], [60_000])
+        assert len(pipe) == 0  # nothing queued
+    assert calls(redis_client, "evalsha") == 0
+    assert redis_client.get("n") is None
+
+    async def run() -> None:
+        async with get_async_redis("locks").pipeline(transaction=False) as apipe:
+            with pytest.raises(TypeError, match="not in a pipeline"):
+                await INCR_WITH_TTL.acall(apipe, ["n"], [60_000])
+            assert len(apipe) == 0
+
+    asyncio.run(run())
+    assert calls(redis_client, "evalsha") == 0

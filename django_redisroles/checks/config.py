@@ -21,11 +21,25 @@ FORBIDDEN_OPTIONS: dict[str, str] = {
 }
 
 
-def _role_keys(role: str) -> set[str]:
-    """A role's own settings: ``conf.ROLE_DEFAULTS``, else its ``options.DEFAULTS``."""
+#: Roles whose options are not keys of ``REDISROLES["ROLES"][role]``: the cache's are
+#: per ``CACHES`` alias (``cache/options.py``); its role dict takes ``URL``/``OPTIONS`` only.
+NO_ROLE_KEYS: frozenset[str] = frozenset({"cache"})
+
+
+def role_defaults(role: str) -> Mapping[str, Any]:
+    """The keys ``REDISROLES["ROLES"][role]`` may hold besides URL/OPTIONS, with their defaults.
+
+    ``conf.ROLE_DEFAULTS[role]`` while the role's entry is there; else the ``DEFAULTS`` of
+    the role's ``options`` module (issue 13 moves each entry there), imported here, when a
+    check runs, never at start-up. ``E004`` and tests/test_docs_consistency.py read this.
+    """
+    if role in NO_ROLE_KEYS:
+        return {}
     if role in conf.ROLE_DEFAULTS:
-        return set(conf.ROLE_DEFAULTS[role])
-    return set(importlib.import_module(f"django_redisroles.{role}.options").DEFAULTS)
+        return conf.ROLE_DEFAULTS[role]
+    options = importlib.import_module(f"{__package__.rpartition('.')[0]}.{role}.options")
+    defaults: Mapping[str, Any] = options.DEFAULTS
+    return defaults
 
 
 def validate_url(url: Any) -> str | None:
@@ -167,7 +181,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
             continue
-        allowed = conf.COMMON_ROLE_KEYS | _role_keys(role)
+        allowed = conf.COMMON_ROLE_KEYS | set(role_defaults(role))
         for key in role_value:
             if key not in allowed:
                 errors.append(

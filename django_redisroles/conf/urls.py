@@ -8,9 +8,9 @@ through :func:`url_problem`, which never quotes a parser's error text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from .defaults import CONNECTION_OPTIONS, URL_SCHEMES
@@ -231,7 +231,10 @@ def _cert_reqs(value: Any) -> str:
 
 def tls_verification(url: str, options: Mapping[str, Any]) -> TLSVerification:
     """How a connection to ``url`` with ``options`` verifies the server (URL query wins)."""
-    from redis.connection import to_bool
+    from redis.connection import to_bool as untyped_to_bool
+
+    # redis-py's own parsing of the URL's boolean (the same answer its pool gives); untyped.
+    to_bool = cast("Callable[[object], bool | None]", untyped_to_bool)
 
     tls = url.startswith("rediss://")
     query = url_query(url)

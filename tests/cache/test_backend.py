@@ -85,8 +85,8 @@ def test_key_prefix_defaults_to_the_role_namespace(
     settings: Any, make_cache: Callable[..., RedisRolesCache]
 ) -> None:
     c = make_cache()
-    assert c.key_prefix == "demo:cache"
-    assert c.make_key("user:1") == "demo:cache:1:user:1"
+    assert c.key_prefix == "rr:cache"
+    assert c.make_key("user:1") == "rr:cache:1:user:1"
     settings.REDISROLES = {**settings.REDISROLES, "KEY_PREFIX": "shop"}
     assert caches["default"].make_key("x") == "shop:cache:1:x"
     assert make_cache(KEY_PREFIX="mine").make_key("x") == "mine:1:x"
@@ -139,7 +139,7 @@ def test_large_value_warns_by_default_with_key_and_size(
         assert rr_cache.set("big", big) is True
     assert rr_cache.get("big") == big
     (record,) = [r for r in caplog.records if "MAX_VALUE_SIZE" in r.getMessage()]
-    assert "'demo:cache:1:big'" in record.getMessage()
+    assert "'rr:cache:1:big'" in record.getMessage()
     assert f"{len(rr_cache.client.encode(big))} bytes" in record.getMessage()
 
 
@@ -163,7 +163,7 @@ async def test_large_value_refused_async(make_cache: Callable[..., RedisRolesCac
 
 def test_large_value_raise(make_cache: Callable[..., RedisRolesCache]) -> None:
     c = make_cache(OPTIONS={"MAX_VALUE_SIZE": 100, "ON_LARGE_VALUE": "raise"})
-    with pytest.raises(CacheValueTooLarge, match=r"'demo:cache:1:k' is \d+ bytes"):
+    with pytest.raises(CacheValueTooLarge, match=r"'rr:cache:1:k' is \d+ bytes"):
         c.set("k", "y" * 200)
 
 

@@ -95,7 +95,7 @@ def test_two_caches_sharing_a_namespace_is_w010(settings: Any) -> None:
     }
     assert ids(settings, caches) == ["redisroles.W010"]
     assert set(redisroles_caches()) == {"default", "pages", "other"}
-    assert cache_namespace(caches["default"]) == "demo:cache"
+    assert cache_namespace(caches["default"]) == "rr:cache"
     assert cache_namespace(caches["other"]) == "other"
 
 

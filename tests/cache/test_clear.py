@@ -101,7 +101,7 @@ def test_clear_leaves_keys_the_other_roles_really_write(
     assert check(rf.get("/", REMOTE_ADDR="203.0.113.9"), [policy]).limited is False
     rr_cache.set_many({f"k{i}": i for i in range(50)})
     with Lock("nightly-report", ttl=30):
-        others = {k for k in redis_client.scan_iter("*") if not k.startswith(b"demo:cache:")}
+        others = {k for k in redis_client.scan_iter("*") if not k.startswith(b"rr:cache:")}
         assert any(b":sessions:" in k for k in others), others
         assert any(b":locks:" in k for k in others), others
         assert any(b":ratelimit:" in k for k in others), others

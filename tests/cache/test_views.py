@@ -13,7 +13,7 @@ from django.test import AsyncClient, Client
 
 from testproject import views_cache
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_settings")]
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def ada() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _member(request: Any) -> None:
-    """The page shows users' data: only to logged-in users."""
+def _member(request: Any, demo_settings: Any) -> None:
+    """The page shows users' data: only to logged-in users (a session of the demo's settings)."""
     if "client" in request.fixturenames:
         viewer = get_user_model().objects.create_user("viewer", password="x")
         request.getfixturevalue("client").force_login(viewer)

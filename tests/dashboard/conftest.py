@@ -11,6 +11,11 @@ from django_redisroles.ratelimit import limiter
 
 
 @pytest.fixture(autouse=True)
+def _the_demos_settings(demo_settings: Any) -> None:
+    """The dashboard is the demo's: its tests run with the demo's settings."""
+
+
+@pytest.fixture(autouse=True)
 def _no_sampler_left() -> Iterator[None]:
     from testproject.dashboard import sampler
 

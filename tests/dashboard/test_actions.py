@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,7 +205,13 @@ def test_stop_and_start_only_what_the_demo_started(
 
 
 @pytest.mark.slow
-def test_a_job_takes_the_lock_and_a_second_refuses(client: Client, demo_user: Any) -> None:
+def test_a_job_takes_the_lock_and_a_second_refuses(
+    client: Client, demo_user: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The job is `manage.py nightly_report` with the environment of this process:
+    # the demo's settings, as in the demo (not the suite's DJANGO_SETTINGS_MODULE).
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    monkeypatch.setenv("DJANGO_DB", str(tmp_path / "demo.sqlite3"))
     token = staff_token(client, demo_user)
     first = client.post("/dashboard/actions/job/", {"token": token})
     assert first.status_code == 200

@@ -20,9 +20,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def acl_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+def acl_server(
+    redis_factory: Callable[..., RedisServer], point_roles: Callable[..., None]
+) -> RedisServer:
     server = redis_factory()
     add_acl_users(server)
+    point_roles(server.url())  # the faults' settings (their KEY_PREFIX) name the channels below
     with server.client(password=ADMIN_PASSWORD) as admin:
         # May use its consumer channels, not the groups' channels.
         consumers = redis_channel("c", "*").decode()

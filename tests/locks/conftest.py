@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def lock_key_ttls(client: redis.Redis) -> dict[str, int]:
-    """Every key of the locks namespace (prefix "demo", as in testproject) -> PTTL."""
-    return {key.decode(): client.pttl(key) for key in client.scan_iter(match="demo:locks:*")}
+    """Every key of the locks namespace (the default prefix, tests/settings.py) -> PTTL."""
+    return {key.decode(): client.pttl(key) for key in client.scan_iter(match="rr:locks:*")}
 
 
 def token_of(client: redis.Redis, key: str) -> str | None:
@@ -78,7 +78,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
 
 @pytest.fixture
 def start_job(tmp_path: Path) -> Iterator[Callable[..., Job]]:
-    """Start ``manage.py nightly_report ARGS`` with a lease of ``ttl`` seconds."""
+    """Start the demo's ``manage.py nightly_report ARGS`` with a lease of ``ttl`` seconds.
+
+    With the demo's settings (its prefix, its ``$REDISROLES_LOCKS_TTL``); a test that
+    looks at its lock in process asks for ``demo_settings`` too.
+    """
     jobs: list[Job] = []
     out = tmp_path / "events.jsonl"
 
@@ -86,7 +90,8 @@ def start_job(tmp_path: Path) -> Iterator[Callable[..., Job]]:
         env = dict(os.environ)
         env.update(
             PYTHONPATH=str(ROOT),
-            DJANGO_SETTINGS_MODULE="tests.settings",
+            DJANGO_SETTINGS_MODULE="testproject.settings",
+            DJANGO_DB=str(tmp_path / "demo.sqlite3"),
             REDISROLES_NO_DAPHNE="1",
             REDISROLES_LOCKS_TTL=str(ttl),
         )

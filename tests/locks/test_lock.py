@@ -27,7 +27,7 @@ from .conftest import lock_key_ttls, token_of, wait_for
 
 def test_with_block_holds_and_releases(redis_client: redis.Redis) -> None:
     keys = lock_keys("job")
-    assert keys.lock == "demo:locks:{job}:lock"
+    assert keys.lock == "rr:locks:{job}:lock"
     with Lock("job", ttl=10) as lock:
         assert lock.held
         assert token_of(redis_client, keys.lock) == lock.token
@@ -69,7 +69,7 @@ def test_every_key_has_a_ttl_even_after_contention(redis_client: redis.Redis) ->
     assert all(ttl > 0 for ttl in ttls.values()), ttls
     # The fence counter lives a day by default (bounded: one key per lock name),
     # refreshed on every acquire.
-    assert 23 * 3600 * 1000 < ttls["demo:locks:{busy}:fence"] <= 24 * 3600 * 1000
+    assert 23 * 3600 * 1000 < ttls["rr:locks:{busy}:fence"] <= 24 * 3600 * 1000
     waiter.release()
     assert all(ttl > 0 for ttl in lock_key_ttls(redis_client).values())
 

@@ -14,7 +14,8 @@ from django_redisroles.locks import Owner, owner
 
 from .conftest import events, token_of, wait_for
 
-pytestmark = pytest.mark.slow
+# The demo's command, with the demo's settings (start_job), looked at with them.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_settings")]
 
 LOCK = "demo:locks:{nightly_report}:lock"
 

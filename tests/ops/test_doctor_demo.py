@@ -23,8 +23,9 @@ ROLES = ("cache", "sessions", "ratelimit", "pubsub", "locks")
 
 
 @pytest.fixture
-def trio(redis_factory, settings):
+def trio(redis_factory, demo_settings):
     """The testproject's settings, its roles split over three well-configured servers."""
+    settings = demo_settings
     cache_server = redis_factory(config={"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"})
     sessions_server = redis_factory(persistence=True)  # noeviction, appendonly yes
     rest = redis_factory()  # noeviction

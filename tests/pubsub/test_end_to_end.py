@@ -77,6 +77,7 @@ async def test_every_client_of_every_instance_gets_every_message_once_in_order(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("demo_settings")  # the demo's ASGI app: its prefix names the channels
 async def test_clients_leaving_during_a_stream_of_messages_leave_nothing_behind(
     redis_server, redis_client
 ) -> None:

@@ -13,7 +13,8 @@ from django_redisroles.pubsub import broadcast, status
 from tests.pubsub.conftest import receive
 
 
-async def test_status_counts_processes_consumers_and_replay_entries() -> None:
+async def test_status_counts_processes_consumers_and_replay_entries(pubsub_settings) -> None:
+    pubsub_settings(REPLAY_GROUPS=["notifications"])
     assert await sync_to_async(status)() == {
         "groups": [],
         "consumer_channels": 0,

@@ -14,6 +14,8 @@ from django_redisroles import conf
 from django_redisroles.pubsub.layer import redis_channel
 from tests.pubsub.conftest import nothing, receive
 
+pytestmark = pytest.mark.usefixtures("demo_settings")
+
 
 async def test_page_and_form_broadcast(redis_client) -> None:
     layer = get_channel_layer()

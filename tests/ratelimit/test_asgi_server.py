@@ -30,12 +30,13 @@ def get(url: str, **headers: str) -> tuple[int, Message]:
 
 
 @pytest.mark.slow
-def test_uvicorn_async_view_and_middleware(redis_server) -> None:
+def test_uvicorn_async_view_and_middleware(redis_server, tmp_path) -> None:
     port = free_port()
-    env = {
+    env = {  # the demo's app with the demo's settings (its rules and headers)
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "DJANGO_DB": str(tmp_path / "demo.sqlite3"),
         "REDISROLES_NO_DAPHNE": "1",
     }
     server = subprocess.Popen(

@@ -102,6 +102,7 @@ def test_manage_py_reset_group_of_a_decorated_view() -> None:
     assert "Deleted 1 rate-limit key(s)." in out.getvalue()
 
 
+@pytest.mark.usefixtures("demo_settings")  # lists the demo's rules
 def test_manage_py_rules() -> None:
     out = StringIO()
     call_command("redisroles", "ratelimit", "rules", stdout=out)

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.contrib.auth.models import User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_settings")]
 
 
 def test_seed_api_view_60_per_minute_per_ip(client) -> None:

@@ -300,7 +300,7 @@ def test_load_and_save_are_one_round_trip_each(redis_client, round_trips, user) 
 
 def test_index_is_rewritten_only_when_it_would_lag(redis_client, user) -> None:
     """Saves within INDEX_REFRESH seconds of the indexed expiry are a plain SET XX."""
-    index = f"demo:sessions:u:{user.pk}"
+    index = f"rr:sessions:u:{user.pk}"
     store = SessionStore()
     store["_auth_user_id"] = str(user.pk)
     store.save()
