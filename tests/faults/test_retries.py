@@ -240,8 +240,8 @@ async def test_a_broadcast_during_a_stall_is_received_once(
         await layer.group_add(group, channel)
         await send({"type": "note", "n": 0})  # warm: connection open, script loaded
         assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 0
+        started = time.monotonic()  # before the stall begins: it lasts STALL from there
         timer = _stall_from_now(victim)
-        started = time.monotonic()
         # The caller gets success: its retry got through once the server woke up.
         seq = await send({"type": "note", "n": 1})
         assert time.monotonic() - started >= STALL
