@@ -12,7 +12,7 @@ inlined hot path (``RedisRolesCache.get``/``aget``).
 A plan takes the cache's :class:`Codec` (its django-redis client: keys and
 serialization) and :class:`~.policy.CachePolicy` (TTLs, sizes) and only
 yields steps (``runner``); it never talks to Redis or reads settings itself.
-A plan of one command is a :class:`~.runner.Single` (the command and what its
+A plan of one command is a :class:`~.runner.Call` (the command and what its
 reply means): no generator on the hot path.
 """
 
@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from .. import errors
 from ..scripts import Script
 from .policy import CachePolicy
-from .runner import Call, Eval, Pipe, Plan, Prepare, Single, Steps, steps
+from .runner import Call, Eval, Pipe, Plan, Prepare, Steps, steps
 
 #: SCAN COUNT and UNLINK batch size of clear().
 CLEAR_BATCH = 1000
@@ -98,13 +98,13 @@ def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: boo
         # getting what the caller meant to replace (memcached does).
         if nx:
             return _done(False)
-        return Single(Call("delete", (nkey,)), _false)
+        return Call("delete", (nkey,), then=_false)
     if px is not None and px <= 0:
         # Django: a timeout <= 0 means "expire now".
         if nx:
-            return Single(Call("exists", (nkey,)), _not)
-        return Single(Call("delete", (nkey,)), bool)
-    return Single(Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, once=once), bool)
+            return Call("exists", (nkey,), then=_not)
+        return Call("delete", (nkey,), then=bool)
+    return Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, bool, once=once)
 
 
 def _prepare_then_write(
@@ -188,33 +188,29 @@ def touch(
 
 def expire(nkey: str, command: str, timeout: Any) -> Plan[bool]:
     """``EXPIRE``/``PEXPIRE`` (the caller refused ``timeout=None``)."""
-    return Single(Call(command, (nkey, timeout)), bool)
+    return Call(command, (nkey, timeout), then=bool)
 
 
 def persist(nkey: str) -> Plan[bool]:
     """Drop a key's TTL (the caller checked ALLOW_NO_TIMEOUT)."""
-    return Single(Call("persist", (nkey,)), bool)
+    return Call("persist", (nkey,), then=bool)
 
 
 def ensure_ttl(nkey: str, ms: int) -> Plan[Any]:
     """Give a key made by an extra (``sadd``, ``hset``...) a TTL if it has none."""
-    return Single(Call("execute_command", ("PEXPIRE", nkey, ms, "NX")), _reply)
-
-
-def _reply(reply: Any) -> Any:
-    return reply
+    return Call("execute_command", ("PEXPIRE", nkey, ms, "NX"))
 
 
 def delete(codec: Codec, key: Any, version: int | None, prefix: str | None = None) -> Plan[int]:
     """The number of keys removed (0 or 1)."""
-    return Single(Call("delete", (codec.make_key(key, version=version, prefix=prefix),)), int)
+    return Call("delete", (codec.make_key(key, version=version, prefix=prefix),), then=int)
 
 
 def delete_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[int]:
     nkeys = [codec.make_key(k, version=version) for k in keys]
     if not nkeys:
         return _done(0)
-    return Single(Call("delete", tuple(nkeys)), int)
+    return Call("delete", tuple(nkeys), then=int)
 
 
 def incr(
@@ -304,16 +300,16 @@ def get_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[dic
             if raw is not None
         }
 
-    return Single(Call("mget", (list(nkeys),), write=False), found)
+    return Call("mget", (list(nkeys),), then=found, write=False)
 
 
 def has_key(codec: Codec, key: Any, version: int | None) -> Plan[bool]:
-    return Single(Call("exists", (codec.make_key(key, version=version),), write=False), bool)
+    return Call("exists", (codec.make_key(key, version=version),), then=bool, write=False)
 
 
 def ttl(codec: Codec, key: Any, version: int | None, command: str = "ttl") -> Plan[int | None]:
     """Seconds (``pttl``: ms) left; None without expiry; 0 when missing."""
-    return Single(Call(command, (codec.make_key(key, version=version),), write=False), _ttl)
+    return Call(command, (codec.make_key(key, version=version),), then=_ttl, write=False)
 
 
 def _ttl(t: Any) -> int | None:
