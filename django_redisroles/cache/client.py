@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 from django_redis.client import DefaultClient
 from django_redis.exceptions import ConnectionInterrupted
@@ -172,7 +172,14 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
             prefix = self.namespace.explicit
             if prefix is None:
                 prefix = self.namespace.default()
-        made = cache.key_func(key, prefix, cache.version if version is None else version)
+        if version is None:
+            version = cache.version
+        key_func = cache.key_func
+        if key_func is default_key_func:
+            # Django's default KEY_FUNCTION, without its frame (once per key: get_many).
+            made = "%s:%s:%s" % (prefix, version, key)  # noqa: UP031 - exactly default_key_func
+        else:
+            made = key_func(key, prefix, version)
         # Django's key validation is slow: only when a cheap conservative test fails.
         if len(made) > MAX_KEY or " " in made or not made.isprintable():
             keys.validate(cache, key, made)
