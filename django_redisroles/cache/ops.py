@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from .. import errors
 from ..scripts import Script
 from .policy import CachePolicy
-from .runner import Call, Eval, Pipe, Plan, Prepare, Steps, steps
+from .runner import NO_KWARGS, Call, Eval, Pipe, Plan, Prepare, Steps, steps
 
 #: SCAN COUNT and UNLINK batch size of clear().
 CLEAR_BATCH = 1000
@@ -98,13 +98,14 @@ def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: boo
         # getting what the caller meant to replace (memcached does).
         if nx:
             return _done(False)
-        return Call("delete", (nkey,), then=_false)
+        return Call("delete", (nkey,), _false)
     if px is not None and px <= 0:
         # Django: a timeout <= 0 means "expire now".
         if nx:
-            return Call("exists", (nkey,), then=_not)
-        return Call("delete", (nkey,), then=bool)
-    return Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, bool, once=once)
+            return Call("exists", (nkey,), _not)
+        return Call("delete", (nkey,), bool)
+    # then, kwargs, write, once: positional (see Call.__init__), the hot path.
+    return Call("set", (nkey, nvalue), bool, {"nx": nx, "xx": xx, "px": px}, True, once)
 
 
 def _prepare_then_write(
@@ -162,7 +163,7 @@ def set_many(
         elif px is not None and px <= 0:
             calls.append(Call("delete", (nkey,)))
         else:
-            calls.append(Call("set", (nkey, nvalue), {"px": px}))
+            calls.append(Call("set", (nkey, nvalue), kwargs={"px": px}))
     yield Pipe(*calls)
     return failed
 
@@ -188,12 +189,12 @@ def touch(
 
 def expire(nkey: str, command: str, timeout: Any) -> Plan[bool]:
     """``EXPIRE``/``PEXPIRE`` (the caller refused ``timeout=None``)."""
-    return Call(command, (nkey, timeout), then=bool)
+    return Call(command, (nkey, timeout), bool)
 
 
 def persist(nkey: str) -> Plan[bool]:
     """Drop a key's TTL (the caller checked ALLOW_NO_TIMEOUT)."""
-    return Call("persist", (nkey,), then=bool)
+    return Call("persist", (nkey,), bool)
 
 
 def ensure_ttl(nkey: str, ms: int) -> Plan[Any]:
@@ -203,14 +204,14 @@ def ensure_ttl(nkey: str, ms: int) -> Plan[Any]:
 
 def delete(codec: Codec, key: Any, version: int | None, prefix: str | None = None) -> Plan[int]:
     """The number of keys removed (0 or 1)."""
-    return Call("delete", (codec.make_key(key, version=version, prefix=prefix),), then=int)
+    return Call("delete", (codec.make_key(key, version=version, prefix=prefix),), int)
 
 
 def delete_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[int]:
     nkeys = [codec.make_key(k, version=version) for k in keys]
     if not nkeys:
         return _done(0)
-    return Call("delete", tuple(nkeys), then=int)
+    return Call("delete", tuple(nkeys), int)
 
 
 def incr(
@@ -269,7 +270,9 @@ def clear(pattern: str, regex: re.Pattern[bytes]) -> Steps[int]:
     batch: list[bytes] = []
     cursor = 0
     while True:
-        cursor, found = yield Call("scan", (cursor,), {"match": pattern, "count": CLEAR_BATCH})
+        cursor, found = yield Call(
+            "scan", (cursor,), kwargs={"match": pattern, "count": CLEAR_BATCH}
+        )
         for key in found:
             if not regex.fullmatch(key):
                 continue  # matched the glob, but is not one of ours
@@ -300,16 +303,16 @@ def get_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[dic
             if raw is not None
         }
 
-    return Call("mget", (list(nkeys),), then=found, write=False)
+    return Call("mget", (list(nkeys),), found, NO_KWARGS, False)  # a read
 
 
 def has_key(codec: Codec, key: Any, version: int | None) -> Plan[bool]:
-    return Call("exists", (codec.make_key(key, version=version),), then=bool, write=False)
+    return Call("exists", (codec.make_key(key, version=version),), bool, NO_KWARGS, False)
 
 
 def ttl(codec: Codec, key: Any, version: int | None, command: str = "ttl") -> Plan[int | None]:
     """Seconds (``pttl``: ms) left; None without expiry; 0 when missing."""
-    return Call(command, (codec.make_key(key, version=version),), then=_ttl, write=False)
+    return Call(command, (codec.make_key(key, version=version),), _ttl, write=False)
 
 
 def _ttl(t: Any) -> int | None:

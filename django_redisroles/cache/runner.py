@@ -72,12 +72,13 @@ class Call(Step):
         self,
         name: str,
         args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] = NO_KWARGS,
         then: Callable[[Any], Any] | None = None,
-        *,
+        kwargs: dict[str, Any] = NO_KWARGS,
         write: bool = True,
         once: bool = False,
     ) -> None:
+        # All positional-or-keyword: the one-command plans of the hot path pass them
+        # positionally (a keyword argument to a class call costs more than the call).
         self.name = name
         self.args = args
         self.kwargs = kwargs
