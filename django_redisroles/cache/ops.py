@@ -18,10 +18,11 @@ reply means): no generator on the hot path.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import SynchronousOnlyOperation
@@ -34,6 +35,8 @@ from .runner import NO_KWARGS, Call, Eval, Pipe, Plan, Prepare, Steps, steps
 
 #: SCAN COUNT and UNLINK batch size of clear().
 CLEAR_BATCH = 1000
+
+T = TypeVar("T")
 
 INCR_SCRIPT = Script((Path(__file__).parent / "lua" / "incr.lua").read_text())
 
@@ -79,20 +82,22 @@ def set_value(
     nx: bool = False,
     xx: bool = False,
     once: bool = False,
+    defer: bool = True,
 ) -> Plan[bool]:
     """``set`` (``add``: ``nx``, sent ``once``: a re-sent SET NX would report "not
-    added" for our own value). True when stored."""
+    added" for our own value). True when stored.
+
+    ``defer``: when Django refuses the encoding here (on an event loop), the plan is
+    built again in a thread (no ``defer`` there: a second refusal is raised)."""
     nkey = codec.make_key(key, version=version)
     px = policy.ttl_ms(key, timeout)
     try:
         nvalue = encode_checked(codec, policy, nkey, value)
     except SynchronousOnlyOperation:
-        return _prepare_then_write(codec, policy, nkey, value, px, nx, xx, once)
-    return _write(nkey, nvalue, px, nx, xx, once)
-
-
-def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: bool) -> Plan[bool]:
-    """Store one encoded value (None: refused) with ``px`` ms (None: no TTL, allowed)."""
+        if not defer:
+            raise
+        build = functools.partial(set_value, codec, policy, key, value, timeout, version)
+        return _in_thread(functools.partial(build, nx=nx, xx=xx, once=once, defer=False))
     if nvalue is None:
         # Refused (too large): drop the old value too, so readers do not keep
         # getting what the caller meant to replace (memcached does).
@@ -108,18 +113,11 @@ def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: boo
     return Call("set", (nkey, nvalue), bool, {"nx": nx, "xx": xx, "px": px}, True, once)
 
 
-def _prepare_then_write(
-    codec: Codec,
-    policy: CachePolicy,
-    nkey: str,
-    value: Any,
-    px: int | None,
-    nx: bool,
-    xx: bool,
-    once: bool,
-) -> Steps[bool]:
-    nvalue = yield Prepare(encode_checked, codec, policy, nkey, value)
-    return (yield from steps(_write(nkey, nvalue, px, nx, xx, once)))
+def _in_thread(build: Callable[[], Plan[T]]) -> Steps[T]:
+    """The plan ``build()`` makes, made by a :class:`~.runner.Prepare` step (in a
+    thread on the async side: CPU work Django refuses on the event loop)."""
+    plan: Plan[T] = yield Prepare(build)
+    return (yield from steps(plan))
 
 
 def _done(result: Any) -> Steps[Any]:
