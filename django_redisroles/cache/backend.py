@@ -16,7 +16,7 @@ them, the failure policy (``policy.fail_open``) and the counters. ``get`` and
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -118,7 +118,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         """Set this alias's counters back to zero (in this process)."""
         self._counters.reset()
 
-    def _arun(self, plan: Plan[T]) -> Coroutine[Any, Any, T]:
+    def _arun(self, plan: Plan[T]) -> Awaitable[T]:
         # Not a coroutine itself: the caller awaits the runner's (one coroutine fewer).
         return arun(plan, self.client.get_async_client)
 

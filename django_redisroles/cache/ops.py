@@ -201,15 +201,15 @@ def ensure_ttl(nkey: str, ms: int) -> Plan[Any]:
 
 
 def delete(codec: Codec, key: Any, version: int | None, prefix: str | None = None) -> Plan[int]:
-    """The number of keys removed (0 or 1)."""
-    return Call("delete", (codec.make_key(key, version=version, prefix=prefix),), int)
+    """The number of keys removed (0 or 1): DEL's reply as it is."""
+    return Call("delete", (codec.make_key(key, version=version, prefix=prefix),))
 
 
 def delete_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[int]:
     nkeys = [codec.make_key(k, version=version) for k in keys]
     if not nkeys:
         return _done(0)
-    return Call("delete", tuple(nkeys), int)
+    return Call("delete", tuple(nkeys))
 
 
 def incr(

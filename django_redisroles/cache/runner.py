@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar, Union
 
 from asgiref.sync import sync_to_async
@@ -256,15 +256,22 @@ def run(plan: Plan[T], connect: Connect) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-async def arun(plan: Plan[T], connect: Connect) -> T:
-    """:func:`run` on ``redis.asyncio`` clients, in the running event loop."""
+def arun(plan: Plan[T], connect: Connect) -> Awaitable[T]:
+    """:func:`run` on ``redis.asyncio`` clients, in the running event loop (await it)."""
+    if type(plan) is Call and plan.then is None and not plan.once:
+        # One command whose reply is the result (delete...): redis-py's own
+        # coroutine, with no coroutine of ours around it.
+        return getattr(connect(plan.write), plan.name)(*plan.args, **plan.kwargs)  # type: ignore[no-any-return]
+    return _arun(plan, connect)
+
+
+async def _arun(plan: Plan[T], connect: Connect) -> T:
     if isinstance(plan, Call):
         if plan.once:
             return await plan.arun(connect)  # type: ignore[no-any-return]
         # One command (most operations): sent here, one coroutine fewer.
         reply = await getattr(connect(plan.write), plan.name)(*plan.args, **plan.kwargs)
-        then = plan.then
-        return reply if then is None else then(reply)  # type: ignore[no-any-return]
+        return plan.then(reply) if plan.then is not None else reply  # type: ignore[no-any-return]
     try:
         step = plan.send(None)
         while True:
