@@ -174,17 +174,15 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
     ) -> dict[Any, Any]:
         keys = list(keys)
         found = self._get_many(keys, version=version, client=client)
-        counters = self._counters  # inlined, as in get(): the hot path
-        counters.add("hits", len(found))
-        counters.add("misses", len(keys) - len(found))
+        self._counters.add("hits", len(found))  # inlined, as in get(): the hot path
+        self._counters.add("misses", len(keys) - len(found))
         return found
 
     async def aget_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         keys = list(keys)
         found = await self._aget_many(keys, version)
-        counters = self._counters
-        counters.add("hits", len(found))
-        counters.add("misses", len(keys) - len(found))
+        self._counters.add("hits", len(found))
+        self._counters.add("misses", len(keys) - len(found))
         return found
 
     @fail_open(default=dict)
