@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 from django_redis.client import DefaultClient
 from django_redis.exceptions import ConnectionInterrupted
@@ -38,7 +38,7 @@ from ..errors import REDIS_ERRORS
 from . import keys, ops
 from .keys import MAX_KEY, Namespace
 from .policy import CachePolicy
-from .runner import Connect, Plan, run
+from .runner import Call, Connect, Plan, run
 
 #: The ``LOCATION`` of a cache whose CACHES entry has none: the cache role's
 #: connection, whatever ``REDISROLES`` says at each call.
@@ -107,6 +107,7 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
         self._sync = tuple(factory.connector(url) for url in urls)
         self._async = tuple(factory.aconnector(url) for url in urls)
         self._single = self._sync[0] if len(urls) == 1 else None
+        self._asingle = self._async[0] if len(urls) == 1 else None
         if not params.get("REVERSE_KEY_FUNCTION"):
             self.reverse_key = self._reverse_key
         threshold = policy.options.compress_min_size
@@ -138,8 +139,9 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
 
     def get_async_client(self, write: bool = True) -> redis.asyncio.Redis:
         """The ``redis.asyncio`` client of the running event loop for a write (or a read)."""
-        if len(self._async) == 1:
-            return self._async[0]()
+        single = self._asingle
+        if single is not None:
+            return single()
         return self._async[self._index(write)]()
 
     def connect(self, index: int = 0) -> redis.Redis:
@@ -149,6 +151,13 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
         """Run an ``ops`` plan on this cache's sync clients (or ``client``); a Redis
         error is django-redis's ``ConnectionInterrupted``, as from its own methods."""
         try:
+            if type(plan) is Call and not plan.once:
+                # One command (most operations): sent here, without the runner's
+                # frames; what the runner would do for it, not another rule.
+                redis_ = self.get_client(plan.write) if client is None else client
+                reply = getattr(redis_, plan.name)(*plan.args, **plan.kwargs)
+                then = plan.then
+                return reply if then is None else then(reply)  # type: ignore[no-any-return]
             return run(plan, self.get_client if client is None else _fixed(client))
         except REDIS_ERRORS as e:
             raise ConnectionInterrupted(connection=client) from e
@@ -163,7 +172,14 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
             prefix = self.namespace.explicit
             if prefix is None:
                 prefix = self.namespace.default()
-        made = cache.key_func(key, prefix, cache.version if version is None else version)
+        if version is None:
+            version = cache.version
+        key_func = cache.key_func
+        if key_func is default_key_func:
+            # Django's default KEY_FUNCTION, without its frame (once per key: get_many).
+            made = "%s:%s:%s" % (prefix, version, key)  # noqa: UP031 - exactly default_key_func
+        else:
+            made = key_func(key, prefix, version)
         # Django's key validation is slow: only when a cheap conservative test fails.
         if len(made) > MAX_KEY or " " in made or not made.isprintable():
             keys.validate(cache, key, made)

@@ -12,16 +12,17 @@ inlined hot path (``RedisRolesCache.get``/``aget``).
 A plan takes the cache's :class:`Codec` (its django-redis client: keys and
 serialization) and :class:`~.policy.CachePolicy` (TTLs, sizes) and only
 yields steps (``runner``); it never talks to Redis or reads settings itself.
-A plan of one command is a :class:`~.runner.Single` (the command and what its
+A plan of one command is a :class:`~.runner.Call` (the command and what its
 reply means): no generator on the hot path.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import SynchronousOnlyOperation
@@ -30,10 +31,12 @@ from redis.exceptions import ResponseError
 from .. import errors
 from ..scripts import Script
 from .policy import CachePolicy
-from .runner import Call, Eval, Pipe, Plan, Prepare, Single, Steps, steps
+from .runner import NO_KWARGS, Call, Eval, Pipe, Plan, Prepare, Steps, steps
 
 #: SCAN COUNT and UNLINK batch size of clear().
 CLEAR_BATCH = 1000
+
+T = TypeVar("T")
 
 INCR_SCRIPT = Script((Path(__file__).parent / "lua" / "incr.lua").read_text())
 
@@ -79,46 +82,42 @@ def set_value(
     nx: bool = False,
     xx: bool = False,
     once: bool = False,
+    defer: bool = True,
 ) -> Plan[bool]:
     """``set`` (``add``: ``nx``, sent ``once``: a re-sent SET NX would report "not
-    added" for our own value). True when stored."""
+    added" for our own value). True when stored.
+
+    ``defer``: when Django refuses the encoding here (on an event loop), the plan is
+    built again in a thread (no ``defer`` there: a second refusal is raised)."""
     nkey = codec.make_key(key, version=version)
     px = policy.ttl_ms(key, timeout)
     try:
         nvalue = encode_checked(codec, policy, nkey, value)
     except SynchronousOnlyOperation:
-        return _prepare_then_write(codec, policy, nkey, value, px, nx, xx, once)
-    return _write(nkey, nvalue, px, nx, xx, once)
-
-
-def _write(nkey: str, nvalue: Any, px: int | None, nx: bool, xx: bool, once: bool) -> Plan[bool]:
-    """Store one encoded value (None: refused) with ``px`` ms (None: no TTL, allowed)."""
+        if not defer:
+            raise
+        build = functools.partial(set_value, codec, policy, key, value, timeout, version)
+        return _in_thread(functools.partial(build, nx=nx, xx=xx, once=once, defer=False))
     if nvalue is None:
         # Refused (too large): drop the old value too, so readers do not keep
         # getting what the caller meant to replace (memcached does).
         if nx:
             return _done(False)
-        return Single(Call("delete", (nkey,)), _false)
+        return Call("delete", (nkey,), _false)
     if px is not None and px <= 0:
         # Django: a timeout <= 0 means "expire now".
         if nx:
-            return Single(Call("exists", (nkey,)), _not)
-        return Single(Call("delete", (nkey,)), bool)
-    return Single(Call("set", (nkey, nvalue), {"nx": nx, "xx": xx, "px": px}, once=once), bool)
+            return Call("exists", (nkey,), _not)
+        return Call("delete", (nkey,), bool)
+    # then, kwargs, write, once: positional (see Call.__init__), the hot path.
+    return Call("set", (nkey, nvalue), bool, {"nx": nx, "xx": xx, "px": px}, True, once)
 
 
-def _prepare_then_write(
-    codec: Codec,
-    policy: CachePolicy,
-    nkey: str,
-    value: Any,
-    px: int | None,
-    nx: bool,
-    xx: bool,
-    once: bool,
-) -> Steps[bool]:
-    nvalue = yield Prepare(encode_checked, codec, policy, nkey, value)
-    return (yield from steps(_write(nkey, nvalue, px, nx, xx, once)))
+def _in_thread(build: Callable[[], Plan[T]]) -> Steps[T]:
+    """The plan ``build()`` makes, made by a :class:`~.runner.Prepare` step (in a
+    thread on the async side: CPU work Django refuses on the event loop)."""
+    plan: Plan[T] = yield Prepare(build)
+    return (yield from steps(plan))
 
 
 def _done(result: Any) -> Steps[Any]:
@@ -162,7 +161,7 @@ def set_many(
         elif px is not None and px <= 0:
             calls.append(Call("delete", (nkey,)))
         else:
-            calls.append(Call("set", (nkey, nvalue), {"px": px}))
+            calls.append(Call("set", (nkey, nvalue), kwargs={"px": px}))
     yield Pipe(*calls)
     return failed
 
@@ -188,33 +187,29 @@ def touch(
 
 def expire(nkey: str, command: str, timeout: Any) -> Plan[bool]:
     """``EXPIRE``/``PEXPIRE`` (the caller refused ``timeout=None``)."""
-    return Single(Call(command, (nkey, timeout)), bool)
+    return Call(command, (nkey, timeout), bool)
 
 
 def persist(nkey: str) -> Plan[bool]:
     """Drop a key's TTL (the caller checked ALLOW_NO_TIMEOUT)."""
-    return Single(Call("persist", (nkey,)), bool)
+    return Call("persist", (nkey,), bool)
 
 
 def ensure_ttl(nkey: str, ms: int) -> Plan[Any]:
     """Give a key made by an extra (``sadd``, ``hset``...) a TTL if it has none."""
-    return Single(Call("execute_command", ("PEXPIRE", nkey, ms, "NX")), _reply)
-
-
-def _reply(reply: Any) -> Any:
-    return reply
+    return Call("execute_command", ("PEXPIRE", nkey, ms, "NX"))
 
 
 def delete(codec: Codec, key: Any, version: int | None, prefix: str | None = None) -> Plan[int]:
-    """The number of keys removed (0 or 1)."""
-    return Single(Call("delete", (codec.make_key(key, version=version, prefix=prefix),)), int)
+    """The number of keys removed (0 or 1): DEL's reply as it is."""
+    return Call("delete", (codec.make_key(key, version=version, prefix=prefix),))
 
 
 def delete_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[int]:
     nkeys = [codec.make_key(k, version=version) for k in keys]
     if not nkeys:
         return _done(0)
-    return Single(Call("delete", tuple(nkeys)), int)
+    return Call("delete", tuple(nkeys))
 
 
 def incr(
@@ -273,7 +268,9 @@ def clear(pattern: str, regex: re.Pattern[bytes]) -> Steps[int]:
     batch: list[bytes] = []
     cursor = 0
     while True:
-        cursor, found = yield Call("scan", (cursor,), {"match": pattern, "count": CLEAR_BATCH})
+        cursor, found = yield Call(
+            "scan", (cursor,), kwargs={"match": pattern, "count": CLEAR_BATCH}
+        )
         for key in found:
             if not regex.fullmatch(key):
                 continue  # matched the glob, but is not one of ours
@@ -304,16 +301,16 @@ def get_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[dic
             if raw is not None
         }
 
-    return Single(Call("mget", (list(nkeys),), write=False), found)
+    return Call("mget", (list(nkeys),), found, NO_KWARGS, False)  # a read
 
 
 def has_key(codec: Codec, key: Any, version: int | None) -> Plan[bool]:
-    return Single(Call("exists", (codec.make_key(key, version=version),), write=False), bool)
+    return Call("exists", (codec.make_key(key, version=version),), bool, NO_KWARGS, False)
 
 
 def ttl(codec: Codec, key: Any, version: int | None, command: str = "ttl") -> Plan[int | None]:
     """Seconds (``pttl``: ms) left; None without expiry; 0 when missing."""
-    return Single(Call(command, (codec.make_key(key, version=version),), write=False), _ttl)
+    return Call(command, (codec.make_key(key, version=version),), _ttl, write=False)
 
 
 def _ttl(t: Any) -> int | None:

@@ -205,10 +205,15 @@ class CachePolicy:
 
     def ttl_ms(self, key: Any, timeout: Any) -> int | None:
         """Milliseconds to give ``key``: jittered, or None when "forever" is allowed."""
-        t = self.timeout_seconds(key, timeout)
-        if t is None:
-            return None
-        ms = int(t * 1000)
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if type(timeout) is int:  # the common case, fast (what seconds() would give)
+            ms = timeout * 1000
+        else:
+            t = self.timeout_seconds(key, timeout)
+            if t is None:
+                return None
+            ms = int(t * 1000)
         jitter = self.options.timeout_jitter
         if jitter and ms > 0:
             ms = max(1, round(ms * random.uniform(1 - jitter, 1 + jitter)))

@@ -7,8 +7,8 @@ call, a pipeline, a Lua script, a loader to call, a pause), receives the reply
 operation's result. It never does I/O itself, so :func:`run` carries it out on
 sync ``redis.Redis`` clients and :func:`arun` on ``redis.asyncio`` ones, and
 each step's sync and async execution sit side by side in its class below.
-A plan of one command is a :class:`Single` instead (the call and what its reply
-means): the same contract without the generator, the cost of the hot path.
+A plan of one command is that :class:`Call` instead (the command and what its
+reply means): the same contract without the generator, the cost of the hot path.
 
 ``connect(write)`` gives a runner the client to send a step to: the primary
 for a write, a replica (when the cache has some) for a read.
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, Generic, TypeVar, Union
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, TypeVar, Union
 
 from asgiref.sync import sync_to_async
 
@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 #: ``connect(write)`` -> the (sync or async) Redis client to send a step to.
 Connect = Callable[[bool], Any]
+
+#: A :class:`Call` without keyword arguments (shared, never mutated: ``**`` copies it).
+NO_KWARGS: dict[str, Any] = {}
 
 
 class Step:
@@ -50,26 +53,36 @@ Steps = Generator[Step, Any, T]
 
 
 class Call(Step):
-    """One redis-py command method: ``client.<name>(*args, **kwargs)``.
+    """One redis-py command method: ``client.<name>(*args, **kwargs)``, and what its
+    reply means: the step's result is ``then(reply)`` (the reply itself without
+    ``then``; the calls inside a :class:`Pipe` give their raw replies).
+
+    A ``Call`` is also a whole plan: most operations (``delete``, ``has_key``, a
+    plain ``set``...) send one command, and return it instead of a generator:
+    the runners (and the client's ``run_plan``) send it at once, the cost of the
+    hot path.
 
     ``once``: never re-sent by the pool's retries (a command with a side effect
     that is not idempotent: a timeout does not mean it did not run).
     """
 
-    __slots__ = ("args", "kwargs", "name", "once", "write")
+    __slots__ = ("args", "kwargs", "name", "once", "then", "write")
 
     def __init__(
         self,
         name: str,
         args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
+        then: Callable[[Any], Any] | None = None,
+        kwargs: dict[str, Any] = NO_KWARGS,
         write: bool = True,
         once: bool = False,
     ) -> None:
+        # All positional-or-keyword: the one-command plans of the hot path pass them
+        # positionally (a keyword argument to a class call costs more than the call).
         self.name = name
         self.args = args
-        self.kwargs = kwargs or {}
+        self.kwargs = kwargs
+        self.then = then
         self.write = write
         self.once = once
 
@@ -77,39 +90,30 @@ class Call(Step):
         method = getattr(connect(self.write), self.name)
         if self.once:
             with send_once():
-                return method(*self.args, **self.kwargs)
-        return method(*self.args, **self.kwargs)
+                reply = method(*self.args, **self.kwargs)
+        else:
+            reply = method(*self.args, **self.kwargs)
+        return reply if self.then is None else self.then(reply)
 
     async def arun(self, connect: Connect) -> Any:
         method = getattr(connect(self.write), self.name)
         if self.once:
             with send_once():
-                return await method(*self.args, **self.kwargs)
-        return await method(*self.args, **self.kwargs)
+                reply = await method(*self.args, **self.kwargs)
+        else:
+            reply = await method(*self.args, **self.kwargs)
+        return reply if self.then is None else self.then(reply)
 
 
-class Single(Generic[T]):
-    """A plan of one call: the call, and what its reply means (``then``).
-
-    Most operations (``delete``, ``has_key``, a plain ``set``...) send one command:
-    as a ``Single`` they run without a generator, the cost of the hot path.
-    """
-
-    __slots__ = ("call", "then")
-
-    def __init__(self, call: Call, then: Callable[[Any], T]) -> None:
-        self.call = call
-        self.then = then
-
-
-#: A plan: a generator of steps (:data:`Steps`), or one call (:class:`Single`).
-Plan = Union[Steps[T], Single[T]]  # noqa: UP007 - a generic alias: X | Y cannot subscript
+#: A plan: a generator of steps (:data:`Steps`), or one :class:`Call` (its result:
+#: the call's ``then(reply)``; typed by the plan function that returns it).
+Plan = Union[Steps[T], Call]  # noqa: UP007 - a generic alias: X | Y cannot subscript
 
 
 def steps(plan: Plan[T]) -> Steps[T]:
     """``plan`` as a generator, for ``yield from`` inside another plan."""
-    if isinstance(plan, Single):
-        return plan.then((yield plan.call))
+    if isinstance(plan, Call):
+        return (yield plan)  # type: ignore[no-any-return]
     return (yield from plan)
 
 
@@ -234,16 +238,13 @@ class Wait(Step):
 
 def run(plan: Plan[T], connect: Connect) -> T:
     """Carry ``plan`` out on sync clients; its result, or what it raised."""
-    if isinstance(plan, Single):
-        call = plan.call
-        if call.once:
-            return plan.then(call.run(connect))
-        return plan.then(getattr(connect(call.write), call.name)(*call.args, **call.kwargs))
+    if isinstance(plan, Call):
+        return plan.run(connect)  # type: ignore[no-any-return]
     try:
         step = plan.send(None)
         while True:
             try:
-                if type(step) is Call and not step.once:  # most steps: one frame fewer
+                if type(step) is Call and not step.once and step.then is None:  # one frame fewer
                     reply = getattr(connect(step.write), step.name)(*step.args, **step.kwargs)
                 else:
                     reply = step.run(connect)
@@ -255,10 +256,22 @@ def run(plan: Plan[T], connect: Connect) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-async def arun(plan: Plan[T], connect: Connect) -> T:
-    """:func:`run` on ``redis.asyncio`` clients, in the running event loop."""
-    if isinstance(plan, Single):
-        return plan.then(await plan.call.arun(connect))
+def arun(plan: Plan[T], connect: Connect) -> Awaitable[T]:
+    """:func:`run` on ``redis.asyncio`` clients, in the running event loop (await it)."""
+    if type(plan) is Call and plan.then is None and not plan.once:
+        # One command whose reply is the result (delete...): redis-py's own
+        # coroutine, with no coroutine of ours around it.
+        return getattr(connect(plan.write), plan.name)(*plan.args, **plan.kwargs)  # type: ignore[no-any-return]
+    return _arun(plan, connect)
+
+
+async def _arun(plan: Plan[T], connect: Connect) -> T:
+    if isinstance(plan, Call):
+        if plan.once:
+            return await plan.arun(connect)  # type: ignore[no-any-return]
+        # One command (most operations): sent here, one coroutine fewer.
+        reply = await getattr(connect(plan.write), plan.name)(*plan.args, **plan.kwargs)
+        return plan.then(reply) if plan.then is not None else reply  # type: ignore[no-any-return]
     try:
         step = plan.send(None)
         while True:

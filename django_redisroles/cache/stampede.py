@@ -371,7 +371,7 @@ def _compute(
 
 
 def _lock(lkey: str, token: str, p: Params) -> Call:
-    return Call("set", (lkey, token), {"nx": True, "px": p.lock_ms, "get": True})
+    return Call("set", (lkey, token), kwargs={"nx": True, "px": p.lock_ms, "get": True})
 
 
 def _took(reply: Any, token: str) -> bool:

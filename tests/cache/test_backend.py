@@ -456,3 +456,18 @@ async def test_async_writes_of_an_unevaluated_queryset_store_its_rows(
     assert [u.username for u in await rr_cache.aget("users")] == ["queryset-ada"]
     assert await rr_cache.aset_many({"many": users.all()}) == []
     assert [u.username for u in await rr_cache.aget("many")] == ["queryset-ada"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_sync_write_of_an_unevaluated_queryset_on_the_event_loop_is_djangos_error(
+    rr_cache: RedisRolesCache,
+) -> None:
+    """The sync set() called on the event loop does not move the encoding to a thread
+    (only aset() does): Django's SynchronousOnlyOperation, raised once, nothing stored."""
+    from django.contrib.auth.models import User
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    users = User.objects.filter(username="queryset-sync")
+    with pytest.raises(SynchronousOnlyOperation):
+        rr_cache.set("sync-users", users)
+    assert await rr_cache.aget("sync-users") is None
