@@ -143,3 +143,17 @@ def test_manage_py_redisroles_doctor_json_role_and_locks(redis_server) -> None:
     out = StringIO()
     call_command("redisroles", "locks", "--json", stdout=out)
     assert json.loads(out.getvalue()) == []
+
+
+def test_names_stay_importable_from_where_they_were_before_the_recut() -> None:
+    # Issue 13 moved these into modules of their own; projects that imported them
+    # from the old module keep working.
+    from django_redisroles.cache import CacheValueTooLarge, TimeoutRequired
+    from django_redisroles.cache import client as cache_client
+    from django_redisroles.locks import LockLost, core, exceptions, operations
+
+    assert cache_client.TimeoutRequired is TimeoutRequired
+    assert cache_client.CacheValueTooLarge is CacheValueTooLarge
+    assert core.LockLost is LockLost and core.LockError is exceptions.LockError
+    assert core.owner is operations.owner and core.held_locks is operations.held_locks
+    assert core.force_release is operations.force_release

@@ -38,6 +38,10 @@ from ..errors import REDIS_ERRORS
 from . import keys, ops
 from .keys import MAX_KEY, Namespace
 from .policy import CachePolicy
+
+# `X as X`: re-exported where they lived before the re-cut (issue 13).
+from .policy import CacheValueTooLarge as CacheValueTooLarge
+from .policy import TimeoutRequired as TimeoutRequired
 from .runner import Call, Connect, Plan, run
 
 #: The ``LOCATION`` of a cache whose CACHES entry has none: the cache role's

@@ -28,9 +28,17 @@ import redis.asyncio
 from .. import errors
 from ..connections import get_async_redis, get_redis
 from . import interruption, plan
+
+# `X as X`: re-exported where they lived before the re-cut (issue 13).
+from .exceptions import LockError as LockError
 from .exceptions import LockHeld
+from .exceptions import LockLost as LockLost
 from .keys import LockKeys, lock_keys
+from .keys import Owner as Owner
 from .lease import LOST_BEFORE_RELEASE, UNSET, Lease
+from .operations import force_release as force_release
+from .operations import held_locks as held_locks
+from .operations import owner as owner
 from .options import OPTIONS, ROLE
 from .watchdog import watchdog
 
