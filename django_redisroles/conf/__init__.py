@@ -222,9 +222,12 @@ def role_options(role: str) -> dict[str, Any]:
     return options
 
 
-def role_settings(role: str) -> dict[str, Any]:
-    """Role-specific settings, defaults filled in (no URL/OPTIONS)."""
-    merged = dict(ROLE_DEFAULTS.get(role, {}))
+def role_settings(role: str, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Role-specific settings as written over ``defaults`` (no URL/OPTIONS).
+
+    ``defaults``: the role's own (its ``options.DEFAULTS``); else ``ROLE_DEFAULTS``.
+    """
+    merged = dict(ROLE_DEFAULTS.get(role, {}) if defaults is None else defaults)
     merged.update({k: v for k, v in role_raw(role).items() if k not in COMMON_ROLE_KEYS})
     return merged
 

@@ -99,10 +99,7 @@ def pickle_based(serializer_path: str) -> bool:
 
 def values() -> dict[str, Any]:
     """The role's settings as written, over :data:`DEFAULTS` (URL/OPTIONS left out)."""
-    merged = dict(DEFAULTS)
-    raw = conf.role_raw(ROLE)
-    merged.update({k: v for k, v in raw.items() if k not in conf.COMMON_ROLE_KEYS})
-    return merged
+    return conf.role_settings(ROLE, DEFAULTS)
 
 
 def resolve() -> SessionOptions:
