@@ -15,6 +15,7 @@ from django.core.cache import caches
 from django_redisroles.cache import LoaderError, RedisRolesCache, cached
 from django_redisroles.cache.flights import ERROR_TTL
 from django_redisroles.cache.keys import lock_key
+from tests.processes import run_released
 
 N = 50
 
@@ -247,36 +248,7 @@ def test_processes_missing_one_key_run_the_loader_once(
     redis_server: Any, redis_client: redis.Redis
 ) -> None:
     """Across processes the single flight is the Redis lock (threads also share in-process)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "REDIS_URL": redis_server.url(),
-        "REDISROLES_NO_DAPHNE": "1",
-    }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER],
-            cwd=root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    deadline = time.monotonic() + 60
-    while int(redis_client.get("ready") or 0) < 6 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    redis_client.set("go", 1, ex=60)
-    outputs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+    outputs = run_released(WORKER, 6, redis_server.url(), redis_client)
     assert [out.strip() for out, _ in outputs] == ["from one process"] * 6
     assert int(redis_client.get("loader-calls")) == 1
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +19,7 @@ from redis.retry import Retry
 
 from django_redisroles.cache import LoaderError, cached
 from django_redisroles.testing import RedisServer, free_port
+from tests.processes import run_released
 
 from .lab import NOSCRIPT_USER, FakeService, add_acl_users, http_service, ssh_service, user_url
 
@@ -258,30 +256,7 @@ def test_a_failing_loader_is_not_a_queue_across_processes(
 ) -> None:
     """3 processes x 8 threads, a loader that fails after 0.5 s: it runs once, every
     caller gets the failure, none waits for a queue of loaders run one after another."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "REDIS_URL": redis_server.url(),
-        "REDISROLES_NO_DAPHNE": "1",
-    }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    deadline = time.monotonic() + 60
-    while int(redis_client.get("ready") or 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    redis_client.set("go", 1, ex=60)
-    outputs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+    outputs = run_released(WORKER, 3, redis_server.url(), redis_client)
     results = [row for out, _ in outputs for row in json.loads(out)]
     assert len(results) == 24
     assert int(redis_client.get("loader-calls")) == 1
