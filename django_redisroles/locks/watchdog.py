@@ -58,8 +58,12 @@ class Watchdog:
                 self._thread = threading.Thread(
                     target=self._run, name="redisroles-lock-watchdog", daemon=True
                 )
-                self._thread.start()
-                self._running = True
+                self._running = True  # before start(): the thread may end at once
+                try:
+                    self._thread.start()
+                except BaseException:
+                    self._running = False
+                    raise
             elif due < self._wake_at:
                 self._wake_at = due
                 self._cond.notify()
