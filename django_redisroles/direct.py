@@ -27,7 +27,6 @@ import inspect
 from typing import Any
 
 import redis
-import redis.exceptions
 import redis.utils
 
 __all__ = ["execute"]
@@ -72,11 +71,13 @@ def execute(client: redis.Redis, *args: Any) -> Any:
 
 def _round_trip(conn: Any, args: tuple[Any, ...]) -> Any:
     if _pack is None:
-        conn.send_packed_command(conn.pack_command(*args))
+        packed = conn.pack_command(*args)
     else:
         try:
-            packed = _pack(args)
-        except TypeError as exc:  # as redis-py says it: an argument it cannot send
-            raise redis.exceptions.DataError(str(exc)) from None
-        conn.send_packed_command([packed])
+            packed = [_pack(args)]
+        except TypeError:
+            # A memoryview or bytearray (redis-py converts them first), or an argument
+            # nobody can send: redis-py's own packer converts it, or raises its DataError.
+            packed = conn.pack_command(*args)
+    conn.send_packed_command(packed)
     return conn.read_response()

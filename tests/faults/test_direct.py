@@ -63,8 +63,11 @@ def test_the_role_retries_and_send_once_are_honoured(
     assert in_use(client) == 0
 
 
-def test_an_argument_redis_cannot_take_is_a_data_error(redis_server: RedisServer) -> None:
+def test_arguments_are_taken_as_redis_py_takes_them(redis_server: RedisServer) -> None:
     client = connections.get_redis("locks")
+    for value in (b"raw", bytearray(b"raw"), memoryview(b"raw"), "raw"):
+        assert ECHO(client, [], [value]) == b"raw"
+    assert ECHO(client, [], [1.5]) == b"1.5"
     with pytest.raises(redis.exceptions.DataError):
         ECHO(client, [], [None])
     assert ECHO(client, [], ["after"]) == b"after"  # nothing half-sent
