@@ -63,13 +63,21 @@ def test_the_role_retries_and_send_once_are_honoured(
     assert in_use(client) == 0
 
 
+def outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except redis.exceptions.RedisError as exc:
+        return type(exc)
+
+
 def test_arguments_are_taken_as_redis_py_takes_them(redis_server: RedisServer) -> None:
     client = connections.get_redis("locks")
-    for value in (b"raw", bytearray(b"raw"), memoryview(b"raw"), "raw"):
-        assert ECHO(client, [], [value]) == b"raw"
-    assert ECHO(client, [], [1.5]) == b"1.5"
-    with pytest.raises(redis.exceptions.DataError):
-        ECHO(client, [], [None])
+    ECHO(client, [], ["loaded"])
+    for value in (b"raw", bytearray(b"raw"), memoryview(b"raw"), "raw", 1.5, 7, None):
+        ours = outcome(lambda v=value: ECHO(client, [], [v]))
+        theirs = outcome(lambda v=value: client.evalsha(ECHO.sha, 0, v))
+        assert ours == theirs, value
+    assert outcome(lambda: ECHO(client, [], [None])) is redis.exceptions.DataError
     assert ECHO(client, [], ["after"]) == b"after"  # nothing half-sent
     assert in_use(client) == 0
 
