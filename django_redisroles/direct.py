@@ -14,9 +14,9 @@ keeps what matters of it and skips the rest:
   one (redis-py's ``read_response`` disconnects on any error too);
 * a maintenance notification asking to reconnect is honoured (redis-py 7+).
 
-Only for the pools ``connections`` builds (``redis.ConnectionPool`` with a
-role ``Retry``), on a client that is not a single-connection client; anything
-else (a Sentinel or blocking pool, a cluster) goes through
+Only for a plain ``redis.ConnectionPool`` (what ``connections`` builds), on a
+client that is not a single-connection client; anything
+else (a Sentinel or blocking pool, a cluster client) goes through
 ``execute_command``. No response callback runs: for the commands sent here
 (``EVALSHA``) redis-py registers none.
 """
@@ -55,7 +55,7 @@ _POOL = redis.ConnectionPool
 
 def execute(client: redis.Redis, *args: Any) -> Any:
     """``client.execute_command(*args)``, sent on a pooled connection directly."""
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)  # a cluster client has none
     if type(pool) is not _POOL or client.connection is not None:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]
     conn: Any = pool.get_connection(*_GET_ARGS)  # redis-py types it loosely across versions
