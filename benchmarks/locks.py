@@ -65,35 +65,53 @@ def ms(seconds: float) -> str:
 
 
 def bench_acquire_release(
-    cases: list[tuple[str, Callable[[], None]]], iterations: int
+    cases: list[tuple[str, Callable[[], None]]], rounds: int, batch: int
 ) -> list[dict[str, Any]]:
-    """Each case ``iterations`` times, interleaved call by call (noise hits all alike)."""
+    """Each case ``batch`` times per round, the cases interleaved round by round.
+
+    The machine is shared and its speed drifts: every round runs every case,
+    and throughput ratios are taken per round (paired) before the median.
+    """
     times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    rates: dict[str, list[float]] = {label: [] for label, _ in cases}
     trips: dict[str, int] = dict.fromkeys(times, 0)
     for _label, once in cases:  # warm up: connections made, scripts loaded
         for _ in range(100):
             once()
     perf_counter = time.perf_counter
-    for _ in range(iterations):
+    for _ in range(rounds):
         for label, once in cases:
+            samples = times[label]
             before = ROUND_TRIPS
-            start = perf_counter()
-            once()
-            times[label].append(perf_counter() - start)
+            begin = perf_counter()
+            for _ in range(batch):
+                start = perf_counter()
+                once()
+                samples.append(perf_counter() - start)
+            rates[label].append(batch / (perf_counter() - begin))
             trips[label] += ROUND_TRIPS - before
-    return _summary(times, trips)
+    return _summary(times, trips, rates)
 
 
-def _summary(times: dict[str, list[float]], trips: dict[str, int]) -> list[dict[str, Any]]:
+def _summary(
+    times: dict[str, list[float]], trips: dict[str, int], rates: dict[str, list[float]]
+) -> list[dict[str, Any]]:
     return [
         {
             "label": label,
             "median": statistics.median(samples),
             "p99": percentile(samples, 99),
             "round_trips": trips[label] / len(samples),
+            "rates": rates[label],
         }
         for label, samples in times.items()
     ]
+
+
+def paired(rates: list[float], base: list[float]) -> str:
+    """Median of the per-round throughput ratios, with their range."""
+    ratios = [x / y for x, y in zip(rates, base, strict=True)]
+    return f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def bench_handover(
@@ -163,31 +181,41 @@ def bench_handover(
 
 
 async def bench_async(
-    cases: list[tuple[str, Callable[[], Any]]], iterations: int
+    cases: list[tuple[str, Callable[[], Any]]], rounds: int, batch: int
 ) -> list[dict[str, Any]]:
     """``bench_acquire_release`` for coroutine functions."""
     times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    rates: dict[str, list[float]] = {label: [] for label, _ in cases}
     trips: dict[str, int] = dict.fromkeys(times, 0)
     for _label, once in cases:
         for _ in range(100):
             await once()
     perf_counter = time.perf_counter
-    for _ in range(iterations):
+    for _ in range(rounds):
         for label, once in cases:
+            samples = times[label]
             before = ROUND_TRIPS
-            start = perf_counter()
-            await once()
-            times[label].append(perf_counter() - start)
+            begin = perf_counter()
+            for _ in range(batch):
+                start = perf_counter()
+                await once()
+                samples.append(perf_counter() - start)
+            rates[label].append(batch / (perf_counter() - begin))
             trips[label] += ROUND_TRIPS - before
-    return _summary(times, trips)
+    return _summary(times, trips, rates)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (smoke run)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
+    parser.add_argument("--batch", type=int, default=100, help="acquire+release per case per round")
+    parser.add_argument(
+        "--speed-only", action="store_true", help="acquire + release only (no hand-over)"
+    )
     args = parser.parse_args()
-    iterations = 300 if args.quick else 3000
-    handovers = 30 if args.quick else 200
+    rounds = 3 if args.quick else args.rounds
+    handovers = 0 if args.speed_only else 30 if args.quick else 200
 
     server = RedisServer().start()
     try:
@@ -197,12 +225,12 @@ def main() -> None:
             USE_TZ=True,
         )
         django.setup()
-        run(server, iterations, handovers)
+        run(server, rounds, args.batch, handovers)
     finally:
         server.cleanup()
 
 
-def run(server: RedisServer, iterations: int, handovers: int) -> None:
+def run(server: RedisServer, rounds: int, batch: int, handovers: int) -> None:
     import redis
     import redis.asyncio
     import redis.asyncio.lock
@@ -237,7 +265,8 @@ def run(server: RedisServer, iterations: int, handovers: int) -> None:
             ("python-redis-lock (auto_renewal=False)", prl(False)),
             ("python-redis-lock (auto_renewal=True: a thread per acquire)", prl(True)),
         ],
-        iterations,
+        rounds,
+        batch,
     )
 
     async def async_rows() -> list[dict[str, Any]]:
@@ -258,24 +287,34 @@ def run(server: RedisServer, iterations: int, handovers: int) -> None:
                 ("django-redisroles `async with Lock`", ours_async),
                 ("redis-py `redis.asyncio` `Lock`", redis_py_async),
             ],
-            iterations,
+            rounds,
+            batch,
         )
 
     rows += asyncio.run(async_rows())
 
-    base = rows[1]["median"]
     print(
-        f"\n### Acquire + release, uncontended ({iterations} each, interleaved call by call; "
-        "a new lock object every time)\n"
+        f"\n### Acquire + release, uncontended ({rounds} interleaved rounds of {batch} per "
+        "library; a new lock object every time)\n"
     )
-    print("| library | median ms | p99 ms | vs redis-py | round trips |")
-    print("|---|---:|---:|---:|---:|")
-    for row in rows:
-        ratio = row["median"] / base
+    print(
+        "| library | acquire+release/s | median ms | p99 ms | median time vs redis-py "
+        "| throughput vs redis-py* | round trips |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for i, row in enumerate(rows):
+        base = rows[1] if i < 4 else rows[5]  # the async rows against redis-py's async Lock
         print(
-            f"| {row['label']} | {ms(row['median'])} | {ms(row['p99'])} | "
-            f"{ratio:.2f}x | {row['round_trips']:.2f} |"
+            f"| {row['label']} | {statistics.median(row['rates']):,.0f} | {ms(row['median'])} | "
+            f"{ms(row['p99'])} | {row['median'] / base['median']:.2f}x | "
+            f"{paired(row['rates'], base['rates'])} | {row['round_trips']:.2f} |"
         )
+    print(
+        "\n\\* median of the per-round ratios of acquire+release per second [their range]; "
+        "async rows against redis-py's `redis.asyncio` `Lock`."
+    )
+    if not handovers:
+        return
 
     threads = 4
     hand = [

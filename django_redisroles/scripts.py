@@ -25,6 +25,8 @@ import redis.asyncio.client
 import redis.client
 from redis.exceptions import NoScriptError
 
+from .direct import execute
+
 __all__ = ["Script"]
 
 # redis-py's pipelines subclass its clients: told apart by class, not by duck typing.
@@ -59,10 +61,10 @@ class Script:
         """Run the script on a sync client; its reply, as redis-py decodes it."""
         _refuse_pipeline(client)
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return execute(client, "EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return execute(client, "EVALSHA", self.sha, len(keys), *keys, *args)
 
     async def acall(
         self, client: redis.asyncio.Redis, keys: Sequence[Any], args: Sequence[Any]

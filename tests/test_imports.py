@@ -35,8 +35,9 @@ PACKAGE = "django_redisroles"
 #: lower layer, or stays in its own area. Same layer, different areas: never
 #: (the five roles are independent of each other).
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(("conf", "errors", "scripts", "counters", "testing"), 0),
+    **dict.fromkeys(("conf", "errors", "direct", "counters", "testing"), 0),
     "clientip": 1,  # one proxy-aware client_ip for every role
+    "scripts": 1,  # Lua, sent through direct
     "connections": 2,
     **dict.fromkeys(("cache", "sessions", "ratelimit", "pubsub", "locks"), 3),
     **dict.fromkeys(("doctor", "reporting"), 4),

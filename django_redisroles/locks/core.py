@@ -47,6 +47,8 @@ logger = logging.getLogger("django_redisroles.locks")
 __all__ = ["Lock"]
 
 _background: set[asyncio.Task[Any]] = set()
+# A tuple, not `int | float`: that builds a types.UnionType on every call.
+_NUMBERS = (int, float)
 
 
 def _release_later(keys: LockKeys, args: tuple[Any, ...], *, settle: bool = False) -> None:
@@ -101,10 +103,10 @@ class Lock(Lease):
         options = OPTIONS.get()
         if ttl is None:
             ttl = options.ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+        if isinstance(ttl, bool) or not isinstance(ttl, _NUMBERS) or not ttl > 0:
             raise ValueError(f"Lock ttl must be a positive number of seconds, got {ttl!r}")
         if wait is not None and (
-            isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0
+            isinstance(wait, bool) or not isinstance(wait, _NUMBERS) or wait < 0
         ):
             raise ValueError(f"Lock wait must be None or seconds >= 0, got {wait!r}")
         self.name = name

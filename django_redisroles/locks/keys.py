@@ -42,12 +42,22 @@ class LockKeys(NamedTuple):
 _BASE = conf.Resolved(lambda: conf.make_key(ROLE), name="locks key prefix")
 
 
+# (prefix, name) -> keys: a Lock is usually built per use, under a handful of names.
+_known: dict[tuple[str, str], LockKeys] = {}
+
+
 def lock_keys(name: str) -> LockKeys:
     """The Redis keys of lock ``name`` (one ``{name}`` hash tag: one cluster slot)."""
-    base = f"{_BASE.get()}:{{{name}}}"
-    return LockKeys(
-        f"{base}:lock", f"{base}:fence", f"{base}:waiting", f"{base}:wake", f"{base}:released"
-    )
+    prefix = _BASE.get()
+    keys = _known.get((prefix, name))
+    if keys is None:
+        if len(_known) >= 1024:  # unboundedly many names (one per job id): don't grow
+            _known.clear()
+        base = f"{prefix}:{{{name}}}"
+        keys = _known[prefix, name] = LockKeys(
+            f"{base}:lock", f"{base}:fence", f"{base}:waiting", f"{base}:wake", f"{base}:released"
+        )
+    return keys
 
 
 def held_pattern() -> str:

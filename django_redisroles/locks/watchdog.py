@@ -36,6 +36,8 @@ class Watchdog:
         self._heap: list[tuple[float, int, Renewable, int]] = []
         self._seq = 0
         self._thread: threading.Thread | None = None
+        # Set while _run runs (is_alive() costs more than the rest of schedule()).
+        self._running = False
         # When the thread will wake up by itself: a new entry due later needs
         # no notify(), so a hot acquire/release loop never wakes the thread.
         self._wake_at = math.inf
@@ -51,12 +53,17 @@ class Watchdog:
                 heap[:] = [entry for entry in heap if entry[2]._renew_wanted(entry[3])]
                 heapq.heapify(heap)
             heapq.heappush(heap, (due, self._seq, lock, gen))
-            if self._thread is None or not self._thread.is_alive():
+            if not self._running:
                 self._wake_at = due
                 self._thread = threading.Thread(
                     target=self._run, name="redisroles-lock-watchdog", daemon=True
                 )
-                self._thread.start()
+                self._running = True  # before start(): the thread may end at once
+                try:
+                    self._thread.start()
+                except BaseException:
+                    self._running = False
+                    raise
             elif due < self._wake_at:
                 self._wake_at = due
                 self._cond.notify()
@@ -67,6 +74,12 @@ class Watchdog:
             return sum(1 for entry in self._heap if entry[2]._renew_wanted(entry[3]))
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:  # it only ends with the interpreter; the next schedule() would start another
+            self._running = False
+
+    def _serve(self) -> None:
         while True:
             with self._cond:
                 while True:

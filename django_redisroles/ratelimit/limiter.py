@@ -24,6 +24,7 @@ from django.http import HttpRequest
 
 from .. import conf, errors
 from ..connections import get_async_redis, get_redis, send_once
+from ..direct import execute
 from ..scripts import Script
 from .keys import counter_key
 from .options import OPTIONS, ROLE, RateLimitOptions
@@ -279,7 +280,7 @@ def _split(command: list[str]) -> tuple[list[str], list[str]]:
 
 def _send(client: redis.Redis, command: list[str]) -> Any:
     try:
-        return client.execute_command(*command)  # type: ignore[no-untyped-call]
+        return execute(client, *command)
     except redis.exceptions.NoScriptError:  # it did not run: the helper loads it and runs it
         return LIMIT(client, *_split(command))
 

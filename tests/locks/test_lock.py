@@ -20,7 +20,7 @@ from django_redisroles.locks import (
     lock_keys,
     owner,
 )
-from django_redisroles.locks.watchdog import watchdog
+from django_redisroles.locks.watchdog import Watchdog, watchdog
 
 from .conftest import lock_key_ttls, token_of, wait_for
 
@@ -144,6 +144,33 @@ def test_one_watchdog_thread_not_one_per_acquire() -> None:
         lock.check()
         lock.release()
     assert watchdog().pending() == before
+
+
+def test_a_watchdog_whose_thread_ended_starts_another_on_the_next_schedule() -> None:
+    class Once(Watchdog):
+        def _serve(self) -> None:  # the first thread ends at once
+            if not hasattr(self, "ended"):
+                self.ended = True
+                return
+            super()._serve()
+
+    dog = Once()
+    lock = Lock("reborn", ttl=1.5, renew=False)
+    lock.acquire()
+    try:
+        dog.schedule(lock, lock._gen, time.monotonic() + 60)
+        wait_for(lambda: not dog._running, timeout=5)
+        dog.schedule(lock, lock._gen, time.monotonic() + 0.3)  # a new thread renews it
+        time.sleep(1.8)  # past the lease: held only because it was renewed
+        lock.check()
+    finally:
+        lock.release()
+
+
+def test_lock_keys_follow_the_key_prefix(settings) -> None:  # type: ignore[no-untyped-def]
+    assert lock_keys("job").lock == "rr:locks:{job}:lock"
+    settings.REDISROLES = {**settings.REDISROLES, "KEY_PREFIX": "other"}
+    assert lock_keys("job").lock == "other:locks:{job}:lock"
 
 
 def test_loss_is_noticed_by_the_watchdog_and_reported_on_exit() -> None:
