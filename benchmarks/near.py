@@ -181,12 +181,12 @@ def main() -> int:
             f"{server.describe() if hasattr(server, 'describe') else 'redis-server'}; "
             f"{ROUNDS} rounds x {BATCH} gets"
         )
-        print("\n| hot-key `get` | median µs | × django-redis (median of per-round ratios) |")
+        print("\n| hot-key `get` | median us | x django-redis (median of per-round ratios) |")
         print("|---|---|---|")
         for name in ("near", "redisroles", "django-redis"):
             label = {"near": "RedisRolesCache, NEAR_CACHE on", "redisroles": "RedisRolesCache"}
             print(
-                f"| {label.get(name, name)} | {hot['us'][name]:.2f} | {hot['ratio'][name]:.1f}× |"
+                f"| {label.get(name, name)} | {hot['us'][name]:.2f} | {hot['ratio'][name]:.1f}x |"
             )
         print(f"\nnear-cache hit ratio during the run: {hot['near_hit_ratio']:.4f}")
         print("\n| staleness (A writes, B reads) | value |")
