@@ -506,7 +506,12 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         for ``get()``; the near cache is looked up first and filled from the
         single-flight read.
         """
-        options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
+        options: dict[str, Any] = {
+            "stale": stale,
+            "early": early,
+            "lock_timeout": lock_timeout,
+            "wait": wait,
+        }
         fill = self._near_fill(key, version, near)
         if fill is None:
             return stampede.get_or_set(self.client, key, default, timeout, version, **options)
@@ -534,7 +539,12 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         near: bool | None = None,
     ) -> Any:
         """Async get_or_set(); ``default`` may be a callable returning an awaitable."""
-        options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
+        options: dict[str, Any] = {
+            "stale": stale,
+            "early": early,
+            "lock_timeout": lock_timeout,
+            "wait": wait,
+        }
         fill = self._near_fill(key, version, near)
         if fill is None:
             return await stampede.aget_or_set(

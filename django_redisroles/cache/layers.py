@@ -22,11 +22,13 @@ import inspect
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from ..scripts import Script
 from . import tracking
 from .near import NearCache
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 FILL_SCRIPT = Script((Path(__file__).parent / "lua" / "near_fill.lua").read_text())
 
@@ -156,10 +158,10 @@ def _forget(cache: Backend, which: Which, signature: inspect.Signature, args: An
         near.invalidate(nkeys)
 
 
-def forgets(which: Which) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def forgets(which: Which) -> Callable[[F], F]:
     """After the write (sync or async method), drop this process's copy of what it changed."""
 
-    def decorator(method: Callable[..., Any]) -> Callable[..., Any]:
+    def decorator(method: F) -> F:
         signature = inspect.signature(method)
         if inspect.iscoroutinefunction(method):
 
@@ -172,7 +174,7 @@ def forgets(which: Which) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 finally:
                     _forget(self, which, signature, args, kwargs)
 
-            return awrapper
+            return cast(F, awrapper)
 
         @functools.wraps(method)
         def wrapper(self: Backend, *args: Any, **kwargs: Any) -> Any:
@@ -183,6 +185,6 @@ def forgets(which: Which) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             finally:
                 _forget(self, which, signature, args, kwargs)
 
-        return wrapper
+        return cast(F, wrapper)
 
     return decorator

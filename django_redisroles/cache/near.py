@@ -216,7 +216,13 @@ class NearCache:
         s = self.counters.snapshot()
         lag = self.lag
         return NearStats(
-            **s,
+            hits=s["hits"],
+            misses=s["misses"],
+            fills=s["fills"],
+            invalidations=s["invalidations"],
+            flushes=s["flushes"],
+            bypassed=s["bypassed"],
+            too_large=s["too_large"],
             entries=len(self.entries),
             bytes=self.bytes,
             tracking=self.tracking(),

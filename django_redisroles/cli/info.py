@@ -53,7 +53,7 @@ def near_caches(wait: float = 2.0) -> list[dict[str, Any]]:
 
     from ..checks.cache import redisroles_caches
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for alias, entry in redisroles_caches().items():
         if not (entry.get("OPTIONS") or {}).get("NEAR_CACHE"):
             continue
