@@ -264,13 +264,14 @@ def test_memory_bounds(make_cache: Callable[..., RedisRolesCache]) -> None:
     for i in range(50):
         cache.set(f"k{i}", i)
         cache.get(f"k{i}")
-    stats = cache.near_stats()
-    assert stats is not None and stats.entries == 10
+        assert cache.near_stats().entries <= 10  # type: ignore[union-attr]
+    for i in range(40, 50):  # refill what this process's own invalidations dropped
+        until(lambda i=i: served(cache, f"k{i}", i))
+    assert cache.near_stats().entries == 10  # type: ignore[union-attr]
     until(lambda: served(cache, "k49", 49))  # the most recent stay (LRU)
     assert cache.make_key("k0") not in cache.near.entries  # type: ignore[union-attr]
     cache.set("big", "x" * 1000)
-    cache.get("big")
-    assert cache.near_stats().too_large == 1  # type: ignore[union-attr]
+    until(lambda: cache.get("big") and cache.near_stats().too_large == 1)  # type: ignore[union-attr]
     assert cache.make_key("big") not in cache.near.entries  # type: ignore[union-attr]
     for i in range(10):
         cache.set(f"m{i}", "y" * 400)
