@@ -16,6 +16,7 @@ them, the failure policy (``policy.fail_open``) and the counters. ``get`` and
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from .client import FACTORY_PATH, ROLE_LOCATION, RedisRolesClient
 from .extras import DjangoRedisExtras
 from .keys import Namespace, default_key_prefix
 from .layers import forgets
-from .near import NearCache, NearStats
+from .near import ENCODED, NearCache, NearStats
 from .options import BACKEND_PATH, resolve
 from .policy import (
     CACHE_ERRORS,
@@ -141,6 +142,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         self._counters.reset()
         if self.near is not None:
             self.near.counters.reset()
+            self.near.hits = itertools.count()
 
     def near_stats(self) -> NearStats | None:
         """The near cache's counters, size and invalidation lag (None: NEAR_CACHE off)."""
@@ -167,12 +169,16 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         c = self.client
         n = self.near
         if n is not None and client is None and (self._near_every if near is None else near):
-            nkey = c.make_key(key, version=version)
-            raw = n.lookup(nkey)
-            if raw is not None:
-                n.counters.add("hits")
-                return c.decode(raw)
-            return self._get_through(n, key, nkey, default)
+            nkey = n.key(key, version)
+            if nkey is None:
+                nkey = c.make_key(key, version=version)
+                n.remember(key, version, nkey)
+            entry = n.lookup(nkey)
+            if entry is not None:
+                next(n.hits)
+                value = entry[3]
+                return c.decode(entry[0]) if value is ENCODED else value
+            return self._get_through(n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
             counters.add("outages")
@@ -199,12 +205,16 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         c = self.client
         n = self.near
         if n is not None and (self._near_every if near is None else near):
-            nkey = c.make_key(key, version=version)
-            raw = n.lookup(nkey)
-            if raw is not None:
-                n.counters.add("hits")
-                return c.decode(raw)
-            return await self._aget_through(n, key, nkey, default)
+            nkey = n.key(key, version)
+            if nkey is None:
+                nkey = c.make_key(key, version=version)
+                n.remember(key, version, nkey)
+            entry = n.lookup(nkey)
+            if entry is not None:
+                next(n.hits)
+                value = entry[3]
+                return c.decode(entry[0]) if value is ENCODED else value
+            return await self._aget_through(n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
             counters.add("outages")
@@ -241,11 +251,12 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         self._counters.add("hits")
         return self.client.decode(raw)
 
-    def _get_through(self, n: NearCache, key: Any, nkey: str, default: Any) -> Any:
+    def _get_through(self, n: NearCache, key: Any, version: Any, default: Any) -> Any:
         """get() after a near-cache miss: Redis, and the near cache filled."""
         near = self._through(n)
         if near is None:
             return self._got(None, default)
+        nkey = self.client.make_key(key, version=version)  # again: settings may have changed
         try:
             filled, raw = layers.read(self, near, key, nkey)
             if not filled:
@@ -257,11 +268,12 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
             raw = None
         return self._got(raw, default)
 
-    async def _aget_through(self, n: NearCache, key: Any, nkey: str, default: Any) -> Any:
+    async def _aget_through(self, n: NearCache, key: Any, version: Any, default: Any) -> Any:
         """aget() after a near-cache miss."""
         near = self._through(n)
         if near is None:
             return self._got(None, default)
+        nkey = self.client.make_key(key, version=version)
         try:
             filled, raw = await layers.aread(self, near, key, nkey)
             if not filled:
@@ -522,7 +534,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
                 self.client, key, default, timeout, version, record=fill.record, **options
             )
         finally:
-            fill.done()
+            fill.done(self.client.decode)
         return value
 
     async def aget_or_set(
@@ -557,7 +569,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
                 self.client, key, default, timeout, version, record=fill.record, **options
             )
         finally:
-            fill.done()
+            fill.done(self.client.decode)
         return value
 
     def _near_fill(self, key: Any, version: int | None, near: bool | None) -> layers.Fill | None:
@@ -573,10 +585,11 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         if not (self._near_every if near is None else near):
             return None
         nkey = self.client.make_key(key, version=version)
-        raw = n.lookup(nkey)
-        if raw is not None:
-            n.counters.add("hits")
-            return layers.Fill.found(self.client.decode(raw))
+        entry = n.lookup(nkey)
+        if entry is not None:
+            next(n.hits)
+            value = entry[3]
+            return layers.Fill.found(self.client.decode(entry[0]) if value is ENCODED else value)
         near_ = self._through(n)
         if near_ is None:
             return None

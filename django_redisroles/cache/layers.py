@@ -57,10 +57,12 @@ def start_fill(near: NearCache, key: Any, nkey: str) -> Any:
     return token
 
 
-def fetched(near: NearCache, nkey: str, token: Any, reply: Any, started: float) -> Any:
+def fetched(
+    cache: Backend, near: NearCache, nkey: str, token: Any, reply: Any, started: float
+) -> Any:
     """The encoded value of a fill's reply (None: missing), kept if still valid."""
     raw, pttl = reply
-    near.fill(nkey, token, raw, int(pttl), started)
+    near.fill(nkey, token, raw, int(pttl), started, cache.client.decode)
     return raw
 
 
@@ -75,7 +77,7 @@ def read(cache: Backend, near: NearCache, key: Any, nkey: str) -> tuple[bool, An
     except BaseException:
         near.abandon(nkey, token)
         raise
-    return True, fetched(near, nkey, token, reply, started)
+    return True, fetched(cache, near, nkey, token, reply, started)
 
 
 async def aread(cache: Backend, near: NearCache, key: Any, nkey: str) -> tuple[bool, Any]:
@@ -89,7 +91,7 @@ async def aread(cache: Backend, near: NearCache, key: Any, nkey: str) -> tuple[b
     except BaseException:
         near.abandon(nkey, token)
         raise
-    return True, fetched(near, nkey, token, reply, started)
+    return True, fetched(cache, near, nkey, token, reply, started)
 
 
 class Fill:
@@ -113,13 +115,13 @@ class Fill:
         fill.hit, fill.value = True, value
         return fill
 
-    def done(self) -> None:
+    def done(self, decode: Callable[[Any], Any] | None = None) -> None:
         near, token = self.near, self.token
         if near is None or token is None:
             return
         if self.record:
             raw, pttl = self.record[0]
-            near.fill(self.nkey, token, raw, pttl, self.started)
+            near.fill(self.nkey, token, raw, pttl, self.started, decode)
         else:
             # Computed here (or not read): this process wrote it, its own copy goes.
             near.abandon(self.nkey, token)

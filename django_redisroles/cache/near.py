@@ -28,12 +28,13 @@ one C call under the GIL); fills, invalidations and flushes take the lock.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +53,15 @@ NAMES: tuple[str, ...] = (
 
 #: Bytes counted per entry on top of its key and value (the tuple, the dict slot).
 ENTRY_OVERHEAD = 120
+
+#: An entry's value slot when the value must be decoded on each hit (a mutable one).
+ENCODED: Any = object()
+
+#: Values a hit may return as they are (nobody can change them): kept decoded.
+IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None)})
+
+#: How often a run of hits lets the listener thread in (see :meth:`NearCache.lookup`).
+YIELD_EVERY = 0.001
 
 
 @dataclass(frozen=True)
@@ -99,8 +109,15 @@ class NearCache:
     def __init__(self, options: NearOptions) -> None:
         self.options = options
         self.counters = Counters(NAMES)
-        #: made key -> (encoded value, monotonic deadline, bytes counted)
-        self.entries: OrderedDict[str, tuple[Any, float, int]] = OrderedDict()
+        #: made key -> (encoded value, monotonic deadline, bytes counted, decoded value
+        #: or ENCODED)
+        self.entries: OrderedDict[str, tuple[Any, float, int, Any]] = OrderedDict()
+        #: (key, version) -> made key: the hot path skips make_key (a new near cache,
+        #: so a new memo, when settings change).
+        self.nkeys: dict[tuple[Any, Any], str] = {}
+        #: Hits, lock-free: ``next()`` on a C counter is atomic under the GIL.
+        self.hits = itertools.count()
+        self._yield_at = 0.0
         self.bytes = 0
         #: Copies are served until then (monotonic): extended by each heartbeat.
         self.valid_until = 0.0
@@ -120,8 +137,24 @@ class NearCache:
 
     # -- reads -----------------------------------------------------------------------
 
-    def lookup(self, nkey: str) -> Any:
-        """The encoded value kept for ``nkey``, or None (then read Redis, :meth:`begin`)."""
+    def key(self, key: Any, version: Any) -> str | None:
+        """The made key of ``(key, version)`` if known (None: make it, :meth:`remember`)."""
+        try:
+            return self.nkeys.get((key, version))
+        except TypeError:  # an unhashable key: Django's make_key will say so
+            return None
+
+    def remember(self, key: Any, version: Any, nkey: str) -> None:
+        if len(self.nkeys) >= 4 * self.options.max_entries:
+            self.nkeys.clear()
+        try:
+            self.nkeys[(key, version)] = nkey
+        except TypeError:
+            pass
+
+    def lookup(self, nkey: str) -> tuple[Any, float, int, Any] | None:
+        """The entry kept for ``nkey`` (``[0]`` encoded, ``[3]`` decoded or ENCODED), or None
+        (then read Redis, :meth:`begin`)."""
         entry = self.entries.get(nkey)
         if entry is not None:
             now = time.monotonic()
@@ -130,7 +163,13 @@ class NearCache:
                     self.entries.move_to_end(nkey)
                 except KeyError:  # invalidated meanwhile: this read was before it
                     pass
-                return entry[0]
+                if now >= self._yield_at:
+                    # A thread in a tight loop of hits never releases the GIL: the
+                    # listener, holding an invalidation, would wait for the switch
+                    # interval (5 ms). Let it in once a millisecond.
+                    self._yield_at = now + YIELD_EVERY
+                    time.sleep(0)
+                return entry
         return None
 
     def begin(self, nkey: str) -> tuple[int] | None:
@@ -142,10 +181,24 @@ class NearCache:
         self._pending[nkey] = token
         return token
 
-    def fill(self, nkey: str, token: tuple[int], raw: Any, ttl_ms: int, started: float) -> bool:
+    def fill(
+        self,
+        nkey: str,
+        token: tuple[int],
+        raw: Any,
+        ttl_ms: int,
+        started: float,
+        decode: Callable[[Any], Any] | None = None,
+    ) -> bool:
         """Keep ``raw`` (read after :meth:`begin` at ``started``) unless ``nkey`` was
-        invalidated meanwhile. ``ttl_ms``: its PTTL in Redis (-1: none)."""
+        invalidated meanwhile. ``ttl_ms``: its PTTL in Redis (-1: none). ``decode``:
+        an immutable value is kept decoded too (a hit returns it as it is)."""
         options = self.options
+        value = ENCODED
+        if decode is not None and raw is not None:
+            value = decode(raw)
+            if type(value) not in IMMUTABLE:
+                value = ENCODED
         with self._lock:
             if self._pending.get(nkey) is not token:
                 return False
@@ -161,7 +214,7 @@ class NearCache:
             old = self.entries.pop(nkey, None)
             if old is not None:
                 self.bytes -= old[2]
-            self.entries[nkey] = (raw, started + ttl, cost)
+            self.entries[nkey] = (raw, started + ttl, cost, value)
             self.bytes += cost
             while len(self.entries) > options.max_entries or self.bytes > options.max_bytes:
                 _, evicted = self.entries.popitem(last=False)
@@ -216,7 +269,7 @@ class NearCache:
         s = self.counters.snapshot()
         lag = self.lag
         return NearStats(
-            hits=s["hits"],
+            hits=s["hits"] + _count(self.hits),
             misses=s["misses"],
             fills=s["fills"],
             invalidations=s["invalidations"],
@@ -228,6 +281,11 @@ class NearCache:
             tracking=self.tracking(),
             lag_ms=None if lag is None else round(lag * 1000, 3),
         )
+
+
+def _count(counter: itertools.count[int]) -> int:
+    """How many times ``next()`` was called on ``counter`` (its repr: ``count(N)``)."""
+    return int(repr(counter)[6:-1])
 
 
 # Every near cache of this process: a forked child has no listener thread, so it
