@@ -61,7 +61,7 @@ ENCODED: Any = object()
 IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None)})
 
 #: How often a run of hits lets the listener thread in (see :meth:`NearCache.lookup`).
-YIELD_EVERY = 0.001
+YIELD_EVERY = 0.0005
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class NearCache:
                 if now >= self._yield_at:
                     # A thread in a tight loop of hits never releases the GIL: the
                     # listener, holding an invalidation, would wait for the switch
-                    # interval (5 ms). Let it in once a millisecond.
+                    # interval (5 ms). Let it in every YIELD_EVERY seconds.
                     self._yield_at = now + YIELD_EVERY
                     time.sleep(0)
                 return entry

@@ -355,3 +355,30 @@ def test_bad_near_cache_options_are_a_system_check(settings: Any, value: Any) ->
     }
     ids = [m.id for m in check_caches() if "NEAR_CACHE" in m.msg]
     assert ids == ["redisroles.E011"]
+
+
+def test_the_doctor_finds_a_user_who_may_not_track_keys(
+    redis_factory: Callable[..., RedisServer], settings: Any
+) -> None:
+    from django_redisroles import doctor
+
+    server = redis_factory()
+    server.client().acl_setuser(
+        "app", enabled=True, passwords=["+app-pw"], keys=["*"], channels=["*"],
+        commands=["+@all", "-client|tracking"],
+    )  # fmt: skip
+    settings.REDISROLES = {"URL": f"redis://app:app-pw@127.0.0.1:{server.port}/0"}
+    settings.CACHES = {
+        "default": {"BACKEND": "django_redisroles.cache.RedisRolesCache", "TIMEOUT": 60}
+    }
+    assert [f for f in doctor.run(roles=["cache"]).findings if f.id == "E107"] == []
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redisroles.cache.RedisRolesCache",
+            "TIMEOUT": 60,
+            "OPTIONS": {"NEAR_CACHE": True},
+        }
+    }
+    refused = [f for f in doctor.run(roles=["cache"]).findings if f.id == "E107"]
+    assert [f.roles for f in refused] == [["cache"]]
+    assert "track its keys for the near cache (CLIENT TRACKING" in refused[0].message
