@@ -248,6 +248,9 @@ def dedicated_connection(role: str, url: str | None = None) -> redis.Connection:
     kwargs.pop("retry_on_error", None)
     kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
     kwargs["protocol"] = 2
+    # redis-py's health check would send its own PING on a subscribed connection and
+    # read whatever comes next as its reply: the owner runs its own heartbeat.
+    kwargs["health_check_interval"] = 0
     pool = pool_from_url(redis.ConnectionPool, cfg.url, kwargs, f"the {cfg.role} role")
     connection: redis.Connection = pool.make_connection()
     return connection

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, default_key_func
-from django.core.exceptions import ImproperlyConfigured
 from django_redis.cache import RedisCache
 
 from . import layers, ops, stampede, tracking
@@ -94,13 +93,13 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         self.logger = OutageLogger(self._counters)
         #: The near cache (L1) of this alias in this process, or None (OPTIONS["NEAR_CACHE"]).
         self.near: NearCache | None = None
-        self._near_alias = alias
-        self._near_every = False
+        self.near_alias = alias
+        self.near_every = False
         if resolved.near is not None:
-            self.near = self._near_cache()
-            self._near_every = resolved.near.every_key
+            self.near = self.near_cache()
+            self.near_every = resolved.near.every_key
 
-    def _near_cache(self) -> NearCache:
+    def near_cache(self) -> NearCache:
         """This alias's near cache in this process (again after a settings change)."""
         options = self.policy.options.near
         if options is None:  # only called when NEAR_CACHE is on
@@ -110,7 +109,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         # namespace. A custom KEY_FUNCTION may put the prefix anywhere: all keys.
         prefix = f"{self.key_prefix}:" if self.key_func is default_key_func else ""
         url = None if primary == ROLE_LOCATION else primary
-        return tracking.near_cache(self._near_alias, options, prefix, url)
+        return tracking.near_cache(self.near_alias, options, prefix, url)
 
     # -- namespace -----------------------------------------------------------------
 
@@ -168,7 +167,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         # one read path of a key (with aget below); the near cache first.
         c = self.client
         n = self.near
-        if n is not None and client is None and (self._near_every if near is None else near):
+        if n is not None and client is None and (self.near_every if near is None else near):
             nkey = n.key(key, version)
             if nkey is None:
                 nkey = c.make_key(key, version=version)
@@ -178,7 +177,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
                 next(n.hits)
                 value = entry[3]
                 return c.decode(entry[0]) if value is ENCODED else value
-            return self._get_through(n, key, version, default)
+            return layers.get_through(self, n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
             counters.add("outages")
@@ -204,7 +203,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         # get(), line for line, on the async client.
         c = self.client
         n = self.near
-        if n is not None and (self._near_every if near is None else near):
+        if n is not None and (self.near_every if near is None else near):
             nkey = n.key(key, version)
             if nkey is None:
                 nkey = c.make_key(key, version=version)
@@ -214,7 +213,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
                 next(n.hits)
                 value = entry[3]
                 return c.decode(entry[0]) if value is ENCODED else value
-            return await self._aget_through(n, key, version, default)
+            return await layers.aget_through(self, n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
             counters.add("outages")
@@ -233,57 +232,6 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
             return default
         counters.add("hits")
         return c.decode(raw)
-
-    def _through(self, n: NearCache) -> NearCache | None:
-        """A near-cache miss: the near cache to fill (None: the breaker is open)."""
-        n.counters.add("misses")
-        if n.closed:  # REDISROLES or CACHES changed: this alias's new one
-            n = self.near = self._near_cache()
-        if self._breaker.until and self.policy.skipping():
-            self._counters.add("outages")
-            return None
-        return n
-
-    def _got(self, raw: Any, default: Any) -> Any:
-        if raw is None:
-            self._counters.add("misses")
-            return default
-        self._counters.add("hits")
-        return self.client.decode(raw)
-
-    def _get_through(self, n: NearCache, key: Any, version: Any, default: Any) -> Any:
-        """get() after a near-cache miss: Redis, and the near cache filled."""
-        near = self._through(n)
-        if near is None:
-            return self._got(None, default)
-        nkey = self.client.make_key(key, version=version)  # again: settings may have changed
-        try:
-            filled, raw = layers.read(self, near, key, nkey)
-            if not filled:
-                raw = self.client.get_client(write=False).get(nkey)
-        except CACHE_ERRORS as exc:
-            error = self.policy.handle(exc)
-            if error is not None:
-                raise error from None
-            raw = None
-        return self._got(raw, default)
-
-    async def _aget_through(self, n: NearCache, key: Any, version: Any, default: Any) -> Any:
-        """aget() after a near-cache miss."""
-        near = self._through(n)
-        if near is None:
-            return self._got(None, default)
-        nkey = self.client.make_key(key, version=version)
-        try:
-            filled, raw = await layers.aread(self, near, key, nkey)
-            if not filled:
-                raw = await self.client.get_async_client(write=False).get(nkey)
-        except CACHE_ERRORS as exc:
-            error = self.policy.handle(exc)
-            if error is not None:
-                raise error from None
-            raw = None
-        return self._got(raw, default)
 
     def get_many(
         self, keys: Iterable[Any], version: Any = None, client: Any = None
@@ -524,7 +472,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
             "lock_timeout": lock_timeout,
             "wait": wait,
         }
-        fill = self._near_fill(key, version, near)
+        fill = layers.near_fill(self, key, version, near)
         if fill is None:
             return stampede.get_or_set(self.client, key, default, timeout, version, **options)
         if fill.hit:
@@ -557,7 +505,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
             "lock_timeout": lock_timeout,
             "wait": wait,
         }
-        fill = self._near_fill(key, version, near)
+        fill = layers.near_fill(self, key, version, near)
         if fill is None:
             return await stampede.aget_or_set(
                 self.client, key, default, timeout, version, **options
@@ -571,29 +519,6 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         finally:
             fill.done(self.client.decode)
         return value
-
-    def _near_fill(self, key: Any, version: int | None, near: bool | None) -> layers.Fill | None:
-        """get_or_set()'s near-cache side: a hit, or a fill to complete (None: not used)."""
-        n = self.near
-        if n is None:
-            if near:
-                raise ImproperlyConfigured(
-                    f"near=True, but CACHES[{self._near_alias!r}] has no near cache: "
-                    "set OPTIONS['NEAR_CACHE'] (see docs/cache.md)."
-                )
-            return None
-        if not (self._near_every if near is None else near):
-            return None
-        nkey = self.client.make_key(key, version=version)
-        entry = n.lookup(nkey)
-        if entry is not None:
-            next(n.hits)
-            value = entry[3]
-            return layers.Fill.found(self.client.decode(entry[0]) if value is ENCODED else value)
-        near_ = self._through(n)
-        if near_ is None:
-            return None
-        return layers.Fill(near_, nkey, layers.start_fill(near_, key, nkey))
 
     async def aclose(self, **kwargs: Any) -> None:
         # The async client belongs to the role and its event loop, not to us.

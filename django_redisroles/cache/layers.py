@@ -24,9 +24,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
+from django.core.exceptions import ImproperlyConfigured
+
 from ..scripts import Script
 from . import tracking
-from .near import NearCache
+from .near import ENCODED, NearCache
+from .policy import CACHE_ERRORS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,8 +42,96 @@ class Backend(Protocol):
     client: Any
     policy: Any
     near: NearCache | None
+    near_every: bool
+    near_alias: str
 
     def make_key(self, key: Any, version: int | None = None) -> str: ...
+
+    def near_cache(self) -> NearCache: ...
+
+
+# -- reads after a near-cache miss -----------------------------------------------------
+
+
+def through(cache: Backend, n: NearCache) -> NearCache | None:
+    """A near-cache miss: the near cache to fill (None: the outage breaker is open)."""
+    n.counters.add("misses")
+    if n.closed:  # REDISROLES or CACHES changed: this alias's new one
+        n = cache.near = cache.near_cache()
+    policy = cache.policy
+    if policy.breaker.until and policy.skipping():
+        policy.counters.add("outages")
+        return None
+    return n
+
+
+def got(cache: Backend, raw: Any, default: Any) -> Any:
+    """The Redis layer's answer: counted there, decoded."""
+    if raw is None:
+        cache.policy.counters.add("misses")
+        return default
+    cache.policy.counters.add("hits")
+    return cache.client.decode(raw)
+
+
+def get_through(cache: Backend, n: NearCache, key: Any, version: Any, default: Any) -> Any:
+    """``get()`` after a near-cache miss: Redis, and the near cache filled."""
+    near = through(cache, n)
+    if near is None:
+        return got(cache, None, default)
+    nkey = cache.client.make_key(key, version=version)  # again: settings may have changed
+    try:
+        filled, raw = read(cache, near, key, nkey)
+        if not filled:
+            raw = cache.client.get_client(write=False).get(nkey)
+    except CACHE_ERRORS as exc:
+        error = cache.policy.handle(exc)
+        if error is not None:
+            raise error from None
+        raw = None
+    return got(cache, raw, default)
+
+
+async def aget_through(cache: Backend, n: NearCache, key: Any, version: Any, default: Any) -> Any:
+    """``aget()`` after a near-cache miss."""
+    near = through(cache, n)
+    if near is None:
+        return got(cache, None, default)
+    nkey = cache.client.make_key(key, version=version)
+    try:
+        filled, raw = await aread(cache, near, key, nkey)
+        if not filled:
+            raw = await cache.client.get_async_client(write=False).get(nkey)
+    except CACHE_ERRORS as exc:
+        error = cache.policy.handle(exc)
+        if error is not None:
+            raise error from None
+        raw = None
+    return got(cache, raw, default)
+
+
+def near_fill(cache: Backend, key: Any, version: int | None, near: bool | None) -> Fill | None:
+    """``get_or_set()``'s near-cache side: a hit, or a fill to complete (None: not used)."""
+    n = cache.near
+    if n is None:
+        if near:
+            raise ImproperlyConfigured(
+                f"near=True, but CACHES[{cache.near_alias!r}] has no near cache: "
+                "set OPTIONS['NEAR_CACHE'] (see docs/cache.md)."
+            )
+        return None
+    if not (cache.near_every if near is None else near):
+        return None
+    nkey = cache.client.make_key(key, version=version)
+    entry = n.lookup(nkey)
+    if entry is not None:
+        next(n.hits)
+        value = entry[3]
+        return Fill.found(cache.client.decode(entry[0]) if value is ENCODED else value)
+    n_ = through(cache, n)
+    if n_ is None:
+        return None
+    return Fill(n_, nkey, start_fill(n_, key, nkey))
 
 
 def excluded(near: NearCache, key: Any) -> bool:

@@ -29,11 +29,12 @@ near cache is plain memory; no I/O on the read path).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import conf, connections
@@ -47,6 +48,10 @@ RECONNECT_MIN = 0.05
 RECONNECT_MAX = 1.0
 
 
+#: Makes a new connection to one node (``connections.dedicated_connection``).
+Connect = Callable[[], Any]
+
+
 class Lagging(Exception):
     """A heartbeat reply did not come back within ``MAX_LAG``."""
 
@@ -54,12 +59,14 @@ class Lagging(Exception):
 class Tracker:
     """The listener of one near cache: a thread per node, flush and bypass on trouble."""
 
-    def __init__(self, near: NearCache, prefix: str, nodes: Sequence[str | None]) -> None:
+    def __init__(self, near: NearCache, prefix: str, nodes: Sequence[Connect]) -> None:
+        """``nodes``: for each Redis node whose keys the near cache may hold, a call
+        making a new (unconnected) connection to it."""
         self.near = near
         self.prefix = prefix
         self.pid = os.getpid()
         self.stopped = threading.Event()
-        self.nodes = [_Node(self, url) for url in nodes]
+        self.nodes = [_Node(self, connect) for connect in nodes]
 
     def start(self) -> Tracker:
         for node in self.nodes:
@@ -89,9 +96,9 @@ class Tracker:
 class _Node:
     """The invalidation connection to one Redis node, in its own daemon thread."""
 
-    def __init__(self, tracker: Tracker, url: str | None) -> None:
+    def __init__(self, tracker: Tracker, connect: Connect) -> None:
         self.tracker = tracker
-        self.url = url
+        self.connect = connect
         self.valid_until = 0.0
         self.established = False
         self.thread = threading.Thread(
@@ -106,7 +113,7 @@ class _Node:
             connection: Any = None
             self.established = False
             try:
-                connection = connections.dedicated_connection("cache", self.url)
+                connection = self.connect()
                 self._listen(connection)
             except Exception as exc:  # noqa: BLE001 - any failure: flush, bypass, reconnect
                 if self.established:  # a new loss, not the same outage again
@@ -212,8 +219,18 @@ def ensure(near: NearCache) -> None:
         if tracker is not None:
             tracker.stop()
         prefix, url = near.source
-        # One node: the cache's server. On a Redis Cluster, one per master (the seam).
-        near.tracker = Tracker(near, prefix, [url]).start()
+        near.tracker = Tracker(near, prefix, nodes(url)).start()
+
+
+def nodes(url: str | None) -> list[Connect]:
+    """A connection maker per Redis node the cache's keys live on: its one server.
+
+    The seam for Redis Cluster: tracking is per node, so a cluster needs one
+    listener per master (``BCAST`` on each), and the near cache is served only
+    while every one of them is heard from (``Tracker.heard``); a slot-map change
+    (failover, resharding) must restart the tracker (its listeners flush).
+    """
+    return [functools.partial(connections.dedicated_connection, "cache", url)]
 
 
 def stats(alias: str) -> list[NearCache]:

@@ -207,7 +207,7 @@ def _probe_tracking(client: redis.Redis, prefix: str) -> str:
     """What the near cache's listener needs: ``CLIENT TRACKING ... BCAST`` redirected to
     itself and ``SUBSCRIBE __redis__:invalidate``, tried on a connection of its own
     (closed after: its tracking state goes with it). "" when allowed."""
-    connection = client.connection_pool.make_connection()
+    connection: Any = client.connection_pool.make_connection()  # redis-py: untyped methods
     step = "CLIENT ID"
     try:
         connection.send_command("CLIENT", "ID")
