@@ -176,7 +176,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
             if entry is not None:
                 next(n.hits)
                 value = entry[3]
-                return c.decode(entry[0]) if value is ENCODED else value
+                return entry[4](entry[0]) if value is ENCODED else value
             return layers.get_through(self, n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
@@ -212,7 +212,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
             if entry is not None:
                 next(n.hits)
                 value = entry[3]
-                return c.decode(entry[0]) if value is ENCODED else value
+                return entry[4](entry[0]) if value is ENCODED else value
             return await layers.aget_through(self, n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
@@ -482,7 +482,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
                 self.client, key, default, timeout, version, record=fill.record, **options
             )
         finally:
-            fill.done(self.client.decode)
+            fill.done(self.client.decode, self.client.loads)
         return value
 
     async def aget_or_set(
@@ -517,7 +517,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
                 self.client, key, default, timeout, version, record=fill.record, **options
             )
         finally:
-            fill.done(self.client.decode)
+            fill.done(self.client.decode, self.client.loads)
         return value
 
     async def aclose(self, **kwargs: Any) -> None:

@@ -127,7 +127,7 @@ def near_fill(cache: Backend, key: Any, version: int | None, near: bool | None) 
     if entry is not None:
         next(n.hits)
         value = entry[3]
-        return Fill.found(cache.client.decode(entry[0]) if value is ENCODED else value)
+        return Fill.found(entry[4](entry[0]) if value is ENCODED else value)
     n_ = through(cache, n)
     if n_ is None:
         return None
@@ -153,7 +153,7 @@ def fetched(
 ) -> Any:
     """The encoded value of a fill's reply (None: missing), kept if still valid."""
     raw, pttl = reply
-    near.fill(nkey, token, raw, int(pttl), started, cache.client.decode)
+    near.fill(nkey, token, raw, int(pttl), started, cache.client.decode, cache.client.loads)
     return raw
 
 
@@ -206,13 +206,15 @@ class Fill:
         fill.hit, fill.value = True, value
         return fill
 
-    def done(self, decode: Callable[[Any], Any] | None = None) -> None:
+    def done(
+        self, decode: Callable[[Any], Any] | None = None, loads: Callable[[Any], Any] | None = None
+    ) -> None:
         near, token = self.near, self.token
         if near is None or token is None:
             return
         if self.record:
             raw, pttl = self.record[0]
-            near.fill(self.nkey, token, raw, pttl, self.started, decode)
+            near.fill(self.nkey, token, raw, pttl, self.started, decode, loads)
         else:
             # Computed here (or not read): this process wrote it, its own copy goes.
             near.abandon(self.nkey, token)

@@ -60,6 +60,9 @@ ENCODED: Any = object()
 #: Values a hit may return as they are (nobody can change them): kept decoded.
 IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None)})
 
+#: (encoded value, monotonic deadline, bytes counted, decoded value or ENCODED, decoder)
+Entry = tuple[Any, float, int, Any, Any]
+
 #: How often a run of hits lets the listener thread in (see :meth:`NearCache.lookup`).
 YIELD_EVERY = 0.0005
 
@@ -110,8 +113,8 @@ class NearCache:
         self.options = options
         self.counters = Counters(NAMES)
         #: made key -> (encoded value, monotonic deadline, bytes counted, decoded value
-        #: or ENCODED)
-        self.entries: OrderedDict[str, tuple[Any, float, int, Any]] = OrderedDict()
+        #: or ENCODED, how to decode it then)
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
         #: (key, version) -> made key: the hot path skips make_key (a new near cache,
         #: so a new memo, when settings change).
         self.nkeys: dict[tuple[Any, Any], str] = {}
@@ -152,9 +155,9 @@ class NearCache:
         except TypeError:
             pass
 
-    def lookup(self, nkey: str) -> tuple[Any, float, int, Any] | None:
-        """The entry kept for ``nkey`` (``[0]`` encoded, ``[3]`` decoded or ENCODED), or None
-        (then read Redis, :meth:`begin`)."""
+    def lookup(self, nkey: str) -> Entry | None:
+        """The entry kept for ``nkey``: its value is ``entry[3]``, or ``entry[4](entry[0])``
+        when that is ENCODED. None: read Redis (:meth:`begin`)."""
         entry = self.entries.get(nkey)
         if entry is not None:
             now = time.monotonic()
@@ -189,16 +192,19 @@ class NearCache:
         ttl_ms: int,
         started: float,
         decode: Callable[[Any], Any] | None = None,
+        loads: Callable[[Any], Any] | None = None,
     ) -> bool:
         """Keep ``raw`` (read after :meth:`begin` at ``started``) unless ``nkey`` was
         invalidated meanwhile. ``ttl_ms``: its PTTL in Redis (-1: none). ``decode``:
-        an immutable value is kept decoded too (a hit returns it as it is)."""
+        an immutable value is kept decoded too (a hit returns it as it is); ``loads``:
+        how a hit decodes the others (default: ``decode``)."""
         options = self.options
         value = ENCODED
         if decode is not None and raw is not None:
             value = decode(raw)
             if type(value) not in IMMUTABLE:
                 value = ENCODED
+        loader = loads or decode or _raw
         with self._lock:
             if self._pending.get(nkey) is not token:
                 return False
@@ -214,7 +220,7 @@ class NearCache:
             old = self.entries.pop(nkey, None)
             if old is not None:
                 self.bytes -= old[2]
-            self.entries[nkey] = (raw, started + ttl, cost, value)
+            self.entries[nkey] = (raw, started + ttl, cost, value, loader)
             self.bytes += cost
             while len(self.entries) > options.max_entries or self.bytes > options.max_bytes:
                 _, evicted = self.entries.popitem(last=False)
@@ -281,6 +287,10 @@ class NearCache:
             tracking=self.tracking(),
             lag_ms=None if lag is None else round(lag * 1000, 3),
         )
+
+
+def _raw(raw: Any) -> Any:
+    return raw
 
 
 def _count(counter: itertools.count[int]) -> int:

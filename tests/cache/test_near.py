@@ -382,3 +382,36 @@ def test_the_doctor_finds_a_user_who_may_not_track_keys(
     refused = [f for f in doctor.run(roles=["cache"]).findings if f.id == "E107"]
     assert [f.roles for f in refused] == [["cache"]]
     assert "track its keys for the near cache (CLIENT TRACKING" in refused[0].message
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"SERIALIZER": "django_redis.serializers.json.JSONSerializer"},
+        {"COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor", "COMPRESS_MIN_SIZE": 50},
+    ],
+    ids=["pickle", "json", "zlib"],
+)
+def test_hits_decode_like_redis_does(
+    make_cache: Callable[..., RedisRolesCache], options: dict[str, Any]
+) -> None:
+    cache = make_cache(OPTIONS={"NEAR_CACHE": NEAR, **options})
+    cache.get("warm-up")
+    until(lambda: cache.near_stats().tracking)  # type: ignore[union-attr]
+    values = {
+        "int": 7,
+        "big-int": 2**70,
+        "float": 1.5,
+        "str": "héllo",
+        "numeric-str": "123",
+        "dict": {"a": [1, 2, {"b": "c"}]},
+        "list": ["x"] * 100,  # compressed with zlib (over COMPRESS_MIN_SIZE)
+        "none": None,
+    }
+    for key, value in values.items():
+        cache.set(key, value)
+        until(lambda k=key, v=value: served(cache, k, v))
+    got = cache.get("dict")
+    got["a"].append("mutated")  # a caller changing its copy changes nobody else's
+    assert near_hit(cache, "dict") == {"a": [1, 2, {"b": "c"}]}
