@@ -77,7 +77,10 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     rows = describe()
     near = near_caches()
     if options["json"]:
-        command.stdout.write(json.dumps(rows + [{"near_cache": n} for n in near], indent=2))
+        for row in rows:
+            if row["role"] == "cache":
+                row["near_caches"] = near  # one entry per CACHES alias with NEAR_CACHE on
+        command.stdout.write(json.dumps(rows, indent=2))
     else:
         for row in rows:
             status = f"{row['ping_ms']} ms" if row["error"] is None else row["error"]
