@@ -64,7 +64,7 @@ IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None)})
 Entry = tuple[Any, float, int, Any, Any]
 
 #: How often a run of hits lets the listener thread in (see :meth:`NearCache.lookup`).
-YIELD_EVERY = 0.0005
+YIELD_EVERY = 0.0002
 
 
 @dataclass(frozen=True)
