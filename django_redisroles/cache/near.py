@@ -141,19 +141,19 @@ class NearCache:
     # -- reads -----------------------------------------------------------------------
 
     def key(self, key: Any, version: Any) -> str | None:
-        """The made key of ``(key, version)`` if known (None: make it, :meth:`remember`)."""
-        try:
+        """The made key of ``(key, version)`` if known (None: make it, :meth:`remember`).
+
+        Only ``str`` keys and ``None``/``int`` versions: ``1``, ``True`` and ``1.0`` are
+        one dict key but three cache keys."""
+        if type(key) is str and (version is None or type(version) is int):
             return self.nkeys.get((key, version))
-        except TypeError:  # an unhashable key: Django's make_key will say so
-            return None
+        return None
 
     def remember(self, key: Any, version: Any, nkey: str) -> None:
-        if len(self.nkeys) >= 4 * self.options.max_entries:
-            self.nkeys.clear()
-        try:
+        if type(key) is str and (version is None or type(version) is int):
+            if len(self.nkeys) >= 4 * self.options.max_entries:
+                self.nkeys.clear()
             self.nkeys[(key, version)] = nkey
-        except TypeError:
-            pass
 
     def lookup(self, nkey: str) -> Entry | None:
         """The entry kept for ``nkey``: its value is ``entry[3]``, or ``entry[4](entry[0])``

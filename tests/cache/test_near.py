@@ -415,3 +415,21 @@ def test_hits_decode_like_redis_does(
     got = cache.get("dict")
     got["a"].append("mutated")  # a caller changing its copy changes nobody else's
     assert near_hit(cache, "dict") == {"a": [1, 2, {"b": "c"}]}
+
+
+def test_keys_equal_in_python_but_not_in_redis_stay_apart(near_cache: RedisRolesCache) -> None:
+    near_cache.set(1, "int")
+    near_cache.set(True, "bool")
+    near_cache.set(1.0, "float")
+    near_cache.set("k", "v1", version=1)
+    near_cache.set("k", "vTrue", version=True)
+    for _ in range(3):  # the second and third reads are near hits
+        assert [near_cache.get(1), near_cache.get(True), near_cache.get(1.0)] == [
+            "int",
+            "bool",
+            "float",
+        ]
+        assert [near_cache.get("k", version=1), near_cache.get("k", version=True)] == [
+            "v1",
+            "vTrue",
+        ]
