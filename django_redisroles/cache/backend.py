@@ -95,6 +95,8 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         self.near: NearCache | None = None
         self.near_alias = alias
         self.near_every = False
+        #: (key, version) -> made key, for the near cache's hot path (``layers.remember``).
+        self.near_keys: dict[tuple[str, int | None], str] = {}
         if resolved.near is not None:
             self.near = self.near_cache()
             self.near_every = resolved.near.every_key
@@ -168,10 +170,13 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         c = self.client
         n = self.near
         if n is not None and client is None and (self.near_every if near is None else near):
-            nkey = n.key(key, version)
+            nkey = (
+                self.near_keys.get((key, version))
+                if type(key) is str and (version is None or type(version) is int)
+                else None
+            )
             if nkey is None:
-                nkey = c.make_key(key, version=version)
-                n.remember(key, version, nkey)
+                nkey = layers.remember(self, key, version)
             entry = n.lookup(nkey)
             if entry is not None:
                 next(n.hits)
@@ -204,10 +209,13 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         c = self.client
         n = self.near
         if n is not None and (self.near_every if near is None else near):
-            nkey = n.key(key, version)
+            nkey = (
+                self.near_keys.get((key, version))
+                if type(key) is str and (version is None or type(version) is int)
+                else None
+            )
             if nkey is None:
-                nkey = c.make_key(key, version=version)
-                n.remember(key, version, nkey)
+                nkey = layers.remember(self, key, version)
             entry = n.lookup(nkey)
             if entry is not None:
                 next(n.hits)

@@ -44,6 +44,7 @@ class Backend(Protocol):
     near: NearCache | None
     near_every: bool
     near_alias: str
+    near_keys: dict[tuple[str, int | None], str]
 
     def make_key(self, key: Any, version: int | None = None) -> str: ...
 
@@ -53,11 +54,30 @@ class Backend(Protocol):
 # -- reads after a near-cache miss -----------------------------------------------------
 
 
+def remember(cache: Backend, key: Any, version: Any) -> str:
+    """The made key of ``(key, version)``, remembered for the next read of this backend.
+
+    Per backend (Django makes one per alias and thread): what ``make_key`` depends on
+    besides the key and version (``VERSION``, ``KEY_FUNCTION``, the prefix) is the
+    backend's; two aliases sharing one near cache may differ there. Only ``str`` keys
+    and ``None``/``int`` versions: ``1``, ``True`` and ``1.0`` are one dict key but
+    three cache keys. Forgotten when the near cache is replaced (settings changed).
+    """
+    nkey: str = cache.client.make_key(key, version=version)
+    if type(key) is str and (version is None or type(version) is int):
+        memo = cache.near_keys
+        if len(memo) >= 4 * cache.policy.options.near.max_entries:
+            memo.clear()
+        memo[(key, version)] = nkey
+    return nkey
+
+
 def through(cache: Backend, n: NearCache) -> NearCache | None:
     """A near-cache miss: the near cache to fill (None: the outage breaker is open)."""
     n.counters.add("misses")
     if n.closed:  # REDISROLES or CACHES changed: this alias's new one
         n = cache.near = cache.near_cache()
+        cache.near_keys.clear()  # the prefix may have changed
     policy = cache.policy
     if policy.breaker.until and policy.skipping():
         policy.counters.add("outages")

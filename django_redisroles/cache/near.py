@@ -115,9 +115,6 @@ class NearCache:
         #: made key -> (encoded value, monotonic deadline, bytes counted, decoded value
         #: or ENCODED, how to decode it then)
         self.entries: OrderedDict[str, Entry] = OrderedDict()
-        #: (key, version) -> made key: the hot path skips make_key (a new near cache,
-        #: so a new memo, when settings change).
-        self.nkeys: dict[tuple[Any, Any], str] = {}
         #: Hits, lock-free: ``next()`` on a C counter is atomic under the GIL.
         self.hits = itertools.count()
         self._yield_at = 0.0
@@ -139,21 +136,6 @@ class NearCache:
         _live.add(self)
 
     # -- reads -----------------------------------------------------------------------
-
-    def key(self, key: Any, version: Any) -> str | None:
-        """The made key of ``(key, version)`` if known (None: make it, :meth:`remember`).
-
-        Only ``str`` keys and ``None``/``int`` versions: ``1``, ``True`` and ``1.0`` are
-        one dict key but three cache keys."""
-        if type(key) is str and (version is None or type(version) is int):
-            return self.nkeys.get((key, version))
-        return None
-
-    def remember(self, key: Any, version: Any, nkey: str) -> None:
-        if type(key) is str and (version is None or type(version) is int):
-            if len(self.nkeys) >= 4 * self.options.max_entries:
-                self.nkeys.clear()
-            self.nkeys[(key, version)] = nkey
 
     def lookup(self, nkey: str) -> Entry | None:
         """The entry kept for ``nkey``: its value is ``entry[3]``, or ``entry[4](entry[0])``

@@ -433,3 +433,23 @@ def test_keys_equal_in_python_but_not_in_redis_stay_apart(near_cache: RedisRoles
             "v1",
             "vTrue",
         ]
+
+
+def test_aliases_sharing_a_namespace_with_other_versions_stay_apart(settings: Any) -> None:
+    from django.core.cache import caches
+
+    # Same KEY_PREFIX, OPTIONS and TIMEOUT: one near cache for both (Django's own suite
+    # has such a pair); VERSION differs, so get("answer") names another key in each.
+    entry = {"BACKEND": "django_redisroles.cache.RedisRolesCache", "TIMEOUT": 60}
+    settings.CACHES = {
+        "default": {**entry, "OPTIONS": {"NEAR_CACHE": NEAR}},
+        "v2": {**entry, "OPTIONS": {"NEAR_CACHE": NEAR}, "VERSION": 2},
+    }
+    v1, v2 = caches["default"], caches["v2"]
+    assert v1.near is v2.near
+    v1.get("warm-up")
+    until(lambda: v1.near_stats().tracking)  # type: ignore[union-attr]
+    filled(v1, "answer", 42)
+    for _ in range(3):
+        assert v2.get("answer") is None
+        assert v1.get("answer") == 42
