@@ -36,6 +36,7 @@ __all__ = [
     "aclose_async_clients",
     "checked_url",
     "close_with_loop",
+    "dedicated_connection",
     "get_async_redis",
     "get_async_redis_at",
     "get_redis",
@@ -229,6 +230,30 @@ def _sync_client(cfg: conf.RoleConfig) -> redis.Redis:
     if client is None:
         client = _sync_by_key[cfg.connection_key] = _build_sync(cfg)
     return client
+
+
+def dedicated_connection(role: str, url: str | None = None) -> redis.Connection:
+    """A new connection of ``role`` (or to ``url`` with the role's options), not pooled.
+
+    For a connection that changes state for good (``CLIENT TRACKING``, ``SUBSCRIBE``)
+    and lives as long as its owner: the cache's near-cache invalidation listener.
+    Same URL, password and TLS options as the role's pool; RESP2 (its replies are
+    plain arrays on every supported redis-py) and never retried (its owner reconnects).
+    Not connected yet: ``connect()`` it. The caller closes it (``disconnect()``).
+    """
+    cfg = conf.role_config(role)
+    if url is not None:
+        cfg = dataclasses.replace(cfg, url=url)
+    kwargs = pool_kwargs(dict(cfg.options), cfg.url)
+    kwargs.pop("retry_on_error", None)
+    kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    kwargs["protocol"] = 2
+    # redis-py's health check would send its own PING on a subscribed connection and
+    # read whatever comes next as its reply: the owner runs its own heartbeat.
+    kwargs["health_check_interval"] = 0
+    pool = pool_from_url(redis.ConnectionPool, cfg.url, kwargs, f"the {cfg.role} role")
+    connection: redis.Connection = pool.make_connection()
+    return connection
 
 
 def _running_loop(what: str, instead: str) -> asyncio.AbstractEventLoop:

@@ -31,3 +31,21 @@ def test_info_hides_passwords_and_fails_when_unreachable(redis_factory, settings
     assert "hunter2" not in out.getvalue()
     assert "redis://***@127.0.0.1" in out.getvalue()
     assert "ConnectionError" in out.getvalue()
+
+
+def test_info_shows_each_near_cache_tracking(redis_server, settings) -> None:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redisroles.cache.RedisRolesCache",
+            "OPTIONS": {"NEAR_CACHE": True},
+        }
+    }
+    out = StringIO()
+    call_command("redisroles", "info", "--json", stdout=out)
+    rows = {row["role"]: row for row in json.loads(out.getvalue())}
+    (near,) = rows["cache"]["near_caches"]
+    assert near["alias"] == "default" and near["tracking"] is True and near["error"] is None
+    assert near["lag_ms"] >= 0
+    out = StringIO()
+    call_command("redisroles", "info", stdout=out)
+    assert "near cache 'default': tracking, heartbeat" in out.getvalue()

@@ -16,17 +16,20 @@ them, the failure policy (``policy.fail_open``) and the counters. ``get`` and
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, default_key_func
 from django_redis.cache import RedisCache
 
-from . import ops, stampede
+from . import layers, ops, stampede, tracking
 from .client import FACTORY_PATH, ROLE_LOCATION, RedisRolesClient
 from .extras import DjangoRedisExtras
 from .keys import Namespace, default_key_prefix
+from .layers import forgets
+from .near import ENCODED, NearCache, NearStats
 from .options import BACKEND_PATH, resolve
 from .policy import (
     CACHE_ERRORS,
@@ -88,6 +91,27 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         # logs through these two attributes: its only hook (see OutageLogger).
         self._log_ignored_exceptions = True
         self.logger = OutageLogger(self._counters)
+        #: The near cache (L1) of this alias in this process, or None (OPTIONS["NEAR_CACHE"]).
+        self.near: NearCache | None = None
+        self.near_alias = alias
+        self.near_every = False
+        #: (key, version) -> made key, for the near cache's hot path (``layers.remember``).
+        self.near_keys: dict[tuple[str, int | None], str] = {}
+        if resolved.near is not None:
+            self.near = self.near_cache()
+            self.near_every = resolved.near.every_key
+
+    def near_cache(self) -> NearCache:
+        """This alias's near cache in this process (again after a settings change)."""
+        options = self.policy.options.near
+        if options is None:  # only called when NEAR_CACHE is on
+            raise RuntimeError("this cache has no near cache")
+        primary = self.client.servers[0]
+        # Default keys are "<prefix>:<version>:<key>": tracking covers exactly this
+        # namespace. A custom KEY_FUNCTION may put the prefix anywhere: all keys.
+        prefix = f"{self.key_prefix}:" if self.key_func is default_key_func else ""
+        url = None if primary == ROLE_LOCATION else primary
+        return tracking.near_cache(self.near_alias, options, prefix, url)
 
     # -- namespace -----------------------------------------------------------------
 
@@ -117,6 +141,13 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
     def reset_stats(self) -> None:
         """Set this alias's counters back to zero (in this process)."""
         self._counters.reset()
+        if self.near is not None:
+            self.near.counters.reset()
+            self.near.hits = itertools.count()
+
+    def near_stats(self) -> NearStats | None:
+        """The near cache's counters, size and invalidation lag (None: NEAR_CACHE off)."""
+        return None if self.near is None else self.near.stats()
 
     def _arun(self, plan: Plan[T]) -> Awaitable[T]:
         # Not a coroutine itself: the caller awaits the runner's (one coroutine fewer).
@@ -124,10 +155,34 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
 
     # -- reads ---------------------------------------------------------------------
 
-    def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
+    def get(
+        self,
+        key: Any,
+        default: Any = None,
+        version: Any = None,
+        client: Any = None,
+        near: bool | None = None,
+    ) -> Any:
+        """``near``: False reads Redis even with the near cache on; True opts in when
+        ``NEAR_CACHE`` has ``EVERY_KEY: False``."""
         # The hot path, inlined: one frame fewer than django-redis's own. The
-        # one read path of a key (with aget below): a near cache goes here.
+        # one read path of a key (with aget below); the near cache first.
         c = self.client
+        n = self.near
+        if n is not None and client is None and (self.near_every if near is None else near):
+            nkey = (
+                self.near_keys.get((key, version))
+                if type(key) is str and (version is None or type(version) is int)
+                else None
+            )
+            if nkey is None:
+                nkey = layers.remember(self, key, version)
+            entry = n.lookup(nkey)
+            if entry is not None:
+                next(n.hits)
+                value = entry[3]
+                return entry[4](entry[0]) if value is ENCODED else value
+            return layers.get_through(self, n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
             counters.add("outages")
@@ -147,9 +202,26 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         counters.add("hits")
         return c.decode(raw)
 
-    async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
+    async def aget(
+        self, key: Any, default: Any = None, version: Any = None, near: bool | None = None
+    ) -> Any:
         # get(), line for line, on the async client.
         c = self.client
+        n = self.near
+        if n is not None and (self.near_every if near is None else near):
+            nkey = (
+                self.near_keys.get((key, version))
+                if type(key) is str and (version is None or type(version) is int)
+                else None
+            )
+            if nkey is None:
+                nkey = layers.remember(self, key, version)
+            entry = n.lookup(nkey)
+            if entry is not None:
+                next(n.hits)
+                value = entry[3]
+                return entry[4](entry[0]) if value is ENCODED else value
+            return await layers.aget_through(self, n, key, version, default)
         counters = self._counters
         if self._breaker.until and self.policy.skipping():
             counters.add("outages")
@@ -204,6 +276,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
     # -- writes --------------------------------------------------------------------
 
     @fail_open(default=False)
+    @forgets("key")
     def set(
         self,
         key: Any,
@@ -217,6 +290,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return self.client.set(key, value, timeout, version=version, client=client, nx=nx, xx=xx)
 
     @afail_open(default=False)
+    @forgets("key")
     async def aset(
         self,
         key: Any,
@@ -231,6 +305,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return await self._arun(plan)
 
     @fail_open(default=False)
+    @forgets("key")
     def add(
         self,
         key: Any,
@@ -242,6 +317,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return self.client.add(key, value, timeout, version=version, client=client)
 
     @afail_open(default=False)
+    @forgets("key")
     async def aadd(
         self,
         key: Any,
@@ -254,6 +330,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return await self._arun(plan)
 
     @fail_open(default=list)
+    @forgets("data")
     def set_many(
         self,
         data: Mapping[Any, Any],
@@ -264,6 +341,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return self.client.set_many(data, timeout, version=version, client=client)
 
     @afail_open(default=list)
+    @forgets("data")
     async def aset_many(
         self,
         data: Mapping[Any, Any],
@@ -274,12 +352,14 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return await self._arun(ops.set_many(c, c.policy, data, timeout, version))
 
     @fail_open(default=False)
+    @forgets("key")
     def touch(
         self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None, client: Any = None
     ) -> bool:
         return self.client.touch(key, timeout, version=version, client=client)
 
     @afail_open(default=False)
+    @forgets("key")
     async def atouch(
         self,
         key: Any,
@@ -290,33 +370,40 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return await self._arun(ops.touch(c, c.policy, key, timeout, version))
 
     @fail_open(default=False)
+    @forgets("key")
     def delete(self, key: Any, version: Any = None, prefix: Any = None, client: Any = None) -> bool:
         return bool(self.client.delete(key, version=version, prefix=prefix, client=client))
 
     @afail_open(default=False)
+    @forgets("key")
     async def adelete(self, key: Any, version: Any = None) -> bool:
         removed: int = await self._arun(ops.delete(self.client, key, version))
         return bool(removed)
 
     @fail_open()
+    @forgets("keys")
     def delete_many(self, keys: Iterable[Any], version: Any = None, client: Any = None) -> None:
         self.client.delete_many(keys, version=version, client=client)
 
     @afail_open()
+    @forgets("keys")
     async def adelete_many(self, keys: Iterable[Any], version: Any = None) -> None:
         await self._arun(ops.delete_many(self.client, keys, version))
 
     @fail_open(default=0)
+    @forgets("all")
     def clear(self) -> int:
         """Remove this cache's keys only (SCAN + UNLINK), never FLUSHDB."""
         return self.client.clear()
 
     @afail_open(default=0)
+    @forgets("all")
     async def aclear(self) -> int:
         """Async clear(): this cache's namespace only."""
         return await self._arun(self.client.clear_plan())
 
     @fail_open()
+    @forgets("key")
     def incr(
         self,
         key: Any,
@@ -330,6 +417,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         )
 
     @afail_open()
+    @forgets("key")
     async def aincr(
         self, key: Any, delta: int = 1, version: Any = None, ignore_key_check: bool = False
     ) -> int:
@@ -337,6 +425,7 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return await self._arun(ops.incr(c, c.policy, key, delta, version, ignore_key_check))
 
     @fail_open()
+    @forgets("key")
     def decr(self, key: Any, delta: int = 1, version: Any = None, client: Any = None) -> int:
         return self.client.decr(key, delta, version=version, client=client)
 
@@ -344,12 +433,14 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         return await self.aincr(key, -delta, version)
 
     @fail_open()
+    @forgets("all")
     def incr_version(
         self, key: Any, delta: int = 1, version: Any = None, client: Any = None
     ) -> int:
         return self.client.incr_version(key, delta, version=version, client=client)
 
     @afail_open()
+    @forgets("all")
     async def aincr_version(self, key: Any, delta: int = 1, version: Any = None) -> int:
         return await self._arun(ops.incr_version(self.client, key, delta, version, self.version))
 
@@ -372,16 +463,35 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         early: float | None = None,
         lock_timeout: float | None = None,
         wait: float | None = None,
+        near: bool | None = None,
     ) -> Any:
         """Django's get_or_set, stampede-safe: one caller computes, the others wait.
 
         ``default`` may be a callable (called at most once per miss across all
         processes sharing the cache). ``stale``: seconds a value is kept and
         served past its timeout while one caller refreshes it; ``early``:
-        probabilistic early refresh factor (XFetch beta, 0 = off).
+        probabilistic early refresh factor (XFetch beta, 0 = off). ``near``: as
+        for ``get()``; the near cache is looked up first and filled from the
+        single-flight read.
         """
-        options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
-        return stampede.get_or_set(self.client, key, default, timeout, version, **options)
+        options: dict[str, Any] = {
+            "stale": stale,
+            "early": early,
+            "lock_timeout": lock_timeout,
+            "wait": wait,
+        }
+        fill = layers.near_fill(self, key, version, near)
+        if fill is None:
+            return stampede.get_or_set(self.client, key, default, timeout, version, **options)
+        if fill.hit:
+            return fill.value
+        try:
+            value = stampede.get_or_set(
+                self.client, key, default, timeout, version, record=fill.record, **options
+            )
+        finally:
+            fill.done(self.client.decode, self.client.loads)
+        return value
 
     async def aget_or_set(
         self,
@@ -394,10 +504,29 @@ class RedisRolesCache(DjangoRedisExtras, RedisCache):  # type: ignore[misc]  # d
         early: float | None = None,
         lock_timeout: float | None = None,
         wait: float | None = None,
+        near: bool | None = None,
     ) -> Any:
         """Async get_or_set(); ``default`` may be a callable returning an awaitable."""
-        options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
-        return await stampede.aget_or_set(self.client, key, default, timeout, version, **options)
+        options: dict[str, Any] = {
+            "stale": stale,
+            "early": early,
+            "lock_timeout": lock_timeout,
+            "wait": wait,
+        }
+        fill = layers.near_fill(self, key, version, near)
+        if fill is None:
+            return await stampede.aget_or_set(
+                self.client, key, default, timeout, version, **options
+            )
+        if fill.hit:
+            return fill.value
+        try:
+            value = await stampede.aget_or_set(
+                self.client, key, default, timeout, version, record=fill.record, **options
+            )
+        finally:
+            fill.done(self.client.decode, self.client.loads)
+        return value
 
     async def aclose(self, **kwargs: Any) -> None:
         # The async client belongs to the role and its event loop, not to us.

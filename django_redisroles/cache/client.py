@@ -28,8 +28,10 @@ import redis
 import redis.asyncio
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 from django_redis.client import DefaultClient
-from django_redis.exceptions import ConnectionInterrupted
+from django_redis.compressors.identity import IdentityCompressor
+from django_redis.exceptions import CompressorError, ConnectionInterrupted
 from django_redis.pool import ConnectionFactory
 from django_redis.util import CacheKey
 
@@ -117,6 +119,31 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
         threshold = policy.options.compress_min_size
         if threshold is not None:
             _set_compress_min_size(self, threshold)
+        # A near-cache hit decodes a value it knows is not an integer (see loads()).
+        # Built as DefaultClient builds its own, from the same public classes.
+        options = params.get("OPTIONS") or {}
+        serializer = options.get("SERIALIZER", "django_redis.serializers.pickle.PickleSerializer")
+        self._loads_serializer = import_string(serializer)(options=options)
+        compressor = import_string(
+            options.get("COMPRESSOR", "django_redis.compressors.identity.IdentityCompressor")
+        )(options=options)
+        self._loads_compressor = None if type(compressor) is IdentityCompressor else compressor
+        #: ``decode()`` for a value that is not an integer: the near cache's hits.
+        self.loads: Callable[[Any], Any] = (
+            self._loads if type(self).decode is DefaultClient.decode else self.decode
+        )
+
+    def _loads(self, raw: Any) -> Any:
+        """django-redis's ``decode()`` without its first step, ``int(raw)``: on binary
+        data its failure (it formats the value into the error) costs more than
+        unpickling the value. Only for a value whose ``decode()`` gave no integer."""
+        compressor = self._loads_compressor
+        if compressor is not None:
+            try:
+                raw = compressor.decompress(raw)
+            except CompressorError:  # stored uncompressed (under the threshold)
+                pass
+        return self._loads_serializer.loads(raw)
 
     # -- connections -------------------------------------------------------------
 

@@ -33,13 +33,16 @@ def cached(
     early: float | None = None,
     lock_timeout: float | None = None,
     wait: float | None = None,
+    near: bool | None = None,
 ) -> Callable[[F], F]:
     """Cache a function's result for ``ttl`` seconds, computing it once per miss.
 
     ``key``: a format string over the function's arguments
     (``"user:{user_id}"``), a callable taking the same arguments, or None for
     ``<module>.<qualname>:<hash of the arguments' repr>``. Works on sync and
-    async functions; the wrapper gains ``.key(*args, **kwargs)``,
+    async functions. ``near``: True keeps the result in the alias's near cache
+    even when its ``NEAR_CACHE`` has ``EVERY_KEY: False``; False never does
+    (None: the alias's setting). The wrapper gains ``.key(*args, **kwargs)``,
     ``.invalidate(*args, **kwargs)`` and ``.ainvalidate(...)``.
     """
     if callable(ttl) and not isinstance(ttl, int | float):
@@ -47,7 +50,14 @@ def cached(
     if key is not None and not isinstance(key, str) and not callable(key):
         raise TypeError(f"@cached key must be a format string or a callable, got {key!r}")
     check_options(stale, early, lock_timeout, wait)
-    options = {"stale": stale, "early": early, "lock_timeout": lock_timeout, "wait": wait}
+    options: dict[str, Any] = {
+        "stale": stale,
+        "early": early,
+        "lock_timeout": lock_timeout,
+        "wait": wait,
+    }
+    if near is not None:
+        options["near"] = near
 
     def decorator(func: F) -> F:
         signature = inspect.signature(func)

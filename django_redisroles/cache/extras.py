@@ -18,6 +18,7 @@ from django_redis.cache import RedisCache
 
 from . import ops
 from .client import RedisRolesClient
+from .layers import forgets
 from .policy import CACHE_ERRORS, CachePolicy, afail_open, fail_open, failure_of, log_outage
 from .runner import arun
 
@@ -44,14 +45,17 @@ class DjangoRedisExtras:
         return self.client.pttl(key, version=version, client=client)
 
     @fail_open(default=False)
+    @forgets("key")
     def persist(self, key: Any, version: Any = None, client: Any = None) -> bool:
         return self.client.persist(key, version=version, client=client)
 
     @fail_open(default=False)
+    @forgets("key")
     def expire(self, key: Any, timeout: Any, version: Any = None, client: Any = None) -> bool:
         return self.client.expire(key, timeout, version=version, client=client)
 
     @fail_open(default=False)
+    @forgets("key")
     def pexpire(self, key: Any, timeout: Any, version: Any = None, client: Any = None) -> bool:
         return self.client.pexpire(key, timeout, version=version, client=client)
 
@@ -63,6 +67,19 @@ class DjangoRedisExtras:
         if timeout is None:
             self.policy.refuse_no_timeout(key, what="lock() without a timeout")
         return self.client.lock(key, version=version, timeout=timeout, **kwargs)
+
+    # django-redis's own, unchanged but for this process's near-cache copy.
+    @forgets("all")
+    def delete_pattern(self, *args: Any, **kwargs: Any) -> Any:
+        return RedisCache.delete_pattern(self, *args, **kwargs)
+
+    @forgets("key")
+    def expire_at(self, *args: Any, **kwargs: Any) -> Any:
+        return RedisCache.expire_at(self, *args, **kwargs)
+
+    @forgets("key")
+    def pexpire_at(self, *args: Any, **kwargs: Any) -> Any:
+        return RedisCache.pexpire_at(self, *args, **kwargs)
 
     # -- the extras that create keys of other types: a TTL if they have none --------
 

@@ -48,6 +48,28 @@ DEFAULTS: dict[str, Any] = {
     # for this many seconds: a hung Redis costs socket_timeout x (retries + 1)
     # per call otherwise. 0: always try.
     "OUTAGE_BACKOFF": 1.0,
+    # The in-process near cache (L1) in front of Redis: False, True (the
+    # NEAR_DEFAULTS below) or a dict of NEAR_DEFAULTS' keys. See docs/cache.md.
+    "NEAR_CACHE": False,
+}
+
+#: ``OPTIONS["NEAR_CACHE"]`` as a dict: its keys and defaults.
+NEAR_DEFAULTS: dict[str, Any] = {
+    # Bounds of the local copy (LRU beyond either).
+    "MAX_ENTRIES": 10_000,
+    "MAX_BYTES": 32 * 1024 * 1024,
+    # Values larger than this (encoded, bytes) are read from Redis every time.
+    "MAX_VALUE_SIZE": 64 * 1024,
+    # A local copy lives at most this many seconds (and never past its Redis TTL).
+    "MAX_TTL": 300.0,
+    # False: only reads that ask for it (``near=True``, ``@cached(near=True)``).
+    "EVERY_KEY": True,
+    # Keys (as given to the cache) starting with one of these are never kept locally.
+    "EXCLUDE": (),
+    # Seconds between two PINGs on the invalidation connection, and how long a
+    # reply may take before the near cache is flushed and bypassed.
+    "HEARTBEAT": 0.5,
+    "MAX_LAG": 0.5,
 }
 
 ON_LARGE_VALUE_CHOICES: tuple[str, ...] = ("warn", "refuse", "raise")
@@ -68,6 +90,21 @@ class CacheOptions:
     lock_wait: float  # LOCK_TIMEOUT when not set
     ignore_exceptions: bool
     outage_backoff: float
+    near: NearOptions | None = None  # None: no near cache
+
+
+@dataclass(frozen=True, slots=True)
+class NearOptions:
+    """``OPTIONS["NEAR_CACHE"]`` of one alias, validated, defaults filled in."""
+
+    max_entries: int
+    max_bytes: int
+    max_value_size: int
+    max_ttl: float
+    every_key: bool
+    exclude: tuple[str, ...]
+    heartbeat: float
+    max_lag: float
 
 
 def _number(value: Any) -> bool:
@@ -131,7 +168,75 @@ def problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     wait = options.get("LOCK_WAIT")
     if wait is not None and (not _number(wait) or wait < 0):
         found.append((f"OPTIONS['LOCK_WAIT'] must be seconds >= 0, got {wait!r}.", ""))
+    return found + _near_problems(options.get("NEAR_CACHE", False))
+
+
+def _near_problems(near: Any) -> list[tuple[str, str]]:
+    if isinstance(near, bool):
+        return []
+    if not isinstance(near, Mapping):
+        return [
+            (
+                f"OPTIONS['NEAR_CACHE'] must be True, False or a dict, got {near!r}.",
+                "For example True, or {'MAX_ENTRIES': 10000, 'MAX_BYTES': 33554432}.",
+            )
+        ]
+    found: list[tuple[str, str]] = []
+    unknown = sorted(str(k) for k in near if k not in NEAR_DEFAULTS)
+    if unknown:
+        found.append(
+            (
+                f"OPTIONS['NEAR_CACHE'] has unknown keys: {', '.join(unknown)}.",
+                "Known: " + ", ".join(NEAR_DEFAULTS) + ".",
+            )
+        )
+    for name in ("MAX_ENTRIES", "MAX_BYTES", "MAX_VALUE_SIZE"):
+        value = near.get(name, NEAR_DEFAULTS[name])
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            found.append(
+                (f"OPTIONS['NEAR_CACHE'][{name!r}] must be an integer > 0, got {value!r}.", "")
+            )
+    for name in ("MAX_TTL", "HEARTBEAT", "MAX_LAG"):
+        value = near.get(name, NEAR_DEFAULTS[name])
+        if not _number(value) or not 0 < value < float("inf"):
+            found.append(
+                (f"OPTIONS['NEAR_CACHE'][{name!r}] must be seconds > 0, got {value!r}.", "")
+            )
+    every = near.get("EVERY_KEY", True)
+    if not isinstance(every, bool):
+        found.append(
+            (f"OPTIONS['NEAR_CACHE']['EVERY_KEY'] must be True or False, got {every!r}.", "")
+        )
+    exclude = near.get("EXCLUDE", ())
+    if (
+        isinstance(exclude, str)
+        or not isinstance(exclude, list | tuple)
+        or not all(isinstance(p, str) and p for p in exclude)
+    ):
+        found.append(
+            (
+                f"OPTIONS['NEAR_CACHE']['EXCLUDE'] must be a list of key prefixes, "
+                f"got {exclude!r}.",
+                "For example ['cart:', 'stock:']: keys starting with one are read from Redis.",
+            )
+        )
     return found
+
+
+def _near(near: Any) -> NearOptions | None:
+    if near is False:
+        return None
+    v = {**NEAR_DEFAULTS, **(near if isinstance(near, Mapping) else {})}
+    return NearOptions(
+        max_entries=v["MAX_ENTRIES"],
+        max_bytes=v["MAX_BYTES"],
+        max_value_size=v["MAX_VALUE_SIZE"],
+        max_ttl=float(v["MAX_TTL"]),
+        every_key=v["EVERY_KEY"],
+        exclude=tuple(v["EXCLUDE"]),
+        heartbeat=float(v["HEARTBEAT"]),
+        max_lag=float(v["MAX_LAG"]),
+    )
 
 
 def resolve(alias: str, options: Mapping[str, Any]) -> CacheOptions:
@@ -153,4 +258,5 @@ def resolve(alias: str, options: Mapping[str, Any]) -> CacheOptions:
         lock_wait=float(v["LOCK_TIMEOUT"] if v["LOCK_WAIT"] is None else v["LOCK_WAIT"]),
         ignore_exceptions=v["IGNORE_EXCEPTIONS"],
         outage_backoff=float(v["OUTAGE_BACKOFF"]),
+        near=_near(v["NEAR_CACHE"]),
     )

@@ -369,3 +369,26 @@ class OutageLogger:
         if failure is not None:
             self.counters.add("outages")
             log_outage(failure)
+
+
+def check_options(
+    stale: float | None, early: float | None, lock_timeout: float | None, wait: float | None
+) -> None:
+    """ValueError for a bad per-call option (the OPTIONS defaults are checked at start-up)."""
+    for name, value, positive, what in (
+        ("stale", stale, False, "a number of seconds"),
+        ("early", early, False, "a factor (XFetch beta)"),
+        ("lock_timeout", lock_timeout, True, "a number of seconds"),
+        ("wait", wait, False, "a number of seconds"),
+    ):
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
+            bound = "> 0" if positive else ">= 0"
+            raise ValueError(f"{name} must be {what} {bound}, got {value!r}.")

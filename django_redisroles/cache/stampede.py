@@ -53,7 +53,7 @@ from .flights import (
     loop_flights,
     thread_flights,
 )
-from .policy import CACHE_ERRORS, CachePolicy, logger
+from .policy import CACHE_ERRORS, CachePolicy, check_options, logger
 from .runner import Call, Eval, Load, Pipe, Sleep, Steps, Wait, arun, run, steps
 
 __all__ = ["ERROR_TTL", "LoaderError", "aget_or_set", "check_options", "get_or_set"]
@@ -80,29 +80,6 @@ class Params:
     early: float
     lock_ms: int
     wait: float
-
-
-def check_options(
-    stale: float | None, early: float | None, lock_timeout: float | None, wait: float | None
-) -> None:
-    """ValueError for a bad per-call option (the OPTIONS defaults are checked at start-up)."""
-    for name, value, positive, what in (
-        ("stale", stale, False, "a number of seconds"),
-        ("early", early, False, "a factor (XFetch beta)"),
-        ("lock_timeout", lock_timeout, True, "a number of seconds"),
-        ("wait", wait, False, "a number of seconds"),
-    ):
-        if value is None:
-            continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-            or (positive and value == 0)
-        ):
-            bound = "> 0" if positive else ">= 0"
-            raise ValueError(f"{name} must be {what} {bound}, got {value!r}.")
 
 
 def params(
@@ -187,8 +164,9 @@ def get_or_set(
     early: float | None = None,
     lock_timeout: float | None = None,
     wait: float | None = None,
+    record: list[tuple[Any, int]] | None = None,
 ) -> Any:
-    """See ``RedisRolesCache.get_or_set``."""
+    """See ``RedisRolesCache.get_or_set``; ``record``: see :func:`_plan`."""
     policy = client.policy
     p = params(policy, key, timeout, stale, early, lock_timeout, wait)
     loader = Loader(default, policy.counters)
@@ -197,7 +175,8 @@ def get_or_set(
         loader.found(False)
         return loader()
     try:
-        return run(_plan(client, key, version, loader, p, thread_flights), client.get_client)
+        plan = _plan(client, key, version, loader, p, thread_flights, record)
+        return run(plan, client.get_client)
     except CACHE_ERRORS as exc:
         if not _is_outage(exc, policy, loader):
             raise
@@ -216,6 +195,7 @@ async def aget_or_set(
     early: float | None = None,
     lock_timeout: float | None = None,
     wait: float | None = None,
+    record: list[tuple[Any, int]] | None = None,
 ) -> Any:
     """See ``RedisRolesCache.aget_or_set``."""
     policy = client.policy
@@ -226,7 +206,7 @@ async def aget_or_set(
         loader.found(False)
         return await loader.acall()
     try:
-        plan = _plan(client, key, version, loader, p, loop_flights())
+        plan = _plan(client, key, version, loader, p, loop_flights(), record)
         return await arun(plan, client.get_async_client)
     except CACHE_ERRORS as exc:
         if not _is_outage(exc, policy, loader):
@@ -245,11 +225,17 @@ def _plan(
     loader: Loader,
     p: Params,
     flights: Flights,
+    record: list[tuple[Any, int]] | None = None,
 ) -> Steps[Any]:
+    """``record``: a near-cache fill; the first read is then GET+PTTL on the primary
+    and, when it finds the value, appends (the encoded value, its fresh PTTL)."""
     nkey = client.make_key(key, version=version)
     watch = _watch_ttl(p)
-    if watch:
-        raw, pttl = yield Pipe(Call("get", (nkey,)), Call("pttl", (nkey,)), write=False)
+    if watch or record is not None:
+        read = Pipe(Call("get", (nkey,)), Call("pttl", (nkey,)), write=record is not None)
+        raw, pttl = yield read
+        if record is not None and raw is not None:
+            record.append((raw, max(pttl - p.stale_ms, 0) if pttl > 0 else pttl))
     else:
         raw, pttl = (yield Call("get", (nkey,), write=False)), -1
     lkey = keys.lock_key(client.cache, key, version)

@@ -47,9 +47,39 @@ def describe() -> list[dict[str, Any]]:
     return rows
 
 
+def near_caches(wait: float = 2.0) -> list[dict[str, Any]]:
+    """Each near cache (``OPTIONS["NEAR_CACHE"]``): started here, its tracking and counters."""
+    from django.core.cache import caches
+
+    from ..checks.cache import redisroles_caches
+
+    rows: list[dict[str, Any]] = []
+    for alias, entry in redisroles_caches().items():
+        if not (entry.get("OPTIONS") or {}).get("NEAR_CACHE"):
+            continue
+        cache: Any = caches[alias]
+        deadline = time.monotonic() + wait
+        try:
+            while not cache.near.tracking() and time.monotonic() < deadline:
+                cache.get("-", near=True)  # starts the listener
+                time.sleep(0.02)
+        except (redis.RedisError, ImproperlyConfigured) as exc:
+            rows.append({"alias": alias, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        stats = cache.near_stats().as_dict()
+        rows.append(
+            {"alias": alias, **stats, "error": None if stats["tracking"] else "no tracking"}
+        )
+    return rows
+
+
 def handle(command: Any, options: dict[str, Any]) -> int:
     rows = describe()
+    near = near_caches()
     if options["json"]:
+        for row in rows:
+            if row["role"] == "cache":
+                row["near_caches"] = near  # one entry per CACHES alias with NEAR_CACHE on
         command.stdout.write(json.dumps(rows, indent=2))
     else:
         for row in rows:
@@ -58,4 +88,10 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             command.stdout.write(
                 f"{row['role']:<10} {row['url']:<40} {status:<24} shares: {shared}"
             )
-    return 1 if any(row["error"] for row in rows) else 0
+        for n in near:
+            state = n["error"] or (
+                f"tracking, heartbeat {n['lag_ms']} ms, {n['entries']} entries, "
+                f"{n['hits']} hits / {n['misses']} misses in this process"
+            )
+            command.stdout.write(f"near cache {n['alias']!r}: {state}")
+    return 1 if any(row["error"] for row in rows + near) else 0

@@ -32,7 +32,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .. import conf
 from ..connections import pool_from_url, pool_kwargs
 from .model import Database, Limits, Namespace, Server
-from .wiring import role_namespaces
+from .wiring import near_cache_prefixes, role_namespaces
 
 __all__ = [
     "DOCTOR_CLIENT_NAME",
@@ -197,8 +197,36 @@ def probe_acl(database: Database, limits: Limits) -> None:
                 refused.append(f"subscribe to its group channels (SUBSCRIBE {channel}: {exc})")
             finally:
                 pubsub.close()
-        if refused:
-            database.refused[role] = refused
+        if role == "cache":
+            refused += [_probe_tracking(client, prefix) for prefix in near_cache_prefixes()[:1]]
+        if refused and any(refused):
+            database.refused[role] = [r for r in refused if r]
+
+
+def _probe_tracking(client: redis.Redis, prefix: str) -> str:
+    """What the near cache's listener needs: ``CLIENT TRACKING ... BCAST`` redirected to
+    itself and ``SUBSCRIBE __redis__:invalidate``, tried on a connection of its own
+    (closed after: its tracking state goes with it). "" when allowed."""
+    connection: Any = client.connection_pool.make_connection()  # redis-py: untyped methods
+    step = "CLIENT ID"
+    try:
+        connection.send_command("CLIENT", "ID")
+        client_id = connection.read_response()
+        step = f"CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX {prefix}"
+        connection.send_command(
+            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", prefix
+        )
+        connection.read_response()
+        step = "SUBSCRIBE __redis__:invalidate"
+        connection.send_command("SUBSCRIBE", "__redis__:invalidate")
+        connection.read_response()
+    except redis.exceptions.NoPermissionError as exc:
+        return f"track its keys for the near cache ({step}: {exc})"
+    except redis.exceptions.RedisError:
+        pass  # not an ACL matter: the near cache's listener reports it itself
+    finally:
+        connection.disconnect()
+    return ""
 
 
 def _str_dict(value: Mapping[Any, Any]) -> dict[str, str]:

@@ -18,7 +18,13 @@ from ..cache import default_key_prefix
 from ..cache import options as cache_options
 from .model import Namespace
 
-__all__ = ["CACHE_BACKEND", "cache_namespaces", "role_namespaces", "unwired_roles"]
+__all__ = [
+    "CACHE_BACKEND",
+    "cache_namespaces",
+    "near_cache_prefixes",
+    "role_namespaces",
+    "unwired_roles",
+]
 
 CACHE_BACKEND = cache_options.BACKEND_PATH
 
@@ -39,6 +45,18 @@ def cache_namespaces() -> list[tuple[str, int, bool]]:
         found.append((f"{prefix}:", limit, allow))
     if not found:
         found.append((default_key_prefix() + ":", int(defaults["MAX_VALUE_SIZE"]), False))
+    return found
+
+
+def near_cache_prefixes() -> list[str]:
+    """The key prefix (with ":") of each RedisRolesCache with ``OPTIONS["NEAR_CACHE"]`` on."""
+    found = []
+    for entry in (getattr(settings, "CACHES", None) or {}).values():
+        if not isinstance(entry, Mapping) or entry.get("BACKEND") != CACHE_BACKEND:
+            continue
+        if (entry.get("OPTIONS") or {}).get("NEAR_CACHE"):
+            prefix = entry["KEY_PREFIX"] if "KEY_PREFIX" in entry else default_key_prefix()
+            found.append(f"{prefix}:")
     return found
 
 

@@ -215,8 +215,14 @@ class Sampler:
         stats = cache.stats()
         rates = self._cache_rate({"hits": stats.hits, "misses": stats.misses})
         self._point("cache", rates["hits"], rates["misses"])
-        # One layer today; a near cache (issue 15) adds its own row here.
-        return {"layers": [stats.as_dict()], "rates": rates}
+        layers = [stats.as_dict()]
+        near = cache.near_stats() if hasattr(cache, "near_stats") else None
+        if near is not None:
+            # The near cache (OPTIONS["NEAR_CACHE"]): its own row, with its tracking and lag.
+            state = f"lag {near.lag_ms} ms" if near.tracking else "bypassed: no tracking"
+            row = {**near.as_dict(), "layer": f"near ({near.entries} entries, {state})"}
+            layers.insert(0, {**row, "loads": near.fills})
+        return {"layers": layers, "rates": rates}
 
     def read_sessions(self) -> dict[str, Any]:
         from django.contrib.auth import get_user_model

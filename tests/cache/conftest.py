@@ -10,6 +10,7 @@ from django.core.cache import caches
 
 from django_redisroles import conf
 from django_redisroles.cache import RedisRolesCache
+from tests.cache.nearhelp import NEAR, until
 
 BACKEND = "django_redisroles.cache.RedisRolesCache"
 
@@ -37,3 +38,12 @@ def _fresh_outage_log() -> None:
     """Each test sees the first outage warning (rate-limited per process) and no backoff
     left over from another test: what a change of CACHES does (conf's public reset)."""
     conf.reset_all("CACHES")
+
+
+@pytest.fixture
+def near_cache(make_cache: Callable[..., RedisRolesCache]) -> RedisRolesCache:
+    """A cache with the near cache on (short heartbeat), its tracking established."""
+    cache = make_cache(OPTIONS={"NEAR_CACHE": NEAR})
+    cache.get("warm-up")  # starts the listener
+    until(lambda: cache.near_stats().tracking)  # type: ignore[union-attr]
+    return cache

@@ -9,6 +9,8 @@ instead (and pass unchanged when the cache opts out with ALLOW_NO_TIMEOUT).
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -22,12 +24,36 @@ from django_redisroles.cache.options import BACKEND_PATH
 # Redis evicts by itself: no culling caches (as Django's own RedisCacheTests).
 EXCLUDED = {"cull", "zero_cull"}
 
-CACHES = caches_setting_for_tests(base={"BACKEND": BACKEND_PATH}, exclude=EXCLUDED)
+#: REDISROLES_SUITE_NEAR=1: the whole suite again with the near cache on (its
+#: heartbeat short, so that a test's reads go through it soon after a settings change).
+NEAR = os.environ.get("REDISROLES_SUITE_NEAR") == "1"
+OPTIONS: dict[str, Any] = {"NEAR_CACHE": {"HEARTBEAT": 0.05, "MAX_LAG": 0.5}} if NEAR else {}
+
+CACHES = caches_setting_for_tests(
+    base={"BACKEND": BACKEND_PATH}, exclude=EXCLUDED, OPTIONS=dict(OPTIONS)
+)
 CACHES_ALLOWING_NO_TIMEOUT = caches_setting_for_tests(
     base={"BACKEND": BACKEND_PATH},
     exclude=EXCLUDED,
-    OPTIONS={"ALLOW_NO_TIMEOUT": True},
+    OPTIONS={**OPTIONS, "ALLOW_NO_TIMEOUT": True},
 )
+
+
+def _tracking(aliases: Any) -> None:
+    """With the near cache on: wait until each alias's listener serves copies."""
+    from django.core.cache import caches
+
+    if not NEAR:
+        return
+    for alias in aliases:
+        cache = caches[alias]
+        deadline = time.monotonic() + 10
+        while not (cache.near is not None and cache.near.tracking()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"near cache of {alias!r}: no tracking")
+            cache.get("-", near=True)
+            time.sleep(0.005)
+
 
 #: Django tests that write keys with timeout=None, and the key each refuses first.
 NO_TIMEOUT_TESTS = {"test_forever_timeout": "key1", "test_has_key": "no_expiry"}
@@ -58,6 +84,10 @@ class RedisRolesCacheDjangoTests(BaseCacheTests, TestCase):
 
     def _allow_no_timeout(self) -> Any:
         return override_settings(CACHES=CACHES_ALLOWING_NO_TIMEOUT)
+
+    def setUp(self) -> None:
+        super().setUp()
+        _tracking(CACHES)
 
     def tearDown(self) -> None:
         super().tearDown()
@@ -111,7 +141,9 @@ ASYNC_BRIDGE = "tests.cache.suite_cases.AsyncBridgeCache"
 
 
 @override_settings(
-    CACHES=caches_setting_for_tests(base={"BACKEND": ASYNC_BRIDGE}, exclude=EXCLUDED)
+    CACHES=caches_setting_for_tests(
+        base={"BACKEND": ASYNC_BRIDGE}, exclude=EXCLUDED, OPTIONS=dict(OPTIONS)
+    )
 )
 class AsyncRedisRolesCacheDjangoTests(RedisRolesCacheDjangoTests):
     """The same suite through aget/aset/... (native redis.asyncio)."""
@@ -121,6 +153,6 @@ class AsyncRedisRolesCacheDjangoTests(RedisRolesCacheDjangoTests):
             CACHES=caches_setting_for_tests(
                 base={"BACKEND": ASYNC_BRIDGE},
                 exclude=EXCLUDED,
-                OPTIONS={"ALLOW_NO_TIMEOUT": True},
+                OPTIONS={**OPTIONS, "ALLOW_NO_TIMEOUT": True},
             )
         )

@@ -22,10 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_django_base_cache_tests_pass_sync_and_async(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("near", ["0", "1"], ids=["redis", "near-cache"])
+def test_django_base_cache_tests_pass_sync_and_async(redis_server: RedisServer, near: str) -> None:
+    """``near-cache``: the same suite with OPTIONS["NEAR_CACHE"] on every cache."""
     tests_dir = fetch_sdist("Django") / "tests"
     assert (tests_dir / "cache" / "tests.py").exists()
-    env = {**os.environ, "REDIS_URL": redis_server.url(), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url(),
+        "PYTHONPATH": str(ROOT),
+        "REDISROLES_SUITE_NEAR": near,
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "tests.cache.django_suite", str(tests_dir)],
         cwd=ROOT,

@@ -98,3 +98,25 @@ def test_rates_are_per_second_over_a_few_readings() -> None:
     assert rate({"hits": 12}) == {"hits": 2.0}
     assert rate({"hits": 14}) == {"hits": 2.0}  # (14 - 10) / 2 s
     assert rate({"hits": 14}) == {"hits": 0.0}  # the window moved past the old readings
+
+
+def test_the_cache_panel_has_a_near_cache_row_when_it_is_on(settings: Any) -> None:
+    from django.core.cache import cache
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redisroles.cache.RedisRolesCache",
+            "OPTIONS": {"NEAR_CACHE": True},
+        }
+    }
+    cache.set("k", 1)
+    deadline = time.monotonic() + 10
+    while not cache.near_stats().tracking:
+        assert time.monotonic() < deadline
+        cache.get("k")
+        time.sleep(0.01)
+    cache.get("k")
+    near, redis_layer = Sampler().read_cache()["layers"]
+    assert near["layer"].startswith("near (") and "lag " in near["layer"]
+    assert near["hits"] + near["misses"] >= 1
+    assert redis_layer["layer"] == "redis"

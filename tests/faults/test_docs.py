@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,20 @@ async def test_the_documented_acl_user_runs_every_role(
     point_roles(f"redis://app:CHANGE-ME@127.0.0.1:{server.port}/0")
     settings.ROOT_URLCONF = "tests.faults.urls"
     settings.CACHES = {
-        "default": {"BACKEND": "django_redisroles.cache.RedisRolesCache", "TIMEOUT": 300}
+        "default": {
+            "BACKEND": "django_redisroles.cache.RedisRolesCache",
+            "TIMEOUT": 300,
+            "OPTIONS": {"NEAR_CACHE": True},  # its listener needs &__redis__:invalidate
+        }
     }
 
     def sync_roles() -> None:
         cache = caches["default"]
+        deadline = time.monotonic() + 10
+        while not cache.near.tracking():
+            assert time.monotonic() < deadline, "the near cache's listener was refused"
+            cache.get("warm-up")
+            time.sleep(0.01)
         cache.set("n", 0)
         assert cache.incr("n") == 1
         assert cache.get_or_set("k", lambda: "v", 60) == "v"

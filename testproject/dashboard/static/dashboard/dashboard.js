@@ -233,7 +233,7 @@
   // -- the role panels ---------------------------------------------------------
   var RENDER = {
     cache: function (d) {
-      var s = d.layers[0];
+      var s = d.layers[d.layers.length - 1];  // the Redis layer (a near cache comes first)
       setText(k("cache", "hits"), num(s.hits));
       setText(k("cache", "misses"), num(s.misses));
       setText(k("cache", "ratio"), pct(s.hit_ratio));
