@@ -276,7 +276,7 @@ async def aclose_async_clients(loop: asyncio.AbstractEventLoop | None = None) ->
     loop = loop or asyncio.get_running_loop()
     with _lock:
         engines = list((_async_by_key.pop(loop, None) or {}).values())
-        engines += _async_retired.pop(loop, None) or []
+        engines += _async_retired.pop(loop, [])
         _async_by_role.pop(loop, None)
     for engine in engines:
         try:

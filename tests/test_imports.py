@@ -37,6 +37,7 @@ PACKAGE = "django_redisroles"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("conf", "errors", "scripts", "counters", "testing"), 0),
     "clientip": 1,  # one proxy-aware client_ip for every role
+    "engines": 1,  # redis-py's client per topology, built for connections
     "connections": 2,
     **dict.fromkeys(("cache", "sessions", "ratelimit", "pubsub", "locks"), 3),
     **dict.fromkeys(("doctor", "reporting"), 4),

