@@ -122,16 +122,23 @@ def _tls_line() -> str:
     return "TLS tests: the same server"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # @pytest.mark.tls tests need a server built with TLS. When this machine has
     # none (only a wheel's server built without it), they are reported as not
     # applicable, with the reason: never a failure for a missing server feature,
     # never a silent skip (-ra lists them, the summary says why).
-    if _no_tls is None:
-        return
+    kind = config.getoption("--topology")
     for item in items:
-        if item.get_closest_marker("tls"):
+        if _no_tls is not None and item.get_closest_marker("tls"):
             item.add_marker(pytest.mark.skip(reason=_no_tls))
+        # @pytest.mark.topologies("single", reason=...): a test inherently about one
+        # server (it kills "the" server, reads its CONFIG) is not applicable on the
+        # other session topologies, with its reason (-ra lists it).
+        marker = item.get_closest_marker("topologies")
+        if marker is not None and kind not in marker.args:
+            why = marker.kwargs.get("reason") or "no reason given"
+            only = ", ".join(marker.args)
+            item.add_marker(pytest.mark.skip(reason=f"--topology {only} only: {why}"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -171,9 +178,21 @@ def _clean_redis(redis_server: Topology) -> Iterator[None]:
 
 
 @pytest.fixture
+def single_server() -> RedisServer:
+    """One plain server, emptied, whatever --topology says (the session's own when it is
+    ``single``): for a test about one server's URL forms or process (its port, its pid)."""
+    server = session_topology("single")
+    server.flushall()
+    assert isinstance(server, RedisServer)
+    return server
+
+
+@pytest.fixture
 def redis_client(redis_server: Topology) -> Iterator[Any]:
-    """A client of the session's topology of our own, for assertions (a ``redis.Redis``;
-    a ``redis.cluster.RedisCluster`` with --topology cluster)."""
+    """A client of the session's topology of our own, for assertions: a ``redis.Redis``
+    (of the master under Sentinel), or with --topology cluster a
+    ``testing.ClusterClient`` whose ``keys()``, ``dbsize()``, ``info()``, ``config_set()``,
+    ``client_list()``... answer for the whole cluster (redis-py asks one node)."""
     client = redis_server.client()
     try:
         yield client

@@ -21,7 +21,7 @@ arguments), :mod:`.build` (the clients).
 from __future__ import annotations
 
 from .build import AsyncEngine, Engine, build_async_engine, build_engine
-from .options import checked_url, pool_from_url, pool_kwargs
+from .options import checked_url, node_url_and_kwargs, pool_from_url, pool_kwargs
 from .retries import send_once
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "build_async_engine",
     "build_engine",
     "checked_url",
+    "node_url_and_kwargs",
     "pool_from_url",
     "pool_kwargs",
     "send_once",

