@@ -31,3 +31,20 @@ def test_info_hides_passwords_and_fails_when_unreachable(redis_factory, settings
     assert "hunter2" not in out.getvalue()
     assert "redis://***@127.0.0.1" in out.getvalue()
     assert "ConnectionError" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("redis+cluster://app:hunter2@127.0.0.1:1,127.0.0.1:2", "RedisClusterException"),
+        ("redis+sentinel://app:hunter2@127.0.0.1:1/mymaster/0", "MasterNotFoundError"),
+    ],
+)
+def test_info_on_an_unreachable_topology_says_so(url, error, settings) -> None:
+    settings.REDISROLES = {"URL": url, "OPTIONS": {"socket_connect_timeout": 0.5}}
+    out = StringIO()
+    with pytest.raises(SystemExit) as exc:
+        call_command("redisroles", "info", stdout=out)
+    assert exc.value.code == 1
+    assert "hunter2" not in out.getvalue()
+    assert out.getvalue().count(error) == 5  # each role's row, no traceback

@@ -675,3 +675,58 @@ def test_tls_topologies_verify_the_host_name(kind: str, settings) -> None:
             assert await aclient.get("over") == b"tls"
 
         asyncio.run(use())
+
+
+class _HangUp:
+    """A TCP port that accepts each connection and closes it at once, counting them:
+    what a client sees of a Sentinel that is going down (or a load balancer in front
+    of none)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("asyncio_", [False, True], ids=["sync", "async"])
+def test_a_failing_sentinel_is_asked_once_per_attempt(settings, asyncio_) -> None:
+    """The Sentinels' own clients do not retry on redis-py's default policy (10 retries,
+    backoff up to 10 s, per Sentinel): a request would hang for many seconds on a Sentinel
+    outage. The role's retry_attempts is the one retry policy."""
+    sentinel = _HangUp()
+    try:
+        settings.REDISROLES = {
+            "URL": f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0",
+            "OPTIONS": {"retry_attempts": 1, "socket_timeout": 0.5},
+        }
+        if asyncio_:
+
+            async def ping() -> None:
+                await get_async_redis("locks").ping()
+
+            with pytest.raises(redis.ConnectionError):
+                asyncio.run(ping())
+        else:
+            with pytest.raises(redis.ConnectionError):
+                get_redis("locks").ping()
+        assert sentinel.accepted == 2  # the attempt and its one retry
+    finally:
+        sentinel.close()

@@ -13,8 +13,11 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.backoff
 import redis.cluster
+import redis.retry
 import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 
@@ -202,14 +205,24 @@ def _async_cluster(
     return client
 
 
-def _sentinel_kwargs(kwargs: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+def _sentinel_kwargs(
+    kwargs: Mapping[str, Any], options: Mapping[str, Any], *, asyncio_: bool
+) -> dict[str, Any]:
     """How to talk to the Sentinels: the role's timeouts and TLS, the Sentinels' own
-    credentials (``sentinel_username`` / ``sentinel_password``), never the data nodes'."""
+    credentials (``sentinel_username`` / ``sentinel_password``), never the data nodes'.
+
+    And no retry of their own: redis-py's default (10 retries, backoff up to 10 s) per
+    Sentinel would hold a request for many seconds on a Sentinel outage. Asking the
+    Sentinels is part of connecting to the master, which the role's ``retry_attempts``
+    retries as a whole.
+    """
     picked = {
         name: value
         for name, value in kwargs.items()
         if name.startswith("socket_") or name.startswith("ssl") or name == "client_name"
     }
+    no_retry = redis.asyncio.retry.Retry if asyncio_ else redis.retry.Retry
+    picked["retry"] = no_retry(redis.backoff.NoBackoff(), 0)
     if options.get("sentinel_username"):
         picked["username"] = options["sentinel_username"]
     if options.get("sentinel_password"):
@@ -237,7 +250,9 @@ def _sync_sentinel(
     kwargs = client_kwargs(url, options, topology, asyncio_=False)
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(topology.hosts),
-        sentinel_kwargs=_sentinel_kwargs(kwargs, _sentinel_options(options, topology)),
+        sentinel_kwargs=_sentinel_kwargs(
+            kwargs, _sentinel_options(options, topology), asyncio_=False
+        ),
         **kwargs,
     )
     return sentinel, sentinel.master_for(_service(topology))  # type: ignore[no-untyped-call]
@@ -249,7 +264,9 @@ def _async_sentinel(
     kwargs = client_kwargs(url, options, topology, asyncio_=True)
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(topology.hosts),
-        sentinel_kwargs=_sentinel_kwargs(kwargs, _sentinel_options(options, topology)),
+        sentinel_kwargs=_sentinel_kwargs(
+            kwargs, _sentinel_options(options, topology), asyncio_=True
+        ),
         **kwargs,
     )
     return sentinel, sentinel.master_for(_service(topology))
