@@ -348,6 +348,8 @@ class Deployment:
     masters: list[str] = field(default_factory=list)  # "host:port" of each serving master
     replicas: dict[str, list[str]] = field(default_factory=dict)  # master -> healthy replicas
     sentinels: list[SentinelView] = field(default_factory=list)
+    #: What could not be asked, and what was done instead (CLUSTER NODES refused...).
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -131,21 +131,59 @@ def _cluster(
     for host, port in topology.hosts:
         client = node_client(topology, options, timeout, Node(host, port, "master"))
         try:
-            text = _text(client.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
-            info = _text(client.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
+            return _ask_cluster(client, host, port, deployment)
         except (redis.RedisError, OSError) as exc:
             errors.append(f"{address(host, port)}: {_error(exc)}")
-            continue
         finally:
             client.connection_pool.disconnect()
-        deployment.asked = address(host, port)
-        deployment.cluster = dict(
-            line.split(":", 1) for line in info.splitlines() if ":" in line.strip()
-        )
-        deployment.cluster = {k: v.strip() for k, v in deployment.cluster.items()}
-        return _cluster_nodes(text, host, deployment)
-    deployment.error = "no seed node answered CLUSTER NODES: " + "; ".join(errors)
+    deployment.error = "no seed node answered: " + "; ".join(errors)
     return []
+
+
+def _ask_cluster(client: redis.Redis, host: str, port: int, deployment: Deployment) -> list[Node]:
+    """The nodes one seed knows: ``CLUSTER NODES``, else (refused or renamed, as some
+    managed services do) ``CLUSTER SLOTS``, which every cluster client needs."""
+    try:
+        text = _text(client.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
+    except redis.ResponseError as exc:
+        slots = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        deployment.notes.append(f"CLUSTER NODES refused ({_error(exc)}): nodes from CLUSTER SLOTS")
+        nodes = _slots_nodes(slots, host, deployment)
+    else:
+        nodes = _cluster_nodes(text, host, deployment)
+    deployment.asked = address(host, port)
+    try:
+        info = _text(client.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
+    except redis.ResponseError as exc:
+        deployment.notes.append(f"CLUSTER INFO refused ({_error(exc)}): slot coverage unknown")
+    else:
+        deployment.cluster = {
+            k: v.strip() for k, _, v in (line.partition(":") for line in info.splitlines()) if v
+        }
+    return nodes
+
+
+def _slots_nodes(reply: Any, seed_host: str, deployment: Deployment) -> list[Node]:
+    """``CLUSTER SLOTS`` taken apart: each range's master, then its replicas (Redis 7 lists
+    a replica once it has received data)."""
+    nodes: dict[str, Node] = {}
+    for entry in reply:
+        master: str | None = None
+        for item in entry[2:]:
+            node = Node(
+                _text(item[0]) or seed_host,
+                int(item[1]),
+                "master" if master is None else "replica",
+                master,
+            )
+            if node.label not in nodes:
+                nodes[node.label] = node
+                if master is None:
+                    deployment.masters.append(node.label)
+                else:
+                    deployment.replicas.setdefault(master, []).append(node.label)
+            master = master or node.label
+    return list(nodes.values())
 
 
 def _cluster_nodes(text: str, seed_host: str, deployment: Deployment) -> list[Node]:

@@ -128,6 +128,7 @@ def render(report: Report) -> str:
             )
     for deployment in report.deployments:
         lines.append(_describe(deployment))
+        lines.extend(f"  {note}" for note in deployment.notes)
     lines.append("")
     if not report.findings:
         lines.append("No problems found.")

@@ -175,3 +175,24 @@ def test_no_node_answers(kind, roles_on, doctor) -> None:
     finding = run.finding("E100")
     assert "s3cret" not in run.stdout
     assert finding["instance"].startswith(f"redis+{kind}://***@127.0.0.1:1")
+
+
+def test_a_cluster_that_refuses_cluster_nodes_is_found_from_cluster_slots(
+    roles_on, doctor
+) -> None:
+    """A managed cluster may refuse CLUSTER NODES / INFO and CONFIG to the app's user: the
+    nodes come from CLUSTER SLOTS (which every cluster client needs), and the report says
+    what it could not ask."""
+    user = "app on >app-pw ~* &* +@all -cluster|nodes -cluster|info -config"
+    with RedisCluster(masters=3, replicas=0, config={"user": user}) as cluster:
+        roles_on(locks=cluster.url().replace("redis+cluster://", "redis+cluster://app:app-pw@"))
+        run = check(doctor("--role", "locks"))
+        masters = {f"127.0.0.1:{n.port}" for n in cluster.masters()}
+        assert set(_instances(run)) == masters
+        assert all(inst["reachable"] for inst in run.data["instances"])
+        assert _ids_at(run, "W101") == masters  # CONFIG refused, per node
+        (deployment,) = run.data["deployments"]
+        assert any("CLUSTER NODES refused" in note for note in deployment["notes"])
+        assert set(deployment["masters"]) == masters
+        assert "E160" not in run.ids  # slot coverage unknown: not reported as a failure
+        assert "app-pw" not in run.stdout
