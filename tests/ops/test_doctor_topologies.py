@@ -177,9 +177,7 @@ def test_no_node_answers(kind, roles_on, doctor) -> None:
     assert finding["instance"].startswith(f"redis+{kind}://***@127.0.0.1:1")
 
 
-def test_a_cluster_that_refuses_cluster_nodes_is_found_from_cluster_slots(
-    roles_on, doctor
-) -> None:
+def test_a_cluster_that_refuses_cluster_nodes_is_found_from_cluster_slots(roles_on, doctor) -> None:
     """A managed cluster may refuse CLUSTER NODES / INFO and CONFIG to the app's user: the
     nodes come from CLUSTER SLOTS (which every cluster client needs), and the report says
     what it could not ask."""
