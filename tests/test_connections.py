@@ -369,7 +369,7 @@ def test_malformed_topology_urls_are_a_check_and_a_clear_error(url: str, bad_par
     from django_redisroles.checks.config import check_settings
 
     with override_settings(REDISROLES={"URL": url}):
-        messages = [m for m in check_settings() if m.id == "redisroles.E005"]
+        messages = [m for m in check_settings() if m.id == "redisroles.E008"]
         assert messages, url
         text = " ".join(f"{m.msg} {m.hint}" for m in messages)
         assert bad_part in text
