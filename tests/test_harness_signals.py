@@ -31,7 +31,11 @@ def test_sleeps(redis_server, redis_factory):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_killed_run_stops_its_servers(tmp_path: Path, sig: int) -> None:
     (tmp_path / "test_sleeper.py").write_text(SLEEPER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "REDIS_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "REDIS_URL", "REDISROLES_TEST_TOPOLOGY"))
+    }
     env["PYTHONPATH"] = str(ROOT)
     run = subprocess.Popen(
         [

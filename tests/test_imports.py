@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("conf", "errors", "direct", "counters", "testing"), 0),
     "clientip": 1,  # one proxy-aware client_ip for every role
     "scripts": 1,  # Lua, sent through direct
+    "engines": 1,  # redis-py's client per topology, built for connections
     "connections": 2,
     **dict.fromkeys(("cache", "sessions", "ratelimit", "pubsub", "locks"), 3),
     **dict.fromkeys(("doctor", "reporting"), 4),

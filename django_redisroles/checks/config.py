@@ -1,4 +1,4 @@
-"""Shape of the ``REDISROLES`` setting (``redisroles.E001``-``E006``)."""
+"""Shape of the ``REDISROLES`` setting (``redisroles.E001``-``E009``, ``W004``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
+from ..conf.topology import CLUSTER_SCHEMES, SENTINEL_SCHEMES
 
 #: Connection options we pass through to redis-py (plus our ``retry_attempts``).
 KNOWN_OPTIONS: frozenset[str] = conf.CONNECTION_OPTIONS
@@ -80,18 +82,83 @@ def _check_options(where: str, options: Any) -> list[CheckMessage]:
     return errors
 
 
+#: A topology URL's form, for the hint of ``redisroles.E008``.
+TOPOLOGY_FORMS = {
+    "cluster": "redis+cluster://[user:pass@]host:port[,host:port...] (rediss+cluster:// for "
+    "TLS); a Redis Cluster has only database 0",
+    "sentinel": "redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE[/DB] "
+    "(rediss+sentinel:// for TLS); the Sentinels' own credentials go in "
+    'OPTIONS["sentinel_username"] / ["sentinel_password"]',
+}
+
+
 def _check_url(where: str, url: Any) -> list[CheckMessage]:
     problem = validate_url(url)
     if problem is None:
         return []
+    scheme = str(url).partition("://")[0].lower() if isinstance(url, str) else ""
+    if scheme in CLUSTER_SCHEMES | SENTINEL_SCHEMES:
+        kind = "cluster" if scheme in CLUSTER_SCHEMES else "sentinel"
+        return [
+            Error(
+                f"{where} is not a usable Redis {kind.capitalize()} URL: {problem}.",
+                hint=f"The form is {TOPOLOGY_FORMS[kind]}.",
+                id="redisroles.E008",
+            )
+        ]
     return [
         Error(
             f"{where} is not a usable Redis URL: {problem}.",
             hint="Examples: redis://127.0.0.1:6379/0, rediss://user:pass@host:6380/0, "
-            "unix:///run/redis/redis.sock?db=0.",
+            "unix:///run/redis/redis.sock?db=0; a Redis Cluster: redis+cluster://host:port,"
+            "host:port; a Sentinel service: redis+sentinel://host:26379,host:26379/SERVICE/0.",
             id="redisroles.E005",
         )
     ]
+
+
+def _check_topology_options() -> list[CheckMessage]:
+    """Each role's resolved options against its URL's topology (E009, W004).
+
+    Run once the shape of ``REDISROLES`` is right: the URL and the options may
+    come from different levels (a role's URL, the top-level OPTIONS). Roles
+    with the same problem get one message naming them all.
+    """
+    unfit: dict[str, list[str]] = {}  # problem -> roles
+    ignored: dict[tuple[str, str], list[str]] = {}  # (masked URL, options) -> roles
+    for role in conf.ROLES:
+        try:
+            cfg = conf.role_config(role)
+        except (ImproperlyConfigured, ValueError):
+            continue  # the URL's own error is E005/E008
+        problem = conf.options_problem(cfg.url, cfg.options)
+        if problem is not None:
+            unfit.setdefault(problem, []).append(role)
+        given = sorted(name for name in conf.SENTINEL_OPTIONS if cfg.options.get(name))
+        if given and cfg.url.partition("://")[0].lower() not in SENTINEL_SCHEMES:
+            ignored.setdefault((conf.mask_url(cfg.url), ", ".join(given)), []).append(role)
+    messages: list[CheckMessage] = [
+        Error(
+            f"The connection options of the {_roles(roles)} do not fit its URL: {problem}.",
+            hint='Leave OPTIONS["db"] out (or 0) for a Redis Cluster.',
+            id="redisroles.E009",
+        )
+        for problem, roles in unfit.items()
+    ]
+    messages += [
+        Warning(
+            f"The OPTIONS of the {_roles(roles)} set {names}, which only a redis+sentinel:// "
+            f"URL uses; its URL {url!r} is not one, so they are ignored.",
+            hint="Use a redis+sentinel://host:26379,.../SERVICE URL, or remove them from OPTIONS.",
+            id="redisroles.W004",
+        )
+        for (url, names), roles in ignored.items()
+    ]
+    return messages
+
+
+def _roles(roles: list[str]) -> str:
+    return f"{roles[0]} role" if len(roles) == 1 else f"{', '.join(roles)} roles"
 
 
 @register()
@@ -194,4 +261,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         if "URL" in role_value:
             errors += _check_url(f"{where}['URL']", role_value["URL"])
         errors += _check_options(f"{where}['OPTIONS']", role_value.get("OPTIONS"))
+    if not errors:
+        errors += _check_topology_options()
     return errors

@@ -7,11 +7,15 @@ import time
 from argparse import ArgumentParser
 from typing import Any
 
-import redis
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
 from ..connections import get_redis
+from ..errors import REDIS_ERRORS
+
+#: What a role's client may raise here: a Redis error (redis-py's RedisClusterException
+#: too: no reachable seed node), or a malformed URL.
+_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ImproperlyConfigured)
 
 HELP = "Show each role's Redis URL (passwords hidden), shared pools and round-trip time."
 
@@ -40,9 +44,9 @@ def describe() -> list[dict[str, Any]]:
             client.ping()
             row["ping_ms"] = round((time.perf_counter() - start) * 1000, 3)
             row["error"] = None
-        except (redis.RedisError, ImproperlyConfigured) as exc:  # a malformed URL too
+        except _ERRORS as exc:
             row["ping_ms"] = None
-            row["error"] = f"{type(exc).__name__}: {exc}"
+            row["error"] = f"{type(exc).__name__}: {conf.mask_text(exc)}"
         rows.append(row)
     return rows
 

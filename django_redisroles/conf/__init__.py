@@ -45,19 +45,23 @@ from .defaults import (
     ROLE_DEFAULT_OPTIONS,
     ROLE_DEFAULTS,
     ROLES,
+    SENTINEL_OPTIONS,
     TOP_LEVEL_KEYS,
     URL_SCHEMES,
 )
 from .resolved import Resolved, on_settings_change, reset_all
+from .topology import Topology, TopologyURLError
 from .urls import (
     MASK,
     TLSVerification,
     mask_argv,
     mask_text,
     mask_url,
+    options_problem,
     safe_repr,
     server_of,
     tls_verification,
+    topology_of,
     url_db,
     url_db_or_none,
     url_problem,
@@ -76,11 +80,14 @@ __all__ = [
     "ROLES",
     "ROLE_DEFAULTS",
     "ROLE_DEFAULT_OPTIONS",
+    "SENTINEL_OPTIONS",
     "TOP_LEVEL_KEYS",
     "URL_SCHEMES",
     "Resolved",
     "RoleConfig",
     "TLSVerification",
+    "Topology",
+    "TopologyURLError",
     "default_url",
     "doctor_settings",
     "get",
@@ -91,6 +98,7 @@ __all__ = [
     "mask_text",
     "mask_url",
     "on_settings_change",
+    "options_problem",
     "raw",
     "reset_all",
     "role_config",
@@ -102,6 +110,7 @@ __all__ = [
     "safe_repr",
     "server_of",
     "tls_verification",
+    "topology_of",
     "url_db",
     "url_db_or_none",
     "url_problem",
@@ -169,10 +178,14 @@ def glob_escape(text: str) -> str:
 def role_db(role: str) -> int:
     """The database a role's connections select: the URL's, else ``OPTIONS["db"]``, else 0.
 
-    (redis-py lets the URL win over keyword arguments.) Raises ``ValueError``
-    for a malformed URL (check ``redisroles.E005``).
+    (redis-py lets the URL win over keyword arguments.) A Redis Cluster's is 0
+    (it has no other). Raises ``ValueError`` for a malformed URL (check
+    ``redisroles.E005``).
     """
-    db = url_db_or_none(role_url(role))
+    url = role_url(role)
+    if topology_of(url).kind == "cluster":
+        return 0
+    db = url_db_or_none(url)
     if db is None:
         db = int(role_options(role).get("db") or 0)
     return db

@@ -12,7 +12,16 @@ from typing import Any
 ROLES: tuple[str, ...] = ("cache", "sessions", "ratelimit", "pubsub", "locks")
 
 FALLBACK_URL = "redis://127.0.0.1:6379/0"
-URL_SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix")
+URL_SCHEMES: tuple[str, ...] = (
+    "redis",
+    "rediss",
+    "unix",
+    # A Redis Cluster (seed nodes) and the master of a Sentinel service: conf.topology.
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
 
 #: Keys accepted at the top level of ``REDISROLES`` (``TRUSTED_PROXIES`` and
 #: ``PROXY_HEADER``: see ``django_redisroles.clientip``).
@@ -69,8 +78,15 @@ CONNECTION_OPTIONS: frozenset[str] = frozenset(
         "ssl_password",
         "ssl_min_version",
         "ssl_ciphers",
+        # redis+sentinel:// only: the Sentinels' own credentials (the URL's are the
+        # data nodes'); ignored for other URLs.
+        "sentinel_username",
+        "sentinel_password",
     }
 )
+
+#: Connection options that only a ``redis+sentinel://`` URL uses.
+SENTINEL_OPTIONS: frozenset[str] = frozenset({"sentinel_username", "sentinel_password"})
 
 #: Per-role connection option defaults, layered over ``DEFAULT_OPTIONS``.
 ROLE_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {

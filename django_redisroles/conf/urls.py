@@ -3,6 +3,8 @@
 Every message, log line, check and command output that shows a Redis URL
 goes through :func:`mask_url`; every first connection and check goes
 through :func:`url_problem`, which never quotes a parser's error text.
+Topology URLs (``redis+cluster://``, ``redis+sentinel://``) are taken apart
+by :mod:`.topology`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from .defaults import CONNECTION_OPTIONS, URL_SCHEMES
+from .defaults import CONNECTION_OPTIONS, SENTINEL_OPTIONS, URL_SCHEMES
+from .topology import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    TLS_SCHEMES,
+    Topology,
+    TopologyURLError,
+    parse_topology,
+)
 
 MASK = "***"
 
@@ -147,6 +157,12 @@ def url_problem(url: Any) -> str | None:
             "they must be percent-encoded (%2F, %3F, %23), or the password moved to "
             'OPTIONS["password"]'
         )
+    if scheme in CLUSTER_SCHEMES | SENTINEL_SCHEMES:
+        try:
+            parse_topology(url)
+        except TopologyURLError as exc:  # names the bad part after the '@', never before
+            return f"{shown} {exc}"
+        return _query_problem(shown, scheme, dict(parse_qs(urlsplit(url).query)))
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -168,13 +184,19 @@ def url_problem(url: Any) -> str | None:
         db = query["db"][0]
     if db is not None and not db.isdigit():
         return f"{shown} has database {db!r}; the database must be a number"
+    return _query_problem(shown, parts.scheme, query)
+
+
+def _query_problem(shown: str, scheme: str, query: Mapping[str, list[str]]) -> str | None:
     parsers = _redis_query_parsers()
     for name, values in query.items():
         if name not in _QUERY_PARAMETERS:
             # redis-py would pass it on as a keyword argument: a TypeError at connect.
             return f"{shown} has an unknown query parameter {name!r}"
-        if name.startswith("ssl_") and parts.scheme != "rediss":
-            return f"{shown} has {name!r}, which only a rediss:// (TLS) URL takes"
+        if name.startswith("ssl_") and scheme not in TLS_SCHEMES:
+            return f"{shown} has {name!r}, which only a TLS URL (rediss://...) takes"
+        if name in SENTINEL_OPTIONS and scheme not in SENTINEL_SCHEMES:
+            return f"{shown} has {name!r}, which only a redis+sentinel:// URL takes"
         parser = parsers.get(name)
         if parser is None or not values:
             continue
@@ -183,6 +205,35 @@ def url_problem(url: Any) -> str | None:
         except (TypeError, ValueError):
             return f"{shown} has an invalid value for the query parameter {name!r}"
     return None
+
+
+def options_problem(url: str, options: Mapping[str, Any]) -> str | None:
+    """Why connection ``options`` cannot go with ``url``'s topology, or None.
+
+    A Redis Cluster has only database 0: ``OPTIONS["db"]`` other than 0 with
+    a ``redis+cluster://`` URL is refused (redis-py would raise at connect).
+    """
+    if urlsplit_scheme(url) in CLUSTER_SCHEMES and options.get("db") not in (None, 0, "0"):
+        return (
+            f'OPTIONS["db"] = {options["db"]!r} with the Redis Cluster URL {mask_url(url)!r}: '
+            "a Redis Cluster has only database 0"
+        )
+    return None
+
+
+def urlsplit_scheme(url: str) -> str:
+    """The scheme of ``url`` as written before ``://`` (lower case), '' when it has none."""
+    scheme, sep, _ = str(url).partition("://")
+    return scheme.lower() if sep else ""
+
+
+def topology_of(url: str) -> Topology:
+    """``url`` taken apart (:class:`.topology.Topology`); ``ValueError`` when unusable.
+
+    Call :func:`url_problem` first for a message fit to show: this one's
+    ``ValueError`` may come from the URL parser.
+    """
+    return parse_topology(url)
 
 
 def _redis_query_parsers() -> Mapping[str, Any]:
@@ -236,7 +287,7 @@ def tls_verification(url: str, options: Mapping[str, Any]) -> TLSVerification:
     # redis-py's own parsing of the URL's boolean (the same answer its pool gives); untyped.
     to_bool = cast("Callable[[object], bool | None]", untyped_to_bool)
 
-    tls = url.startswith("rediss://")
+    tls = urlsplit_scheme(url) in TLS_SCHEMES
     query = url_query(url)
     where: str | None = None
     if "ssl_cert_reqs" in query:
@@ -261,8 +312,22 @@ def server_of(url: str) -> tuple[str, ...] | None:
     """The Redis server a URL points at, ignoring database and credentials (None: unusable).
 
     ``localhost`` and ``::1`` count as ``127.0.0.1``; for telling, without
-    connecting, whether two settings name the same server.
+    connecting, whether two settings name the same server. A Redis Cluster is
+    ``("cluster", seed, ...)`` (the seeds sorted: the same seeds in any order
+    are the same cluster), the master of a Sentinel service ``("sentinel",
+    SERVICE, sentinel, ...)``: two URLs with different seed lists (or
+    Sentinels) are taken for different deployments.
     """
+    scheme = urlsplit_scheme(url)
+    if scheme in CLUSTER_SCHEMES | SENTINEL_SCHEMES:
+        try:
+            topology = parse_topology(url)
+        except ValueError:
+            return None
+        addresses = tuple(sorted(set(topology.addresses)))
+        if topology.kind == "cluster":
+            return ("cluster", *addresses)
+        return ("sentinel", str(topology.service), *addresses)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -281,18 +346,18 @@ def server_of(url: str) -> tuple[str, ...] | None:
 def url_db(url: str) -> int:
     """The database a Redis URL selects: ``?db=N``, else ``/N``, else 0 (as redis-py reads it).
 
-    Raises ``ValueError`` for a non-numeric ``?db=`` (check ``redisroles.E005``).
+    A ``redis+cluster://`` URL selects 0 (a cluster has no other); a
+    ``redis+sentinel://`` one its ``/SERVICE/DB``. Raises ``ValueError`` for
+    a non-numeric ``?db=`` (check ``redisroles.E005``).
     """
-    parts = urlsplit(url)
-    for item in parts.query.split("&"):
-        if item.startswith("db="):
-            return int(item[3:] or 0)
-    path = parts.path.lstrip("/") if parts.scheme != "unix" else ""
-    return int(path) if path.isdigit() else 0
+    db = url_db_or_none(url)
+    return 0 if db is None else db
 
 
 def url_db_or_none(url: str) -> int | None:
     """The database a URL names (``?db=`` or the path), None when it names none."""
+    if urlsplit_scheme(url) in CLUSTER_SCHEMES | SENTINEL_SCHEMES:
+        return parse_topology(url).db
     parts = urlsplit(url)
     query_db = parse_qs(parts.query).get("db")
     if query_db:

@@ -32,7 +32,7 @@ def run(
     skipped = unwired_roles() if roles is None else {}
     wanted = set(conf.ROLES) - set(skipped) if roles is None else set(roles)
     selected = [r for r in conf.ROLES if r in wanted]
-    servers = facts.connect(selected, limits)
+    servers, deployments = facts.connect(selected, limits)
     try:
         window_start = facts.open_connection_window(servers)
         for server in servers:
@@ -66,8 +66,10 @@ def run(
             server.client = None
             for database in server.databases:
                 database.client = None
-    ctx = Context(servers, limits, selected)
+    ctx = Context(servers, limits, selected, deployments)
     findings = [finding for check in RULES for finding in check(ctx)]
     order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (order.get(f.severity, len(order)), f.id, f.instance))
-    return Report(selected, servers, findings, limits, time.monotonic() - started, skipped)
+    return Report(
+        selected, servers, findings, limits, time.monotonic() - started, skipped, deployments
+    )

@@ -3,9 +3,11 @@
 1. :func:`connect`: every role's URL is resolved from ``REDISROLES``; one
    connection is opened per distinct URL (roles sharing a URL share it), with a
    short timeout, no retries, and the client name ``redisroles-doctor`` (so it
-   is not counted as the app's). Servers are told apart by ``INFO``'s
-   ``run_id``: two URLs naming the same server (another database, ``localhost``
-   vs ``127.0.0.1``) are one :class:`~.model.Server`.
+   is not counted as the app's). A ``redis+cluster://`` or ``redis+sentinel://``
+   URL is one connection per node (:mod:`.nodes`: every master and replica).
+   Servers are told apart by ``INFO``'s ``run_id``: two URLs naming the same
+   server (another database, ``localhost`` vs ``127.0.0.1``) are one
+   :class:`~.model.Server`.
 2. :func:`gather_server`: a few ``CONFIG GET`` (optional: managed services
    often disable ``CONFIG``), N ``PING`` round trips, ``CLIENT LIST``, and the
    subscribed pub/sub channels with database-blind (old) names.
@@ -30,8 +32,9 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
-from ..connections import pool_from_url, pool_kwargs
-from .model import Database, Limits, Namespace, Server
+from . import nodes
+from .model import Database, Deployment, Limits, Namespace, Server
+from .nodes import DOCTOR_CLIENT_NAME
 from .wiring import near_cache_prefixes, role_namespaces
 
 __all__ = [
@@ -46,12 +49,11 @@ __all__ = [
     "url_label",
 ]
 
-DOCTOR_CLIENT_NAME = "redisroles-doctor"
-
 
 def url_label(url: str) -> str:
-    """``host:port`` (or ``unix:path``) of a URL; the masked URL when it is malformed."""
-    if conf.url_problem(url) is not None:
+    """``host:port`` (or ``unix:path``) of a URL; the masked URL when it is malformed or
+    names a Redis Cluster or a Sentinel service (its nodes get their own labels)."""
+    if conf.url_problem(url) is not None or conf.topology_of(url).kind != "single":
         return conf.mask_url(url)
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -62,67 +64,102 @@ def url_label(url: str) -> str:
 Progress = Callable[[str], None]
 
 
-def _client(url: str, options: Mapping[str, Any], timeout: float) -> redis.Redis:
-    """A private, short-timeout client: the doctor must not wait on a dead server.
-
-    Built from the role's options (password, TLS) through ``connections.pool_kwargs``
-    so it connects exactly as the role does, but never retried, with a small pool
-    and its own client name (not counted among the app's connections).
-    """
-    opts = dict(options)
-    opts.update(
-        socket_connect_timeout=timeout,
-        socket_timeout=max(timeout, 1.0),
-        retry_attempts=0,
-        max_connections=2,
-        client_name=DOCTOR_CLIENT_NAME,
-    )
-    opts.pop("health_check_interval", None)
-    pool = pool_from_url(redis.ConnectionPool, url, pool_kwargs(opts, url), "this role")
-    return redis.Redis(connection_pool=pool)
-
-
-def connect(roles: Iterable[str], limits: Limits) -> list[Server]:
-    """One connection per distinct URL, merged into one ``Server`` per run_id."""
+def connect(roles: Iterable[str], limits: Limits) -> tuple[list[Server], list[Deployment]]:
+    """One connection per distinct URL (per node of a Redis Cluster or a Sentinel service),
+    merged into one ``Server`` per run_id; and each topology URL's :class:`Deployment`."""
     by_url: dict[str, list[str]] = {}
     for role in roles:
         by_url.setdefault(conf.role_url(role), []).append(role)
     servers: dict[str, Server] = {}
+    deployments: list[Deployment] = []
     for url, url_roles in by_url.items():
-        label = url_label(url)
-        client: redis.Redis | None = None
+        options = conf.role_options(url_roles[0])
         try:
-            client = _client(url, conf.role_options(url_roles[0]), limits.timeout)
-            info = client.info()
-        except (redis.RedisError, ImproperlyConfigured, OSError) as exc:  # a bad URL too
-            if client is not None:
-                client.connection_pool.disconnect()
-            key = f"unreachable:{label}"
-            down = servers.setdefault(key, Server(label, [], []))
-            down.urls.append(conf.mask_url(url))
-            down.roles += url_roles
-            down.error = f"{type(exc).__name__}: {conf.mask_text(exc)}"
+            kind = conf.topology_of(url).kind if conf.url_problem(url) is None else "single"
+            if kind == "single":
+                _add_server(servers, url, url_roles, url_label(url), limits.timeout, None, None)
+                continue
+            deployment, found = nodes.discover(url, options, limits.timeout)
+        except (ImproperlyConfigured, ValueError) as exc:  # a URL or options redis-py refuses
+            _unreachable(servers, url, url_roles, url_label(url), exc)
             continue
-        db = Database(conf.url_db(url), list(url_roles), [], client=client)
-        for role in url_roles:
-            db.namespaces += role_namespaces(role)
-        run_id = str(info.get("run_id"))
-        server = servers.get(run_id)
-        if server is None:
-            server = servers[run_id] = Server(
-                label, [], [], client=client, reachable=True, run_id=run_id, info=info
+        deployment.roles = list(url_roles)
+        deployments.append(deployment)
+        if deployment.error is not None:
+            _unreachable(servers, url, url_roles, deployment.label, deployment.error)
+        topology = conf.topology_of(url)
+        for node in found:
+            try:
+                client = nodes.node_client(topology, options, limits.timeout, node)
+            except (ImproperlyConfigured, ValueError) as exc:
+                _unreachable(servers, url, url_roles, node.label, exc)
+                continue
+            _add_server(
+                servers, url, url_roles, node.label, limits.timeout, client, node, deployment.kind
             )
-        server.urls.append(conf.mask_url(url))
-        server.roles += url_roles
-        same_db = next((d for d in server.databases if d.db == db.db), None)
-        if same_db is None:
-            server.databases.append(db)  # keeps its client: it is SELECTed on that db
-        else:  # another URL for the same database: one connection is enough
-            same_db.roles += db.roles
-            same_db.namespaces += db.namespaces
-            if client is not server.client:
-                client.connection_pool.disconnect()
-    return list(servers.values())
+    return list(servers.values()), deployments
+
+
+def _unreachable(
+    servers: dict[str, Server], url: str, roles: list[str], label: str, why: Any
+) -> Server:
+    down = servers.setdefault(f"unreachable:{label}", Server(label, [], []))
+    down.urls.append(conf.mask_url(url))
+    down.roles += [r for r in roles if r not in down.roles]
+    down.error = why if isinstance(why, str) else f"{type(why).__name__}: {conf.mask_text(why)}"
+    return down
+
+
+def _add_server(
+    servers: dict[str, Server],
+    url: str,
+    roles: list[str],
+    label: str,
+    timeout: float,
+    client: redis.Redis | None,
+    node: nodes.Node | None,
+    topology: str | None = None,
+) -> None:
+    """Connect (``client``, or one of ``url``), and add or merge the server it reaches.
+
+    A replica gets no :class:`Database`: its keys are its master's, sampled there.
+    """
+    try:
+        if client is None:
+            client = nodes.plain_client(url, conf.role_options(roles[0]), timeout)
+        info = client.info()
+    except (redis.RedisError, ImproperlyConfigured, OSError) as exc:  # a bad URL too
+        if client is not None:
+            client.connection_pool.disconnect()
+        down = _unreachable(servers, url, roles, label, exc)
+        if node is not None:
+            down.topology, down.node, down.master = topology, node.node, node.master
+        return
+    run_id = str(info.get("run_id"))
+    server = servers.get(run_id)
+    if server is None:
+        server = servers[run_id] = Server(
+            label, [], [], client=client, reachable=True, run_id=run_id, info=info
+        )
+        if node is not None:
+            server.topology, server.node, server.master = topology, node.node, node.master
+    server.urls.append(conf.mask_url(url))
+    server.roles += [r for r in roles if r not in server.roles]
+    if node is not None and node.node != "master":
+        if client is not server.client:
+            client.connection_pool.disconnect()
+        return
+    db = Database(node.db if node is not None else conf.url_db(url), list(roles), [], client=client)
+    for role in roles:
+        db.namespaces += role_namespaces(role)
+    same_db = next((d for d in server.databases if d.db == db.db), None)
+    if same_db is None:
+        server.databases.append(db)  # keeps its client: it is SELECTed on that db
+    else:  # another URL for the same database: one connection is enough
+        same_db.roles += db.roles
+        same_db.namespaces += db.namespaces
+        if client is not server.client:
+            client.connection_pool.disconnect()
 
 
 def gather_server(server: Server, limits: Limits) -> None:
@@ -181,7 +218,13 @@ def probe_acl(database: Database, limits: Limits) -> None:
         key = conf.make_key(role, DOCTOR_CLIENT_NAME)
         try:
             client.evalsha(_NO_SCRIPT, 1, key)
-        except redis.exceptions.NoScriptError:
+        except (
+            redis.exceptions.NoScriptError,
+            redis.exceptions.MovedError,
+            redis.exceptions.AskError,
+        ):
+            # A cluster node redirects a key of another node's slot only once the ACL
+            # let the command through (Redis checks permissions first): allowed.
             pass
         except redis.exceptions.NoPermissionError as exc:
             refused.append(f"run its Lua scripts on its keys (EVALSHA on {key}: {exc})")

@@ -22,10 +22,12 @@ __all__ = [
     "SEVERITIES",
     "WARNING",
     "Database",
+    "Deployment",
     "Finding",
     "Fix",
     "Limits",
     "Namespace",
+    "SentinelView",
     "Server",
     "conf_size",
     "human",
@@ -152,6 +154,16 @@ class Server:
     #: Subscribed pub/sub channels named without a database (django-redisroles before
     #: channel names carried it): ``<prefix>:pubsub:g:...`` / ``:c:...``.
     legacy_channels: list[str] = field(default_factory=list)
+    #: A node of a Redis Cluster or a Sentinel service: ``cluster`` / ``sentinel``, its
+    #: role there (``master`` / ``replica``) and a replica's master (``host:port``).
+    topology: str | None = None
+    node: str | None = None
+    master: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The label, with the node's place in its deployment: ``host:port (cluster master)``."""
+        return f"{self.label} ({self.topology} {self.node})" if self.topology else self.label
 
     # -- derived -----------------------------------------------------------
     @property
@@ -231,6 +243,11 @@ class Server:
         subs = self.subscribers()
         return {
             "instance": self.label,
+            "node": (
+                {"topology": self.topology, "role": self.node, "master": self.master}
+                if self.topology
+                else None
+            ),
             "urls": self.urls,
             "roles": self.roles,
             "reachable": self.reachable,
@@ -297,6 +314,51 @@ class Server:
                 for d in self.databases
             ],
         }
+
+
+@dataclass
+class SentinelView:
+    """What one Sentinel of a ``redis+sentinel://`` URL says about the service."""
+
+    label: str  # "host:port" of the Sentinel
+    reachable: bool = False
+    error: str | None = None
+    master: str | None = None  # the master it names, "host:port"
+    quorum: int | None = None
+    sentinels: int | None = None  # Sentinels it knows watch the service, itself included
+    flags: str = ""
+    quorum_ok: bool | None = None  # SENTINEL CKQUORUM
+    quorum_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Deployment:
+    """A Redis Cluster or a Sentinel service a role's URL names, and what it says of itself."""
+
+    kind: str  # "cluster" | "sentinel"
+    label: str  # the URL, masked
+    roles: list[str] = field(default_factory=list)
+    service: str | None = None  # sentinel
+    error: str | None = None  # nobody answered: no node could be found
+    asked: str | None = None  # the seed node that answered (cluster)
+    cluster: dict[str, str] = field(default_factory=dict)  # CLUSTER INFO
+    masters: list[str] = field(default_factory=list)  # "host:port" of each serving master
+    replicas: dict[str, list[str]] = field(default_factory=dict)  # master -> healthy replicas
+    sentinels: list[SentinelView] = field(default_factory=list)
+    #: What could not be asked, and what was done instead (CLUSTER NODES refused...).
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cluster"] = {
+            k: self.cluster[k]
+            for k in ("cluster_state", "cluster_slots_assigned", "cluster_known_nodes")
+            if k in self.cluster
+        }
+        return data
 
 
 def _bytes(value: str) -> int:

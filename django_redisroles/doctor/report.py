@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import conf
-from .model import ERROR, WARNING, Finding, Limits, Server, human
+from .model import ERROR, WARNING, Deployment, Finding, Limits, Server, human
 
 __all__ = ["JSON_SCHEMA_VERSION", "Report", "human_mem", "render"]
 
@@ -29,6 +29,8 @@ class Report:
     seconds: float
     #: Roles left out because the project does not wire them -> why.
     skipped: dict[str, str] = field(default_factory=dict)
+    #: The Redis Clusters and Sentinel services the roles' URLs name.
+    deployments: list[Deployment] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -62,6 +64,7 @@ class Report:
             "roles": role_map,
             "skipped": dict(self.skipped),
             "instances": [s.as_dict() for s in self.servers],
+            "deployments": [d.as_dict() for d in self.deployments],
             "findings": [f.as_dict() for f in self.findings],
         }
 
@@ -87,7 +90,7 @@ def render(report: Report) -> str:
             + ". Add --role ROLE to check one anyway."
         )
     lines.append("")
-    sw = max([len("SERVER"), *(len(s.label) for s in report.servers)])
+    sw = max([len("SERVER"), *(len(s.shown) for s in report.servers)])
     rw = max([len("ROLES"), *(len(",".join(s.roles)) for s in report.servers)])
     lines.append(
         f"{'SERVER':<{sw}}  {'ROLES':<{rw}}  {'VERSION':<12} {'PING':>8}  {'MEMORY':<26} POLICY"
@@ -96,13 +99,13 @@ def render(report: Report) -> str:
     for server in report.servers:
         roles = ",".join(server.roles)
         if not server.reachable:
-            lines.append(f"{server.label:<{sw}}  {roles:<{rw}}  unreachable: {server.error}")
+            lines.append(f"{server.shown:<{sw}}  {roles:<{rw}}  unreachable: {server.error}")
             continue
         median = server.ping_median()
         ping = f"{median:.2f}ms" if median is not None else "-"
         mem = human_mem(server)
         lines.append(
-            f"{server.label:<{sw}}  {roles:<{rw}}  {server.describe():<12} "
+            f"{server.shown:<{sw}}  {roles:<{rw}}  {server.describe():<12} "
             f"{ping:>8}  {mem:<26} {server.policy}"
         )
         data = server.as_dict()
@@ -123,6 +126,9 @@ def render(report: Report) -> str:
                 f"{pad}db{database.db}: sampled {database.scanned:,} of "
                 f"{database.keys:,} keys ({state}, {database.seconds:.2f}s)"
             )
+    for deployment in report.deployments:
+        lines.append(_describe(deployment))
+        lines.extend(f"  {note}" for note in deployment.notes)
     lines.append("")
     if not report.findings:
         lines.append("No problems found.")
@@ -153,3 +159,27 @@ def human_mem(server: Server) -> str:
     if not server.maxmemory:
         return f"{used} / no maxmemory"
     return f"{used} / {human(server.maxmemory)} ({server.used_memory / server.maxmemory:.0%})"
+
+
+def _describe(deployment: Deployment) -> str:
+    """One line on a Redis Cluster or a Sentinel service as a whole."""
+    if deployment.error:
+        return f"{deployment.kind} {deployment.label}: {deployment.error}"
+    replicas = sum(len(r) for r in deployment.replicas.values())
+    if deployment.kind == "cluster":
+        state = deployment.cluster.get("cluster_state", "?")
+        slots = deployment.cluster.get("cluster_slots_assigned", "?")
+        return (
+            f"cluster {deployment.label}: state {state}, {slots} slots assigned, "
+            f"{len(deployment.masters)} master(s), {replicas} replica(s)"
+        )
+    answering = [v for v in deployment.sentinels if v.reachable]
+    known = max((v.sentinels or 0 for v in answering), default=0)
+    quorum = next((v.quorum for v in answering if v.quorum), None)
+    ok = any(v.quorum_ok for v in answering)
+    return (
+        f"sentinel {deployment.label}: service {deployment.service!r}, master "
+        f"{', '.join(deployment.masters) or '?'}, {replicas} replica(s), "
+        f"{len(answering)}/{len(deployment.sentinels)} Sentinel(s) of the URL answer, "
+        f"{known} known, quorum {quorum} ({'reachable' if ok else 'NOT reachable'})"
+    )

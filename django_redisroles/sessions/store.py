@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
-import redis.asyncio
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
@@ -147,7 +145,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         return changed
 
     # -- sync API --------------------------------------------------------------
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> Any:  # redis.Redis, or a RedisCluster for redis+cluster://
         return connections.get_redis(ROLE)
 
     def _call(self, func: Any, *args: Any) -> Any:
@@ -266,7 +264,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
     # -- async API (native: redis.asyncio, no thread hop) ----------------------
     # Written against SessionBase of Django 4.2 too, which has no async API:
     # only our own helpers (and compat.py's accessors) are used here.
-    def _aredis(self) -> redis.asyncio.Redis:
+    def _aredis(self) -> Any:  # the asyncio client of get_async_redis
         return connections.get_async_redis(ROLE)
 
     async def _acall(self, func: Any, *args: Any) -> Any:

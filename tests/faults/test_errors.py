@@ -379,3 +379,45 @@ def test_the_admin_password_works(servers: dict[str, Any]) -> None:
     # failures of the fixture).
     with servers["secure"].client(password=ADMIN_PASSWORD) as c:
         assert c.ping()
+
+
+def test_cluster_client_refusals_are_programming_errors_not_outages() -> None:
+    """redis-py's cluster client refuses a multi-key command across slots before sending
+    it (a RedisClusterException, not a RedisError): a bug to fix, not an outage to ride
+    out (a role would otherwise apply its outage policy and hide it)."""
+    from tests.conftest import session_topology
+
+    cluster = session_topology("cluster")
+    with cluster.client() as client:
+        exc = _raised(lambda: client.eval("return 1", 2, "a", "b"))
+    assert type(exc).__name__ == "RedisClusterException", repr(exc)
+    failure = classify(exc)
+    assert failure is not None
+    assert (failure.kind, failure.code) == (Kind.ERROR, "CLIENT")
+
+
+@pytest.mark.parametrize("asyncio_", [False, True], ids=["sync", "async"])
+def test_a_cluster_with_no_reachable_seed_is_an_outage(asyncio_: bool) -> None:
+    import asyncio
+
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    port = free_port()  # nothing listens there
+    if asyncio_:
+
+        async def connect() -> None:
+            client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+            try:
+                await client.initialize()
+            finally:
+                await client.aclose()
+
+        exc = _raised(lambda: asyncio.run(connect()))
+    else:
+        exc = _raised(lambda: redis.cluster.RedisCluster(host="127.0.0.1", port=port))
+    assert type(exc).__name__ == "RedisClusterException", repr(exc)
+    failure = classify(exc)
+    assert failure is not None
+    assert (failure.kind, failure.code) == (Kind.OUTAGE, "CONNECTION")
+    assert failure.exc is exc

@@ -45,6 +45,7 @@ def validate_report(data: dict) -> None:
         "roles",
         "skipped",
         "instances",
+        "deployments",
         "findings",
     }
     assert data["schema"] == 1

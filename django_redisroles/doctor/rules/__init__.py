@@ -7,10 +7,17 @@ role has no rule of its own: its keys-without-TTL rule is in ``common``.
 
 from __future__ import annotations
 
-from . import cache, common, locks, pubsub, sessions
+from . import cache, common, locks, pubsub, sessions, topology
 from .base import Context, Rule
 
 __all__ = ["RULES", "Context", "Rule"]
 
 #: Every rule, in the order they run (findings are sorted afterwards).
-RULES: list[Rule] = [*common.RULES, *cache.RULES, *sessions.RULES, *pubsub.RULES, *locks.RULES]
+RULES: list[Rule] = [
+    *common.RULES,
+    *topology.RULES,
+    *cache.RULES,
+    *sessions.RULES,
+    *pubsub.RULES,
+    *locks.RULES,
+]

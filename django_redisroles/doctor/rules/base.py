@@ -6,20 +6,23 @@ A rule is a pure function of the gathered facts: ``Context -> Iterable[Finding]`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..model import Finding, Limits, Server
+from ..model import Deployment, Finding, Limits, Server
 
 __all__ = ["Context", "Rule", "on", "pct", "reachable"]
 
 
 @dataclass
 class Context:
-    """The facts of one run: the servers, the limits, the roles checked."""
+    """The facts of one run: the servers, the limits, the roles checked, the deployments."""
 
     servers: list[Server]
     limits: Limits
     roles: list[str]
+    #: The Redis Clusters and Sentinel services behind the roles' URLs (their nodes are
+    #: among ``servers``).
+    deployments: list[Deployment] = field(default_factory=list)
 
 
 Rule = Callable[[Context], Iterable[Finding]]
