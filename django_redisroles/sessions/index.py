@@ -106,8 +106,14 @@ class Call:
     args: list[Any]
 
 
-#: A command, commands sent as one pipeline (not a transaction), or a script call.
-Request = Command | list[Command] | Call
+@dataclass(frozen=True, slots=True)
+class Masters:
+    """What to scan: ``[None]`` (the client) on one server, each master of a cluster."""
+
+
+#: A command, commands sent as one pipeline (not a transaction), a script call, or
+#: the masters to scan.
+Request = Command | list[Command] | Call | Masters
 Flow = Generator[Request, Any, T]
 
 
@@ -116,6 +122,8 @@ def _cmd(name: str, *args: Any, **kwargs: Any) -> Command:
 
 
 def _send(client: Any, request: Request) -> Any:
+    if isinstance(request, Masters):
+        return client.get_primaries() if keys.sharded() else [None]
     if isinstance(request, Call):
         return request.script(client, request.keys, request.args)
     if isinstance(request, Command):
@@ -127,6 +135,11 @@ def _send(client: Any, request: Request) -> Any:
 
 
 async def _asend(client: Any, request: Request) -> Any:
+    if isinstance(request, Masters):
+        if not keys.sharded():
+            return [None]
+        await client.initialize()  # a no-op once the slot map is known
+        return client.get_primaries()
     if isinstance(request, Call):
         return await request.script.acall(client, request.keys, request.args)
     if isinstance(request, Command):
@@ -332,17 +345,22 @@ def _trim() -> Flow[int]:
     cutoff = f"{_cutoff():.3f}"
     prefix = keys.index_prefix()
     trimmed = 0
-    cursor: Any = 0
-    while True:
-        cursor, found = yield _cmd(
-            "scan", cursor, match=keys.index_pattern(), count=500, _type="zset"
-        )
-        for key in map(_text, found):
-            if key.startswith(prefix):  # anchored: only our own indexes
-                script_keys = [key, keys.meta_key_name(key[len(prefix) :])]
-                trimmed += int((yield Call(TRIM, script_keys, [cutoff])))
-        if not int(cursor):
-            return trimmed
+    for node in (yield Masters()):  # a cluster: every master, each with its cursor
+        target = {} if node is None else {"target_nodes": node}
+        cursor: Any = 0
+        while True:
+            cursor, found = yield _cmd(
+                "scan", cursor, match=keys.index_pattern(), count=500, _type="zset", **target
+            )
+            if node is not None:
+                cursor = cursor[node.name]
+            for key in map(_text, found):
+                if key.startswith(prefix):  # anchored: only our own indexes
+                    script_keys = [key, keys.meta_of_index(key)]
+                    trimmed += int((yield Call(TRIM, script_keys, [cutoff])))
+            if not int(cursor):
+                break
+    return trimmed
 
 
 def trim_indexes() -> int:
