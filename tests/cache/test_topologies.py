@@ -134,3 +134,15 @@ def test_django_redis_extras_reach_every_master(topology: Any, cache: RedisRoles
     assert sorted(cache.iter_keys("item:*")) == sorted(KEYS)
     assert cache.delete_pattern("item:*") == len(KEYS)
     assert cache.keys("*") == ["other:1"]
+
+
+def test_a_location_naming_the_topology_is_one_server_not_a_list(
+    topology: Any, make_cache: Callable[..., RedisRolesCache]
+) -> None:
+    """A cluster's (or Sentinel's) seed list has commas: it is one LOCATION, not a
+    primary and its replicas (django-redis splits LOCATION on commas)."""
+    cache = make_cache(LOCATION=topology.url())
+    assert cache.client.servers == (topology.url(),)
+    cache.set_many({k: 1 for k in KEYS})
+    assert len(cache.get_many(KEYS)) == len(KEYS)
+    assert cache.clear() == len(KEYS)
