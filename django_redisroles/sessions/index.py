@@ -106,13 +106,11 @@ class Call:
     args: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
 class Masters:
     """What to scan: ``[None]`` (the client) on one server, each master of a cluster."""
 
 
-#: A command, commands sent as one pipeline (not a transaction), a script call, or
-#: the masters to scan.
+#: A command, commands sent as one pipeline (not a transaction), a script call, the masters.
 Request = Command | list[Command] | Call | Masters
 Flow = Generator[Request, Any, T]
 
@@ -136,10 +134,9 @@ def _send(client: Any, request: Request) -> Any:
 
 async def _asend(client: Any, request: Request) -> Any:
     if isinstance(request, Masters):
-        if not keys.sharded():
-            return [None]
-        await client.initialize()  # a no-op once the slot map is known
-        return client.get_primaries()
+        if keys.sharded():
+            await client.initialize()  # a no-op once the slot map is known
+        return client.get_primaries() if keys.sharded() else [None]
     if isinstance(request, Call):
         return await request.script.acall(client, request.keys, request.args)
     if isinstance(request, Command):
@@ -375,11 +372,8 @@ async def atrim_indexes() -> int:
 
 # -- signals -------------------------------------------------------------------------
 def _login_ip(request: HttpRequest) -> str | None:
-    """The client's address as the shared, proxy-aware ``clientip.client_ip`` sees it.
-
-    Behind a proxy listed in ``REDISROLES["TRUSTED_PROXIES"]`` that is the
-    address the proxy forwarded, not the proxy's own; None when there is none.
-    """
+    """The client's address as the proxy-aware ``clientip.client_ip`` sees it (behind a
+    ``TRUSTED_PROXIES`` proxy, the address it forwarded); None when there is none."""
     ip = clientip.client_ip(request)
     return None if ip == "unknown" else ip
 
@@ -391,13 +385,8 @@ def _on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
         return
     # login() changed the session, so it is saved at the end of the request
     # (one round trip, the index update included).
-    session.record_login(
-        {
-            "ip": _login_ip(request),
-            "ua": str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA],
-            "created": round(time.time(), 3),
-        }
-    )
+    ua = str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA]
+    session.record_login({"ip": _login_ip(request), "ua": ua, "created": round(time.time(), 3)})
 
 
 @receiver(user_logged_out, dispatch_uid="django_redisroles.sessions.logout")

@@ -211,7 +211,9 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         data = self._get_session(no_load=must_create)
         self._write(data, must_create)
 
-    def _run(self, todo: plan.SavePlan) -> Any:
+    def _run(self, todo: plan.SavePlan, wait: int = 0) -> Any:
+        if wait:  # a new session: the write and a WAIT for replicas, one pipeline
+            return durable.run(todo, wait)
         client = self._redis()
         if todo.kind == "set":
             if todo.nx:
@@ -239,10 +241,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         for attempt in range(plan.CAP_ATTEMPTS):
             if todo.cap:
                 self._call(self._read_candidates, todo)
-            if wait:
-                reply = self._call(durable.run, todo, wait)
-            else:
-                reply = self._call(self._run, todo)
+            reply = self._call(self._run, todo, wait)
             if not plan.stale(todo, reply):
                 break
             plan.cap_retry(todo, attempt)
@@ -354,7 +353,9 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         data = await self._aget_session(no_load=must_create)
         await self._awrite(data, must_create)
 
-    async def _arun(self, todo: plan.SavePlan) -> Any:
+    async def _arun(self, todo: plan.SavePlan, wait: int = 0) -> Any:
+        if wait:
+            return await durable.arun(todo, wait)
         client = self._aredis()
         if todo.kind == "set":
             if todo.nx:
@@ -384,10 +385,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         for attempt in range(plan.CAP_ATTEMPTS):
             if todo.cap:
                 await self._acall(self._aread_candidates, todo)
-            if wait:
-                reply = await self._acall(durable.arun, todo, wait)
-            else:
-                reply = await self._acall(self._arun, todo)
+            reply = await self._acall(self._arun, todo, wait)
             if not plan.stale(todo, reply):
                 break
             plan.cap_retry(todo, attempt)

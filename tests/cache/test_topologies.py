@@ -33,7 +33,9 @@ def cache(topology: Any, make_cache: Callable[..., RedisRolesCache]) -> RedisRol
 
 
 def test_multi_key_operations_group_keys_by_slot(
-    topology: Any, cache: RedisRolesCache, round_trips: Any  # noqa: F811
+    topology: Any,
+    cache: RedisRolesCache,
+    round_trips: Any,  # noqa: F811
 ) -> None:
     data = {k: i for i, k in enumerate(KEYS)}
     assert cache.set_many(data) == []
@@ -107,9 +109,7 @@ def test_the_stampede_lock_lives_beside_its_value(topology: Any, cache: RedisRol
         assert lock == f"{cache.key_prefix}:1.lock:report"
 
 
-def test_incr_decr_add_and_versions_behave_the_same(
-    topology: Any, cache: RedisRolesCache
-) -> None:
+def test_incr_decr_add_and_versions_behave_the_same(topology: Any, cache: RedisRolesCache) -> None:
     with pytest.raises(ValueError, match="not found"):
         cache.incr("counter")
     assert cache.add("counter", 1) is True
