@@ -240,6 +240,8 @@ def test_a_pickle_serializer_is_refused_at_run_time_too(redis_client, settings) 
     [
         ({"INDEX_REFRESH": -1}, "INDEX_REFRESH"),
         ({"MAX_SESSIONS": 3, "USER_INDEX": False}, "USER_INDEX"),
+        ({"WAIT_REPLICAS": -1}, "WAIT_REPLICAS"),
+        ({"WAIT_TIMEOUT": 0}, "WAIT_TIMEOUT"),
     ],
 )
 def test_a_bad_role_setting_is_refused_at_run_time_too(
