@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.exceptions import AskError, MovedError, NoScriptError
 
-from .. import connections
+from .. import conf, connections
 from . import plan
 from .options import OPTIONS, ROLE
 
@@ -37,6 +37,8 @@ logger = logging.getLogger("django_redisroles.sessions")
 _TRIES = 3
 _WARN_EVERY = 60.0
 _last_warning = [0.0]
+# The sessions role's topology kind, resolved once per REDISROLES (not per login).
+_KIND = conf.Resolved(lambda: connections.topology(ROLE).kind, name="sessions topology kind")
 
 
 def replicas() -> int:
@@ -44,7 +46,7 @@ def replicas() -> int:
     wanted = OPTIONS.get().wait_replicas
     if wanted is not None:
         return wanted
-    return 0 if connections.topology(ROLE).kind == "single" else 1
+    return 0 if _KIND.get() == "single" else 1
 
 
 def _queue(pipe: Any, todo: plan.SavePlan, wanted: int) -> None:

@@ -16,10 +16,11 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.test import Client
 
-from django_redisroles.sessions import SessionStore, logout_everywhere, user_sessions
+from django_redisroles.sessions import SessionStore, durable, logout_everywhere, user_sessions
 from django_redisroles.sessions import keys as session_keys
 from django_redisroles.testing import SentinelGroup
 from django_redisroles.testing.cluster import slot_of
+from tests.conftest import session_topology
 
 from .conftest import login
 
@@ -77,6 +78,13 @@ def test_login_keeps_the_anonymous_sessions_data_on_every_topology(
     assert SessionStore(key).load()["cart"] == [1, 2]
     assert not SessionStore().exists(anonymous.session_key)
     assert session_keys.in_user_slot(key, user.pk)
+
+
+def test_wait_is_on_by_default_where_there_are_replicas(topology: Any, settings: Any) -> None:
+    expected = {"RedisServer": 0, "RedisCluster": 1, "SentinelGroup": 1}
+    assert durable.replicas() == expected[type(topology).__name__]
+    settings.REDISROLES = {**settings.REDISROLES, "ROLES": {"sessions": {"WAIT_REPLICAS": 0}}}
+    assert durable.replicas() == 0
 
 
 # -- Sentinel: WAIT and failover -----------------------------------------------------
@@ -144,3 +152,34 @@ def test_a_session_survives_the_master_being_killed(sentinel: Any, user: Any, br
     assert response.status_code == 200, statuses
     assert sentinel.master() is not old
     assert _logged_in(client)
+
+
+def test_a_session_survives_its_cluster_master_being_killed(
+    settings: Any, user: Any, browser: Any
+) -> None:
+    """WAIT on (default on a cluster): the master of the session's slot is SIGKILLed
+    right after the login; its replica takes over and the same cookie is still signed in,
+    with the documented 503 (never a logout) while the slot has no master."""
+    cluster = session_topology("cluster")
+    cluster.flushall()
+    settings.REDISROLES = {"URL": cluster.url()}
+    try:
+        client = browser()
+        login(client)
+        key = session_keys.session_key_name(client.cookies["sessionid"].value)
+        cluster.failover(cluster.node_for(key))
+        _wait_signed_in(client)
+    finally:
+        cluster.start()  # the killed node rejoins as a replica
+
+
+def _wait_signed_in(client: Client) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        response = client.get("/sessions/")
+        if response.status_code == 200:
+            return
+        assert response.status_code == 503, response.status_code  # not a logout, not a 500
+        assert response["Retry-After"]
+        time.sleep(0.2)
+    pytest.fail("still not signed in 30 s after the failover")
