@@ -94,7 +94,6 @@ def test_wait_is_on_by_default_where_there_are_replicas(topology: Any, settings:
 def sentinel(settings: Any) -> Any:
     """A Sentinel group of this test's own (its master is killed), every role on it."""
     with SentinelGroup(down_after_ms=800, failover_timeout_ms=3000) as group:
-        group.start()
         settings.REDISROLES = {"URL": group.url()}
         yield group
 
