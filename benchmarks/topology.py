@@ -5,7 +5,7 @@
 Starts a redis-server and a 3-master cluster (a replica each) here. For each
 topology in turn (alternating, ``--blocks`` times; each block after a warm-up
 that opens every connection, so handshakes are not counted): a session load, a
-session save, a new session (on the cluster: with its ``WAIT`` for a replica,
+load + save (what a request changing its session costs), a new session (on the cluster: with its ``WAIT`` for a replica,
 the default there), a cache ``get``, a ``get_many`` of 20 keys, a
 ``set_many`` of 20 keys. Reported: median and p99 latency, round trips per
 operation (each command or pipeline written to a redis-py connection).
@@ -90,7 +90,7 @@ def operations() -> dict[str, Callable[[int], None]]:
 
     return {
         "session load": load,
-        "session save": save,
+        "session load + save": save,
         "new session (WAIT where on)": create,
         "cache get": lambda i: cache.get("item:1"),
         "cache get_many (20 keys)": lambda i: cache.get_many(keys),
