@@ -5,10 +5,11 @@
 Starts a redis-server and a 3-master cluster (a replica each) here. For each
 topology in turn (alternating, ``--blocks`` times; each block after a warm-up
 that opens every connection, so handshakes are not counted): a session load, a
-load + save (what a request changing its session costs), a new session (on the cluster: with its ``WAIT`` for a replica,
-the default there), a cache ``get``, a ``get_many`` of 20 keys, a
-``set_many`` of 20 keys. Reported: median and p99 latency, round trips per
-operation (each command or pipeline written to a redis-py connection).
+load + save (what a request changing its session costs), a new session (on the
+cluster: with its ``WAIT`` for a replica, the default there), a cache ``get``,
+a ``get_many`` of 20 keys, a ``set_many`` of 20 keys. Reported: median and p99
+latency, round trips per operation (each command or pipeline written to a
+redis-py connection).
 """
 
 from __future__ import annotations
