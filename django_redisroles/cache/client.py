@@ -44,7 +44,7 @@ from .policy import CachePolicy
 # `X as X`: re-exported where they lived before the re-cut (issue 13).
 from .policy import CacheValueTooLarge as CacheValueTooLarge
 from .policy import TimeoutRequired as TimeoutRequired
-from .runner import Call, Connect, Plan, run
+from .runner import Call, Connect, Plan, run, sharded
 
 #: The ``LOCATION`` of a cache whose CACHES entry has none: the cache role's
 #: connection, whatever ``REDISROLES`` says at each call.
@@ -84,6 +84,19 @@ class RoleConnectionFactory(ConnectionFactory):  # type: ignore[misc]  # django-
         return None  # shared pools: see the class docstring
 
 
+def split_location(location: str) -> list[str]:
+    """The URLs of a ``LOCATION`` (``"primary,replica,..."``), keeping each
+    ``redis+cluster://a,b`` / ``redis+sentinel://a,b/svc`` whole: a part without
+    ``://`` is one more host of the URL before it."""
+    urls: list[str] = []
+    for part in location.split(","):
+        if urls and "://" not in part:
+            urls[-1] += "," + part
+        else:
+            urls.append(part)
+    return urls
+
+
 def _fixed(client: Any) -> Connect:
     """``connect`` for a call given an explicit ``client=`` (django-redis's argument)."""
     return lambda write: client
@@ -107,7 +120,8 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
         self.cache = backend
         self.policy = policy
         self.namespace = namespace
-        urls = server if isinstance(server, list | tuple) else str(server).split(",")
+        urls = server if isinstance(server, list | tuple) else split_location(str(server))
+        self._server = list(urls)  # django-redis split a cluster's seed list apart
         #: The servers: the primary first, then its replicas (reads go there).
         self.servers: tuple[str, ...] = tuple(urls)
         self._sync = tuple(factory.connector(url) for url in urls)
@@ -339,6 +353,13 @@ class RedisRolesClient(DefaultClient):  # type: ignore[misc]  # django-redis: un
         self, keys: Iterable[Any], version: int | None = None, client: Any = None
     ) -> dict[Any, Any]:
         return self.run_plan(ops.get_many(self, keys, version), client)
+
+    def keys(self, search: str, version: int | None = None, client: Any = None) -> list[Any]:
+        """django-redis's ``keys()``; on a Redis Cluster by SCAN over every master
+        (its ``KEYS`` would ask one node)."""
+        if sharded(client if client is not None else self.get_client(write=False)):
+            return list(self.iter_keys(search, version=version))
+        return super().keys(search, version=version, client=client)  # type: ignore[no-any-return]
 
     def has_key(self, key: Any, version: int | None = None, client: Any = None) -> bool:
         return self.run_plan(ops.has_key(self, key, version), client)

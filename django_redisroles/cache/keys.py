@@ -4,7 +4,8 @@
   default ``<prefix>:<version>:<key>``), checked like Django's own backends do;
 - the namespace (``KEY_PREFIX``): the ``CACHES`` entry's, else
   ``<REDISROLES KEY_PREFIX>:cache``, followed as ``REDISROLES`` changes;
-- the single-flight lock of ``get_or_set``: ``key_func(key, prefix, "<version>.lock")``;
+- the single-flight lock of ``get_or_set``: ``key_func(key, prefix, "<version>.lock")``
+  (on a Redis Cluster: tagged into its value's slot, see :func:`lock_key`);
 - what ``clear()`` scans for (a glob) and keeps (an anchored regex).
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.cache.backends.base import BaseCache, InvalidCacheKey
+from redis.crc import key_slot
 
 from .. import conf
 
@@ -70,11 +72,33 @@ def validate(cache: BaseCache, key: Any, made: str) -> None:
         ) from None
 
 
-def lock_key(cache: BaseCache, key: str, version: int | None) -> str:
-    """The single-flight lock of ``key``: in the cache's namespace, not in iter_keys()."""
+def lock_key(cache: BaseCache, key: str, version: int | None, beside: str | None = None) -> str:
+    """The single-flight lock of ``key``: in the cache's namespace, not in iter_keys().
+
+    ``beside`` (on a Redis Cluster: the value's key): the lock is named to hash to
+    the value's slot, ``key_func("{<value key>}", prefix, "<version>.lock")``, so
+    the pipeline reading the value and taking the lock goes to one node. Only on a
+    cluster: the names on one server stay those earlier releases use (a rolling
+    deploy shares them). A ``key_func`` or key that defeats the tag (braces of its
+    own) keeps the untagged name: another slot, still correct, one more round trip.
+    """
     v = cache.version if version is None else version
+    if beside is not None:
+        tagged: str = cache.key_func("{" + hash_tag(beside) + "}", cache.key_prefix, f"{v}.lock")
+        if key_slot(tagged.encode()) == key_slot(beside.encode()):
+            return tagged
     made: str = cache.key_func(key, cache.key_prefix, f"{v}.lock")
     return made
+
+
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes of ``key``: its ``{tag}`` if it has one, else all of it."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
 
 
 def reverse_key(prefix: str, nkey: str) -> str:

@@ -31,7 +31,20 @@ from redis.exceptions import ResponseError
 from .. import errors
 from ..scripts import Script
 from .policy import CachePolicy
-from .runner import NO_KWARGS, Call, Eval, Pipe, Plan, Prepare, Steps, steps
+from .runner import (
+    NO_KWARGS,
+    Call,
+    Eval,
+    PerSlot,
+    Pipe,
+    Plan,
+    Prepare,
+    Primaries,
+    Sharded,
+    Steps,
+    by_slot,
+    steps,
+)
 
 #: SCAN COUNT and UNLINK batch size of clear().
 CLEAR_BATCH = 1000
@@ -206,10 +219,11 @@ def delete(codec: Codec, key: Any, version: int | None, prefix: str | None = Non
 
 
 def delete_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[int]:
+    """One DEL (on a cluster: one per slot, one round trip per node)."""
     nkeys = [codec.make_key(k, version=version) for k in keys]
     if not nkeys:
         return _done(0)
-    return Call("delete", tuple(nkeys))
+    return PerSlot("delete", "DEL", tuple(nkeys))
 
 
 def incr(
@@ -253,6 +267,9 @@ def incr_version(
         version = default_version
     old = codec.make_key(key, version=version)
     new = codec.make_key(key, version=version + delta)
+    if (yield Sharded()) and len(by_slot((old, new))) > 1:
+        yield from _move(key, old, new)
+        return version + delta
     try:
         yield Call("rename", (old, new), once=True)  # a second RENAME would find no key
     except ResponseError as e:
@@ -262,26 +279,50 @@ def incr_version(
     return version + delta
 
 
+def _move(key: Any, old: str, new: str) -> Steps[None]:
+    """incr_version on a Redis Cluster, where the two versions' keys live in different
+    slots (RENAME cannot cross slots): DUMP + PTTL, RESTORE under the new name, DEL the
+    old one. Not atomic: a write to the old version meanwhile is lost (documented)."""
+    dumped, pttl = yield Pipe(Call("dump", (old,)), Call("pttl", (old,)))
+    if dumped is None:
+        raise ValueError(f"Key {key!r} not found")
+    yield Call("restore", (new, max(int(pttl), 0), dumped), kwargs={"replace": True})
+    yield Call("delete", (old,))
+
+
 def clear(pattern: str, regex: re.Pattern[bytes]) -> Steps[int]:
-    """UNLINK the keys of this cache's namespace (SCAN in batches); never FLUSHDB."""
+    """UNLINK the keys of this cache's namespace (SCAN in batches); never FLUSHDB.
+
+    On a Redis Cluster, every master is scanned (its own cursor) and each batch
+    is unlinked one command per slot."""
+    removed = 0
+    for node in (yield Primaries()):
+        removed += yield from _clear_node(pattern, regex, node)
+    return removed
+
+
+def _clear_node(pattern: str, regex: re.Pattern[bytes], node: Any) -> Steps[int]:
     removed = 0
     batch: list[bytes] = []
     cursor = 0
+    scan: dict[str, Any] = {"match": pattern, "count": CLEAR_BATCH}
+    if node is not None:
+        scan["target_nodes"] = node
     while True:
-        cursor, found = yield Call(
-            "scan", (cursor,), kwargs={"match": pattern, "count": CLEAR_BATCH}
-        )
+        cursor, found = yield Call("scan", (cursor,), kwargs=scan)
+        if node is not None:  # a cluster answers {node name: cursor}
+            cursor = cursor[node.name]
         for key in found:
             if not regex.fullmatch(key):
                 continue  # matched the glob, but is not one of ours
             batch.append(key)
             if len(batch) >= CLEAR_BATCH:
-                removed += yield Call("unlink", tuple(batch))
+                removed += yield PerSlot("unlink", "UNLINK", tuple(batch))
                 batch = []
         if not cursor:
             break
     if batch:
-        removed += yield Call("unlink", tuple(batch))
+        removed += yield PerSlot("unlink", "UNLINK", tuple(batch))
     return removed
 
 
@@ -289,7 +330,8 @@ def clear(pattern: str, regex: re.Pattern[bytes]) -> Steps[int]:
 
 
 def get_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[dict[Any, Any]]:
-    """One MGET: ``{key: value}`` of the keys found."""
+    """One MGET (on a cluster: one per slot, in one pipeline): ``{key: value}`` of
+    the keys found."""
     nkeys = {codec.make_key(k, version=version): k for k in keys}
     if not nkeys:
         return _done({})
@@ -301,7 +343,7 @@ def get_many(codec: Codec, keys: Iterable[Any], version: int | None) -> Plan[dic
             if raw is not None
         }
 
-    return Call("mget", (list(nkeys),), found, NO_KWARGS, False)  # a read
+    return PerSlot("mget", "MGET", tuple(nkeys), found, False)  # a read
 
 
 def has_key(codec: Codec, key: Any, version: int | None) -> Plan[bool]:

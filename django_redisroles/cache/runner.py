@@ -21,7 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar, Union
 
+import redis.asyncio.cluster
+import redis.cluster
 from asgiref.sync import sync_to_async
+from redis.crc import key_slot
 
 from ..connections import send_once
 from ..scripts import Script
@@ -103,6 +106,114 @@ class Call(Step):
         else:
             reply = await method(*self.args, **self.kwargs)
         return reply if self.then is None else self.then(reply)
+
+
+# redis-py's cluster clients (sync and async): told apart by class, cached per class.
+_CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+_is_cluster: dict[type, bool] = {}
+
+
+def sharded(client: Any) -> bool:
+    """Whether ``client`` is a Redis Cluster client (keys of several slots need grouping)."""
+    cls = type(client)
+    found = _is_cluster.get(cls)
+    if found is None:
+        found = _is_cluster[cls] = issubclass(cls, _CLUSTERS)
+    return found
+
+
+def by_slot(keys: Sequence[Any]) -> dict[int, list[int]]:
+    """The positions of ``keys`` grouped by their cluster slot, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        raw = key if isinstance(key, bytes) else str(key).encode()
+        groups.setdefault(key_slot(raw), []).append(i)
+    return groups
+
+
+class PerSlot(Call):
+    """One multi-key command (``MGET``, ``DEL``, ``UNLINK``) over ``keys``: as it is on
+    one server; on a Redis Cluster, one command per slot, all in one pipeline (one
+    round trip per node), the replies merged: ``MGET``'s values in the order of
+    ``keys``, the counts summed. Each slot's command is atomic, not the whole."""
+
+    __slots__ = ("command",)
+
+    def __init__(
+        self,
+        name: str,
+        command: str,
+        keys: tuple[Any, ...],
+        then: Callable[[Any], Any] | None = None,
+        write: bool = True,
+    ) -> None:
+        super().__init__(name, keys, then, NO_KWARGS, write)
+        self.command = command
+
+    def _queue(self, client: Any) -> tuple[Any, dict[int, list[int]]]:
+        groups = by_slot(self.args)
+        pipe = client.pipeline(transaction=False)
+        for positions in groups.values():
+            pipe.execute_command(self.command, *(self.args[i] for i in positions))
+        return pipe, groups
+
+    def _merge(self, replies: list[Any], groups: dict[int, list[int]]) -> Any:
+        if self.command != "MGET":
+            return sum(int(r) for r in replies)
+        merged: list[Any] = [None] * len(self.args)
+        for positions, values in zip(groups.values(), replies, strict=True):
+            for i, value in zip(positions, values, strict=True):
+                merged[i] = value
+        return merged
+
+    def run(self, connect: Connect) -> Any:
+        client = connect(self.write)
+        if sharded(client):
+            pipe, groups = self._queue(client)
+            reply = self._merge(pipe.execute(), groups)
+        else:
+            reply = getattr(client, self.name)(*self.args)
+        return reply if self.then is None else self.then(reply)
+
+    async def arun(self, connect: Connect) -> Any:
+        client = connect(self.write)
+        if sharded(client):
+            pipe, groups = self._queue(client)
+            reply = self._merge(await pipe.execute(), groups)
+        else:
+            reply = await getattr(client, self.name)(*self.args)
+        return reply if self.then is None else self.then(reply)
+
+
+class Sharded(Step):
+    """No I/O: the reply says whether the plan runs on a Redis Cluster."""
+
+    __slots__ = ()
+
+    def run(self, connect: Connect) -> bool:
+        return sharded(connect(True))
+
+    async def arun(self, connect: Connect) -> bool:
+        return sharded(connect(True))
+
+
+class Primaries(Step):
+    """The masters to send a keyspace-wide command (``SCAN``) to: ``[None]`` (the
+    client itself) on one server or under Sentinel, every primary node of a Redis
+    Cluster otherwise (pass it as ``target_nodes``)."""
+
+    __slots__ = ()
+
+    def run(self, connect: Connect) -> list[Any]:
+        client = connect(True)
+        return list(client.get_primaries()) if sharded(client) else [None]
+
+    async def arun(self, connect: Connect) -> list[Any]:
+        client = connect(True)
+        if not sharded(client):
+            return [None]
+        await client.initialize()  # a no-op once the slot map is known
+        return list(client.get_primaries())
 
 
 #: A plan: a generator of steps (:data:`Steps`), or one :class:`Call` (its result:
@@ -267,7 +378,7 @@ def arun(plan: Plan[T], connect: Connect) -> Awaitable[T]:
 
 async def _arun(plan: Plan[T], connect: Connect) -> T:
     if isinstance(plan, Call):
-        if plan.once:
+        if plan.once or type(plan) is not Call:  # a PerSlot groups its keys itself
             return await plan.arun(connect)  # type: ignore[no-any-return]
         # One command (most operations): sent here, one coroutine fewer.
         reply = await getattr(connect(plan.write), plan.name)(*plan.args, **plan.kwargs)

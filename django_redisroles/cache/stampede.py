@@ -54,7 +54,7 @@ from .flights import (
     thread_flights,
 )
 from .policy import CACHE_ERRORS, CachePolicy, check_options, logger
-from .runner import Call, Eval, Load, Pipe, Sleep, Steps, Wait, arun, run, steps
+from .runner import Call, Eval, Load, Pipe, Sharded, Sleep, Steps, Wait, arun, run, steps
 
 __all__ = ["ERROR_TTL", "LoaderError", "aget_or_set", "check_options", "get_or_set"]
 
@@ -238,7 +238,8 @@ def _plan(
             record.append((raw, max(pttl - p.stale_ms, 0) if pttl > 0 else pttl))
     else:
         raw, pttl = (yield Call("get", (nkey,), write=False)), -1
-    lkey = keys.lock_key(client.cache, key, version)
+    # On a cluster, the lock in the value's slot: one node per pipeline.
+    lkey = keys.lock_key(client.cache, key, version, nkey if (yield Sharded()) else None)
     token = uuid.uuid4().hex
     loader.found(raw is not None)
 

@@ -106,8 +106,12 @@ class Call:
     args: list[Any]
 
 
-#: A command, commands sent as one pipeline (not a transaction), or a script call.
-Request = Command | list[Command] | Call
+class Masters:
+    """What to scan: ``[None]`` (the client) on one server, each master of a cluster."""
+
+
+#: A command, commands sent as one pipeline (not a transaction), a script call, the masters.
+Request = Command | list[Command] | Call | Masters
 Flow = Generator[Request, Any, T]
 
 
@@ -116,6 +120,8 @@ def _cmd(name: str, *args: Any, **kwargs: Any) -> Command:
 
 
 def _send(client: Any, request: Request) -> Any:
+    if isinstance(request, Masters):
+        return client.get_primaries() if keys.sharded() else [None]
     if isinstance(request, Call):
         return request.script(client, request.keys, request.args)
     if isinstance(request, Command):
@@ -127,6 +133,10 @@ def _send(client: Any, request: Request) -> Any:
 
 
 async def _asend(client: Any, request: Request) -> Any:
+    if isinstance(request, Masters):
+        if keys.sharded():
+            await client.initialize()  # a no-op once the slot map is known
+        return client.get_primaries() if keys.sharded() else [None]
     if isinstance(request, Call):
         return await request.script.acall(client, request.keys, request.args)
     if isinstance(request, Command):
@@ -332,17 +342,22 @@ def _trim() -> Flow[int]:
     cutoff = f"{_cutoff():.3f}"
     prefix = keys.index_prefix()
     trimmed = 0
-    cursor: Any = 0
-    while True:
-        cursor, found = yield _cmd(
-            "scan", cursor, match=keys.index_pattern(), count=500, _type="zset"
-        )
-        for key in map(_text, found):
-            if key.startswith(prefix):  # anchored: only our own indexes
-                script_keys = [key, keys.meta_key_name(key[len(prefix) :])]
-                trimmed += int((yield Call(TRIM, script_keys, [cutoff])))
-        if not int(cursor):
-            return trimmed
+    for node in (yield Masters()):  # a cluster: every master, each with its cursor
+        target = {} if node is None else {"target_nodes": node}
+        cursor: Any = 0
+        while True:
+            cursor, found = yield _cmd(
+                "scan", cursor, match=keys.index_pattern(), count=500, _type="zset", **target
+            )
+            if node is not None:
+                cursor = cursor[node.name]
+            for key in map(_text, found):
+                if key.startswith(prefix):  # anchored: only our own indexes
+                    script_keys = [key, keys.meta_of_index(key)]
+                    trimmed += int((yield Call(TRIM, script_keys, [cutoff])))
+            if not int(cursor):
+                break
+    return trimmed
 
 
 def trim_indexes() -> int:
@@ -357,11 +372,8 @@ async def atrim_indexes() -> int:
 
 # -- signals -------------------------------------------------------------------------
 def _login_ip(request: HttpRequest) -> str | None:
-    """The client's address as the shared, proxy-aware ``clientip.client_ip`` sees it.
-
-    Behind a proxy listed in ``REDISROLES["TRUSTED_PROXIES"]`` that is the
-    address the proxy forwarded, not the proxy's own; None when there is none.
-    """
+    """The client's address as the proxy-aware ``clientip.client_ip`` sees it (behind a
+    ``TRUSTED_PROXIES`` proxy, the address it forwarded); None when there is none."""
     ip = clientip.client_ip(request)
     return None if ip == "unknown" else ip
 
@@ -373,13 +385,8 @@ def _on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
         return
     # login() changed the session, so it is saved at the end of the request
     # (one round trip, the index update included).
-    session.record_login(
-        {
-            "ip": _login_ip(request),
-            "ua": str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA],
-            "created": round(time.time(), 3),
-        }
-    )
+    ua = str(request.META.get("HTTP_USER_AGENT", ""))[:_MAX_UA]
+    session.record_login({"ip": _login_ip(request), "ua": ua, "created": round(time.time(), 3)})
 
 
 @receiver(user_logged_out, dispatch_uid="django_redisroles.sessions.logout")

@@ -10,6 +10,12 @@ Layout (all under ``conf.make_key("sessions", ...)``, every key with a TTL):
 - ``<prefix>:sessions:m:<user pk>``: hash of metadata per session key (``<key>``:
   JSON ``{ip, ua, created}``, ``<key>|seen``: last index write). Same TTL.
 
+On a Redis Cluster the three carry a hash tag so a user's index, metadata and
+sessions share one slot (one script touches them all): ``s:{<key[:4]>}<key>``,
+``u:{<tag>}<pk>``, ``m:{<tag>}<pk>``, the tag 4 hex digits of the pk's SHA-256,
+and a user's session keys start with it (:func:`user_tag`). One server and
+Sentinel keep the names above, so sessions stored before the upgrade load.
+
 The index score in the stored value is the session's expiry as last written to
 the user index (0: not indexed): a save skips the index update while the index
 is still accurate to INDEX_REFRESH seconds, without an extra read. A create
@@ -19,6 +25,7 @@ value from another one that happens to hold the same data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Any, Protocol
@@ -28,7 +35,7 @@ from django.contrib.auth import SESSION_KEY
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .. import conf
+from .. import conf, connections
 from .options import ROLE, pickle_based
 
 __all__ = [
@@ -36,15 +43,19 @@ __all__ = [
     "Codec",
     "decode",
     "encode",
+    "in_user_slot",
     "index_key_name",
     "index_pattern",
     "index_prefix",
     "meta_key_name",
+    "meta_of_index",
     "owned_by",
     "pack",
     "serializer",
     "session_key_name",
+    "sharded",
     "split_stored",
+    "user_tag",
     "valid_session_key",
 ]
 
@@ -63,21 +74,75 @@ def valid_session_key(key: object) -> bool:
 # -- key names -------------------------------------------------------------------
 # "<prefix>:sessions:", read from settings once (a key is named on every load and save).
 _BASE = conf.Resolved(lambda: conf.make_key(ROLE, ""), name="sessions key prefix")
+# Whether the sessions role is on a Redis Cluster: its key names carry hash tags.
+_SHARDED = conf.Resolved(
+    lambda: connections.topology(ROLE).kind == "cluster", name="sessions topology"
+)
+
+#: Length of the slot tag a session key starts with on a Redis Cluster.
+TAG_LEN = 4
+
+
+def sharded() -> bool:
+    """Whether the sessions role runs on a Redis Cluster (hash-tagged key names)."""
+    return _SHARDED.get()
+
+
+def user_tag(user_pk: object) -> str:
+    """The slot tag of a user on a Redis Cluster: 4 hex digits of SHA-256 of the pk.
+
+    The user's index, metadata and sessions all hash to ``{<tag>}``; a session
+    key of the user starts with the tag, so the cookie alone names the key (a
+    load stays one GET). Not a secret: whoever holds the cookie holds the session.
+    """
+    return hashlib.sha256(str(user_pk).encode()).hexdigest()[:TAG_LEN]
+
+
+def key_tag(session_key: str) -> str:
+    """The slot tag of a session key on a cluster: its first characters."""
+    return session_key[:TAG_LEN]
+
+
+def in_user_slot(session_key: str, user_pk: object) -> bool:
+    """Whether a session key shares its user's slot (always true off a cluster).
+
+    On a cluster a session is in its user's index only if it does: the scripts
+    that write both (save, delete, logout) touch one slot.
+    """
+    return not _SHARDED.get() or key_tag(session_key) == user_tag(user_pk)
 
 
 def session_key_name(session_key: str) -> str:
-    """The Redis key holding a session."""
+    """The Redis key holding a session.
+
+    One server / Sentinel: ``<base>s:<key>`` (as in every release). Redis Cluster:
+    ``<base>s:{<first 4 chars>}<key>``, in the slot of the user whose tag the key
+    starts with (see :func:`user_tag`).
+    """
+    if _SHARDED.get():
+        return f"{_BASE.get()}s:{{{session_key[:TAG_LEN]}}}{session_key}"
     return f"{_BASE.get()}s:{session_key}"
 
 
+def _user_part(user_pk: object) -> str:
+    if _SHARDED.get():
+        return f"{{{user_tag(user_pk)}}}{user_pk}"
+    return str(user_pk)
+
+
 def index_key_name(user_pk: object) -> str:
-    """The Redis sorted set indexing a user's sessions."""
-    return f"{_BASE.get()}u:{user_pk}"
+    """The Redis sorted set indexing a user's sessions (``u:{<tag>}<pk>`` on a cluster)."""
+    return f"{_BASE.get()}u:{_user_part(user_pk)}"
 
 
 def meta_key_name(user_pk: object) -> str:
-    """The Redis hash holding metadata of a user's sessions."""
-    return f"{_BASE.get()}m:{user_pk}"
+    """The Redis hash holding metadata of a user's sessions (``m:{<tag>}<pk>`` on a cluster)."""
+    return f"{_BASE.get()}m:{_user_part(user_pk)}"
+
+
+def meta_of_index(index_key: str) -> str:
+    """The metadata hash beside a user index found by SCAN (same user, same slot)."""
+    return f"{_BASE.get()}m:{index_key[len(index_prefix()) :]}"
 
 
 def index_prefix() -> str:

@@ -34,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     # Most live sessions a user may have (None: no cap); a login beyond it
     # ends the user's sessions that expire first, atomically with the index write.
     "MAX_SESSIONS": None,
+    # Replicas a new session / login waits for (WAIT) before the response, so it
+    # survives a failover; None: 1 under Sentinel and on a cluster, 0 on one server.
+    "WAIT_REPLICAS": None,
+    # Seconds that WAIT may take; fewer replicas by then: a warning, the login stands.
+    "WAIT_TIMEOUT": 0.5,
 }
 
 
@@ -47,6 +52,10 @@ class SessionOptions:
     retry_after: int
     #: Most live sessions per user; 0: no cap.
     max_sessions: int
+    #: Replicas a new session waits for (None: by topology, see ``durable``).
+    wait_replicas: int | None
+    #: Seconds the WAIT may take.
+    wait_timeout: float
 
 
 def _seconds(value: Any) -> bool:
@@ -89,6 +98,22 @@ def problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
                 'Set "USER_INDEX": True, or remove MAX_SESSIONS.',
             )
         )
+    replicas = values.get("WAIT_REPLICAS")
+    if replicas is not None and not _seconds(replicas):
+        found.append(
+            (
+                f"{WHERE}['WAIT_REPLICAS'] must be None or a whole number >= 0, got {replicas!r}.",
+                'For example "WAIT_REPLICAS": 1 (0: do not wait; None: by topology).',
+            )
+        )
+    wait = values.get("WAIT_TIMEOUT")
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait <= 60:
+        found.append(
+            (
+                f"{WHERE}['WAIT_TIMEOUT'] must be a number of seconds > 0 and <= 60, got {wait!r}.",
+                'For example "WAIT_TIMEOUT": 0.5.',
+            )
+        )
     return found
 
 
@@ -114,6 +139,8 @@ def resolve() -> SessionOptions:
         index_refresh=merged["INDEX_REFRESH"],
         retry_after=merged["RETRY_AFTER"],
         max_sessions=merged["MAX_SESSIONS"] or 0,
+        wait_replicas=merged["WAIT_REPLICAS"],
+        wait_timeout=float(merged["WAIT_TIMEOUT"]),
     )
 
 

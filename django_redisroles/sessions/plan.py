@@ -218,7 +218,8 @@ def result(plan: SavePlan, reply: Any) -> int:
 
 def plan_delete(session_key: str, uid: str | None, options: SessionOptions) -> list[str] | None:
     """KEYS of the DELETE script for an indexed session; None: a plain UNLINK does."""
-    if uid is not None and options.user_index:
+    # On a cluster, a session outside its user's slot is in no index (slots.py).
+    if uid is not None and options.user_index and keys.in_user_slot(session_key, uid):
         return [
             keys.session_key_name(session_key),
             keys.index_key_name(uid),

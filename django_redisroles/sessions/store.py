@@ -13,17 +13,11 @@ import time
 from typing import Any
 
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.base import (
-    VALID_KEY_CHARS,
-    CreateError,
-    SessionBase,
-    UpdateError,
-)
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
-from django.utils.crypto import get_random_string
 
 from .. import connections, errors
-from . import index, keys, plan
+from . import durable, index, keys, plan, slots
 from .compat import ASYNC_ACCESSORS
 from .index import IndexedSession, LoginMeta
 from .options import OPTIONS, ROLE
@@ -48,10 +42,11 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
     def _validate_session_key(self, key: Any) -> bool:
         return keys.valid_session_key(key)
 
-    @staticmethod
-    def _new_key() -> str:
+    def _new_key(self, data: dict[str, Any] | None = None, like: str | None = None) -> str:
         # No EXISTS round trip: SET NX refuses a (practically impossible) collision.
-        return get_random_string(32, VALID_KEY_CHARS)
+        # On a cluster, in the slot of the session's user (slots.py).
+        uid = None if data is None else data.get(SESSION_KEY)
+        return slots.new_key(None if uid is None else str(uid), like)
 
     def _get_new_session_key(self) -> str:
         return self._new_key()
@@ -144,6 +139,35 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         known.login_meta = None
         return changed
 
+    def _place(self, data: dict[str, Any], must_create: bool, old_key: str | None) -> Any:
+        """Where this save writes: on a Redis Cluster, maybe a new key in the user's slot."""
+        uid = data.get(SESSION_KEY)
+        placed = slots.place(
+            self.session_key or "",
+            None if uid is None else str(uid),
+            must_create,
+            old_key,
+            OPTIONS.get().user_index,
+        )
+        if placed.key is not None:
+            self._session_key = placed.key
+            self.modified = True  # the cookie must name the new key
+        return placed
+
+    def _waits(self, todo: plan.SavePlan, must_create: bool) -> int:
+        """Replicas to WAIT for after this save: a new session or a login (durable.py)."""
+        if todo.kind == "unlink" or not (must_create or self._known.login_meta is not None):
+            return 0
+        return durable.replicas()
+
+    @staticmethod
+    def _moved_away(old_key: str | None) -> None:
+        """The session a cluster save moved (``slots``) was deleted meanwhile: the error
+        the same save gives off a cluster."""
+        if old_key is not None:
+            raise SessionInterrupted("The request's session was deleted before it completed.")
+        raise UpdateError
+
     # -- sync API --------------------------------------------------------------
     def _redis(self) -> Any:  # redis.Redis, or a RedisCluster for redis+cluster://
         return connections.get_redis(ROLE)
@@ -170,8 +194,9 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         return bool(self._call(self._redis().exists, keys.session_key_name(session_key)))
 
     def create(self) -> None:
+        data = self._get_session(no_load=True)
         for _ in range(_KEY_ATTEMPTS):
-            self._session_key = self._new_key()
+            self._session_key = self._new_key(data)
             try:
                 self.save(must_create=True)
             except CreateError:
@@ -186,7 +211,9 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         data = self._get_session(no_load=must_create)
         self._write(data, must_create)
 
-    def _run(self, todo: plan.SavePlan) -> Any:
+    def _run(self, todo: plan.SavePlan, wait: int = 0) -> Any:
+        if wait:  # a new session: the write and a WAIT for replicas, one pipeline
+            return durable.run(todo, wait)
         client = self._redis()
         if todo.kind == "set":
             if todo.nx:
@@ -208,15 +235,22 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
             plan.declare(todo, candidates, raws, self._serializer())
 
     def _write(self, data: dict[str, Any], must_create: bool, old_key: str | None = None) -> None:
-        todo = self._plan_save(data, must_create, old_key)
+        placed = self._place(data, must_create, old_key)
+        todo = self._plan_save(data, placed.must_create, placed.old_key)
+        wait = self._waits(todo, placed.must_create)
         for attempt in range(plan.CAP_ATTEMPTS):
             if todo.cap:
                 self._call(self._read_candidates, todo)
-            reply = self._call(self._run, todo)
+            reply = self._call(self._run, todo, wait)
             if not plan.stale(todo, reply):
                 break
             plan.cap_retry(todo, attempt)
         changed = self._saved(plan.result(todo, reply), data, todo)
+        if placed.drop is not None and not self._call(
+            self._redis().unlink, keys.session_key_name(placed.drop)
+        ):
+            self.delete()  # the session was deleted meanwhile: no resurrection
+            self._moved_away(old_key)
         if changed is not None:
             index.password_changed(*changed, keep=self.session_key)
 
@@ -246,7 +280,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
             self._session_cache = data
             return
         for _ in range(_KEY_ATTEMPTS):
-            self._session_key = self._new_key()
+            self._session_key = self._new_key(data, like=old_key)
             try:
                 self._write(data, must_create=True, old_key=old_key)
             except CreateError:
@@ -302,8 +336,9 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         return bool(await self._acall(self._aredis().exists, keys.session_key_name(session_key)))
 
     async def acreate(self) -> None:
+        data = await self._aget_session(no_load=True)
         for _ in range(_KEY_ATTEMPTS):
-            self._session_key = self._new_key()
+            self._session_key = self._new_key(data)
             try:
                 await self.asave(must_create=True)
             except CreateError:
@@ -318,7 +353,9 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
         data = await self._aget_session(no_load=must_create)
         await self._awrite(data, must_create)
 
-    async def _arun(self, todo: plan.SavePlan) -> Any:
+    async def _arun(self, todo: plan.SavePlan, wait: int = 0) -> Any:
+        if wait:
+            return await durable.arun(todo, wait)
         client = self._aredis()
         if todo.kind == "set":
             if todo.nx:
@@ -342,15 +379,22 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
     async def _awrite(
         self, data: dict[str, Any], must_create: bool, old_key: str | None = None
     ) -> None:
-        todo = self._plan_save(data, must_create, old_key)
+        placed = self._place(data, must_create, old_key)
+        todo = self._plan_save(data, placed.must_create, placed.old_key)
+        wait = self._waits(todo, placed.must_create)
         for attempt in range(plan.CAP_ATTEMPTS):
             if todo.cap:
                 await self._acall(self._aread_candidates, todo)
-            reply = await self._acall(self._arun, todo)
+            reply = await self._acall(self._arun, todo, wait)
             if not plan.stale(todo, reply):
                 break
             plan.cap_retry(todo, attempt)
         changed = self._saved(plan.result(todo, reply), data, todo)
+        if placed.drop is not None and not await self._acall(
+            self._aredis().unlink, keys.session_key_name(placed.drop)
+        ):
+            await self.adelete()  # the session was deleted meanwhile: no resurrection
+            self._moved_away(old_key)
         if changed is not None:
             await index.apassword_changed(*changed, keep=self.session_key)
 
@@ -381,7 +425,7 @@ class SessionStore(*ASYNC_ACCESSORS, IndexedSession, SessionBase):  # type: igno
             self._session_cache = data
             return
         for _ in range(_KEY_ATTEMPTS):
-            self._session_key = self._new_key()
+            self._session_key = self._new_key(data, like=old_key)
             try:
                 await self._awrite(data, must_create=True, old_key=old_key)
             except CreateError:

@@ -12,12 +12,18 @@ import pytest
 import redis
 from django.core.cache import caches
 
-from django_redisroles.cache import LoaderError, RedisRolesCache, cached
+from django_redisroles.cache import LoaderError, RedisRolesCache, cached, keys
 from django_redisroles.cache.flights import ERROR_TTL
-from django_redisroles.cache.keys import lock_key
+from django_redisroles.cache.runner import sharded
 from tests.processes import run_released
 
 N = 50
+
+
+def lock_key(cache: RedisRolesCache, key: str) -> str:
+    """The single-flight lock of ``key`` as get_or_set names it on this topology."""
+    beside = cache.make_key(key) if sharded(cache.client.get_client()) else None
+    return keys.lock_key(cache, key, None, beside)
 
 
 class Loader:
@@ -162,7 +168,7 @@ def test_a_crashed_lock_holder_only_delays_the_others(
     rr_cache: RedisRolesCache, redis_client: redis.Redis
 ) -> None:
     # Another process took the lock and died: it expires after 300 ms.
-    redis_client.set(lock_key(rr_cache, "k", None), "dead-worker", px=300)
+    redis_client.set(lock_key(rr_cache, "k"), "dead-worker", px=300)
     loader = Loader("v", delay=0)
     start = time.monotonic()
     assert rr_cache.get_or_set("k", loader, 60) == "v"
@@ -173,7 +179,7 @@ def test_a_crashed_lock_holder_only_delays_the_others(
 def test_the_wait_is_bounded(
     rr_cache: RedisRolesCache, redis_client: redis.Redis, caplog: Any
 ) -> None:
-    redis_client.set(lock_key(rr_cache, "k", None), "stuck-worker", px=60_000)
+    redis_client.set(lock_key(rr_cache, "k"), "stuck-worker", px=60_000)
     loader = Loader("v", delay=0)
     assert rr_cache.get_or_set("k", loader, 60, wait=0.2) == "v"
     assert loader.calls == 1
@@ -190,7 +196,7 @@ def test_a_failing_loader_is_shared_briefly_then_loads_again(
         rr_cache.get_or_set("k", broken, 60)
     # The lock now holds the failure, for ERROR_TTL at most: callers of the key
     # get it instead of running the loader again one after another.
-    lkey = lock_key(rr_cache, "k", None)
+    lkey = lock_key(rr_cache, "k")
     assert 0 < redis_client.pttl(lkey) <= ERROR_TTL * 1000
     loader = Loader("ok", delay=0)
     with pytest.raises(LoaderError, match="RuntimeError: boom") as info:
@@ -209,7 +215,7 @@ def test_lock_key_is_in_the_namespace_with_a_ttl_but_not_in_iter_keys(
     seen: dict[str, Any] = {}
 
     def loader() -> str:
-        lk = lock_key(rr_cache, "k", None)
+        lk = lock_key(rr_cache, "k")
         seen["lock"] = lk
         seen["pttl"] = redis_client.pttl(lk)
         seen["keys"] = list(rr_cache.iter_keys("*"))

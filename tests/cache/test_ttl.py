@@ -41,17 +41,18 @@ def test_every_sync_write_path_leaves_a_ttl(
     # every one the installed version offers is written through.
     extras = 0
     if hasattr(c, "sadd"):
-        c.sadd("a-set", "x")
-        c.sadd("src", "m")
-        c.smove("src", "moved", "m")
-        c.sadd("src2", "m", version=2)
+        # Multi-key set commands: one hash tag, so they also run on a Redis Cluster.
+        c.sadd("{s}a-set", "x")
+        c.sadd("{s}src", "m")
+        c.smove("{s}src", "{s}moved", "m")
+        c.sadd("{s}src2", "m", version=2)
         # django-redis writes smove's destination under the default version.
-        c.smove("src2", "moved2", "m", version=2)
-        c.sadd("s1", "a", "b")
-        c.sunionstore("union", "s1", "moved")
-        c.sinterstore("inter", "s1", "union")
-        c.sdiffstore("diff", "s1", "moved")
-        extras += 7  # "src"/"src2" are gone once their only member moved
+        c.smove("{s}src2", "{s}moved2", "m", version=2)
+        c.sadd("{s}s1", "a", "b")
+        c.sunionstore("{s}union", "{s}s1", "{s}moved")
+        c.sinterstore("{s}inter", "{s}s1", "{s}union")
+        c.sdiffstore("{s}diff", "{s}s1", "{s}moved")
+        extras += 7  # "{s}src"/"{s}src2" are gone once their only member moved
     if hasattr(c, "hset"):
         c.hset("a-hash", "field", "value")
         extras += 1

@@ -8,7 +8,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from django_redisroles import conf
 from django_redisroles.sessions import (
     SessionStore,
     alogout_everywhere,
@@ -17,7 +16,7 @@ from django_redisroles.sessions import (
     user_sessions,
 )
 
-from .conftest import PASSWORD, login, session_redis_key
+from .conftest import PASSWORD, all_keys, index_redis_key, login, meta_redis_key, session_redis_key
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 IPHONE = (
@@ -104,7 +103,7 @@ def test_logout_removes_the_index_entry(user, browser, redis_client) -> None:
     login(client)
     client.post("/accounts/logout/")
     assert user_sessions(user) == []
-    assert redis_client.zcard(conf.make_key("sessions", "u", str(user.pk))) == 0
+    assert redis_client.zcard(index_redis_key(user.pk)) == 0
 
 
 @pytest.mark.parametrize("fallbacks", [[], ["an-old-secret-key-" + "y" * 40]])
@@ -169,8 +168,8 @@ async def test_secret_key_rotation_logs_nobody_out_async(async_user, settings) -
 def test_stale_entries_are_trimmed(user, browser, redis_client) -> None:
     client = browser()
     login(client)
-    index = conf.make_key("sessions", "u", str(user.pk))
-    meta = conf.make_key("sessions", "m", str(user.pk))
+    index = index_redis_key(user.pk)
+    meta = meta_redis_key(user.pk)
     # A session that expired (score in the past) and one deleted behind our back.
     redis_client.zadd(index, {"expiredsession1": time.time() - 3600, "vanishedsession": 2e9})
     redis_client.hset(meta, mapping={"expiredsession1": "{}", "vanishedsession": "{}"})
@@ -203,9 +202,7 @@ def test_index_can_be_turned_off(settings, redis_client) -> None:
     store = SessionStore()
     store["_auth_user_id"] = "7"
     store.save()
-    assert redis_client.keys("*") == [
-        f"{conf.key_prefix()}:sessions:s:{store.session_key}".encode()
-    ]
+    assert all_keys(redis_client) == [session_redis_key(store.session_key).encode()]
     # Without an index, "no sessions" / "ended 0" would be a lie: refuse instead.
     with pytest.raises(ImproperlyConfigured, match="USER_INDEX"):
         user_sessions(7)

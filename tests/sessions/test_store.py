@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_redisroles import conf
 from django_redisroles.sessions import SessionStore, plan
 
-from .conftest import session_redis_key
+from .conftest import all_keys, command_stats, index_redis_key, reset_stats, session_redis_key
 
 AGE = 1209600  # Django's SESSION_COOKIE_AGE default (two weeks)
 
@@ -98,7 +98,7 @@ def test_cycle_key_of_an_expired_session_removes_the_old_key(redis_client, user)
     store.cycle_key()
     assert redis_client.exists(session_redis_key(old_key)) == 0
     assert redis_client.exists(session_redis_key(store.session_key)) == 0
-    assert redis_client.zscore(conf.make_key("sessions", "u", str(user.pk)), old_key) is None
+    assert redis_client.zscore(index_redis_key(user.pk), old_key) is None
 
 
 def test_saving_a_deleted_session_raises_and_does_not_resurrect_it(redis_client) -> None:
@@ -134,8 +134,8 @@ async def test_cycle_key_never_resurrects_a_deleted_session(redis_client, user, 
             await store.acycle_key()
         else:
             await sync_to_async(store.cycle_key)()
-    assert redis_client.keys(conf.make_key("sessions", "s", "*")) == []
-    assert redis_client.zcard(conf.make_key("sessions", "u", str(user.pk))) == 0
+    assert all_keys(redis_client, conf.make_key("sessions", "s", "*")) == []
+    assert redis_client.zcard(index_redis_key(user.pk)) == 0
     assert old_key is not None
 
 
@@ -146,7 +146,7 @@ def test_a_retried_cycle_key_script_is_not_taken_for_a_logout(redis_client, user
     store["_auth_user_id"] = str(user.pk)
     store.save()
     old_key = store.session_key
-    store._session_key = "cycledkey" + "x" * 23
+    store._session_key = store._new_key(store._session, like=old_key)  # its user's slot
     todo = store._plan_save(store._session, must_create=True, old_key=old_key)
     assert plan.result(todo, store._run(todo)) == 1
     assert plan.result(todo, store._run(todo)) == 1  # the retry
@@ -240,6 +240,8 @@ def test_a_pickle_serializer_is_refused_at_run_time_too(redis_client, settings) 
     [
         ({"INDEX_REFRESH": -1}, "INDEX_REFRESH"),
         ({"MAX_SESSIONS": 3, "USER_INDEX": False}, "USER_INDEX"),
+        ({"WAIT_REPLICAS": -1}, "WAIT_REPLICAS"),
+        ({"WAIT_TIMEOUT": 0}, "WAIT_TIMEOUT"),
     ],
 )
 def test_a_bad_role_setting_is_refused_at_run_time_too(
@@ -253,7 +255,7 @@ def test_a_bad_role_setting_is_refused_at_run_time_too(
     store["_auth_user_id"] = "7"
     with pytest.raises(ImproperlyConfigured, match=needle):
         store.save()
-    assert redis_client.keys("*") == []
+    assert all_keys(redis_client) == []
     settings.REDISROLES = {}  # fixed: the next save sees it (no stale options)
     store = SessionStore()
     store.save()
@@ -300,18 +302,18 @@ def test_load_and_save_are_one_round_trip_each(redis_client, round_trips, user) 
 
 def test_index_is_rewritten_only_when_it_would_lag(redis_client, user) -> None:
     """Saves within INDEX_REFRESH seconds of the indexed expiry are a plain SET XX."""
-    index = f"rr:sessions:u:{user.pk}"
+    index = index_redis_key(user.pk)
     store = SessionStore()
     store["_auth_user_id"] = str(user.pk)
     store.save()
     score = redis_client.zscore(index, store.session_key)
     assert score == pytest.approx(time.time() + AGE, abs=2)
-    redis_client.config_resetstat()
+    reset_stats(redis_client)
     for i in range(5):
         again = SessionStore(store.session_key)
         again["n"] = i
         again.save()
-    stats = redis_client.info("commandstats")
+    stats = command_stats(redis_client)
     assert stats["cmdstat_set"]["calls"] == 5
     assert "cmdstat_evalsha" not in stats and "cmdstat_zadd" not in stats
     assert redis_client.zscore(index, store.session_key) == score
@@ -328,10 +330,10 @@ def test_index_refresh_zero_writes_the_index_on_every_save(redis_client, user, s
     store = SessionStore()
     store["_auth_user_id"] = str(user.pk)
     store.save()
-    redis_client.config_resetstat()
+    reset_stats(redis_client)
     store["n"] = 1
     store.save()
-    assert redis_client.info("commandstats")["cmdstat_zadd"]["calls"] == 1
+    assert command_stats(redis_client)["cmdstat_zadd"]["calls"] == 1
 
 
 async def test_async_load_and_save_are_one_round_trip_each(redis_client, round_trips) -> None:
@@ -350,7 +352,7 @@ def test_every_key_has_a_ttl(redis_client, user) -> None:
     store = SessionStore()
     store["_auth_user_id"] = str(user.pk)
     store.save()
-    keys = redis_client.keys("*")
+    keys = all_keys(redis_client)
     assert len(keys) == 3  # session, user index, index metadata
     assert all(redis_client.ttl(k) > 0 for k in keys)
 
@@ -359,7 +361,7 @@ def test_key_prefix(redis_client, settings) -> None:
     settings.REDISROLES = {"KEY_PREFIX": "shop"}
     store = SessionStore()
     store.save()
-    assert redis_client.exists(f"shop:sessions:s:{store.session_key}") == 1
+    assert redis_client.exists(session_redis_key(store.session_key)) == 1
 
 
 @pytest.mark.django_db
