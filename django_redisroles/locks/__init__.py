@@ -1,7 +1,7 @@
 """Distributed locks on the ``locks`` role's Redis (see docs/locks.md).
 
 ``Lock(name, ttl=...)`` (``with`` / ``async with``) and ``@command_lock(...)``
-for management commands; ``LockHeld`` / ``LockLost``; ``owner``,
+for management commands; ``LockHeld`` / ``LockLost`` / ``LockNotReplicated``; ``owner``,
 ``held_locks`` and ``force_release`` for operators.
 
 Modules (docs/architecture.md), imports flowing one way: ``command`` ->
@@ -14,7 +14,7 @@ and ``keys``; Lua in ``lua/*.lua``.
 
 from .command import command_lock
 from .core import Lock
-from .exceptions import LockError, LockHeld, LockLost
+from .exceptions import LockError, LockHeld, LockLost, LockNotReplicated
 from .keys import Owner, lock_keys
 from .operations import aowner, force_release, held_locks, owner
 
@@ -23,6 +23,7 @@ __all__ = [
     "LockError",
     "LockHeld",
     "LockLost",
+    "LockNotReplicated",
     "Owner",
     "aowner",
     "command_lock",
