@@ -50,6 +50,7 @@ def cluster(redis_server) -> bool:
 
 def test_a_refusal_in_the_first_slot_counts_nothing_in_the_next(redis_server, cluster) -> None:
     a, b = two_groups(redis_server, "2/m", "5/m")
+    check(rf.get("/", REMOTE_ADDR="192.0.2.99"), [a, b])  # the script loaded on every master
     reset_stats(redis_server)
     results = [check(req(), [a, b]) for _ in range(3)]
     assert [r.limited for r in results] == [False, False, True]
@@ -78,6 +79,7 @@ def test_a_refusal_in_a_later_slot_keeps_the_earlier_count_on_a_cluster(
 
 async def test_async_checks_split_the_same_way(redis_server, cluster) -> None:
     a, b = two_groups(redis_server, "1/m", "5/m")
+    await acheck(rf.get("/", REMOTE_ADDR="192.0.2.99"), [a, b])
     reset_stats(redis_server)
     first = await acheck(req(), [a, b])
     second = await acheck(req(), [a, b])
