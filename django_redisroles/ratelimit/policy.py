@@ -110,6 +110,8 @@ def make_policy(
         raise ImproperlyConfigured(f"block must be True or False, got {block!r}.")
     if shadow is not None and not isinstance(shadow, bool):
         raise ImproperlyConfigured(f"shadow must be True, False or None, got {shadow!r}.")
+    if slot is not None and (not isinstance(slot, str) or not slot):
+        raise ImproperlyConfigured(f"slot must be a non-empty string or None, got {slot!r}.")
     if not isinstance(name, str) or not all(" " <= ch <= "~" for ch in name):
         # it goes into the RateLimit headers
         raise ImproperlyConfigured(f"name must be printable ASCII, got {name!r}.")

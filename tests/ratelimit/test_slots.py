@@ -97,3 +97,21 @@ def test_a_shadow_refusal_counts_nothing_in_the_next_slot_either(redis_server) -
     second = check(req(), [a, b])
     assert second.limited and second.shadowed and not second.blocked
     assert second.results[1].remaining == 4
+
+
+def test_one_slot_keeps_groups_all_or_nothing_in_one_call(redis_server) -> None:
+    a = make_policy("5/m", "ip", group="slots-a", algorithm="fixed", slot="login")
+    b = make_policy("1/m", "user_or_ip", group="slots-b", algorithm="fixed", slot="login")
+    check(rf.get("/", REMOTE_ADDR="192.0.2.99"), [a, b])
+    reset_stats(redis_server)
+    assert not check(req(), [a, b]).limited
+    refused = check(req(), [a, b])
+    assert refused.blocked and calls(redis_server) == 2  # one call per check, any topology
+    assert refused.results[0].remaining == 4  # all-or-nothing: a did not count the refused one
+
+
+def test_slot_must_be_a_string() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="slot"):
+        make_policy("5/m", "ip", group="g", slot=3)  # type: ignore[arg-type]
