@@ -81,7 +81,7 @@ def poll_cap(client: redis.Redis | redis.asyncio.Redis, poll: float) -> float:
     cap = poll
     pool = getattr(client, "connection_pool", None)
     # A Redis Cluster client has a pool per node, and the same kwargs for all.
-    kwargs = pool.connection_kwargs if pool is not None else client.get_connection_kwargs()  # type: ignore[union-attr]
+    kwargs = pool.connection_kwargs if pool is not None else client.get_connection_kwargs()
     sock = kwargs.get("socket_timeout")
     if sock:
         cap = min(cap, float(sock) * 0.75)
