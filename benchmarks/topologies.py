@@ -191,7 +191,8 @@ def main() -> None:
         "topologies alternating; median of the rounds' medians\n"
     )
     print(
-        "| operation | single median (µs) | cluster median (µs) | cluster/single "
+        "| operation | single median (µs) (rounds' range) | cluster median (µs) (rounds' range) "
+        "| cluster/single "
         "| round trips single / cluster | commands single / cluster |"
     )
     print("|---|---|---|---|---|---|")
@@ -201,13 +202,16 @@ def main() -> None:
         for kind, runs in by_kind.items():
             row[kind] = {
                 "median_us": statistics.median(r[0] for r in runs),
+                "min_us": min(r[0] for r in runs),
+                "max_us": max(r[0] for r in runs),
                 "round_trips": statistics.median(r[1] for r in runs),
                 "commands": statistics.median(r[2] for r in runs),
             }
         summary[name] = row
         s, c = row["single"], row["cluster"]
         print(
-            f"| {name} | {s['median_us']:.0f} | {c['median_us']:.0f} "
+            f"| {name} | {s['median_us']:.0f} ({s['min_us']:.0f}-{s['max_us']:.0f}) "
+            f"| {c['median_us']:.0f} ({c['min_us']:.0f}-{c['max_us']:.0f}) "
             f"| {c['median_us'] / s['median_us']:.2f}x "
             f"| {s['round_trips']:g} / {c['round_trips']:g} "
             f"| {s['commands']:g} / {c['commands']:g} |"
