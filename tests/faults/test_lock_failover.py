@@ -134,6 +134,28 @@ async def test_replica_acks_refuse_a_hold_no_replica_acknowledged(sentinel, sett
     assert owner("nightly") is None  # released again, not left for its ttl
 
 
+def test_a_locked_command_without_acknowledging_replicas_does_not_run(sentinel, settings) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import BaseCommand, CommandError
+
+    from django_redisroles.locks import command_lock
+
+    ran: list[int | None] = []
+
+    @command_lock(ttl=10)
+    class Nightly(BaseCommand):
+        def handle(self, *args: Any, **options: Any) -> None:
+            ran.append(self.lock.fence)
+
+    _point(settings, sentinel.url(), REPLICA_ACKS=1, REPLICA_TIMEOUT=0.2)
+    call_command(Nightly())  # a replica acknowledges: it runs
+    assert len(ran) == 1
+    _cut_off(sentinel.replicas()[0])
+    with pytest.raises(CommandError, match=r"not running.*REPLICA_ACKS=1") as excinfo:
+        call_command(Nightly())
+    assert excinfo.value.returncode == 1 and len(ran) == 1
+
+
 def test_on_a_cluster_fences_keep_increasing_and_acks_keep_the_lock(settings) -> None:
     cluster = session_topology("cluster")
     cluster.flushall()
