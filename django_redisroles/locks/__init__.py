@@ -8,7 +8,8 @@ Modules (docs/architecture.md), imports flowing one way: ``command`` ->
 ``core`` (``Lock``: sync and async twins) -> ``lease`` (the hold's state, no
 I/O), ``watchdog``, ``interruption`` -> ``plan`` (what each script call sends
 and what its reply means) -> ``keys`` (key names, the owner value) ->
-``options``; ``operations`` (owner, held_locks, force_release) uses ``plan``
+``options``; ``replicas`` (``REPLICA_ACKS``: acquire + ``WAIT``); ``operations``
+(owner, held_locks, force_release) uses ``plan``
 and ``keys``; Lua in ``lua/*.lua``.
 """
 

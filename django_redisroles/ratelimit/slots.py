@@ -1,4 +1,4 @@
-"""Several cluster slots in one check: one ``EVALSHA`` per slot, stopping at a refusal.
+"""Several cluster slots in one check: one ``EVALSHA`` per slot, report-only after a refusal.
 
 A policy's keys carry its hash tag (the group's, or its ``slot=``): policies of
 one group, or of middleware rules without a group, share a slot and are
