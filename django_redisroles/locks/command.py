@@ -13,7 +13,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .. import errors
 from .core import Lock
-from .exceptions import LockLost
+from .exceptions import LockLost, LockNotReplicated
+
+#: An acquire that failed: not running (fail closed).
+_ACQUIRE_ERRORS: tuple[type[BaseException], ...] = (*errors.REDIS_ERRORS, LockNotReplicated)
 
 __all__ = ["command_lock"]
 
@@ -111,7 +114,7 @@ def _wrap_handle(handle: HandleT, cfg: _Config) -> HandleT:
         )
         try:
             acquired = lock.acquire()
-        except errors.REDIS_ERRORS as exc:
+        except _ACQUIRE_ERRORS as exc:
             failure = errors.classify(exc)
             why = failure.describe() if failure is not None else f"{type(exc).__name__}: {exc}"
             # Fail closed: without the lock we cannot know no other copy runs.

@@ -16,6 +16,7 @@ through :mod:`.interruption`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import redis.asyncio
 
 from .. import errors
 from ..connections import get_async_redis, get_redis
-from . import interruption, plan
+from . import interruption, plan, replicas
 
 # `X as X`: re-exported where they lived before the re-cut (issue 13).
 from .exceptions import LockError as LockError
@@ -118,11 +119,23 @@ class Lock(Lease):
         self.keys = lock_keys(name)
         self._fence_ttl_ms = options.fence_ttl_ms
         self._poll = options.wait_poll
+        self._acks = options.replica_acks
+        self._acks_ms = options.replica_timeout_ms
         super().__init__()
 
     def __repr__(self) -> str:
         state = f"held, fence {self.fence}" if self.token else "not held"
         return f"<Lock {self.name!r} ttl={self.ttl:g}s {state}>"
+
+    def _release(self, token: str) -> tuple[Any, ...]:
+        return plan.release_args(token, self.ttl)
+
+    def _not_replicated(self, acked: int) -> replicas.LockNotReplicated:
+        return replicas.LockNotReplicated(
+            f"lock {self.name!r} was taken but only {acked} of REPLICA_ACKS={self._acks} "
+            f"replica(s) acknowledged it within {self._acks_ms} ms: released again (a "
+            "failover could lose it). Is a replica down or lagging?"
+        )
 
     def _replan_renewal(self, started: float, *, asynchronous: bool) -> None:
         """After the lease length changed: the next renewal is due at the new ttl / 3.
@@ -158,8 +171,16 @@ class Lock(Lease):
         while True:
             block = plan.budget(deadline, cap)
             started = time.monotonic()
-            reply = plan.ACQUIRE(client, self.keys[:3], self._acquire_args(token, block))
+            args = self._acquire_args(token, block)
+            if self._acks:
+                reply, acked = replicas.acquire(self.keys[:3], args, self._acks, self._acks_ms)
+            else:
+                reply, acked = plan.ACQUIRE(client, self.keys[:3], args), 0
             if reply[0] == 1:
+                if acked < self._acks:
+                    with contextlib.suppress(*errors.REDIS_ERRORS):  # else it expires by itself
+                        plan.RELEASE(client, plan.release_keys(self.keys), self._release(token))
+                    raise self._not_replicated(acked)
                 self._acquired(token, int(reply[1]), started)
                 if self.interrupt:
                     self._saved_handlers = interruption.install_signals(self._lost_now)
@@ -231,10 +252,14 @@ class Lock(Lease):
         while True:
             block = plan.budget(deadline, cap)
             started = time.monotonic()
+            args = self._acquire_args(token, block)
             try:
-                reply = await plan.ACQUIRE.acall(
-                    client, self.keys[:3], self._acquire_args(token, block)
-                )
+                if self._acks:
+                    reply, acked = await replicas.aacquire(
+                        self.keys[:3], args, self._acks, self._acks_ms
+                    )
+                else:
+                    reply, acked = await plan.ACQUIRE.acall(client, self.keys[:3], args), 0
             except asyncio.CancelledError:
                 # Cancelled with the acquire in flight (a timeout around it, a
                 # shutdown): the server may run it anyway, and nobody would
@@ -243,6 +268,12 @@ class Lock(Lease):
                 _release_later(self.keys, plan.release_args(token, self.ttl), settle=True)
                 raise
             if reply[0] == 1:
+                if acked < self._acks:
+                    with contextlib.suppress(*errors.REDIS_ERRORS):
+                        await plan.RELEASE.acall(
+                            client, plan.release_keys(self.keys), self._release(token)
+                        )
+                    raise self._not_replicated(acked)
                 self._acquired(token, int(reply[1]), started)
                 self._holder_task = asyncio.current_task()
                 if self.renew:

@@ -1,10 +1,10 @@
-"""The lock errors: ``LockError``, ``LockHeld`` (with who holds it), ``LockLost``."""
+"""The lock errors: ``LockError``, ``LockHeld``, ``LockLost``, ``LockNotReplicated``."""
 
 from __future__ import annotations
 
 from .keys import Owner
 
-__all__ = ["LockError", "LockHeld", "LockLost"]
+__all__ = ["LockError", "LockHeld", "LockLost", "LockNotReplicated"]
 
 
 class LockError(Exception):
@@ -31,3 +31,8 @@ class LockLost(LockError):
     Whatever ran under the lock may have overlapped with the next holder;
     writes checked against ``lock.fence`` are still safe.
     """
+
+
+class LockNotReplicated(LockError):
+    """The lock was taken but fewer than ``REPLICA_ACKS`` replicas acknowledged it
+    within ``REPLICA_TIMEOUT``: it was released again, nothing runs under it."""

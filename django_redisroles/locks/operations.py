@@ -9,16 +9,10 @@ from typing import Any
 
 from ..connections import get_async_redis, get_redis
 from . import plan
-from .keys import LockKeys, Owner, held_pattern, lock_keys, name_of, parse_owner
+from .keys import Owner, held_pattern, lock_keys, name_of, parse_owner
 from .options import ROLE
 
 __all__ = ["aowner", "force_release", "held_locks", "owner"]
-
-
-def _owner_pipeline(pipe: Any, keys: LockKeys) -> None:
-    pipe.get(keys.lock)
-    pipe.pttl(keys.lock)
-    pipe.time()
 
 
 def _owner_of(name: str, replies: list[Any]) -> Owner | None:
@@ -30,16 +24,13 @@ def _owner_of(name: str, replies: list[Any]) -> Owner | None:
 
 def owner(name: str) -> Owner | None:
     """Who holds lock ``name`` right now, or None when it is free."""
-    pipe = get_redis(ROLE).pipeline(transaction=True)
-    _owner_pipeline(pipe, lock_keys(name))
-    return _owner_of(name, pipe.execute())
+    return _owner_of(name, plan.OWNER(get_redis(ROLE), [lock_keys(name).lock], ()))
 
 
 async def aowner(name: str) -> Owner | None:
     """Async ``owner()``."""
-    pipe = get_async_redis(ROLE).pipeline(transaction=True)
-    _owner_pipeline(pipe, lock_keys(name))
-    return _owner_of(name, await pipe.execute())
+    reply = await plan.OWNER.acall(get_async_redis(ROLE), [lock_keys(name).lock], ())
+    return _owner_of(name, reply)
 
 
 def held_locks(count: int = 500) -> list[Owner]:

@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     "FENCE_TTL": 24 * 3600,
     # Longest a waiter blocks on the wake-up list before trying again.
     "WAIT_POLL": 1.0,
+    # Replicas that must have a new hold (WAIT) before acquire() returns it: 0 = off.
+    # With 1, a lock taken before a failover is still held after it.
+    "REPLICA_ACKS": 0,
+    # Longest acquire() waits for them (seconds); not acknowledged in time = not taken.
+    "REPLICA_TIMEOUT": 0.5,
 }
 
 #: Setting -> (smallest allowed value, example).
@@ -39,6 +44,7 @@ _POSITIVE: dict[str, tuple[float, str]] = {
     "TTL": (0.001, '"TTL": 60'),
     "FENCE_TTL": (1.0, '"FENCE_TTL": 24 * 3600'),
     "WAIT_POLL": (0.01, '"WAIT_POLL": 1.0'),
+    "REPLICA_TIMEOUT": (0.001, '"REPLICA_TIMEOUT": 0.5'),
 }
 
 
@@ -53,6 +59,10 @@ class LockOptions:
     fence_ttl_ms: int
     #: Longest one wait on the wake-up list, seconds.
     wait_poll: float
+    #: Replicas that must acknowledge a new hold (0: no WAIT).
+    replica_acks: int = 0
+    #: Longest WAIT for them, milliseconds.
+    replica_timeout_ms: int = 500
 
 
 def problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -67,6 +77,14 @@ def problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
                     f"For example {example}.",
                 )
             )
+    acks = values.get("REPLICA_ACKS")
+    if isinstance(acks, bool) or not isinstance(acks, int) or acks < 0:
+        found.append(
+            (
+                f"{WHERE}['REPLICA_ACKS'] must be a whole number >= 0, got {acks!r}.",
+                "0 (the default) turns it off; 1 keeps a lock across a failover.",
+            )
+        )
     renew = values.get("AUTO_RENEW")
     if not isinstance(renew, bool):
         found.append(
@@ -95,6 +113,8 @@ def resolve() -> LockOptions:
         auto_renew=merged["AUTO_RENEW"],
         fence_ttl_ms=max(1, int(float(merged["FENCE_TTL"]) * 1000)),
         wait_poll=float(merged["WAIT_POLL"]),
+        replica_acks=int(merged["REPLICA_ACKS"]),
+        replica_timeout_ms=max(1, int(float(merged["REPLICA_TIMEOUT"]) * 1000)),
     )
 
 

@@ -24,6 +24,7 @@ from .keys import LockKeys, Owner, identity, parse_owner
 __all__ = [
     "ACQUIRE",
     "EXTEND",
+    "OWNER",
     "RELEASE",
     "RELEASED_TTL",
     "acquire_args",
@@ -40,6 +41,7 @@ _LUA = Path(__file__).parent / "lua"
 ACQUIRE = Script((_LUA / "acquire.lua").read_text())
 EXTEND = Script((_LUA / "extend.lua").read_text())
 RELEASE = Script((_LUA / "release.lua").read_text())
+OWNER = Script((_LUA / "owner.lua").read_text())
 
 #: Seconds a release's token is kept: longer than redis-py's retries of it take.
 RELEASED_TTL = 30
@@ -77,7 +79,10 @@ def poll_cap(client: redis.Redis | redis.asyncio.Redis, poll: float) -> float:
     # A BLPOP must return before the socket timeout, or redis-py reports
     # a TimeoutError for a wait that was going fine.
     cap = poll
-    sock = client.connection_pool.connection_kwargs.get("socket_timeout")
+    pool = getattr(client, "connection_pool", None)
+    # A Redis Cluster client has a pool per node, and the same kwargs for all.
+    kwargs = pool.connection_kwargs if pool is not None else client.get_connection_kwargs()
+    sock = kwargs.get("socket_timeout")
     if sock:
         cap = min(cap, float(sock) * 0.75)
     return max(cap, 0.01)

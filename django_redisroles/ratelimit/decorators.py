@@ -43,6 +43,7 @@ def rate_limit(
     shadow: bool | None = None,
     fail: str | None = None,
     name: str = "",
+    slot: str | None = None,
 ) -> Callable[[V], V]:
     """Limit a view to ``rate`` per ``key``: ``@rate_limit("60/m", key="ip")``.
 
@@ -55,7 +56,9 @@ def rate_limit(
     between views (default: the view's dotted name). ``block=False``: let the
     view run and read ``request.ratelimit``. ``shadow=True``: count and
     signal/log, never refuse. ``fail``: ``"open"``/``"closed"`` when Redis is
-    unreachable (default: the ``FAIL`` setting).
+    unreachable (default: the ``FAIL`` setting). ``slot``: the Redis Cluster
+    hash tag of the counters (default: the group); policies with one ``slot``
+    are counted all-or-nothing together on a cluster too.
 
     Works on sync and async function views, on ``View.as_view()`` results and
     on class-based views (decorate the class). Stacked ``@rate_limit``
@@ -70,7 +73,7 @@ def rate_limit(
     def decorator(view: Any) -> Any:
         if isinstance(view, type):
             return _decorate_class(
-                view, rate, key, algorithm, methods, group, block, shadow, fail, name
+                view, rate, key, algorithm, methods, group, block, shadow, fail, name, slot
             )
         inner: Any = view
         existing: tuple[Policy, ...] = ()
@@ -92,6 +95,7 @@ def rate_limit(
                 shadow=shadow,
                 fail=fail,
                 name=name,
+                slot=slot,
             )
         return _wrap(inner, (*existing, policy))
 
@@ -143,6 +147,7 @@ def _decorate_class(
     shadow: bool | None,
     fail: str | None,
     name: str,
+    slot: str | None,
 ) -> type:
     if not hasattr(cls, "dispatch"):
         raise ImproperlyConfigured(f"@rate_limit on a class needs a Django View, got {cls!r}.")
@@ -159,6 +164,7 @@ def _decorate_class(
         shadow=shadow,
         fail=fail,
         name=name,
+        slot=slot,
     )
     policies = (*existing, policy)
     if getattr(cls, "view_is_async", False):

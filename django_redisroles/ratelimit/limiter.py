@@ -1,5 +1,7 @@
 """The limiter: every policy of one request in one ``EVALSHA``, and what the reply means.
 
+(One per cluster slot when a check's policies span several: :mod:`.slots`.)
+
 ``check`` (sync) and ``acheck`` (asyncio) are thin runners around a shared
 pure plan: :func:`plan` (which policies apply, the command to send),
 :func:`decide` (the reply -> a :class:`RateLimitResult`) and :func:`failed`
@@ -29,6 +31,7 @@ from ..scripts import Script
 from .keys import counter_key
 from .options import OPTIONS, ROLE, RateLimitOptions
 from .policy import Policy
+from .slots import PartFailed, arun, is_cluster, run, split
 from .stats import counters as _counters
 
 logger = logging.getLogger("django_redisroles.ratelimit")
@@ -305,11 +308,19 @@ def check(
         return _backing_off(opts, applied)
     try:
         client = get_redis(ROLE)
+        if len(applied) > 1 and is_cluster(client):
+            parts = split(applied, command)
+            if parts is not None:  # policies in several cluster slots: one call per slot
+                with send_once():
+                    reply = run(applied, parts, lambda cmd: _send(client, cmd))
+                return decide(opts, applied, reply)
         if opts.retries:  # sent once whatever retry_attempts says: a re-sent count counts twice
             with send_once():
                 reply = _send(client, command)
         else:
             reply = _send(client, command)
+    except PartFailed as exc:
+        return failed(opts, exc.pending, exc.error)
     except errors.REDIS_ERRORS as exc:
         return failed(opts, applied, exc)
     return decide(opts, applied, reply)
@@ -330,11 +341,19 @@ async def acheck(
         return _backing_off(opts, applied)
     try:
         client = get_async_redis(ROLE)
+        if len(applied) > 1 and is_cluster(client):
+            parts = split(applied, command)
+            if parts is not None:
+                with send_once():
+                    reply = await arun(applied, parts, lambda cmd: _asend(client, cmd))
+                return decide(opts, applied, reply)
         if opts.retries:
             with send_once():
                 reply = await _asend(client, command)
         else:
             reply = await _asend(client, command)
+    except PartFailed as exc:
+        return failed(opts, exc.pending, exc.error)
     except errors.REDIS_ERRORS as exc:
         return failed(opts, applied, exc)
     return decide(opts, applied, reply)

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .keys import KeyFunc, compile_key, policy_tails
+from .keys import KeyFunc, compile_key, group_tag, policy_tails
 from .options import ALGORITHMS, FAIL_MODES
 from .rates import Rate, parse_rate
 
@@ -49,6 +49,8 @@ class Policy:
     needs_user: bool = field(init=False)
     tails: dict[str, str] = field(init=False)  # keys.policy_tails: where prefix and ident go
     argsets: dict[str, tuple[str, str, str]] = field(init=False)  # the script's ARGV per algorithm
+    #: The hash tag of the policy's keys: policies with the same tag share a cluster slot.
+    tag: str = field(init=False)
 
     def __post_init__(self) -> None:
         if self.algorithm is not None and self.algorithm not in ALGORITHMS:
@@ -64,6 +66,7 @@ class Policy:
         set_(self, "key_fn", fn)
         set_(self, "needs_user", needs_user)
         set_(self, "tails", policy_tails(self.group, self.slot, self.rate, label))
+        set_(self, "tag", group_tag(self.slot or self.group))
         limit, period_us = str(self.rate.limit), str(self.rate.period * 1_000_000)
         set_(self, "argsets", {a: (str(code), limit, period_us) for a, code in ALGORITHMS.items()})
         _registry.add(self)
@@ -107,6 +110,8 @@ def make_policy(
         raise ImproperlyConfigured(f"block must be True or False, got {block!r}.")
     if shadow is not None and not isinstance(shadow, bool):
         raise ImproperlyConfigured(f"shadow must be True, False or None, got {shadow!r}.")
+    if slot is not None and (not isinstance(slot, str) or not slot):
+        raise ImproperlyConfigured(f"slot must be a non-empty string or None, got {slot!r}.")
     if not isinstance(name, str) or not all(" " <= ch <= "~" for ch in name):
         # it goes into the RateLimit headers
         raise ImproperlyConfigured(f"name must be printable ASCII, got {name!r}.")

@@ -40,6 +40,7 @@ RULE_KEYS: frozenset[str] = frozenset(
         "block",
         "shadow",
         "fail",
+        "slot",
     }
 )
 
@@ -112,7 +113,8 @@ def compile_rule(raw: Any, index: int) -> Rule:
             # Rules without a group share one hash tag (one request's rules, one
             # cluster slot); a named group keeps its own, so the same group can be
             # shared with a decorator.
-            slot=None if raw.get("group") else SLOT,
+            # An explicit "slot" puts the rule's counters where it says.
+            slot=raw.get("slot") or (None if raw.get("group") else SLOT),
         )
     except ImproperlyConfigured as exc:
         raise type(exc)(f"RULES[{index}]: {exc}") from None

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from django_redisroles.locks import Lock, LockHeld, LockLost, aowner, force_release, lock_keys
+from tests.topohelpers import data_node
 
 from .conftest import token_of
 
@@ -116,7 +117,8 @@ async def test_cancelled_while_acquiring_leaves_no_lock_behind(redis_client, red
 
     async with Lock("cx", ttl=30):  # scripts loaded, a pooled connection ready
         pass
-    stall = threading.Thread(target=redis_server.client().eval, args=(STALL, 0, 500_000))
+    node = data_node(redis_server, lock_keys("cx").lock)  # on a cluster: the lock's master
+    stall = threading.Thread(target=node.client().eval, args=(STALL, 0, 500_000))
     stall.start()  # the server runs a 0.5 s script: our acquire waits in its socket
     await asyncio.sleep(0.1)
     task = asyncio.create_task(Lock("cx", ttl=30).aacquire())

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from django_redisroles import conf
+from tests.topohelpers import all_keys, calls, commandstats, data_node, masters, reset_stats
+
+__all__ = ["all_keys", "calls", "commandstats", "data_node", "masters", "reset_stats"]
 
 
 @pytest.fixture(autouse=True)
@@ -17,12 +20,6 @@ def _fresh_limiter() -> Iterator[None]:
     conf.reset_all("REDISROLES")
     yield
     conf.reset_all("REDISROLES")
-
-
-def commandstats(client) -> dict[str, int]:
-    """Calls per command, from INFO commandstats."""
-    stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
 @pytest.fixture

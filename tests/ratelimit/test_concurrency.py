@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import all_keys
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
@@ -93,4 +95,4 @@ def test_two_processes_twenty_threads_exactly_ten_pass(algorithm: str, redis_cli
     assert sum(o["failed"] for o in outputs) == 0
     assert statuses.count(200) == 10
     assert statuses.count(429) == 30
-    assert redis_client.keys("*") and all(redis_client.pttl(k) > 0 for k in redis_client.keys("*"))
+    assert all_keys(redis_client) and all(redis_client.pttl(k) > 0 for k in all_keys(redis_client))

@@ -1,6 +1,6 @@
 """The ratelimit package's imports flow one way (docs/architecture.md).
 
-middleware, decorators -> enforce -> limiter -> policy -> rates / keys / options.
+middleware, decorators -> enforce -> limiter -> slots -> policy -> rates / keys / options.
 A module may import from its own layer or below, never from a layer above:
 the request flow reads top to bottom. Function-level imports count too.
 """
@@ -22,13 +22,14 @@ LAYER: dict[str, int] = {
     "options": 0,
     "keys": 1,
     "policy": 2,
-    "limiter": 3,
-    "rules": 3,
-    "ops": 3,
-    "responses": 4,  # rendering: reads results, never runs a check
-    "enforce": 5,
-    "middleware": 6,
-    "decorators": 6,
+    "slots": 3,  # a check across cluster slots
+    "limiter": 4,
+    "rules": 4,
+    "ops": 4,
+    "responses": 5,  # rendering: reads results, never runs a check
+    "enforce": 6,
+    "middleware": 7,
+    "decorators": 7,
 }
 
 

@@ -4,6 +4,8 @@
 -- ARGV[3i-2]   algorithm: 1 fixed window, 2 sliding window counter, 3 GCRA
 -- ARGV[3i-1]   limit (requests per period, >= 1)
 -- ARGV[3i]     period in microseconds
+-- ARGV[3n+1]   optional: "0" = report only, count nothing (the request was
+--              refused by policies in another cluster slot: ratelimit/slots.py)
 --
 -- All or nothing: the request is counted against every policy only when
 -- every policy has room; a rejected request consumes nothing. The clock is
@@ -22,7 +24,7 @@ local t = call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS
 local algo, limit, period, st, allow = {}, {}, {}, {}, {}
-local ok = true
+local ok = ARGV[3 * n + 1] ~= '0'
 
 for i = 1, n do
   local a = tonumber(ARGV[3 * i - 2])
