@@ -1,0 +1,489 @@
+"""One subscriber connection: (S)SUBSCRIBE, the reader, reconnects.
+
+A :class:`Link` is one redis-py ``PubSub`` connection: on one server or under
+Sentinel the only one of a loop layer (``SUBSCRIBE``), on a Redis Cluster one
+per master (``SSUBSCRIBE``, sharded pub/sub; :mod:`.subscriber` routes the
+channels). It subscribes one Redis channel per call (so a refusal can be told
+apart: :class:`SubscribeRefused`), waits for Redis's confirmation, and runs the
+reader task: it reads frames, drops a frame whose message id it just delivered
+(a publish re-sent by redis-py), and hands the rest to ``deliver``. When the
+connection drops, the reader alone reconnects (under the lock), subscribes again
+to everything wanted, and calls ``on_reconnect`` with how long Redis was away.
+
+Commands are sent on the connection and replies read raw (``parse_response``),
+not through redis-py's ``subscribe()``/``get_message()``: redis-py before 8 has
+no ``ssubscribe()`` on ``redis.asyncio``, and we keep the list of what the
+socket is subscribed to ourselves. A channel the server drops (``sunsubscribe``
+pushed when its slot moved, ``MOVED`` to an ``SSUBSCRIBE``) goes to ``on_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
+
+import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
+import redis.exceptions
+
+from .. import conf, errors
+from .envelope import split_frame
+
+__all__ = ["CONNECTION_ERRORS", "Link", "MovedTo", "Route", "SubscribeRefused"]
+
+logger = logging.getLogger("django_redisroles.pubsub")
+
+#: Errors that mean "Redis is away" (not a refusal, not a bug).
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+#: What a Redis channel is subscribed for: ("g", group) or ("c", consumer channel).
+Route = tuple[str, str]
+
+# Message ids a subscriber remembers, to drop a frame delivered twice (a publish
+# re-sent by redis-py after a timeout, whose first send did run).
+_RECENT_MSGIDS = 10_000
+
+
+class SubscribeRefused(RuntimeError):
+    """Redis refused to subscribe this process to a group's or channel's Pub/Sub channel.
+
+    Raised by ``group_add()``/``receive()``/``new_channel()`` (an ACL user
+    without that channel: ``NOPERM``), instead of a consumer that silently
+    never receives. ``failure`` is the classified error.
+    """
+
+    def __init__(self, name: str, failure: errors.Failure) -> None:
+        self.failure = failure
+        super().__init__(f"Redis refused to subscribe to {name}: {failure.describe()}")
+
+
+class MovedTo(NamedTuple):
+    """The master a ``MOVED`` reply named for a shard channel."""
+
+    host: str
+    port: int
+
+
+def moved_to(exc: BaseException) -> MovedTo | None:
+    """The node of a ``MOVED`` error reply (redis-py's ``MovedError`` or a plain one), or None."""
+    host, port = getattr(exc, "host", None), getattr(exc, "port", None)
+    if isinstance(exc, redis.exceptions.MovedError) and host and port:
+        return MovedTo(str(host), int(port))
+    parts = str(exc).split()
+    if len(parts) == 3 and parts[0] == "MOVED" and ":" in parts[2]:
+        h, _, p = parts[2].rpartition(":")
+        return MovedTo(h, int(p))
+    return None
+
+
+def _connect_callbacks(conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(register, deregister) of a redis.asyncio connection's connect callbacks.
+
+    Public since redis-py 5.0.2; 5.0.0/5.0.1 (allowed by ``redis>=5``) have
+    them with a leading underscore only.
+    """
+    register = getattr(conn, "register_connect_callback", None)
+    if register is not None:
+        return register, conn.deregister_connect_callback
+    return conn._register_connect_callback, conn._deregister_connect_callback
+
+
+class Link:
+    """One Pub/Sub connection, kept subscribed to what it wants.
+
+    ``open_pubsub`` makes its redis-py ``PubSub``; ``sharded`` says
+    ``SSUBSCRIBE`` (a master of a Redis Cluster) rather than ``SUBSCRIBE``.
+    """
+
+    def __init__(
+        self,
+        stats: collections.Counter[str],
+        deliver: Callable[[Route, bytes, str | None], None],
+        on_reconnect: Callable[[float], Awaitable[None]],
+        *,
+        open_pubsub: Callable[[], Any],
+        sharded: bool = False,
+        on_lost: Callable[[bytes, MovedTo | None], None] | None = None,
+        on_down: Callable[[], None] | None = None,
+        addr: Any = None,
+    ) -> None:
+        self.stats = stats
+        self.addr = addr
+        self._deliver = deliver
+        self._on_reconnect = on_reconnect
+        self._open_pubsub = open_pubsub
+        self._on_lost = on_lost
+        self._on_down = on_down
+        prefix = "S" if sharded else ""
+        self._sub, self._unsub = f"{prefix}SUBSCRIBE", f"{prefix}UNSUBSCRIBE"
+        self._msg_type = b"smessage" if sharded else b"message"
+        self._sub_type = self._sub.lower().encode()
+        self._unsub_type = self._unsub.lower().encode()
+        self._routes: dict[bytes, Route] = {}
+        self._wanted: set[bytes] = set()
+        # What the current socket is subscribed to (sent); cleared with the socket.
+        self._sent: set[bytes] = set()
+        self._confirm: dict[bytes, asyncio.Future[bool | MovedTo]] = {}
+        self._pubsub: Any = None
+        self._callback_on: Any = None
+        self._saved_retry: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # Serializes (re)connecting and (UN)SUBSCRIBE on the subscriber: redis-py's
+        # PubSub takes a new pool connection for each concurrent first command, so
+        # consumers starting together would each get (and leak) their own.
+        self._lock = asyncio.Lock()
+        self._resync = False
+        self._reconnected = False
+        self._down_since: float | None = None
+        # SUBSCRIBEs sent and not yet confirmed, oldest first (one channel each):
+        # Redis answers them in order, so an error reply is the oldest one's.
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._recent: collections.OrderedDict[tuple[Route, bytes], None] = collections.OrderedDict()
+
+    # -- subscriptions ---------------------------------------------------
+    def _timeout(self) -> float:
+        value = conf.role_options("pubsub").get("socket_timeout") or 2.0
+        return float(value)
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+
+    def _ensure_pubsub(self) -> Any:
+        if self._pubsub is None:
+            self._pubsub = self._open_pubsub()
+        return self._pubsub
+
+    @property
+    def wanted(self) -> frozenset[bytes]:
+        """The Redis channels this link is asked to listen on."""
+        return frozenset(self._wanted)
+
+    @property
+    def down(self) -> bool:
+        """Whether the connection failed and is not back yet."""
+        return self._down_since is not None or self._resync
+
+    def forget(self, rname: bytes) -> None:
+        """Stop wanting ``rname`` without a word to Redis (its node dropped it or is gone)."""
+        self._wanted.discard(rname)
+        self._sent.discard(rname)
+        self._routes.pop(rname, None)
+        fut = self._confirm.pop(rname, None)
+        if fut is not None and not fut.done():
+            fut.set_result(False)
+
+    def _watch_connection(self) -> None:
+        # Told by redis-py each time the subscriber connection (re)connects.
+        conn = self._pubsub.connection if self._pubsub is not None else None
+        if conn is not None and self._callback_on is not conn:
+            _connect_callbacks(conn)[0](self._on_connect)
+            self._callback_on = conn
+            # No reconnect hidden inside redis-py commands: a failed read or write
+            # raises, and only the reader reconnects (under the lock). Otherwise a
+            # SUBSCRIBE and get_message() could both reconnect the same connection
+            # at once (asyncio's "read() called while another coroutine is already
+            # waiting"). The pool's own policy is put back in close().
+            self._saved_retry = conn.retry
+            conn.retry = redis.asyncio.retry.Retry(
+                redis.backoff.NoBackoff(), 0, supported_errors=()
+            )
+
+    def _on_connect(self, connection: Any) -> None:
+        self._reconnected = True
+
+    async def subscribe(self, rname: bytes, route: Route) -> bool | MovedTo:
+        """Subscribe to ``rname`` for ``route``; back when Redis confirmed (True) or is away.
+
+        Raises :class:`SubscribeRefused` when Redis refuses it (ACL). When Redis
+        is down this returns at once (False): the reader subscribes when it is
+        back. A :class:`MovedTo` when this node does not serve the channel's slot
+        (the link no longer wants it).
+        """
+        self._routes[rname] = route
+        fut = self._confirm.get(rname)
+        if rname not in self._wanted:
+            self._wanted.add(rname)
+            fut = self._confirm[rname] = asyncio.get_running_loop().create_future()
+            self._wake.set()
+            try:
+                async with self._lock:
+                    conn = self._pubsub.connection if self._pubsub is not None else None
+                    if self._resync or (conn is not None and not conn.is_connected):
+                        # Down or reconnecting: the reader (re)connects and then
+                        # subscribes everything wanted, this one included.
+                        raise redis.exceptions.ConnectionError("reconnecting")
+                    pubsub = await self._connected()
+                    await self._send_subscribe(pubsub, rname)
+                    self._watch_connection()
+            except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
+                # Redis is down (or the connection broke under us): the
+                # subscription is made by the reader when it is back.
+                self._confirm.pop(rname, None)
+                self.note_down(exc)
+                self._ensure_reader()
+                return False
+            self._ensure_reader()
+        if fut is None:
+            return True
+        # Wait for Redis's confirmation: a message published after we return is
+        # ours. A refusal (ACL) raises SubscribeRefused here.
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self._timeout())
+        except TimeoutError:
+            logger.warning("pubsub: no %s confirmation for %r yet", self._sub, rname)
+            if self._confirm.get(rname) is fut:
+                del self._confirm[rname]  # a later MOVED goes to on_lost: nobody waits
+            return False
+
+    async def _send(self, pubsub: Any, *args: Any) -> None:
+        # On the connection, not PubSub.execute_command(): no health-check PING
+        # (whose reply a subscribed socket would mix with messages).
+        await pubsub.connection.send_command(*args, check_health=False)
+
+    async def _send_subscribe(self, pubsub: Any, rname: bytes) -> None:
+        """SUBSCRIBE one channel (call with ``self._lock`` held); its answer is awaited in order."""
+        self._pending.append(rname)
+        self._sent.add(rname)
+        await self._send(pubsub, self._sub, rname)
+
+    def _refused(self, exc: BaseException, failure: errors.Failure | None) -> bool:
+        """An error reply read by the reader: the oldest pending SUBSCRIBE's. False if none."""
+        moved = moved_to(exc)
+        if not self._pending or (failure is None and moved is None):
+            return False
+        rname = self._pending.popleft()
+        if moved is not None:  # another master serves its slot: not ours any more
+            fut = self._confirm.pop(rname, None)
+            self.forget(rname)
+            if fut is not None and not fut.done():
+                fut.set_result(moved)  # the caller subscribes there
+            elif self._on_lost is not None:
+                self._on_lost(rname, moved)
+            return True
+        # Nobody will receive on it: stop wanting it, or every reconnect asks again.
+        self._wanted.discard(rname)
+        self._routes.pop(rname, None)
+        self._sent.discard(rname)
+        assert failure is not None  # checked above; for mypy
+        error = SubscribeRefused(rname.decode(errors="replace"), failure)
+        logger.error("pubsub: %s", error)
+        fut = self._confirm.pop(rname, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+            fut.exception()  # retrieved: no "never retrieved" warning if nobody waits
+        return True
+
+    async def unsubscribe(self, rnames: Iterable[bytes]) -> None:
+        """Stop listening on ``rnames`` (never raises: a down Redis is resynced later)."""
+        names = [n for n in rnames if n in self._wanted]
+        for name in names:
+            self._wanted.discard(name)
+            self._routes.pop(name, None)
+            fut = self._confirm.pop(name, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+        if not names or self._pubsub is None or self._pubsub.connection is None:
+            return
+        try:
+            async with self._lock:
+                conn = self._pubsub.connection
+                if conn is None or not conn.is_connected:
+                    # The reader's resync drops subscriptions nobody wants.
+                    raise redis.exceptions.ConnectionError("reconnecting")
+                self._sent.difference_update(names)
+                await self._send(self._pubsub, self._unsub, *names)
+        except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
+            self.note_down(exc)
+
+    async def _connected(self) -> Any:
+        """The subscriber, connected (call with ``self._lock`` held)."""
+        pubsub = self._ensure_pubsub()
+        if pubsub.connection is None or not pubsub.connection.is_connected:
+            # A new socket has no subscriptions: we send one (S)SUBSCRIBE per
+            # channel (_sync_subscriptions), so that a refused one can be told apart.
+            self._sent.clear()
+            self._pending.clear()
+            await pubsub.connect()
+        self._watch_connection()
+        return pubsub
+
+    async def _sync_subscriptions(self) -> None:
+        async with self._lock:
+            conn = self._pubsub.connection if self._pubsub is not None else None
+            if self._resync and conn is not None:
+                # Something failed on it: start from a fresh socket (redis-py then
+                # subscribes its known channels again, and we add the missing ones).
+                await conn.disconnect()
+            pubsub = await self._connected()
+            missing = self._wanted - self._sent
+            extra = self._sent - self._wanted
+            for rname in missing:
+                await self._send_subscribe(pubsub, rname)
+            if extra:
+                self._sent.difference_update(extra)
+                await self._send(pubsub, self._unsub, *extra)
+            self._watch_connection()
+            self._resync = False
+
+    def note_down(self, exc: BaseException) -> None:
+        """Redis failed under us: resubscribe on the next read, log once per outage."""
+        self._resync = True
+        self._pending.clear()
+        # Nobody waits for a SUBSCRIBE confirmation that cannot come: the
+        # subscriptions are made again on reconnect.
+        for fut in self._confirm.values():
+            if not fut.done():
+                fut.set_result(False)
+        self._confirm.clear()
+        if self._on_down is not None:
+            self._on_down()  # a cluster master may be gone: its channels may move
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            failure = errors.classify(exc)
+            if failure is None:
+                logger.warning("pubsub: lost the Redis connection (%s); reconnecting", exc)
+            else:
+                # A refusal (wrong password, ...) will not heal by itself: louder.
+                log = logger.warning if failure.outage else logger.error
+                log("pubsub: cannot use Redis (%s); reconnecting", failure.describe())
+
+    # -- the reader ------------------------------------------------------
+    async def _read_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            if not self._wanted and not self._resync:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                conn = self._pubsub.connection if self._pubsub is not None else None
+                if self._resync or conn is None or not conn.is_connected:
+                    # Reconnect here, under the lock, not inside get_message().
+                    await self._sync_subscriptions()
+                message = await self._pubsub.parse_response(block=False, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except errors.REDIS_ERRORS as exc:
+                failure = errors.classify(exc)
+                if isinstance(exc, redis.exceptions.ResponseError) and self._refused(exc, failure):
+                    continue  # a SUBSCRIBE refused (ACL) or MOVED: its caller was told
+                if failure is not None and failure.bug:
+                    logger.exception("pubsub: unexpected error in the subscriber")
+                self.note_down(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            except Exception:  # keep the subscriber alive whatever happens
+                logger.exception("pubsub: unexpected error in the subscriber")
+                self._resync = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            if message is not None:
+                self._dispatch(message)
+            if self._reconnected or self._down_since is not None:
+                try:
+                    await self._after_reconnect()
+                except CONNECTION_ERRORS as exc:
+                    self.note_down(exc)
+
+    def _dispatch(self, reply: Any) -> None:
+        """One raw reply of the subscribed socket: ``[type, channel, data or count]``."""
+        if not isinstance(reply, list) or len(reply) < 3:
+            return  # a PING's pong
+        kind, name = reply[0], reply[1]
+        if kind == self._msg_type:
+            self._message(name, reply[2])
+        elif kind == self._unsub_type:
+            if name in self._wanted and name not in self._pending:
+                # Not asked for: the server dropped it (its slot moved to another master).
+                self.forget(name)
+                if self._on_lost is not None:
+                    self._on_lost(name, None)
+        elif kind == self._sub_type:
+            try:
+                self._pending.remove(name)
+            except ValueError:
+                pass
+            fut = self._confirm.pop(name, None)
+            if fut is not None and not fut.done():
+                fut.set_result(True)
+
+    def _message(self, rname: bytes, data: bytes) -> None:
+        route = self._routes.get(rname)
+        if route is None:
+            return
+        payload, seq, msgid = split_frame(data)
+        if msgid is not None and self._duplicate(route, msgid):
+            return
+        self._deliver(route, payload, seq)
+
+    def _duplicate(self, route: Route, msgid: bytes) -> bool:
+        """Whether this frame was already delivered (a re-sent publish).
+
+        Per group or channel, not per Redis channel: during an upgrade a group
+        is heard on its old and its new name.
+        """
+        key = (route, msgid)
+        recent = self._recent
+        if key in recent:
+            self.stats["duplicates_skipped"] += 1
+            return True
+        recent[key] = None
+        if len(recent) > _RECENT_MSGIDS:
+            recent.popitem(last=False)
+        return False
+
+    async def _after_reconnect(self) -> None:
+        down_for = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+        self._down_since = None
+        self._reconnected = False
+        self.stats["reconnects"] += 1
+        await self._sync_subscriptions()
+        logger.warning(
+            "pubsub: reconnected to Redis after %.2fs; %d subscription(s) re-established",
+            down_for,
+            len(self._wanted),
+        )
+        await self._on_reconnect(down_for)
+
+    async def close(self) -> None:
+        """Stop the reader and close the connection; forget every subscription."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            try:
+                await reader
+            except BaseException:  # noqa: BLE001 - it was cancelled on purpose
+                pass
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            if self._callback_on is not None:
+                _connect_callbacks(self._callback_on)[1](self._on_connect)
+                if self._saved_retry is not None:
+                    self._callback_on.retry = self._saved_retry  # back to the pool as it was
+                self._callback_on = None
+                self._saved_retry = None
+            try:
+                await pubsub.aclose()
+            except Exception:
+                logger.debug("pubsub: error closing the subscriber", exc_info=True)
+        for fut in self._confirm.values():
+            fut.cancel()
+        self._confirm.clear()
+        self._routes.clear()
+        self._wanted.clear()
+        self._sent.clear()
+        self._resync = False
+        self._reconnected = False
+        self._down_since = None
+        self._pending.clear()
+        self._recent.clear()
