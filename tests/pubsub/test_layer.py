@@ -28,6 +28,7 @@ async def test_group_send_is_one_publish_at_any_group_size(make_layer, redis_ser
     layer = make_layer()
     # On a Redis Cluster: one SPUBLISH, to the master of the group's slot.
     publish = "spublish" if layer.names.listen("g", "x")[0].endswith(b"}") else "publish"
+    stats = wire.Stats(redis_server)
     for size in (1, 100, 1000):
         group = f"size-{size}"
         channels = [await layer.new_channel() for _ in range(size)]
@@ -36,12 +37,12 @@ async def test_group_send_is_one_publish_at_any_group_size(make_layer, redis_ser
         await layer.group_send(group, {"type": "warm-up"})  # the pooled connection is open
         for channel in channels:
             assert (await receive(layer, channel))["type"] == "warm-up"
-        wire.resetstat(redis_server)
+        stats.reset()
         await layer.group_send(group, {"type": "hello", "size": size})
-        stats = wire.commandstats(redis_server)
+        sent = stats.commands()
         # CONFIG RESETSTAT leaves its own call; INFO is not counted until it returns.
-        assert stats.get(publish) == 1, stats
-        assert set(stats) <= {publish, "config|resetstat"}, stats
+        assert sent.get(publish) == 1, sent
+        assert set(sent) <= {publish, "config|resetstat"}, sent
         for channel in channels:
             assert (await receive(layer, channel)) == {"type": "hello", "size": size}
         for channel in channels:
@@ -140,14 +141,13 @@ async def test_broadcast_from_sync_code_reaches_consumers(make_layer, redis_serv
     assert isinstance(layer, RedisRolesChannelLayer)
     channel = await layer.new_channel()
     await layer.group_add("news", channel)
-    def connections() -> int:
-        return sum(c.info("stats")["total_connections_received"] for c in wire.masters(redis_server))
-
+    stats = wire.Stats(redis_server)
     broadcast("warm-up", {"type": "notify"})  # (a cluster client opens its connections)
-    before = connections()
+    before = stats.connections()
     for n in range(50):
         assert broadcast("news", {"type": "notify", "message": n}) is None
-    after = connections()
+    after = stats.connections()
+    stats.close()
     # One pooled connection, not one per call (+1 for our INFO client at most).
     assert after - before <= 2
     got = [(await receive(layer, channel))["message"] for _ in range(50)]

@@ -138,15 +138,15 @@ async def test_a_subscribe_the_acl_refuses_is_told_to_the_page(
     from testproject.consumers_pubsub import NotificationsConsumer, ReplayNotificationsConsumer
 
     server = redis_factory()
-    with server.client() as admin:  # its consumer channels, not the groups' channels
-        admin.execute_command(
-            "ACL", "SETUSER", "nogroups", "on", ">nogroups-pw", "~*", "resetchannels",
-            f"&{redis_channel('c', '*').decode()}", "+@all",
-        )  # fmt: skip
     pubsub_settings(
         URL=f"redis://nogroups:nogroups-pw@127.0.0.1:{server.port}/0",
         REPLAY_GROUPS=["notifications"],
     )
+    with server.client() as admin:  # its consumer channels (named for this URL), not the groups'
+        admin.execute_command(
+            "ACL", "SETUSER", "nogroups", "on", ">nogroups-pw", "~*", "resetchannels",
+            f"&{redis_channel('c', '*').decode()}", "+@all",
+        )  # fmt: skip
     consumer = ReplayNotificationsConsumer if replay else NotificationsConsumer
     path = "/ws/notifications/replay/" if replay else "/ws/notifications/"
     communicator = WebsocketCommunicator(consumer.as_asgi(), path)

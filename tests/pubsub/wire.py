@@ -16,7 +16,7 @@ from django_redisroles.testing import RedisCluster
 
 
 def masters(server: Any) -> list[redis.Redis]:
-    """A plain client of every master of the topology (one unless a cluster)."""
+    """A plain client of every master of the topology (one unless a cluster); close them."""
     if isinstance(server, RedisCluster):
         return [node.admin() for node in server.masters()]
     return [server.client()]
@@ -43,21 +43,34 @@ def numsub(server: Any, channel: str | bytes) -> int:
     return int(reply[1])
 
 
-def commandstats(server: Any) -> dict[str, int]:
-    """Calls per command, summed over every master (``INFO commandstats``)."""
-    total: dict[str, int] = {}
-    for client in masters(server):
-        with client:
+class Stats:
+    """``INFO`` of every master, on connections opened once (so they count nothing later)."""
+
+    def __init__(self, server: Any) -> None:
+        self.clients = masters(server)
+        for client in self.clients:
+            client.ping()
+
+    def reset(self) -> None:
+        for client in self.clients:
+            client.config_resetstat()
+
+    def commands(self) -> dict[str, int]:
+        """Calls per command since :meth:`reset`, summed over every master."""
+        total: dict[str, int] = {}
+        for client in self.clients:
             for name, value in client.info("commandstats").items():
                 key = name.removeprefix("cmdstat_")
                 total[key] = total.get(key, 0) + int(value["calls"])
-    return total
+        return total
 
+    def connections(self) -> int:
+        """Connections the masters accepted so far."""
+        return sum(int(c.info("stats")["total_connections_received"]) for c in self.clients)
 
-def resetstat(server: Any) -> None:
-    for client in masters(server):
-        with client:
-            client.config_resetstat()
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
 class Spy:
@@ -65,18 +78,23 @@ class Spy:
 
     def __init__(self, server: Any, channel: str | bytes) -> None:
         self.sharded = isinstance(server, RedisCluster)
-        client = server.node_for(channel).admin() if self.sharded else server.client()
-        self.pubsub = client.pubsub()
+        # Kept: a redis.Redis garbage-collected closes its pool, the spy's connection too.
+        self.client = server.node_for(channel).admin() if self.sharded else server.client()
+        self.pubsub = self.client.pubsub()
         if self.sharded:
             self.pubsub.ssubscribe(channel)
+            self.pubsub.get_sharded_message(timeout=1)  # the confirmation
         else:
             self.pubsub.subscribe(channel)
-        self.pubsub.get_message(timeout=1)  # the confirmation
+            self.pubsub.get_message(timeout=1)
 
     def next(self, timeout: float = 2.0) -> bytes | None:
         """The data of the next frame, or None."""
         for _ in range(int(timeout / 0.1) + 1):
-            got = self.pubsub.get_message(timeout=0.1)
+            if self.sharded:
+                got = self.pubsub.get_sharded_message(timeout=0.1)
+            else:
+                got = self.pubsub.get_message(timeout=0.1)
             if got and got["type"] in ("message", "smessage"):
                 data: bytes = got["data"]
                 return data
@@ -84,3 +102,4 @@ class Spy:
 
     def close(self) -> None:
         self.pubsub.close()
+        self.client.close()
