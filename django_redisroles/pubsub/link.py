@@ -119,6 +119,7 @@ class Link:
         self._open_pubsub = open_pubsub
         self._on_lost = on_lost
         self._on_down = on_down
+        self._sharded = sharded
         prefix = "S" if sharded else ""
         self._sub, self._unsub = f"{prefix}SUBSCRIBE", f"{prefix}UNSUBSCRIBE"
         self._msg_type = b"smessage" if sharded else b"message"
@@ -253,6 +254,15 @@ class Link:
         self._sent.add(rname)
         await self._send(pubsub, self._sub, rname)
 
+    async def _send_unsubscribe(self, pubsub: Any, names: Iterable[bytes]) -> None:
+        names = list(names)
+        self._sent.difference_update(names)
+        if self._sharded:  # one SUNSUBSCRIBE per channel: several must share a slot
+            for name in names:
+                await self._send(pubsub, self._unsub, name)
+        else:
+            await self._send(pubsub, self._unsub, *names)
+
     def _refused(self, exc: BaseException, failure: errors.Failure | None) -> bool:
         """An error reply read by the reader: the oldest pending SUBSCRIBE's. False if none."""
         moved = moved_to(exc)
@@ -297,8 +307,7 @@ class Link:
                 if conn is None or not conn.is_connected:
                     # The reader's resync drops subscriptions nobody wants.
                     raise redis.exceptions.ConnectionError("reconnecting")
-                self._sent.difference_update(names)
-                await self._send(self._pubsub, self._unsub, *names)
+                await self._send_unsubscribe(self._pubsub, names)
         except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
             self.note_down(exc)
 
@@ -327,8 +336,7 @@ class Link:
             for rname in missing:
                 await self._send_subscribe(pubsub, rname)
             if extra:
-                self._sent.difference_update(extra)
-                await self._send(pubsub, self._unsub, *extra)
+                await self._send_unsubscribe(pubsub, extra)
             self._watch_connection()
             self._resync = False
 
