@@ -1,20 +1,17 @@
 """One subscriber connection: (S)SUBSCRIBE, the reader, reconnects.
 
-A :class:`Link` is one redis-py ``PubSub`` connection: on one server or under
-Sentinel the only one of a loop layer (``SUBSCRIBE``), on a Redis Cluster one
-per master (``SSUBSCRIBE``, sharded pub/sub; :mod:`.subscriber` routes the
-channels). It subscribes one Redis channel per call (so a refusal can be told
-apart: :class:`SubscribeRefused`), waits for Redis's confirmation, and runs the
-reader task: it reads frames, drops a frame whose message id it just delivered
-(a publish re-sent by redis-py), and hands the rest to ``deliver``. When the
-connection drops, the reader alone reconnects (under the lock), subscribes again
-to everything wanted, and calls ``on_reconnect`` with how long Redis was away.
+A :class:`Link` is one redis-py ``PubSub`` connection: the only one of a loop
+layer on one server or under Sentinel (``SUBSCRIBE``), one per master on a
+Redis Cluster (``SSUBSCRIBE``; :mod:`.subscriber` routes the channels). It
+subscribes one channel per call (a refusal is told apart: ``SubscribeRefused``),
+waits for Redis's confirmation, and runs the reader task, which hands frames to
+``deliver``. When the connection drops, the reader alone reconnects (under the
+lock), subscribes again to everything wanted, and calls ``on_reconnect``.
 
-Commands are sent on the connection and replies read raw (``parse_response``),
-not through redis-py's ``subscribe()``/``get_message()``: redis-py before 8 has
-no ``ssubscribe()`` on ``redis.asyncio``, and we keep the list of what the
-socket is subscribed to ourselves. A channel the server drops (``sunsubscribe``
-pushed when its slot moved, ``MOVED`` to an ``SSUBSCRIBE``) goes to ``on_lost``.
+Commands are sent on the connection and replies read raw (``parse_response``):
+redis-py before 8 has no ``ssubscribe()`` in ``redis.asyncio``. A channel the
+server drops (``sunsubscribe`` pushed when its slot moved, ``MOVED`` to an
+``SSUBSCRIBE``) goes to ``on_lost``.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis.asyncio
 import redis.asyncio.retry
@@ -32,65 +29,18 @@ import redis.backoff
 import redis.exceptions
 
 from .. import conf, errors
-from .envelope import split_frame
+from .replies import (
+    CONNECTION_ERRORS,
+    MovedTo,
+    Route,
+    SubscribeRefused,
+    connect_callbacks,
+    moved_to,
+)
 
 __all__ = ["CONNECTION_ERRORS", "Link", "MovedTo", "Route", "SubscribeRefused"]
 
 logger = logging.getLogger("django_redisroles.pubsub")
-
-#: Errors that mean "Redis is away" (not a refusal, not a bug).
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-#: What a Redis channel is subscribed for: ("g", group) or ("c", consumer channel).
-Route = tuple[str, str]
-
-# Message ids a subscriber remembers, to drop a frame delivered twice (a publish
-# re-sent by redis-py after a timeout, whose first send did run).
-_RECENT_MSGIDS = 10_000
-
-
-class SubscribeRefused(RuntimeError):
-    """Redis refused to subscribe this process to a group's or channel's Pub/Sub channel.
-
-    Raised by ``group_add()``/``receive()``/``new_channel()`` (an ACL user
-    without that channel: ``NOPERM``), instead of a consumer that silently
-    never receives. ``failure`` is the classified error.
-    """
-
-    def __init__(self, name: str, failure: errors.Failure) -> None:
-        self.failure = failure
-        super().__init__(f"Redis refused to subscribe to {name}: {failure.describe()}")
-
-
-class MovedTo(NamedTuple):
-    """The master a ``MOVED`` reply named for a shard channel."""
-
-    host: str
-    port: int
-
-
-def moved_to(exc: BaseException) -> MovedTo | None:
-    """The node of a ``MOVED`` error reply (redis-py's ``MovedError`` or a plain one), or None."""
-    host, port = getattr(exc, "host", None), getattr(exc, "port", None)
-    if isinstance(exc, redis.exceptions.MovedError) and host and port:
-        return MovedTo(str(host), int(port))
-    parts = str(exc).split()
-    if len(parts) == 3 and parts[0] == "MOVED" and ":" in parts[2]:
-        h, _, p = parts[2].rpartition(":")
-        return MovedTo(h, int(p))
-    return None
-
-
-def _connect_callbacks(conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(register, deregister) of a redis.asyncio connection's connect callbacks.
-
-    Public since redis-py 5.0.2; 5.0.0/5.0.1 (allowed by ``redis>=5``) have
-    them with a leading underscore only.
-    """
-    register = getattr(conn, "register_connect_callback", None)
-    if register is not None:
-        return register, conn.deregister_connect_callback
-    return conn._register_connect_callback, conn._deregister_connect_callback
 
 
 class Link:
@@ -103,7 +53,7 @@ class Link:
     def __init__(
         self,
         stats: collections.Counter[str],
-        deliver: Callable[[Route, bytes, str | None], None],
+        deliver: Callable[[Route, bytes], None],
         on_reconnect: Callable[[float], Awaitable[None]],
         *,
         open_pubsub: Callable[[], Any],
@@ -115,16 +65,13 @@ class Link:
         self.stats = stats
         self.addr = addr
         self._deliver = deliver
-        self._on_reconnect = on_reconnect
-        self._open_pubsub = open_pubsub
-        self._on_lost = on_lost
-        self._on_down = on_down
-        self._sharded = sharded
+        self._on_reconnect, self._open_pubsub = on_reconnect, open_pubsub
+        self._on_lost, self._on_down, self._sharded = on_lost, on_down, sharded
         prefix = "S" if sharded else ""
         self._sub, self._unsub = f"{prefix}SUBSCRIBE", f"{prefix}UNSUBSCRIBE"
-        self._msg_type = b"smessage" if sharded else b"message"
-        self._sub_type = self._sub.lower().encode()
-        self._unsub_type = self._unsub.lower().encode()
+        self._msg_type, self._sub_type, self._unsub_type = (
+            f"{prefix}{t}".lower().encode() for t in ("MESSAGE", "SUBSCRIBE", "UNSUBSCRIBE")
+        )
         self._routes: dict[bytes, Route] = {}
         self._wanted: set[bytes] = set()
         # What the current socket is subscribed to (sent); cleared with the socket.
@@ -135,9 +82,8 @@ class Link:
         self._saved_retry: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        # Serializes (re)connecting and (UN)SUBSCRIBE on the subscriber: redis-py's
-        # PubSub takes a new pool connection for each concurrent first command, so
-        # consumers starting together would each get (and leak) their own.
+        # Serializes (re)connecting and (UN)SUBSCRIBE: redis-py's PubSub takes a new pool
+        # connection for each concurrent first command (consumers starting together).
         self._lock = asyncio.Lock()
         self._resync = False
         self._reconnected = False
@@ -145,31 +91,18 @@ class Link:
         # SUBSCRIBEs sent and not yet confirmed, oldest first (one channel each):
         # Redis answers them in order, so an error reply is the oldest one's.
         self._pending: collections.deque[bytes] = collections.deque()
-        self._recent: collections.OrderedDict[tuple[Route, bytes], None] = collections.OrderedDict()
 
     # -- subscriptions ---------------------------------------------------
     def _timeout(self) -> float:
-        value = conf.role_options("pubsub").get("socket_timeout") or 2.0
-        return float(value)
+        return float(conf.role_options("pubsub").get("socket_timeout") or 2.0)
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
-    def _ensure_pubsub(self) -> Any:
-        if self._pubsub is None:
-            self._pubsub = self._open_pubsub()
-        return self._pubsub
-
-    @property
-    def wanted(self) -> frozenset[bytes]:
-        """The Redis channels this link is asked to listen on."""
-        return frozenset(self._wanted)
-
-    @property
-    def down(self) -> bool:
-        """Whether the connection failed and is not back yet."""
-        return self._down_since is not None or self._resync
+    def state(self) -> tuple[bool, frozenset[bytes]]:
+        """(whether the connection failed and is not back yet, the channels wanted)."""
+        return self._down_since is not None or self._resync, frozenset(self._wanted)
 
     def forget(self, rname: bytes) -> None:
         """Stop wanting ``rname`` without a word to Redis (its node dropped it or is gone)."""
@@ -184,13 +117,11 @@ class Link:
         # Told by redis-py each time the subscriber connection (re)connects.
         conn = self._pubsub.connection if self._pubsub is not None else None
         if conn is not None and self._callback_on is not conn:
-            _connect_callbacks(conn)[0](self._on_connect)
+            connect_callbacks(conn)[0](self._on_connect)
             self._callback_on = conn
-            # No reconnect hidden inside redis-py commands: a failed read or write
-            # raises, and only the reader reconnects (under the lock). Otherwise a
-            # SUBSCRIBE and get_message() could both reconnect the same connection
-            # at once (asyncio's "read() called while another coroutine is already
-            # waiting"). The pool's own policy is put back in close().
+            # No reconnect hidden inside redis-py: only the reader reconnects (under the
+            # lock), never a SUBSCRIBE and a read at once (asyncio's "read() called
+            # while another coroutine is already waiting"). Put back in close().
             self._saved_retry = conn.retry
             conn.retry = redis.asyncio.retry.Retry(
                 redis.backoff.NoBackoff(), 0, supported_errors=()
@@ -200,13 +131,9 @@ class Link:
         self._reconnected = True
 
     async def subscribe(self, rname: bytes, route: Route) -> bool | MovedTo:
-        """Subscribe to ``rname`` for ``route``; back when Redis confirmed (True) or is away.
-
-        Raises :class:`SubscribeRefused` when Redis refuses it (ACL). When Redis
-        is down this returns at once (False): the reader subscribes when it is
-        back. A :class:`MovedTo` when this node does not serve the channel's slot
-        (the link no longer wants it).
-        """
+        """Subscribe ``rname``: True once confirmed; False if Redis is away (the reader
+        subscribes when it is back); ``MovedTo`` if another master serves its slot
+        (no longer wanted here). ``SubscribeRefused`` when an ACL refuses it."""
         self._routes[rname] = route
         fut = self._confirm.get(rname)
         if rname not in self._wanted:
@@ -269,11 +196,13 @@ class Link:
         if not self._pending or (failure is None and moved is None):
             return False
         rname = self._pending.popleft()
-        if moved is not None:  # another master serves its slot: not ours any more
+        if (
+            moved is not None or failure is None
+        ):  # another master serves its slot: not ours any more
             fut = self._confirm.pop(rname, None)
             self.forget(rname)
             if fut is not None and not fut.done():
-                fut.set_result(moved)  # the caller subscribes there
+                fut.set_result(moved or False)  # the caller subscribes there
             elif self._on_lost is not None:
                 self._on_lost(rname, moved)
             return True
@@ -281,7 +210,6 @@ class Link:
         self._wanted.discard(rname)
         self._routes.pop(rname, None)
         self._sent.discard(rname)
-        assert failure is not None  # checked above; for mypy
         error = SubscribeRefused(rname.decode(errors="replace"), failure)
         logger.error("pubsub: %s", error)
         fut = self._confirm.pop(rname, None)
@@ -313,7 +241,9 @@ class Link:
 
     async def _connected(self) -> Any:
         """The subscriber, connected (call with ``self._lock`` held)."""
-        pubsub = self._ensure_pubsub()
+        if self._pubsub is None:
+            self._pubsub = self._open_pubsub()
+        pubsub = self._pubsub
         if pubsub.connection is None or not pubsub.connection.is_connected:
             # A new socket has no subscriptions: we send one (S)SUBSCRIBE per
             # channel (_sync_subscriptions), so that a refused one can be told apart.
@@ -427,28 +357,8 @@ class Link:
 
     def _message(self, rname: bytes, data: bytes) -> None:
         route = self._routes.get(rname)
-        if route is None:
-            return
-        payload, seq, msgid = split_frame(data)
-        if msgid is not None and self._duplicate(route, msgid):
-            return
-        self._deliver(route, payload, seq)
-
-    def _duplicate(self, route: Route, msgid: bytes) -> bool:
-        """Whether this frame was already delivered (a re-sent publish).
-
-        Per group or channel, not per Redis channel: during an upgrade a group
-        is heard on its old and its new name.
-        """
-        key = (route, msgid)
-        recent = self._recent
-        if key in recent:
-            self.stats["duplicates_skipped"] += 1
-            return True
-        recent[key] = None
-        if len(recent) > _RECENT_MSGIDS:
-            recent.popitem(last=False)
-        return False
+        if route is not None:
+            self._deliver(route, data)
 
     async def _after_reconnect(self) -> None:
         down_for = time.monotonic() - self._down_since if self._down_since is not None else 0.0
@@ -456,11 +366,8 @@ class Link:
         self._reconnected = False
         self.stats["reconnects"] += 1
         await self._sync_subscriptions()
-        logger.warning(
-            "pubsub: reconnected to Redis after %.2fs; %d subscription(s) re-established",
-            down_for,
-            len(self._wanted),
-        )
+        n = len(self._wanted)
+        logger.warning("pubsub: reconnected after %.2fs; %d subscription(s) back", down_for, n)
         await self._on_reconnect(down_for)
 
     async def close(self) -> None:
@@ -475,7 +382,7 @@ class Link:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             if self._callback_on is not None:
-                _connect_callbacks(self._callback_on)[1](self._on_connect)
+                connect_callbacks(self._callback_on)[1](self._on_connect)
                 if self._saved_retry is not None:
                     self._callback_on.retry = self._saved_retry  # back to the pool as it was
                 self._callback_on = None
@@ -484,14 +391,7 @@ class Link:
                 await pubsub.aclose()
             except Exception:
                 logger.debug("pubsub: error closing the subscriber", exc_info=True)
-        for fut in self._confirm.values():
+        for fut in self._confirm.values():  # a closed link is not used again
             fut.cancel()
         self._confirm.clear()
-        self._routes.clear()
         self._wanted.clear()
-        self._sent.clear()
-        self._resync = False
-        self._reconnected = False
-        self._down_since = None
-        self._pending.clear()
-        self._recent.clear()

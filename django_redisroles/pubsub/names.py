@@ -28,16 +28,16 @@ from .. import conf
 
 __all__ = [
     "CHANNEL_NAME",
-    "channel_prefix",
-    "key_prefix",
-    "sharded",
     "GROUP_NAME",
     "LayerNames",
+    "channel_prefix",
+    "key_prefix",
     "legacy_redis_channel",
     "namespace",
     "redis_channel",
     "replay_ids",
     "replay_stream",
+    "sharded",
 ]
 
 # Group and channel names as docs/pubsub.md gives them: ASCII letters, digits,

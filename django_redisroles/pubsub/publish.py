@@ -6,8 +6,9 @@ all build a :class:`Plan` with :class:`Publisher`: the message checked, encoded
 envelope with a new message id, and the command that carries it: one
 ``PUBLISH`` (``SPUBLISH`` on a Redis Cluster: one command to the master that
 serves the channel's slot, not a broadcast over the cluster bus), or for a
-replay group the replay script (``XADD`` + ``(S)PUBLISH`` in one round trip). :func:`run` and :func:`arun` send a plan and say what the
-reply means (the replay sequence id, or None); they hold no rule of their own.
+replay group the replay script (``XADD`` + ``(S)PUBLISH`` in one round trip).
+:func:`run` and :func:`arun` send a plan and say what the reply means (the
+replay sequence id, or None); they hold no rule of their own.
 """
 
 from __future__ import annotations

@@ -41,7 +41,11 @@ def status() -> dict[str, Any]:
             sub = "SHARDNUMSUB" if shard else "NUMSUB"
             reply = client.execute_command("PUBSUB", sub, *names)
             # A flat [name, n, ...] list (RESP2), a map under RESP3.
-            pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+            pairs = (
+                reply.items()
+                if isinstance(reply, dict)
+                else zip(reply[::2], reply[1::2], strict=True)
+            )
             for name, n in pairs:
                 counts[name] = counts.get(name, 0) + int(n)
         consumers += len(_channels(client, consumer_prefix, shard))

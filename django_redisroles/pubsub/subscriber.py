@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ..connections import async_shard_client, get_async_redis, topology
+from .envelope import split_frame
 from .link import CONNECTION_ERRORS, Link, MovedTo, Route, SubscribeRefused
 
 __all__ = ["CONNECTION_ERRORS", "Route", "SubscribeRefused", "Subscriber"]
@@ -31,6 +32,10 @@ __all__ = ["CONNECTION_ERRORS", "Route", "SubscribeRefused", "Subscriber"]
 logger = logging.getLogger("django_redisroles.pubsub")
 
 Addr = tuple[str, int]
+
+# Message ids remembered, to drop a frame delivered twice (a publish re-sent by
+# redis-py after a timeout, whose first send did run).
+_RECENT_MSGIDS = 10_000
 
 # MOVED replies followed for one subscribe before giving up (a slot in migration).
 _MAX_REDIRECTS = 5
@@ -55,6 +60,32 @@ class Subscriber:
         self._tasks: set[asyncio.Task[None]] = set()
         self._moving = asyncio.Lock()
         self._watching: set[Addr | None] = set()
+        self._recent: collections.OrderedDict[tuple[Route, bytes], None] = collections.OrderedDict()
+
+    # -- frames ------------------------------------------------------------
+    def _frame(self, route: Route, data: bytes) -> None:
+        """A frame a link read: delivered unless its message id was just delivered."""
+        payload, seq, msgid = split_frame(data)
+        if msgid is not None and self._duplicate(route, msgid):
+            return
+        self._deliver(route, payload, seq)
+
+    def _duplicate(self, route: Route, msgid: bytes) -> bool:
+        """Whether this frame was already delivered (a publish re-sent by redis-py).
+
+        Per group or channel, not per Redis channel: during an upgrade a group
+        is heard on its old and its new name (and on a cluster, on two links
+        while it moves).
+        """
+        key = (route, msgid)
+        recent = self._recent
+        if key in recent:
+            self.stats["duplicates_skipped"] += 1
+            return True
+        recent[key] = None
+        if len(recent) > _RECENT_MSGIDS:
+            recent.popitem(last=False)
+        return False
 
     # -- links -------------------------------------------------------------
     def _link(self, addr: Addr | None, client: Any = None) -> Link:
@@ -63,14 +94,14 @@ class Subscriber:
             if addr is None:
                 link = Link(
                     self.stats,
-                    self._deliver,
+                    self._frame,
                     self._on_reconnect,
                     open_pubsub=lambda: get_async_redis("pubsub").pubsub(),
                 )
             else:
                 link = Link(
                     self.stats,
-                    self._deliver,
+                    self._frame,
                     self._on_reconnect,
                     open_pubsub=client.pubsub,
                     sharded=True,
@@ -139,6 +170,7 @@ class Subscriber:
         self._where.clear()
         self._routes.clear()
         self._watching.clear()
+        self._recent.clear()
 
     # -- channels that move (cluster) -------------------------------------
     def _background(self, coro: Any) -> None:
@@ -211,12 +243,16 @@ class Subscriber:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 1.0)
                 link = self._links.get(addr)
-                if link is None or not link.down or not link.wanted:
+                down, wanted = link.state() if link is not None else (False, frozenset())
+                if not down or not wanted:
+                    if link is not None and down and not wanted:
+                        self._links.pop(addr, None)  # a master gone, nothing left on it
+                        await link.close()
                     return  # back by itself (a dropped connection), or nothing to move
                 try:
                     await async_shard_client("pubsub", b"", refresh=True)
                     gone = []
-                    for rname in link.wanted:
+                    for rname in wanted:
                         if (await self._owner(rname)).addr != addr:
                             gone.append(rname)
                 except CONNECTION_ERRORS:

@@ -7,7 +7,6 @@ import datetime
 from typing import Any
 
 import pytest
-import redis
 from channels.exceptions import ChannelFull
 from django.core.exceptions import ImproperlyConfigured
 

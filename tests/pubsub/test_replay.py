@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from django_redisroles import conf
 from django_redisroles.pubsub import EVENT_GAP, SEQ_KEY, broadcast
 from django_redisroles.pubsub.names import replay_stream
 from tests.pubsub.conftest import nothing, receive

@@ -10,7 +10,6 @@ from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from django_redisroles import conf
 from django_redisroles.pubsub.layer import redis_channel, replay_stream
 from tests.pubsub import wire
 from tests.pubsub.conftest import nothing, receive

@@ -223,9 +223,7 @@ async def test_a_cluster_master_fails_mid_stream(cluster, make_layer, group: str
     layer = make_layer()
     channel = redis_channel("g", group)
     owner = cluster.node_for(channel)
-    publisher, got, events = await _fault_mid_stream(
-        layer, lambda: cluster.failover(owner), group
-    )
+    publisher, got, events = await _fault_mid_stream(layer, lambda: cluster.failover(owner), group)
     assert cluster.node_for(channel) is not owner
     assert wire.numsub(cluster, channel) == 1  # re-subscribed on the promoted replica
     if group.startswith("r-"):
