@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from .. import errors
 from ..connections import async_shard_client, get_async_redis, topology
 from .envelope import split_frame
 from .link import CONNECTION_ERRORS, Link, MovedTo, Route, SubscribeRefused
@@ -36,6 +37,9 @@ Addr = tuple[str, int]
 # Message ids remembered, to drop a frame delivered twice (a publish re-sent by
 # redis-py after a timeout, whose first send did run).
 _RECENT_MSGIDS = 10_000
+
+# Live frames held per moving channel until its catch-up ran (then replayed ones skipped).
+_HOLD_MAX = 10_000
 
 # MOVED replies followed for one subscribe before giving up (a slot in migration).
 _MAX_REDIRECTS = 5
@@ -61,10 +65,18 @@ class Subscriber:
         self._moving = asyncio.Lock()
         self._watching: set[Addr | None] = set()
         self._recent: collections.OrderedDict[tuple[Route, bytes], None] = collections.OrderedDict()
+        self._held: dict[Route, list[bytes]] = {}
 
     # -- frames ------------------------------------------------------------
     def _frame(self, route: Route, data: bytes) -> None:
         """A frame a link read: delivered unless its message id was just delivered."""
+        held = self._held.get(route)
+        if held is not None:
+            # Moving: live frames wait until the catch-up (replay) ran, or they would
+            # move the replay cursor past what was published while nobody listened.
+            if len(held) < _HOLD_MAX:
+                held.append(data)
+            return
         payload, seq, msgid = split_frame(data)
         if msgid is not None and self._duplicate(route, msgid):
             return
@@ -180,20 +192,26 @@ class Subscriber:
             coro.close()
             return
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("pubsub: following a moved channel failed", exc_info=task.exception())
 
     def _lost(self, rname: bytes, moved: MovedTo | None) -> None:
         """The node of ``rname`` dropped it (its slot moved): subscribe it at the new owner."""
         self._background(self._relocate([rname], moved, time.monotonic()))
 
-    async def _relocate(
-        self, rnames: list[bytes], moved: MovedTo | None, since: float, *, told: bool = False
-    ) -> None:
+    async def _relocate(self, rnames: list[bytes], moved: MovedTo | None, since: float) -> None:
         async with self._moving:
             wanted = [r for r in rnames if r in self._routes]
             if not wanted:
                 return
             self.stats["moved"] += len(wanted)
+            routes = {self._routes[r] for r in wanted}
+            for route in routes:
+                self._held.setdefault(route, [])
             for rname in wanted:
                 old = self._links.get(self._where.get(rname))
                 if old is not None:
@@ -216,9 +234,20 @@ class Subscriber:
             logger.warning(
                 "pubsub: %d channel(s) moved to another cluster master; re-subscribed", len(wanted)
             )
-        if not told:
-            # Published while nobody listened: lost events, replay groups caught up.
-            await self._on_reconnect(time.monotonic() - since)
+            # Published while nobody listened: lost events, replay groups caught up. Until
+            # it worked: a catch-up that failed must not become a silent loss.
+            try:
+                for attempt in range(50):
+                    try:
+                        await self._on_reconnect(time.monotonic() - since)
+                        break
+                    except errors.REDIS_ERRORS as exc:
+                        logger.warning("pubsub: catching up after a move failed (%s)", exc)
+                        await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            finally:
+                for route in routes:
+                    for data in self._held.pop(route, ()):
+                        self._frame(route, data)
 
     async def _subscribe_at(self, link: Link, rname: bytes) -> None:
         route = self._routes[rname]
