@@ -144,7 +144,7 @@ def _seq(reply: Any) -> str:
 def run(client: redis.Redis, plan: Plan) -> str | None:
     """Send ``plan`` on a sync client: the replay sequence id, or None."""
     if plan.keys is None:
-        client.execute_command(plan.command, plan.channel, plan.data)
+        client.execute_command(plan.command, plan.channel, plan.data)  # type: ignore[no-untyped-call]
         return None
     return _seq(PUBLISH_SCRIPT(client, plan.keys, plan.args or ()))
 
@@ -152,6 +152,6 @@ def run(client: redis.Redis, plan: Plan) -> str | None:
 async def arun(client: redis.asyncio.Redis, plan: Plan) -> str | None:
     """Send ``plan`` on a ``redis.asyncio`` client: the replay sequence id, or None."""
     if plan.keys is None:
-        await client.execute_command(plan.command, plan.channel, plan.data)
+        await client.execute_command(plan.command, plan.channel, plan.data)  # type: ignore[no-untyped-call]
         return None
     return _seq(await PUBLISH_SCRIPT.acall(client, plan.keys, plan.args or ()))

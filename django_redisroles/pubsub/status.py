@@ -39,7 +39,7 @@ def status() -> dict[str, Any]:
         names = _channels(client, group_prefix, shard)
         if names:
             sub = "SHARDNUMSUB" if shard else "NUMSUB"
-            reply = client.execute_command("PUBSUB", sub, *names)
+            reply = client.execute_command("PUBSUB", sub, *names)  # type: ignore[no-untyped-call]
             # A flat [name, n, ...] list (RESP2), a map under RESP3.
             pairs = (
                 reply.items()
@@ -68,7 +68,7 @@ def status() -> dict[str, Any]:
         {"group": _bare(n[len(group_prefix) :], shard), "processes": counts[n]}
         for n in sorted(counts)
     ]
-    streams.sort(key=lambda s: s["group"])
+    streams.sort(key=lambda s: str(s["group"]))
     return {"groups": groups, "consumer_channels": consumers, "replay_streams": streams}
 
 
@@ -80,5 +80,5 @@ def _channels(client: redis.Redis, prefix: bytes, shard: bool) -> list[bytes]:
     """The subscribed (shard) channels under ``prefix`` (anchored, as every pattern of ours)."""
     pattern = conf.glob_escape(prefix.decode()) + "*"
     sub = "SHARDCHANNELS" if shard else "CHANNELS"
-    found = cast("list[bytes]", client.execute_command("PUBSUB", sub, pattern))
+    found = cast("list[bytes]", client.execute_command("PUBSUB", sub, pattern))  # type: ignore[no-untyped-call]
     return [n for n in found if n.startswith(prefix)]
