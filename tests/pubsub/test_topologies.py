@@ -156,24 +156,30 @@ async def collect(layer: Any, channel: str, group: str) -> tuple[list[int], list
     """Message numbers received until an end marker arrives, and the events.
 
     The marker is sent again until it arrives: a plain group's message sent
-    before the subscriber is back is lost (and reported), not late.
+    before the subscriber is back is lost (and reported), not late. One
+    receive() at a time, never cancelled (that would end the consumer).
     """
     got: list[int] = []
     events: list[dict] = []
-    for _ in range(30):
-        await asyncio.to_thread(broadcast, group, {"type": "end"})
-        try:
+    pending = asyncio.ensure_future(layer.receive(channel))
+    try:
+        for _ in range(30):
+            await asyncio.to_thread(broadcast, group, {"type": "end"})
             while True:
-                message = await receive(layer, channel, within=2)
+                done, _ = await asyncio.wait({pending}, timeout=2)
+                if not done:
+                    break  # send the marker again
+                message = pending.result()
+                pending = asyncio.ensure_future(layer.receive(channel))
                 if message["type"] == "end":
                     return got, events
                 if message["type"] in (EVENT_GAP, EVENT_LOST):
                     events.append(message)
                 else:
                     got.append(message["n"])
-        except TimeoutError:
-            continue
-    raise AssertionError(f"the subscriber never came back: {got[-5:]}, {events}")
+        raise AssertionError(f"the subscriber never came back: {got[-5:]}, {events}")
+    finally:
+        pending.cancel()
 
 
 def check_replay(publisher: Publisher, got: list[int], events: list[dict]) -> None:
