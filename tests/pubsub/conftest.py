@@ -66,11 +66,3 @@ async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
-
-
-def single_server_only(server: Any, reason: str) -> None:
-    """Skip (with ``reason``) on a Redis Cluster: for what only one server has."""
-    from django_redisroles.testing import RedisCluster
-
-    if isinstance(server, RedisCluster):
-        pytest.skip(f"not on a Redis Cluster: {reason}")

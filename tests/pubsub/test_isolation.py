@@ -15,7 +15,7 @@ import pytest
 
 from django_redisroles import conf
 from django_redisroles.pubsub import RedisRolesChannelLayer
-from tests.pubsub.conftest import nothing, receive, single_server_only
+from tests.pubsub.conftest import nothing, receive
 
 
 def _project(settings: Any, url: str) -> None:
@@ -25,11 +25,11 @@ def _project(settings: Any, url: str) -> None:
     settings.REDISROLES = {"URL": url}  # the default KEY_PREFIX, as both projects have
 
 
+@pytest.mark.topologies("single", "sentinel", reason="a Redis Cluster has database 0 only")
 @pytest.mark.parametrize("replay", [False, True], ids=["plain group", "replay group"])
 async def test_projects_in_two_databases_do_not_meet(
     settings, redis_server, make_layer, replay: bool
 ) -> None:
-    single_server_only(redis_server, "it has database 0 only")
     config = {"replay_groups": ["notifications"]} if replay else {}
     _project(settings, redis_server.url(1))  # project B listens
     layer_b = make_layer(**config)
@@ -74,8 +74,8 @@ def test_channel_names_carry_the_database(settings) -> None:
     assert redis_channel("g", "room") == b"rr:pubsub:db2:g:room"
 
 
+@pytest.mark.topologies("single", "sentinel", reason="a Redis Cluster has database 0 only")
 def test_broadcast_publishes_on_the_databases_channel(settings, redis_server) -> None:
-    single_server_only(redis_server, "it has database 0 only")
     _project(settings, redis_server.url(4))
     spy = redis_server.client(db=0).pubsub()  # a subscriber's database does not matter
     spy.subscribe(b"rr:pubsub:db4:g:news", b"rr:pubsub:g:news")
@@ -88,12 +88,12 @@ def test_broadcast_publishes_on_the_databases_channel(settings, redis_server) ->
     spy.close()
 
 
+# Versions with database-blind names never ran on a cluster: nothing to upgrade there.
+@pytest.mark.topologies("single", "sentinel", reason="LEGACY_CHANNELS upgrades single-server names")
 async def test_a_three_step_upgrade_loses_and_repeats_nothing(
     make_layer, redis_client, redis_server
 ) -> None:
     """Old processes (database-blind names) and each step's processes side by side."""
-    # Versions with database-blind names never ran on a cluster: nothing to upgrade there.
-    single_server_only(redis_server, "LEGACY_CHANNELS upgrades single-server names")
     import msgpack
 
     old_name = conf.make_key("pubsub", "g", "news")  # the old version's, database-blind
