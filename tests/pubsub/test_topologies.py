@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from django_redisroles import connections
-from django_redisroles.pubsub import EVENT_GAP, EVENT_LOST, broadcast
+from django_redisroles.pubsub import EVENT_GAP, EVENT_LOST, broadcast, status
 from django_redisroles.pubsub.names import redis_channel, replay_stream
 from django_redisroles.testing import RedisCluster, slot_of
 from tests.conftest import session_topology
@@ -83,6 +83,10 @@ async def test_groups_on_every_master_reach_every_process(cluster, make_layer) -
         assert wire.numsub(cluster, channel) == 2
         with cluster.node_for(channel).admin() as owner:
             assert owner.execute_command("PUBSUB", "NUMSUB", channel)[1] == 0
+    # status() (redisroles pubsub) asks every master: PUBSUB SHARDCHANNELS / SHARDNUMSUB.
+    seen = await asyncio.to_thread(status)
+    assert {g["group"]: g["processes"] for g in seen["groups"]} == dict.fromkeys(groups, 2)
+    assert seen["consumer_channels"] == 2
     stats = wire.Stats(cluster)
     for group in groups:
         await b.group_send(group, {"type": "warm-up"})
@@ -113,6 +117,8 @@ async def test_groups_on_every_master_reach_every_process(cluster, make_layer) -
     # A consumer channel on another master: send() reaches it too.
     await a.send(cb, {"type": "direct"})
     assert (await receive(b, cb))["type"] == "direct"
+    seen = await asyncio.to_thread(status)
+    assert sorted(r["group"] for r in seen["replay_streams"]) == sorted(groups[3:])
 
 
 class Publisher:
