@@ -1,6 +1,8 @@
 """Pub/sub role vs channels_redis, side by side on one redis-server.
 
     PYTHONPATH=. python -m benchmarks.pubsub [--quick]
+    PYTHONPATH=. python -m benchmarks.pubsub --topology cluster   # ours on 3 masters
+
 
 1. Cost of one broadcast from sync code: ``broadcast()`` vs a bare redis-py
    ``PUBLISH`` vs ``async_to_sync(layer.group_send)`` on channels_redis's
@@ -8,6 +10,9 @@
    connections per call).
 2. Redis round trips (client writes) and commands of one ``group_send`` to
    groups of 1 / 100 / 1000 members.
+   ``--topology cluster``: ours only, on a 3-master Redis Cluster (peers have no
+   cluster support), with group names on each master; commands summed over
+   every master, plain and replay groups.
 3. Fan-out latency: 100 consumers of one process (the layer alone), then 100
    WebSocket clients on 2 ASGI instances (uvicorn) of the testproject, messages
    published from this process, p50/p99 over every delivery.
@@ -191,6 +196,50 @@ async def group_send_cost(
     return trips, after - before - 1
 
 
+async def cluster_group_send_cost(group: str, size: int, cluster: Any) -> tuple[int, int]:
+    """Client writes and Redis commands (every master) of one group_send on a cluster."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer("redisroles")
+    channels = [await layer.new_channel() for _ in range(size)]
+    for channel in channels:
+        await layer.group_add(group, channel)
+    await layer.group_send(group, {"type": "warm-up"})  # this master's connection is open
+    probes = [node.admin() for node in cluster.masters()]
+
+    def processed() -> int:
+        return sum(int(p.info("stats")["total_commands_processed"]) for p in probes)
+
+    before = processed()
+    RoundTrips.count = 0
+    with RoundTrips.installed():
+        await layer.group_send(group, {"type": "notify", "n": 1})
+        trips = RoundTrips.count
+    after = processed()
+    for probe in probes:
+        probe.close()
+    await layer.flush()
+    return trips, after - before - len(probes)  # less the first INFO of each probe
+
+
+def bench_cluster_round_trips(cluster: Any) -> list[dict[str, Any]]:
+    from django_redisroles.pubsub.names import redis_channel
+
+    rows = []
+    for kind in ("plain", "replay"):
+        for master in cluster.masters():
+            group = next(
+                f"{kind}-{n}"
+                for n in range(10_000)
+                if cluster.node_for(redis_channel("g", f"{kind}-{n}")) is master
+            )
+            row: dict[str, Any] = {"layer": f"redisroles, {kind} group on :{master.port}"}
+            for size in (1, 100, 1000):
+                row[size] = asyncio.run(cluster_group_send_cost(group, size, cluster))
+            rows.append(row)
+    return rows
+
+
 def bench_round_trips(url: str) -> list[dict[str, Any]]:
     rows = []
     for alias in LAYERS:
@@ -320,9 +369,30 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("sync", "trips", "fanout"), help="run one part of the benchmark"
     )
+    parser.add_argument(
+        "--topology",
+        choices=("single", "cluster"),
+        default="single",
+        help="cluster: the round trips of ours on a 3-master Redis Cluster",
+    )
     args = parser.parse_args()
     os.environ.pop("REDISROLES_DEMO_CHANNEL_LAYER", None)
     started = time.monotonic()
+    if args.topology == "cluster":
+        from django_redisroles.testing import RedisCluster
+
+        with RedisCluster(masters=3) as cluster:
+            configure(cluster.url())
+            settings.REDISROLES["ROLES"] = {"pubsub": {"REPLAY_GROUPS": ["replay-*"]}}
+            rows = bench_cluster_round_trips(cluster)
+        print("\n### One group_send on a 3-master cluster: client round trips / Redis commands\n")
+        print("| group | 1 member | 100 members | 1000 members |")
+        print("|---|---:|---:|---:|")
+        for r in rows:
+            cells = " | ".join(f"{r[s][0]} / {r[s][1]}" for s in (1, 100, 1000))
+            print(f"| {r['layer']} | {cells} |")
+        print(f"\n(run took {time.monotonic() - started:.0f} s; python {sys.version.split()[0]})")
+        return
     with RedisServer() as server:
         url = server.url()
         configure(url)

@@ -25,7 +25,7 @@ from channels.layers import BaseChannelLayer, channel_layers
 from channels_redis.serializers import registry
 
 from .. import conf
-from ..connections import close_with_loop, get_async_redis, get_redis
+from ..connections import async_primary_clients, close_with_loop, get_async_redis, get_redis
 from . import options as layer_options
 from . import publish, replay
 from .delivery import LoopLayer
@@ -167,7 +167,7 @@ class RedisRolesChannelLayer(BaseChannelLayer):  # type: ignore[misc]  # channel
     async def flush(self) -> None:
         """Drop this loop's channels and groups, and delete the replay streams."""
         await self._get_layer().close()
-        await replay.delete_all(get_async_redis("pubsub"))
+        await replay.delete_all(await async_primary_clients("pubsub"))
 
     async def close(self) -> None:
         """Unsubscribe and drop this loop's state (Redis keys are kept)."""

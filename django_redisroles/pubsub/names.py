@@ -9,6 +9,11 @@
 - Keys: a replay group's stream ``<KEY_PREFIX>:pubsub:replay:<group>`` and its
   recent message ids ``<KEY_PREFIX>:pubsub:ids:<group>``; a key's database
   isolates it already.
+- On a Redis Cluster (and only there: single-server names never change, for a
+  rolling deploy) the group or channel name is a hash tag, ``...:g:{<group>}``,
+  ``...:replay:{<group>}``, ``...:ids:{<group>}``: a group's shard channel, its
+  stream and its ids share one slot, so the replay script (``XADD`` +
+  ``SPUBLISH``) runs on one master, and groups spread over every master.
 
 :class:`LayerNames` caches a layer's names; the cache is dropped when
 ``REDISROLES`` or ``CHANNEL_LAYERS`` changes (``KEY_PREFIX`` or the database may
@@ -25,11 +30,14 @@ __all__ = [
     "CHANNEL_NAME",
     "GROUP_NAME",
     "LayerNames",
+    "channel_prefix",
+    "key_prefix",
     "legacy_redis_channel",
     "namespace",
     "redis_channel",
     "replay_ids",
     "replay_stream",
+    "sharded",
 ]
 
 # Group and channel names as docs/pubsub.md gives them: ASCII letters, digits,
@@ -41,6 +49,23 @@ CHANNEL_NAME = re.compile(r"[A-Za-z0-9._-]+(![A-Za-z0-9._-]*)?")
 
 # Entries a layer caches per kind: channel names are one per connection, so bounded.
 _CACHE_MAX = 10_000
+
+
+def sharded() -> bool:
+    """Whether the pubsub role's Redis is a Redis Cluster (sharded pub/sub, hash-tagged names)."""
+    global _sharded_generation, _sharded
+    if _sharded_generation != _generation:
+        try:
+            _sharded = conf.topology_of(conf.role_url("pubsub")).kind == "cluster"
+        except ValueError:
+            _sharded = False  # a malformed URL: connecting raises ImproperlyConfigured anyway
+        _sharded_generation = _generation
+    return _sharded
+
+
+def _tag(name: str) -> str:
+    # A hash tag on a cluster only (group and channel names hold no braces).
+    return "{" + name + "}" if sharded() else name
 
 
 def namespace() -> str:
@@ -59,7 +84,18 @@ def redis_channel(kind: str, name: str) -> bytes:
         db = conf.role_db("pubsub")
     except ValueError:
         db = 0  # a malformed URL: connecting raises ImproperlyConfigured anyway
-    return conf.make_key("pubsub", f"db{db}", kind, name).encode()
+    return conf.make_key("pubsub", f"db{db}", kind, _tag(name)).encode()
+
+
+def channel_prefix(kind: str) -> bytes:
+    """What every channel of ``kind`` starts with (``redis_channel(kind, "")`` less its tag)."""
+    name = redis_channel(kind, "")
+    return name[:-1] if sharded() else name
+
+
+def key_prefix(kind: str) -> str:
+    """What every replay stream (``"replay"``) or ids key (``"ids"``) starts with."""
+    return conf.make_key("pubsub", kind, "{" if sharded() else "")
 
 
 def legacy_redis_channel(kind: str, name: str) -> bytes:
@@ -69,16 +105,18 @@ def legacy_redis_channel(kind: str, name: str) -> bytes:
 
 def replay_stream(group: str) -> str:
     """The replay stream key of a group (a key: its database isolates it already)."""
-    return conf.make_key("pubsub", "replay", group)
+    return conf.make_key("pubsub", "replay", _tag(group))
 
 
 def replay_ids(group: str) -> str:
     """The key of a replay group's recent message ids (see ``lua/publish.lua``)."""
-    return conf.make_key("pubsub", "ids", group)
+    return conf.make_key("pubsub", "ids", _tag(group))
 
 
 # Bumped when a setting the names derive from changes: every LayerNames drops its cache.
 _generation = 0
+_sharded_generation = -1
+_sharded = False
 
 
 def _settings_changed() -> None:

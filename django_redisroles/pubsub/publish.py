@@ -4,9 +4,11 @@
 all build a :class:`Plan` with :class:`Publisher`: the message checked, encoded
 (msgpack directly when the layer neither encrypts nor uses JSON), wrapped in its
 envelope with a new message id, and the command that carries it: one
-``PUBLISH``, or for a replay group the replay script (``XADD`` + ``PUBLISH`` in
-one round trip). :func:`run` and :func:`arun` send a plan and say what the
-reply means (the replay sequence id, or None); they hold no rule of their own.
+``PUBLISH`` (``SPUBLISH`` on a Redis Cluster: one command to the master that
+serves the channel's slot, not a broadcast over the cluster bus), or for a
+replay group the replay script (``XADD`` + ``(S)PUBLISH`` in one round trip).
+:func:`run` and :func:`arun` send a plan and say what the reply means (the
+replay sequence id, or None); they hold no rule of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import redis
 import redis.asyncio
 
 from .envelope import SEQ_KEY, frame, new_msgid
-from .names import LayerNames
+from .names import LayerNames, sharded
 from .replay import PUBLISH_SCRIPT, RECENT_IDS
 
 __all__ = ["MessageNotSerializable", "Plan", "Publisher", "arun", "run"]
@@ -69,7 +71,7 @@ def check_message(group: str, message: Any, is_replay: bool) -> None:
 class Plan:
     """What one publish sends: ``PUBLISH channel data``, or the replay script when ``keys``."""
 
-    __slots__ = ("args", "channel", "data", "keys")
+    __slots__ = ("args", "channel", "command", "data", "keys")
 
     def __init__(
         self,
@@ -82,6 +84,7 @@ class Plan:
         self.data = data
         self.keys = keys
         self.args = args
+        self.command = "SPUBLISH" if sharded() else "PUBLISH"
 
 
 class Publisher:
@@ -121,7 +124,9 @@ class Publisher:
             names = self.names
             keys = [names.stream(group), names.ids(group)]
             args = [payload, self.maxlen, self.ttl_ms, channel, new_msgid(), RECENT_IDS]
-            return Plan(channel, payload, keys, args)
+            plan = Plan(channel, payload, keys, args)
+            args.append(plan.command)
+            return plan
         # With a message id: a PUBLISH re-sent after a timeout is delivered once.
         return Plan(channel, frame(payload))
 
@@ -139,7 +144,7 @@ def _seq(reply: Any) -> str:
 def run(client: redis.Redis, plan: Plan) -> str | None:
     """Send ``plan`` on a sync client: the replay sequence id, or None."""
     if plan.keys is None:
-        client.publish(plan.channel, plan.data)
+        client.execute_command(plan.command, plan.channel, plan.data)  # type: ignore[no-untyped-call]
         return None
     return _seq(PUBLISH_SCRIPT(client, plan.keys, plan.args or ()))
 
@@ -147,6 +152,6 @@ def run(client: redis.Redis, plan: Plan) -> str | None:
 async def arun(client: redis.asyncio.Redis, plan: Plan) -> str | None:
     """Send ``plan`` on a ``redis.asyncio`` client: the replay sequence id, or None."""
     if plan.keys is None:
-        await client.publish(plan.channel, plan.data)
+        await client.execute_command(plan.command, plan.channel, plan.data)  # type: ignore[no-untyped-call]
         return None
     return _seq(await PUBLISH_SCRIPT.acall(client, plan.keys, plan.args or ()))

@@ -27,7 +27,8 @@ from . import names
 #: Publishes of a group whose message ids the replay script remembers.
 RECENT_IDS = 64
 
-#: KEYS: stream, recent ids; ARGV: payload, maxlen, ttl ms, channel, message id, RECENT_IDS.
+#: KEYS: stream, recent ids; ARGV: payload, maxlen, ttl ms, channel, message id, RECENT_IDS,
+#: and the publish command (``PUBLISH``, or ``SPUBLISH`` on a cluster).
 PUBLISH_SCRIPT = Script((Path(__file__).parent / "lua" / "publish.lua").read_text())
 
 Seq = tuple[int, int]
@@ -102,17 +103,33 @@ def has_gap(cursor: Seq, entries: list[Entry], exists: bool) -> bool:
     return cursor < parse_seq(prev)
 
 
-async def delete_all(client: redis.asyncio.Redis) -> None:
-    """UNLINK every replay stream of the role, and their recent message ids."""
-    for prefix in (names.replay_stream(""), names.replay_ids("")):
-        batch: list[Any] = []
-        pattern = conf.glob_escape(prefix) + "*"  # "a[1]" must not flush "a1"'s streams
-        async for key in client.scan_iter(match=pattern, count=500):
-            if not key.startswith(prefix.encode()):
-                continue
-            batch.append(key)
-            if len(batch) >= 500:
-                await client.unlink(*batch)
-                batch = []
-        if batch:
-            await client.unlink(*batch)
+async def delete_all(clients: list[redis.asyncio.Redis]) -> None:
+    """UNLINK every replay stream of the role, and their recent message ids.
+
+    ``clients``: one per master (``connections.async_primary_clients``). On a
+    cluster each key is unlinked by itself (keys of one master may be in
+    different slots), in one pipelined round trip per batch.
+    """
+    one_by_one = names.sharded()
+    for client in clients:
+        for prefix in (names.key_prefix("replay"), names.key_prefix("ids")):
+            batch: list[Any] = []
+            pattern = conf.glob_escape(prefix) + "*"  # "a[1]" must not flush "a1"'s streams
+            async for key in client.scan_iter(match=pattern, count=500):
+                if key.startswith(prefix.encode()):
+                    batch.append(key)
+                if len(batch) >= 500:
+                    await _unlink(client, batch, one_by_one)
+                    batch = []
+            if batch:
+                await _unlink(client, batch, one_by_one)
+
+
+async def _unlink(client: redis.asyncio.Redis, keys: list[Any], one_by_one: bool) -> None:
+    if not one_by_one:
+        await client.unlink(*keys)
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.unlink(key)
+        await pipe.execute()

@@ -1,13 +1,17 @@
-"""The subscriber connection of one event loop: SUBSCRIBE, the reader, reconnects.
+"""The subscriber of one event loop: its connection(s), and where each channel is heard.
 
-One redis-py ``PubSub`` per loop layer carries every group and consumer channel
-of that loop. :class:`Subscriber` subscribes one Redis channel per call (so a
-refusal can be told apart: :class:`SubscribeRefused`), waits for Redis's
-confirmation, and runs the reader task: it reads frames, drops a frame whose
-message id it just delivered (a publish re-sent by redis-py), and hands the rest
-to ``deliver``. When the connection drops, the reader alone reconnects (under
-the lock), subscribes again to everything wanted, and calls ``on_reconnect``
-with how long Redis was away, for the lost/replay events.
+On one server or under Sentinel, one :class:`~.link.Link` (``SUBSCRIBE``)
+carries every group and consumer channel of the loop; under Sentinel its
+reconnect asks the Sentinels for the master, so it follows a failover.
+
+On a Redis Cluster, sharded pub/sub: a channel is heard on the master that owns
+its slot (``SSUBSCRIBE``, where ``SPUBLISH`` sends it), so :class:`Subscriber`
+keeps one link per master and routes each channel to its owner's. A channel
+moves when its slot does: the old owner drops it (``sunsubscribe`` pushed, or
+``MOVED`` to an ``SSUBSCRIBE``), or its master fails and a replica takes over;
+the channel is then subscribed on the new owner, and ``on_reconnect`` runs as
+after a reconnect (``redisroles.lost`` events, replay groups caught up or told
+of a gap): what was published while nobody listened is never silently lost.
 """
 
 from __future__ import annotations
@@ -19,57 +23,30 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import redis.asyncio
-import redis.asyncio.retry
-import redis.backoff
-import redis.exceptions
-
-from .. import conf, errors
-from ..connections import get_async_redis
+from .. import errors
+from ..connections import async_shard_client, get_async_redis, topology
 from .envelope import split_frame
+from .link import CONNECTION_ERRORS, Link, MovedTo, Route, SubscribeRefused
 
 __all__ = ["CONNECTION_ERRORS", "Route", "SubscribeRefused", "Subscriber"]
 
 logger = logging.getLogger("django_redisroles.pubsub")
 
-#: Errors that mean "Redis is away" (not a refusal, not a bug).
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+Addr = tuple[str, int]
 
-#: What a Redis channel is subscribed for: ("g", group) or ("c", consumer channel).
-Route = tuple[str, str]
-
-# Message ids a subscriber remembers, to drop a frame delivered twice (a publish
-# re-sent by redis-py after a timeout, whose first send did run).
+# Message ids remembered, to drop a frame delivered twice (a publish re-sent by
+# redis-py after a timeout, whose first send did run).
 _RECENT_MSGIDS = 10_000
 
+# Live frames held per moving channel until its catch-up ran (then replayed ones skipped).
+_HOLD_MAX = 10_000
 
-class SubscribeRefused(RuntimeError):
-    """Redis refused to subscribe this process to a group's or channel's Pub/Sub channel.
-
-    Raised by ``group_add()``/``receive()``/``new_channel()`` (an ACL user
-    without that channel: ``NOPERM``), instead of a consumer that silently
-    never receives. ``failure`` is the classified error.
-    """
-
-    def __init__(self, name: str, failure: errors.Failure) -> None:
-        self.failure = failure
-        super().__init__(f"Redis refused to subscribe to {name}: {failure.describe()}")
-
-
-def _connect_callbacks(conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(register, deregister) of a redis.asyncio connection's connect callbacks.
-
-    Public since redis-py 5.0.2; 5.0.0/5.0.1 (allowed by ``redis>=5``) have
-    them with a leading underscore only.
-    """
-    register = getattr(conn, "register_connect_callback", None)
-    if register is not None:
-        return register, conn.deregister_connect_callback
-    return conn._register_connect_callback, conn._deregister_connect_callback
+# MOVED replies followed for one subscribe before giving up (a slot in migration).
+_MAX_REDIRECTS = 5
 
 
 class Subscriber:
-    """The Pub/Sub connection of one loop layer, kept subscribed to what it wants."""
+    """Keeps every wanted Redis channel subscribed on the node that serves it."""
 
     def __init__(
         self,
@@ -80,254 +57,25 @@ class Subscriber:
         self.stats = stats
         self._deliver = deliver
         self._on_reconnect = on_reconnect
+        self.sharded = topology("pubsub").kind == "cluster"
+        self._links: dict[Addr | None, Link] = {}
+        self._where: dict[bytes, Addr | None] = {}
         self._routes: dict[bytes, Route] = {}
-        self._wanted: set[bytes] = set()
-        self._confirm: dict[bytes, asyncio.Future[bool]] = {}
-        self._pubsub: Any = None
-        self._callback_on: Any = None
-        self._saved_retry: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        # Serializes (re)connecting and (UN)SUBSCRIBE on the subscriber: redis-py's
-        # PubSub takes a new pool connection for each concurrent first command, so
-        # consumers starting together would each get (and leak) their own.
-        self._lock = asyncio.Lock()
-        self._resync = False
-        self._reconnected = False
-        self._down_since: float | None = None
-        # SUBSCRIBEs sent and not yet confirmed, oldest first (one channel each):
-        # Redis answers them in order, so an error reply is the oldest one's.
-        self._pending: collections.deque[bytes] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._moving = asyncio.Lock()
+        self._watching: set[Addr | None] = set()
         self._recent: collections.OrderedDict[tuple[Route, bytes], None] = collections.OrderedDict()
+        self._held: dict[Route, list[bytes]] = {}
 
-    # -- subscriptions ---------------------------------------------------
-    def _timeout(self) -> float:
-        value = conf.role_options("pubsub").get("socket_timeout") or 2.0
-        return float(value)
-
-    def _ensure_reader(self) -> None:
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
-
-    def _ensure_pubsub(self) -> Any:
-        if self._pubsub is None:
-            self._pubsub = get_async_redis("pubsub").pubsub()
-        return self._pubsub
-
-    def _watch_connection(self) -> None:
-        # Told by redis-py each time the subscriber connection (re)connects.
-        conn = self._pubsub.connection if self._pubsub is not None else None
-        if conn is not None and self._callback_on is not conn:
-            _connect_callbacks(conn)[0](self._on_connect)
-            self._callback_on = conn
-            # No reconnect hidden inside redis-py commands: a failed read or write
-            # raises, and only the reader reconnects (under the lock). Otherwise a
-            # SUBSCRIBE and get_message() could both reconnect the same connection
-            # at once (asyncio's "read() called while another coroutine is already
-            # waiting"). The pool's own policy is put back in close().
-            self._saved_retry = conn.retry
-            conn.retry = redis.asyncio.retry.Retry(
-                redis.backoff.NoBackoff(), 0, supported_errors=()
-            )
-
-    def _on_connect(self, connection: Any) -> None:
-        self._reconnected = True
-
-    async def subscribe(self, rname: bytes, route: Route) -> None:
-        """Subscribe to ``rname`` for ``route``; back when Redis confirmed (or is away).
-
-        Raises :class:`SubscribeRefused` when Redis refuses it (ACL). When Redis
-        is down this returns at once: the reader subscribes when it is back.
-        """
-        self._routes[rname] = route
-        fut = self._confirm.get(rname)
-        if rname not in self._wanted:
-            self._wanted.add(rname)
-            fut = self._confirm[rname] = asyncio.get_running_loop().create_future()
-            self._wake.set()
-            try:
-                async with self._lock:
-                    conn = self._pubsub.connection if self._pubsub is not None else None
-                    if self._resync or (conn is not None and not conn.is_connected):
-                        # Down or reconnecting: the reader (re)connects and then
-                        # subscribes everything wanted, this one included.
-                        raise redis.exceptions.ConnectionError("reconnecting")
-                    pubsub = await self._connected()
-                    await self._send_subscribe(pubsub, rname)
-                    self._watch_connection()
-            except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
-                # Redis is down (or the connection broke under us): the
-                # subscription is made by the reader when it is back.
-                self._confirm.pop(rname, None)
-                self.note_down(exc)
-                self._ensure_reader()
-                return
-            self._ensure_reader()
-        if fut is not None:
-            # Wait for Redis's confirmation: a message published after we return is
-            # ours. A refusal (ACL) raises SubscribeRefused here.
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), self._timeout())
-            except TimeoutError:
-                logger.warning("pubsub: no SUBSCRIBE confirmation for %r yet", rname)
-
-    async def _send_subscribe(self, pubsub: Any, rname: bytes) -> None:
-        """SUBSCRIBE one channel (call with ``self._lock`` held); its answer is awaited in order."""
-        self._pending.append(rname)
-        await pubsub.subscribe(rname)
-
-    def _refused(self, exc: BaseException, failure: errors.Failure) -> bool:
-        """An error reply read by the reader: the oldest pending SUBSCRIBE's. False if none."""
-        if not self._pending:
-            return False
-        rname = self._pending.popleft()
-        # Nobody will receive on it: stop wanting it, or every reconnect asks again.
-        self._wanted.discard(rname)
-        self._routes.pop(rname, None)
-        if self._pubsub is not None:
-            self._pubsub.channels.pop(rname, None)
-        error = SubscribeRefused(rname.decode(errors="replace"), failure)
-        logger.error("pubsub: %s", error)
-        fut = self._confirm.pop(rname, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(error)
-            fut.exception()  # retrieved: no "never retrieved" warning if nobody waits
-        return True
-
-    async def unsubscribe(self, rnames: Iterable[bytes]) -> None:
-        """Stop listening on ``rnames`` (never raises: a down Redis is resynced later)."""
-        names = [n for n in rnames if n in self._wanted]
-        for name in names:
-            self._wanted.discard(name)
-            self._routes.pop(name, None)
-            fut = self._confirm.pop(name, None)
-            if fut is not None and not fut.done():
-                fut.cancel()
-        if not names or self._pubsub is None or self._pubsub.connection is None:
-            return
-        try:
-            async with self._lock:
-                conn = self._pubsub.connection
-                if conn is None or not conn.is_connected:
-                    # The reader's resync drops subscriptions nobody wants.
-                    raise redis.exceptions.ConnectionError("reconnecting")
-                await self._pubsub.unsubscribe(*names)
-        except Exception as exc:  # noqa: BLE001 - never fail a consumer over it
-            self.note_down(exc)
-
-    async def _connected(self) -> Any:
-        """The subscriber, connected (call with ``self._lock`` held)."""
-        pubsub = self._ensure_pubsub()
-        if pubsub.connection is None or not pubsub.connection.is_connected:
-            # A new socket has no subscriptions. Forget redis-py's list so it does
-            # not re-send them in one SUBSCRIBE on connect: we send one per channel
-            # (_sync_subscriptions), so that a refused one can be told apart.
-            pubsub.channels.clear()
-            self._pending.clear()
-            await pubsub.connect()
-        self._watch_connection()
-        return pubsub
-
-    async def _sync_subscriptions(self) -> None:
-        async with self._lock:
-            conn = self._pubsub.connection if self._pubsub is not None else None
-            if self._resync and conn is not None:
-                # Something failed on it: start from a fresh socket (redis-py then
-                # subscribes its known channels again, and we add the missing ones).
-                await conn.disconnect()
-            pubsub = await self._connected()
-            current = set(pubsub.channels)
-            missing = self._wanted - current
-            extra = current - self._wanted
-            for rname in missing:
-                await self._send_subscribe(pubsub, rname)
-            if extra:
-                await pubsub.unsubscribe(*extra)
-            self._watch_connection()
-            self._resync = False
-
-    def note_down(self, exc: BaseException) -> None:
-        """Redis failed under us: resubscribe on the next read, log once per outage."""
-        self._resync = True
-        self._pending.clear()
-        # Nobody waits for a SUBSCRIBE confirmation that cannot come: the
-        # subscriptions are made again on reconnect.
-        for fut in self._confirm.values():
-            if not fut.done():
-                fut.set_result(False)
-        self._confirm.clear()
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            failure = errors.classify(exc)
-            if failure is None:
-                logger.warning("pubsub: lost the Redis connection (%s); reconnecting", exc)
-            else:
-                # A refusal (wrong password, ...) will not heal by itself: louder.
-                log = logger.warning if failure.outage else logger.error
-                log("pubsub: cannot use Redis (%s); reconnecting", failure.describe())
-
-    # -- the reader ------------------------------------------------------
-    async def _read_loop(self) -> None:
-        backoff = 0.05
-        while True:
-            if not self._wanted and not self._resync:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
-                conn = self._pubsub.connection if self._pubsub is not None else None
-                if self._resync or conn is None or not conn.is_connected:
-                    # Reconnect here, under the lock, not inside get_message().
-                    await self._sync_subscriptions()
-                message = await self._pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except errors.REDIS_ERRORS as exc:
-                failure = errors.classify(exc)
-                if (
-                    failure is not None
-                    and isinstance(exc, redis.exceptions.ResponseError)
-                    and self._refused(exc, failure)
-                ):
-                    continue  # a SUBSCRIBE refused (ACL): its caller was told
-                if failure is not None and failure.bug:
-                    logger.exception("pubsub: unexpected error in the subscriber")
-                self.note_down(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            except Exception:  # keep the subscriber alive whatever happens
-                logger.exception("pubsub: unexpected error in the subscriber")
-                self._resync = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            backoff = 0.05
-            if message is not None:
-                self._dispatch(message)
-            if self._reconnected or self._down_since is not None:
-                try:
-                    await self._after_reconnect()
-                except CONNECTION_ERRORS as exc:
-                    self.note_down(exc)
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        name = message["channel"]
-        if kind == "message":
-            self._message(name, message["data"])
-        elif kind == "subscribe":
-            try:
-                self._pending.remove(name)
-            except ValueError:
-                pass
-            fut = self._confirm.pop(name, None)
-            if fut is not None and not fut.done():
-                fut.set_result(True)
-
-    def _message(self, rname: bytes, data: bytes) -> None:
-        route = self._routes.get(rname)
-        if route is None:
+    # -- frames ------------------------------------------------------------
+    def _frame(self, route: Route, data: bytes) -> None:
+        """A frame a link read: delivered unless its message id was just delivered."""
+        held = self._held.get(route)
+        if held is not None:
+            # Moving: live frames wait until the catch-up (replay) ran, or they would
+            # move the replay cursor past what was published while nobody listened.
+            if len(held) < _HOLD_MAX:
+                held.append(data)
             return
         payload, seq, msgid = split_frame(data)
         if msgid is not None and self._duplicate(route, msgid):
@@ -335,10 +83,11 @@ class Subscriber:
         self._deliver(route, payload, seq)
 
     def _duplicate(self, route: Route, msgid: bytes) -> bool:
-        """Whether this frame was already delivered (a re-sent publish).
+        """Whether this frame was already delivered (a publish re-sent by redis-py).
 
         Per group or channel, not per Redis channel: during an upgrade a group
-        is heard on its old and its new name.
+        is heard on its old and its new name (and on a cluster, on two links
+        while it moves).
         """
         key = (route, msgid)
         recent = self._recent
@@ -350,47 +99,194 @@ class Subscriber:
             recent.popitem(last=False)
         return False
 
-    async def _after_reconnect(self) -> None:
-        down_for = time.monotonic() - self._down_since if self._down_since is not None else 0.0
-        self._down_since = None
-        self._reconnected = False
-        self.stats["reconnects"] += 1
-        await self._sync_subscriptions()
-        logger.warning(
-            "pubsub: reconnected to Redis after %.2fs; %d subscription(s) re-established",
-            down_for,
-            len(self._wanted),
-        )
-        await self._on_reconnect(down_for)
+    # -- links -------------------------------------------------------------
+    def _link(self, addr: Addr | None, client: Any = None) -> Link:
+        link = self._links.get(addr)
+        if link is None:
+            if addr is None:
+                link = Link(
+                    self.stats,
+                    self._frame,
+                    self._on_reconnect,
+                    open_pubsub=lambda: get_async_redis("pubsub").pubsub(),
+                )
+            else:
+                link = Link(
+                    self.stats,
+                    self._frame,
+                    self._on_reconnect,
+                    open_pubsub=client.pubsub,
+                    sharded=True,
+                    on_lost=self._lost,
+                    on_down=lambda: self._node_down(addr),
+                    addr=addr,
+                )
+            self._links[addr] = link
+        return link
+
+    async def _owner(self, rname: bytes, *, refresh: bool = False) -> Link:
+        """The link of the master serving ``rname``'s slot (the only link off a cluster)."""
+        if not self.sharded:
+            return self._link(None)
+        client = await async_shard_client("pubsub", rname, refresh=refresh)
+        kwargs = client.connection_pool.connection_kwargs
+        return self._link((str(kwargs["host"]), int(kwargs["port"])), client)
+
+    async def _at(self, rname: bytes, moved: MovedTo) -> Link:
+        """The link of the master a ``MOVED`` named for ``rname``."""
+        link = self._links.get((moved.host, moved.port))
+        if link is not None:
+            return link
+        # The slot map, reloaded (a node that still has the old map answers MOVED again).
+        return await self._owner(rname, refresh=True)
+
+    # -- what delivery asks ------------------------------------------------
+    async def subscribe(self, rname: bytes, route: Route) -> None:
+        """Subscribe ``rname`` for ``route`` where it is served; back when confirmed
+        (or Redis is away: subscribed when it is back). ``SubscribeRefused`` on ACL."""
+        self._routes[rname] = route
+        link = await self._owner(rname)
+        for _ in range(_MAX_REDIRECTS):
+            self._where[rname] = link.addr
+            result = await link.subscribe(rname, route)
+            if not isinstance(result, MovedTo):
+                return
+            link = await self._at(rname, result)
+        logger.warning("pubsub: %r kept moving; subscribed when the cluster settles", rname)
+        self._lost(rname, None)
+
+    async def unsubscribe(self, rnames: Iterable[bytes]) -> None:
+        """Stop listening on ``rnames`` (never raises: a down Redis is resynced later)."""
+        by_link: dict[Addr | None, list[bytes]] = {}
+        for rname in rnames:
+            self._routes.pop(rname, None)
+            if rname in self._where:
+                by_link.setdefault(self._where.pop(rname), []).append(rname)
+        for addr, names in by_link.items():
+            link = self._links.get(addr)
+            if link is not None:
+                await link.unsubscribe(names)
+
+    def note_down(self, exc: BaseException) -> None:
+        """Redis failed under a caller: every link resubscribes on its next read."""
+        for link in list(self._links.values()):
+            link.note_down(exc)
 
     async def close(self) -> None:
-        """Stop the reader and close the connection; forget every subscription."""
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            try:
-                await reader
-            except BaseException:  # noqa: BLE001 - it was cancelled on purpose
-                pass
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            if self._callback_on is not None:
-                _connect_callbacks(self._callback_on)[1](self._on_connect)
-                if self._saved_retry is not None:
-                    self._callback_on.retry = self._saved_retry  # back to the pool as it was
-                self._callback_on = None
-                self._saved_retry = None
-            try:
-                await pubsub.aclose()
-            except Exception:
-                logger.debug("pubsub: error closing the subscriber", exc_info=True)
-        for fut in self._confirm.values():
-            fut.cancel()
-        self._confirm.clear()
+        """Stop the readers and close the connections; forget every subscription."""
+        for task in list(self._tasks):
+            task.cancel()
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            await link.close()
+        self._where.clear()
         self._routes.clear()
-        self._wanted.clear()
-        self._resync = False
-        self._reconnected = False
-        self._down_since = None
-        self._pending.clear()
+        self._watching.clear()
         self._recent.clear()
+
+    # -- channels that move (cluster) -------------------------------------
+    def _background(self, coro: Any) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # the loop is closing
+            coro.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("pubsub: following a moved channel failed", exc_info=task.exception())
+
+    def _lost(self, rname: bytes, moved: MovedTo | None) -> None:
+        """The node of ``rname`` dropped it (its slot moved): subscribe it at the new owner."""
+        self._background(self._relocate([rname], moved, time.monotonic()))
+
+    async def _relocate(self, rnames: list[bytes], moved: MovedTo | None, since: float) -> None:
+        async with self._moving:
+            wanted = [r for r in rnames if r in self._routes]
+            if not wanted:
+                return
+            self.stats["moved"] += len(wanted)
+            routes = {self._routes[r] for r in wanted}
+            for route in routes:
+                self._held.setdefault(route, [])
+            for rname in wanted:
+                old = self._links.get(self._where.get(rname))
+                if old is not None:
+                    old.forget(rname)
+                self._where.pop(rname, None)
+            for attempt in range(50):
+                try:
+                    for rname in wanted:
+                        if rname in self._routes and rname not in self._where:
+                            link = await (
+                                self._at(rname, moved)
+                                if moved
+                                else self._owner(rname, refresh=True)
+                            )
+                            await self._subscribe_at(link, rname)
+                    break
+                except CONNECTION_ERRORS:
+                    moved = None
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            logger.warning(
+                "pubsub: %d channel(s) moved to another cluster master; re-subscribed", len(wanted)
+            )
+            # Published while nobody listened: lost events, replay groups caught up. Until
+            # it worked: a catch-up that failed must not become a silent loss.
+            try:
+                for attempt in range(50):
+                    try:
+                        await self._on_reconnect(time.monotonic() - since)
+                        break
+                    except errors.REDIS_ERRORS as exc:
+                        logger.warning("pubsub: catching up after a move failed (%s)", exc)
+                        await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            finally:
+                for route in routes:
+                    for data in self._held.pop(route, ()):
+                        self._frame(route, data)
+
+    async def _subscribe_at(self, link: Link, rname: bytes) -> None:
+        route = self._routes[rname]
+        for _ in range(_MAX_REDIRECTS):
+            self._where[rname] = link.addr
+            result = await link.subscribe(rname, route)
+            if not isinstance(result, MovedTo):
+                return
+            link = await self._at(rname, result)
+            await asyncio.sleep(0.05)  # the cluster is still telling its nodes
+
+    def _node_down(self, addr: Addr) -> None:
+        """A master's link failed: move its channels if a replica took its slots over."""
+        if addr not in self._watching:
+            self._watching.add(addr)
+            self._background(self._watch(addr, time.monotonic()))
+
+    async def _watch(self, addr: Addr, since: float) -> None:
+        try:
+            delay = 0.1
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 1.0)
+                link = self._links.get(addr)
+                down, wanted = link.state() if link is not None else (False, frozenset())
+                if not down or not wanted:
+                    if link is not None and down and not wanted:
+                        self._links.pop(addr, None)  # a master gone, nothing left on it
+                        await link.close()
+                    return  # back by itself (a dropped connection), or nothing to move
+                try:
+                    await async_shard_client("pubsub", b"", refresh=True)
+                    gone = []
+                    for rname in wanted:
+                        if (await self._owner(rname)).addr != addr:
+                            gone.append(rname)
+                except CONNECTION_ERRORS:
+                    continue
+                if gone:
+                    await self._relocate(gone, None, since)
+        finally:
+            self._watching.discard(addr)

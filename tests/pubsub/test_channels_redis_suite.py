@@ -7,7 +7,8 @@ redis-server. The only adaptations are names that are internal to
 channels_redis: its ``hosts=`` argument (our layer takes the pubsub role's URL
 from REDISROLES) and ``_shards[0]._redis`` (the connection its reconnect test
 closes: for us, the pubsub role's pooled async client, whose pool also holds
-the subscriber connection).
+the subscriber connection; on a Redis Cluster, every master's node client, whose
+pools hold the sharded subscriber connections).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from django_redisroles.connections import get_async_redis
+from django_redisroles.connections import async_primary_clients
 from django_redisroles.pubsub import RedisRolesChannelLayer
 from tests.sdist import fetch_sdist
 
@@ -43,6 +44,14 @@ def _async_timeout() -> types.ModuleType:
     return async_timeout
 
 
+class _Masters:
+    """What the suite closes to drop the layer's connections: every master's client."""
+
+    async def aclose(self, close_connection_pool: bool = True) -> None:
+        for client in await async_primary_clients("pubsub"):
+            await client.aclose(close_connection_pool=close_connection_pool)
+
+
 class PointedLayer(RedisRolesChannelLayer):
     """Our layer under the constructor and attribute names the suite uses."""
 
@@ -51,7 +60,7 @@ class PointedLayer(RedisRolesChannelLayer):
 
     @property
     def _shards(self) -> list[types.SimpleNamespace]:
-        return [types.SimpleNamespace(_redis=get_async_redis("pubsub"))]
+        return [types.SimpleNamespace(_redis=_Masters())]
 
 
 def _load_suite() -> types.ModuleType:

@@ -12,6 +12,7 @@ from websockets.exceptions import InvalidStatus
 
 from django_redisroles.pubsub import broadcast
 from django_redisroles.pubsub.layer import redis_channel
+from tests.pubsub import wire
 from tests.pubsub.conftest import wait_for
 from tests.pubsub.servers import AsgiServer, manage
 
@@ -92,7 +93,7 @@ async def test_clients_leaving_during_a_stream_of_messages_leave_nothing_behind(
             await connect(server.ws_url(), origin=server.origin, max_queue=None)
             for _ in range(20)
         ]
-        assert len(redis_client.pubsub_channels(channel_pattern)) == 20
+        assert len(wire.channels(redis_server, channel_pattern)) == 20
         stop = threading.Event()
 
         def flood() -> None:
@@ -108,8 +109,8 @@ async def test_clients_leaving_during_a_stream_of_messages_leave_nothing_behind(
         finally:
             stop.set()
             await publisher
-        await wait_for(lambda: not redis_client.pubsub_channels(channel_pattern))
+        await wait_for(lambda: not wire.channels(redis_server, channel_pattern))
         group = redis_channel("g", "notifications")
-        assert dict(redis_client.pubsub_numsub(group))[group] == 0
+        assert wire.numsub(redis_server, group) == 0
     finally:
         server.stop()

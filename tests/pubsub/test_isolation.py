@@ -25,6 +25,7 @@ def _project(settings: Any, url: str) -> None:
     settings.REDISROLES = {"URL": url}  # the default KEY_PREFIX, as both projects have
 
 
+@pytest.mark.topologies("single", "sentinel", reason="a Redis Cluster has database 0 only")
 @pytest.mark.parametrize("replay", [False, True], ids=["plain group", "replay group"])
 async def test_projects_in_two_databases_do_not_meet(
     settings, redis_server, make_layer, replay: bool
@@ -73,6 +74,7 @@ def test_channel_names_carry_the_database(settings) -> None:
     assert redis_channel("g", "room") == b"rr:pubsub:db2:g:room"
 
 
+@pytest.mark.topologies("single", "sentinel", reason="a Redis Cluster has database 0 only")
 def test_broadcast_publishes_on_the_databases_channel(settings, redis_server) -> None:
     _project(settings, redis_server.url(4))
     spy = redis_server.client(db=0).pubsub()  # a subscriber's database does not matter
@@ -86,7 +88,11 @@ def test_broadcast_publishes_on_the_databases_channel(settings, redis_server) ->
     spy.close()
 
 
-async def test_a_three_step_upgrade_loses_and_repeats_nothing(make_layer, redis_client) -> None:
+# Versions with database-blind names never ran on a cluster: nothing to upgrade there.
+@pytest.mark.topologies("single", "sentinel", reason="LEGACY_CHANNELS upgrades single-server names")
+async def test_a_three_step_upgrade_loses_and_repeats_nothing(
+    make_layer, redis_client, redis_server
+) -> None:
     """Old processes (database-blind names) and each step's processes side by side."""
     import msgpack
 

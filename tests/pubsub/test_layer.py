@@ -7,7 +7,6 @@ import datetime
 from typing import Any
 
 import pytest
-import redis
 from channels.exceptions import ChannelFull
 from django.core.exceptions import ImproperlyConfigured
 
@@ -20,39 +19,43 @@ from django_redisroles.pubsub import (
     broadcast,
 )
 from django_redisroles.pubsub.layer import redis_channel
+from tests.pubsub import wire
 from tests.pubsub.conftest import nothing, receive, wait_for
 
 
-def commandstats(client: redis.Redis) -> dict[str, int]:
-    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
-
-
-async def test_group_send_is_one_publish_at_any_group_size(make_layer, redis_client) -> None:
+async def test_group_send_is_one_publish_at_any_group_size(make_layer, redis_server) -> None:
     layer = make_layer()
+    # On a Redis Cluster: one SPUBLISH, to the master of the group's slot.
+    publish = "spublish" if layer.names.listen("g", "x")[0].endswith(b"}") else "publish"
+    stats = wire.Stats(redis_server)
     for size in (1, 100, 1000):
         group = f"size-{size}"
         channels = [await layer.new_channel() for _ in range(size)]
         for channel in channels:
             await layer.group_add(group, channel)
-        await layer.group_send("warm-up", {"type": "x"})  # the pooled connection is open
-        redis_client.config_resetstat()
+        await layer.group_send(group, {"type": "warm-up"})  # the pooled connection is open
+        for channel in channels:
+            assert (await receive(layer, channel))["type"] == "warm-up"
+        stats.reset()
         await layer.group_send(group, {"type": "hello", "size": size})
-        stats = commandstats(redis_client)
+        sent = stats.commands()
         # CONFIG RESETSTAT leaves its own call; INFO is not counted until it returns.
-        assert stats.get("publish") == 1, stats
-        assert set(stats) <= {"publish", "config|resetstat"}, stats
+        # (A PING may be a subscriber connection's health check, due every 30 s.)
+        assert sent.get(publish) == 1, sent
+        assert set(sent) <= {publish, "config|resetstat", "ping"}, sent
         for channel in channels:
             assert (await receive(layer, channel)) == {"type": "hello", "size": size}
         for channel in channels:
             await layer.group_discard(group, channel)
 
 
-async def test_redis_names_are_under_the_pubsub_key_prefix(make_layer, redis_client) -> None:
+async def test_redis_names_are_under_the_pubsub_key_prefix(make_layer, redis_server) -> None:
     layer = make_layer()
     channel = await layer.new_channel()
     await layer.group_add("room", channel)
-    names = {n.decode() for n in redis_client.pubsub_channels()}
     prefix = conf.make_key("pubsub", "")
+    # (Under Sentinel the master also has the Sentinels' __sentinel__:hello.)
+    names = {n.decode() for n in wire.channels(redis_server, "*pubsub*")}
     assert names == {redis_channel("c", channel).decode(), redis_channel("g", "room").decode()}
     assert all(n.startswith(prefix) for n in names)
 
@@ -106,7 +109,7 @@ async def test_expiry_drops_messages_not_received_in_time(make_layer) -> None:
     assert layer.stats["expired"] == 3
 
 
-async def test_group_expiry_ends_old_memberships(make_layer, redis_client) -> None:
+async def test_group_expiry_ends_old_memberships(make_layer, redis_server) -> None:
     layer = make_layer(group_expiry=0.2)
     channel = await layer.new_channel()
     await layer.group_add("g", channel)
@@ -116,7 +119,7 @@ async def test_group_expiry_ends_old_memberships(make_layer, redis_client) -> No
     assert layer.stats["group_expired"] == 1
     # The group has no member left in this process: it is unsubscribed too.
     group = redis_channel("g", "g")
-    await wait_for(lambda: dict(redis_client.pubsub_numsub(group))[group] == 0)
+    await wait_for(lambda: wire.numsub(redis_server, group) == 0)
     assert "g" not in layer._get_layer().groups
 
 
@@ -132,17 +135,20 @@ async def test_two_layers_two_processes_worth_of_subscribers(make_layer) -> None
     assert await nothing(a, ca)
 
 
-async def test_broadcast_from_sync_code_reaches_consumers(make_layer, redis_client) -> None:
+async def test_broadcast_from_sync_code_reaches_consumers(make_layer, redis_server) -> None:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
     assert isinstance(layer, RedisRolesChannelLayer)
     channel = await layer.new_channel()
     await layer.group_add("news", channel)
-    before = redis_client.info("stats")["total_connections_received"]
+    stats = wire.Stats(redis_server)
+    broadcast("warm-up", {"type": "notify"})  # (a cluster client opens its connections)
+    before = stats.connections()
     for n in range(50):
         assert broadcast("news", {"type": "notify", "message": n}) is None
-    after = redis_client.info("stats")["total_connections_received"]
+    after = stats.connections()
+    stats.close()
     # One pooled connection, not one per call (+1 for our INFO client at most).
     assert after - before <= 2
     got = [(await receive(layer, channel))["message"] for _ in range(50)]
@@ -199,7 +205,7 @@ async def test_layer_options_default_from_redisroles(pubsub_settings, make_layer
     assert make_layer(capacity=3).capacity == 3
 
 
-async def test_symmetric_encryption(settings, make_layer, redis_client) -> None:
+async def test_symmetric_encryption(settings, make_layer, redis_server) -> None:
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "django_redisroles.pubsub.RedisRolesChannelLayer",
@@ -211,16 +217,9 @@ async def test_symmetric_encryption(settings, make_layer, redis_client) -> None:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add("private", channel)
-    spy = redis_client.pubsub()
-    spy.subscribe(redis_channel("g", "private").decode())
-    spy.get_message(timeout=1)
+    spy = wire.Spy(redis_server, redis_channel("g", "private"))
     broadcast("private", {"type": "notify", "message": "top secret text"})
-    raw = None
-    for _ in range(20):
-        got = spy.get_message(timeout=0.1)
-        if got and got["type"] == "message":
-            raw = got["data"]
-            break
+    raw = spy.next()
     spy.close()
     assert raw is not None and b"top secret text" not in raw
     assert (await receive(layer, channel))["message"] == "top secret text"
@@ -246,25 +245,19 @@ async def test_odd_payloads_are_delivered_not_mistaken_for_replay_frames(make_la
     assert await receive(layer, channel) == 0
 
 
-def test_wire_format_is_a_message_id_then_plain_msgpack(redis_client) -> None:
+def test_wire_format_is_a_message_id_then_plain_msgpack(redis_server) -> None:
     import msgpack
 
-    spy = redis_client.pubsub()
-    spy.subscribe(redis_channel("g", "wire").decode())
-    spy.get_message(timeout=1)
+    spy = wire.Spy(redis_server, redis_channel("g", "wire"))
     message = {"type": "notify", "message": {"text": "hi", "n": [1, 2]}}
     broadcast("wire", message)
-    got = None
-    for _ in range(20):
-        got = spy.get_message(timeout=0.1)
-        if got and got["type"] == "message":
-            break
+    got = spy.next()
     spy.close()
     assert got is not None
     # SOH, a 12-byte message id (subscribers drop a frame re-sent by redis-py's
     # retry), then the message as msgpack.
-    assert got["data"][:1] == b"\x01"
-    assert got["data"][13:] == msgpack.packb(message)
+    assert got[:1] == b"\x01"
+    assert got[13:] == msgpack.packb(message)
 
 
 async def test_consumers_starting_together_share_one_subscriber_connection(
@@ -292,7 +285,7 @@ async def test_consumers_starting_together_share_one_subscriber_connection(
 
 
 async def test_a_consumer_that_ends_with_messages_queued_is_cleaned_up(
-    make_layer, redis_client
+    make_layer, redis_server
 ) -> None:
     layer = make_layer()
 
@@ -309,4 +302,4 @@ async def test_a_consumer_that_ends_with_messages_queued_is_cleaned_up(
     channel = await asyncio.create_task(consumer())
     await wait_for(lambda: channel not in layer._get_layer().channels)
     assert "room" not in layer._get_layer().groups
-    assert redis_client.pubsub_channels(conf.make_key("pubsub", "*")) == []
+    assert wire.channels(redis_server, conf.make_key("pubsub", "*")) == set()

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from django_redisroles import conf
 from django_redisroles.pubsub import EVENT_GAP, SEQ_KEY, broadcast
+from django_redisroles.pubsub.names import replay_stream
 from tests.pubsub.conftest import nothing, receive
 
 
@@ -22,12 +22,12 @@ async def test_broadcast_to_a_replay_group_keeps_a_capped_stream_with_ttl(
     seqs = [broadcast("news", {"type": "notify", "n": n}) for n in range(3)]
     assert all(isinstance(s, str) and "-" in s for s in seqs)
     assert seqs == sorted(seqs, key=lambda s: tuple(map(int, s.split("-"))))
-    key = conf.make_key("pubsub", "replay", "news")
+    key = replay_stream("news")
     assert redis_client.xlen(key) == 3
     assert 0 < redis_client.ttl(key) <= 60
     # Not a replay group: no stream, no sequence id.
     assert broadcast("chat", {"type": "notify"}) is None
-    assert not redis_client.exists(conf.make_key("pubsub", "replay", "chat"))
+    assert not redis_client.exists(replay_stream("chat"))
 
 
 async def test_live_messages_carry_their_sequence_id(replay_on, make_layer) -> None:
@@ -83,7 +83,7 @@ async def test_a_gap_replay_cannot_fill_is_an_explicit_event(
     try:
         pubsub_settings(REPLAY_GROUPS=["news"], REPLAY_MAXLEN=20)
         seqs = [broadcast("news", {"type": "notify", "n": n}) for n in range(100)]
-        key = conf.make_key("pubsub", "replay", "news")
+        key = replay_stream("news")
         oldest = redis_client.xrange(key, count=1)[0][0].decode()
         layer = make_layer()
         channel = await layer.new_channel()
@@ -99,7 +99,7 @@ async def test_a_gap_replay_cannot_fill_is_an_explicit_event(
 async def test_an_expired_stream_is_reported_as_a_gap(replay_on, make_layer, redis_client) -> None:
     seq = broadcast("news", {"type": "notify", "n": 0})
     broadcast("news", {"type": "notify", "n": 1})
-    redis_client.delete(conf.make_key("pubsub", "replay", "news"))  # as if its TTL ran out
+    redis_client.delete(replay_stream("news"))  # as if its TTL ran out
     layer = make_layer()
     channel = await layer.new_channel()
     await layer.group_add("news", channel, since=seq)
@@ -147,7 +147,7 @@ async def test_a_catch_up_larger_than_capacity_is_reported_not_silent(
 
 async def test_flush_deletes_replay_streams(replay_on, make_layer, redis_client) -> None:
     broadcast("news", {"type": "notify"})
-    key = conf.make_key("pubsub", "replay", "news")
+    key = replay_stream("news")
     assert redis_client.exists(key)
     layer = make_layer()
     await layer.flush()

@@ -10,8 +10,8 @@ from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from django_redisroles import conf
-from django_redisroles.pubsub.layer import redis_channel
+from django_redisroles.pubsub.layer import redis_channel, replay_stream
+from tests.pubsub import wire
 from tests.pubsub.conftest import nothing, receive
 
 pytestmark = pytest.mark.usefixtures("demo_settings")
@@ -34,7 +34,7 @@ async def test_page_and_form_broadcast(redis_client) -> None:
     empty = await client.post("/pubsub/", {"message": "   "})
     assert empty.status_code == 302
     assert await nothing(layer, channel)
-    assert redis_client.xlen(conf.make_key("pubsub", "replay", "notifications")) == 1
+    assert redis_client.xlen(replay_stream("notifications")) == 1
 
 
 async def test_page_script_posts_without_leaving_the_page(redis_client) -> None:
@@ -62,19 +62,19 @@ async def test_notify_command(capsys) -> None:
     assert "broadcast 3 message(s)" in capsys.readouterr().out
 
 
-async def test_consumer_leaving_unsubscribes(redis_client) -> None:
+async def test_consumer_leaving_unsubscribes(redis_server) -> None:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add("room", channel)
     group_key = redis_channel("g", "room")
-    assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 1
+    assert wire.numsub(redis_server, group_key) == 1
     task = asyncio.create_task(layer.receive(channel))
     await asyncio.sleep(0.05)
     task.cancel()  # what Channels does when a consumer exits
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0.1)
-    assert dict(redis_client.pubsub_numsub(group_key))[group_key] == 0
-    assert redis_client.pubsub_channels(redis_channel("c", "*").decode()) == []
+    assert wire.numsub(redis_server, group_key) == 0
+    assert wire.channels(redis_server, redis_channel("c", "*")) == set()
 
 
 async def test_redisroles_pubsub_command(capsys) -> None:
@@ -137,15 +137,15 @@ async def test_a_subscribe_the_acl_refuses_is_told_to_the_page(
     from testproject.consumers_pubsub import NotificationsConsumer, ReplayNotificationsConsumer
 
     server = redis_factory()
-    with server.client() as admin:  # its consumer channels, not the groups' channels
-        admin.execute_command(
-            "ACL", "SETUSER", "nogroups", "on", ">nogroups-pw", "~*", "resetchannels",
-            f"&{redis_channel('c', '*').decode()}", "+@all",
-        )  # fmt: skip
     pubsub_settings(
         URL=f"redis://nogroups:nogroups-pw@127.0.0.1:{server.port}/0",
         REPLAY_GROUPS=["notifications"],
     )
+    with server.client() as admin:  # its consumer channels (named for this URL), not the groups'
+        admin.execute_command(
+            "ACL", "SETUSER", "nogroups", "on", ">nogroups-pw", "~*", "resetchannels",
+            f"&{redis_channel('c', '*').decode()}", "+@all",
+        )  # fmt: skip
     consumer = ReplayNotificationsConsumer if replay else NotificationsConsumer
     path = "/ws/notifications/replay/" if replay else "/ws/notifications/"
     communicator = WebsocketCommunicator(consumer.as_asgi(), path)

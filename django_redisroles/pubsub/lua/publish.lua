@@ -4,7 +4,9 @@
 -- KEYS[1] the stream, KEYS[2] the group's recent message ids (a list)
 -- ARGV[1] payload, ARGV[2] stream MAXLEN (~), ARGV[3] TTL in ms,
 -- ARGV[4] the group's pub/sub channel, ARGV[5] message id,
--- ARGV[6] how many recent message ids to remember
+-- ARGV[6] how many recent message ids to remember,
+-- ARGV[7] 'PUBLISH', or 'SPUBLISH' on a Redis Cluster (the channel is hash-tagged
+-- into KEYS[1]'s slot: the script runs on the master that serves both)
 --
 -- Each entry keeps the id of the entry before it ('p'), so a reader can tell
 -- whether the chain it resumes from is unbroken. A re-sent publish (redis-py
@@ -27,5 +29,5 @@ redis.call('LPUSH', KEYS[2], m .. id)
 redis.call('LTRIM', KEYS[2], 0, keep - 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 -- The frame: MSG_MARK, message id, FRAME_MARK, entry id, FRAME_MARK, payload (envelope.py).
-redis.call('PUBLISH', ARGV[4], '\1' .. m .. '\0' .. id .. '\0' .. ARGV[1])
+redis.call(ARGV[7], ARGV[4], '\1' .. m .. '\0' .. id .. '\0' .. ARGV[1])
 return id
