@@ -67,7 +67,7 @@ def near_caches(wait: float = 2.0) -> list[dict[str, Any]]:
             while not cache.near.tracking() and time.monotonic() < deadline:
                 cache.get("-", near=True)  # starts the listener
                 time.sleep(0.02)
-        except (redis.RedisError, ImproperlyConfigured) as exc:
+        except (*REDIS_ERRORS, ImproperlyConfigured) as exc:
             rows.append({"alias": alias, "error": f"{type(exc).__name__}: {exc}"})
             continue
         stats = cache.near_stats().as_dict()

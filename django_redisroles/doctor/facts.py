@@ -11,7 +11,7 @@
 2. :func:`gather_server`: a few ``CONFIG GET`` (optional: managed services
    often disable ``CONFIG``), N ``PING`` round trips, ``CLIENT LIST``, and the
    subscribed pub/sub channels with database-blind (old) names.
-3. :func:`probe_acl`: harmless probes of what each role's ACL user may run.
+3. :func:`probe_acl` (:mod:`.acl`): harmless probes of what each role's ACL user may run.
 4. :func:`sample_db`: a bounded key sample per database: ``SCAN`` with
    ``COUNT`` (never ``KEYS``), at most ``max_keys`` keys per database and a
    share of ``max_seconds``, with ``PTTL`` / ``MEMORY USAGE`` / ``TYPE``
@@ -33,9 +33,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .. import conf
 from . import nodes
+from .acl import probe_acl
 from .model import Database, Deployment, Limits, Namespace, Server
 from .nodes import DOCTOR_CLIENT_NAME
-from .wiring import near_cache_prefixes, role_namespaces
+from .wiring import role_namespaces
 
 __all__ = [
     "DOCTOR_CLIENT_NAME",
@@ -197,79 +198,6 @@ def _legacy_channels(client: redis.Redis) -> list[str]:
             if name.startswith(prefix):
                 legacy.append(name.decode(errors="backslashreplace"))
     return sorted(legacy)
-
-
-# No script has this SHA1: EVALSHA answers NOSCRIPT once the ACL let it through.
-_NO_SCRIPT = "0" * 40
-
-
-def probe_acl(database: Database, limits: Limits) -> None:
-    """Whether each role's user may run what the role needs (NOPERM found now, not at 3 am).
-
-    Harmless probes with the role's own credentials: an ``EVALSHA`` of a script
-    that does not exist, declaring a key of the role's namespace (the ACL checks
-    the command and the key before Redis looks for the script), and for the
-    pub/sub role a ``SUBSCRIBE`` to a group channel on a connection of its own.
-    """
-    client = database.client
-    assert client is not None
-    for role in database.roles:
-        refused: list[str] = []
-        key = conf.make_key(role, DOCTOR_CLIENT_NAME)
-        try:
-            client.evalsha(_NO_SCRIPT, 1, key)
-        except (
-            redis.exceptions.NoScriptError,
-            redis.exceptions.MovedError,
-            redis.exceptions.AskError,
-        ):
-            # A cluster node redirects a key of another node's slot only once the ACL
-            # let the command through (Redis checks permissions first): allowed.
-            pass
-        except redis.exceptions.NoPermissionError as exc:
-            refused.append(f"run its Lua scripts on its keys (EVALSHA on {key}: {exc})")
-        if role == "pubsub":
-            from ..pubsub.names import redis_channel  # the layer's own channel names
-
-            channel = redis_channel("g", DOCTOR_CLIENT_NAME).decode()
-            pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # redis-py: untyped
-            try:
-                pubsub.subscribe(channel)
-                pubsub.get_message(timeout=max(limits.timeout, 1.0))
-            except redis.exceptions.NoPermissionError as exc:
-                refused.append(f"subscribe to its group channels (SUBSCRIBE {channel}: {exc})")
-            finally:
-                pubsub.close()
-        if role == "cache":
-            refused += [_probe_tracking(client, prefix) for prefix in near_cache_prefixes()[:1]]
-        if refused and any(refused):
-            database.refused[role] = [r for r in refused if r]
-
-
-def _probe_tracking(client: redis.Redis, prefix: str) -> str:
-    """What the near cache's listener needs: ``CLIENT TRACKING ... BCAST`` redirected to
-    itself and ``SUBSCRIBE __redis__:invalidate``, tried on a connection of its own
-    (closed after: its tracking state goes with it). "" when allowed."""
-    connection: Any = client.connection_pool.make_connection()  # redis-py: untyped methods
-    step = "CLIENT ID"
-    try:
-        connection.send_command("CLIENT", "ID")
-        client_id = connection.read_response()
-        step = f"CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX {prefix}"
-        connection.send_command(
-            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", prefix
-        )
-        connection.read_response()
-        step = "SUBSCRIBE __redis__:invalidate"
-        connection.send_command("SUBSCRIBE", "__redis__:invalidate")
-        connection.read_response()
-    except redis.exceptions.NoPermissionError as exc:
-        return f"track its keys for the near cache ({step}: {exc})"
-    except redis.exceptions.RedisError:
-        pass  # not an ACL matter: the near cache's listener reports it itself
-    finally:
-        connection.disconnect()
-    return ""
 
 
 def _str_dict(value: Mapping[Any, Any]) -> dict[str, str]:
