@@ -13,6 +13,9 @@ from .. import conf
 from ..connections import get_redis
 from ..errors import REDIS_ERRORS
 
+# What starting a near cache's listener may raise: reported in its row.
+_NEAR_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ImproperlyConfigured)
+
 #: What a role's client may raise here: a Redis error (redis-py's RedisClusterException
 #: too: no reachable seed node), or a malformed URL.
 _ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ImproperlyConfigured)
@@ -67,7 +70,7 @@ def near_caches(wait: float = 2.0) -> list[dict[str, Any]]:
             while not cache.near.tracking() and time.monotonic() < deadline:
                 cache.get("-", near=True)  # starts the listener
                 time.sleep(0.02)
-        except (*REDIS_ERRORS, ImproperlyConfigured) as exc:
+        except _NEAR_ERRORS as exc:
             rows.append({"alias": alias, "error": f"{type(exc).__name__}: {exc}"})
             continue
         stats = cache.near_stats().as_dict()
