@@ -169,7 +169,15 @@ def test_on_a_cluster_fences_keep_increasing_and_acks_keep_the_lock(settings) ->
         assert rival.holder.fence == holder.fence  # the hold moved with the slot's new master
         holder.release()
         cluster.start()  # the dead master rejoins as the replica of the promoted one
-        assert rival.acquire() and rival.fence > holder.fence
+
+        def acquired() -> bool:
+            try:
+                return rival.acquire()
+            except LockNotReplicated:  # the rejoined replica's first sync is still under way
+                return False
+
+        _wait(acquired)
+        assert rival.fence > holder.fence
         rival.release()
     finally:
         cluster.start()
