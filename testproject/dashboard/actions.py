@@ -273,6 +273,8 @@ def fault(request: HttpRequest) -> JsonResponse:
                 message = {"text": f"sent during the cut #{n}", "from": request.get_host()}
                 publish(GROUP, {"type": "notify", "message": {**message, "at": time.time()}})
             return JsonResponse({"dropped": dropped, "sent": 3})
+    except faults.NotOurs as exc:
+        return _deny(404, str(exc))  # not a server this demo can stop: say why
     except KeyError:
         return _deny(404, f"no such server here: {label!r}")
     except ValueError:

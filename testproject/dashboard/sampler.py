@@ -9,8 +9,9 @@ updating, and the stuck one says for how long it has been waiting. Sources:
 - ratelimit: ``ratelimit.stats()`` and the ``ratelimited`` signal;
 - pubsub: the layer's ``stats`` and ``pubsub.status()``;
 - locks: ``held_locks()``;
-- instances: ``INFO`` of every Redis server the roles use (memory and ops/s
-  over the last five minutes), and ``redisroles doctor``'s rules every 30 s.
+- instances: ``INFO`` of every Redis server the roles use, node by node on a
+  Redis Cluster or under Sentinel (memory and ops/s over the last five
+  minutes; ``nodes.py``), and ``redisroles doctor``'s rules every 30 s.
 
 Server-sent-events views (``views.stream``) read the latest snapshot; nothing
 here runs for a process nobody watches.
@@ -30,10 +31,12 @@ from django.core.cache import cache
 from django.db import close_old_connections
 
 from django_redisroles import conf, doctor, ratelimit
-from django_redisroles.connections import pool_kwargs
 from django_redisroles.locks import held_locks
 from django_redisroles.pubsub import get_layer, status
 from django_redisroles.sessions import user_sessions
+
+from . import nodes
+from .nodes import deployment_label, deployments
 
 INTERVAL = 1.0  # seconds between two snapshots
 HISTORY = 300  # points kept per chart: five minutes
@@ -45,21 +48,15 @@ refusals: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_42
 
 
 def server_label(url: str) -> str:
-    """``host:port`` of a role's Redis (what the panels and the fault buttons name)."""
-    where = conf.server_of(url)
-    if where is None:
-        return conf.mask_url(url)
-    return f"unix:{where[1]}" if where[0] == "unix" else f"{where[1]}:{where[2]}"
+    """``host:port`` of a role's Redis (what the panels and the fault buttons name); a
+    Redis Cluster's or a Sentinel service's URL, masked (``nodes.py``: each of its
+    nodes is a ``host:port`` of its own)."""
+    return deployment_label(url)
 
 
 def servers() -> dict[str, dict[str, Any]]:
-    """Each Redis server the roles use: its label -> a URL to reach it, and its roles."""
-    found: dict[str, dict[str, Any]] = {}
-    for role in conf.ROLES:
-        url = conf.role_url(role)
-        entry = found.setdefault(server_label(url), {"url": url, "roles": []})
-        entry["roles"].append(role)
-    return found
+    """Each Redis deployment the roles use: its label -> a URL to reach it, and its roles."""
+    return {label: {"url": d["url"], "roles": d["roles"]} for label, d in deployments().items()}
 
 
 class Rate:
@@ -272,32 +269,36 @@ class Sampler:
         ]
         return data
 
-    def _info_client(self, url: str) -> redis.Redis:
-        client = self._info_clients.get(url)
+    def _info_client(self, node: nodes.Node) -> redis.Redis:
+        key = f"{node.label}@{node.url}"
+        client = self._info_clients.get(key)
         if client is None:
             # A short timeout and no retry: a paused server must not stall the chart.
-            options = {
-                **conf.role_options("cache"),
-                "socket_timeout": 0.5,
-                "socket_connect_timeout": 0.5,
-                "retry_attempts": 0,
-                "max_connections": 2,
-                "client_name": "redisroles-dashboard",
-            }
-            pool = redis.ConnectionPool.from_url(url, **pool_kwargs(options, url))
-            client = self._info_clients[url] = redis.Redis(connection_pool=pool)
+            client = self._info_clients[key] = node.client(timeout=0.5)
         return client
 
     def read_instances(self) -> dict[str, Any]:
-        out = {}
-        for label, server in servers().items():
-            entry: dict[str, Any] = {"roles": server["roles"], "url": conf.mask_url(server["url"])}
+        out: dict[str, Any] = {}
+        found, unreachable = nodes.servers()
+        for label, why in unreachable.items():
+            roles = deployments().get(label, {}).get("roles", [])
+            out[label] = {"roles": roles, "url": label, "up": False, "error": why}
+        for label, node in found.items():
+            entry: dict[str, Any] = {
+                "roles": node.roles,
+                "url": conf.mask_url(node.url),
+                "node": node.node,
+                "deployment": node.deployment,
+                "master": node.master,
+            }
             try:
-                info = self._info_client(server["url"]).info()
+                info = self._info_client(node).info()
             except redis.RedisError as exc:
                 entry.update(up=False, error=f"{type(exc).__name__}: {exc}")
                 self._ops.pop(label, None)
                 out[label] = entry
+                if node.kind != "single":
+                    nodes.forget()  # a failover moves the master: ask again
                 continue
             now, total = time.monotonic(), int(info.get("total_commands_processed", 0))
             last = self._ops.get(label)

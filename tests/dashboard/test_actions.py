@@ -259,3 +259,37 @@ def test_cutting_the_subscribers_loses_nothing_on_the_replay_group(
     assert texts == [f"sent during the cut #{n}" for n in (1, 2, 3)]  # in order, none lost
     assert any(m["type"] == "redisroles.lost" for m in received)  # and the consumer was told
     assert layer.stats["reconnects"] > before.get("reconnects", 0)
+
+
+def test_every_node_is_a_server_of_its_own_and_stop_says_it_is_demo_only(
+    client: Client, demo_user: Any, faults_on
+) -> None:
+    """On a Redis Cluster or under Sentinel each node has its row: a pause names one node
+    (a replica here: pausing a master would make Sentinel or the cluster fail it over);
+    stop/start, for a server the demo did not start, say so."""
+    token = staff_token(client, demo_user)
+    rows = {r["label"]: r for r in faults.describe()}
+    kind = conf.topology_of(conf.role_url("cache")).kind
+    nodes = sorted(r["node"] for r in rows.values())
+    if kind == "single":
+        assert nodes == ["server"]
+    elif kind == "cluster":
+        assert nodes.count("master") >= 3 and "replica" in nodes
+    else:
+        assert nodes.count("master") == 1 and "replica" in nodes
+    target = next(r for r in rows.values() if r["node"] in ("replica", "server"))
+    assert all(r["can_stop"] is False for r in rows.values())
+    post = {"server": target["label"], "token": token}
+    response = client.post("/dashboard/actions/fault/", {**post, "action": "pause", "seconds": 1})
+    assert response.status_code == 200
+    host, port = target["label"].rsplit(":", 1)
+    started = time.monotonic()
+    with redis.Redis(host, int(port), socket_timeout=5) as probe:
+        assert probe.ping() is True
+    assert time.monotonic() - started > 0.5  # that node waited for the pause to end
+    after = faults.describe()
+    assert {f["label"] for f in after} == set(rows)  # the same nodes, each by its own label
+    assert {f["label"] for f in after if f["paused_for"] > 0} <= {target["label"]}  # only it
+    stop = client.post("/dashboard/actions/fault/", {**post, "action": "stop"})
+    assert stop.status_code == 404
+    assert "only for a redis-server the demo started" in stop.json()["error"]

@@ -336,12 +336,22 @@
     var doctor = (f.doctor.data || {}).servers || {};
     var cards = Object.keys(data).map(function (label) {
       var s = data[label], d = doctor[label] || {};
-      $$("[data-server-dot='" + label + "']").forEach(function (dot) {
-        var warn = (d.findings || []).some(function (x) { return x.severity === "error"; });
-        dot.className = "dot " + (!s.up ? "down" : warn ? "warn" : "up");
+      var warn = (d.findings || []).some(function (x) { return x.severity === "error"; });
+      var dots = "[data-server-dot='" + label + "']";
+      if (s.deployment && s.deployment !== label) {
+        // A node of a Redis Cluster / Sentinel service: the role's dot is the worst of its nodes.
+        dots += ",[data-server-dot='" + s.deployment + "']";
+      }
+      $$(dots).forEach(function (dot) {
+        var was = dot.getAttribute("data-seen") === String(f.seq) ? dot.className : "dot up";
+        var now = !s.up && s.node !== "replica" ? "dot down" : warn || !s.up ? "dot warn" : "dot up";
+        var rank = { "dot up": 0, "dot warn": 1, "dot down": 2 };
+        dot.className = rank[now] > rank[was] ? now : was;
+        dot.setAttribute("data-seen", String(f.seq));
       });
       var card = el("div", { class: "card" + (s.up ? "" : " down"), "data-server": label });
-      card.appendChild(el("h3", {}, [label + " ", el("small", { text: s.roles.join(", ") })]));
+      var what = s.node && s.node !== "server" ? s.node + " of " + s.deployment + " · " : "";
+      card.appendChild(el("h3", {}, [label + " ", el("small", { text: what + s.roles.join(", ") })]));
       if (!s.up) {
         card.appendChild(el("p", { class: "state", "data-state": "outage", text: "Not answering: " + s.error }));
       }
@@ -392,7 +402,7 @@
     if (!box) { return; }
     var rows = f.faults.servers.map(function (s) {
       var row = el("div", { class: "fault-row", "data-fault-server": s.label }, [el("strong", { text: s.label }),
-        el("span", { text: s.roles.join(", ") + (s.running === false ? " · STOPPED" : "") + (s.paused_for > 0 ? " · paused " + Math.ceil(s.paused_for) + " s" : "") })]);
+        el("span", { text: (s.node && s.node !== "server" ? s.node + " · " : "") + s.roles.join(", ") + (s.running === false ? " · STOPPED" : "") + (s.paused_for > 0 ? " · paused " + Math.ceil(s.paused_for) + " s" : "") })]);
       [5, 15].forEach(function (n) {
         row.appendChild(el("button", { type: "button", "data-fault": "pause", "data-seconds": n, "data-server": s.label, text: "Pause " + n + " s" }));
       });
@@ -403,7 +413,9 @@
       if (s.can_stop) {
         row.appendChild(el("button", { type: "button", "data-fault": s.running ? "stop" : "start", "data-server": s.label, text: s.running ? "Stop" : "Start" }));
       } else {
-        row.appendChild(el("small", { text: "(stop/start: only for a server the demo started, on its first instance)" }));
+        row.appendChild(el("small", { text: s.node && s.node !== "server"
+          ? "(stop/start: only for a single redis-server the demo started; stop a " + s.node + " with your own tools)"
+          : "(stop/start: only for a server the demo started, on its first instance)" }));
       }
       return row;
     });
