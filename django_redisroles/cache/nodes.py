@@ -77,7 +77,7 @@ class SentinelSource(Source):
 
     def current(self, signature: Any) -> bool:
         try:
-            return self._master() == signature
+            return bool(self._master() == signature)
         except Exception:  # noqa: BLE001 - Sentinels unreachable: the listener's PING decides
             # A failover needs the Sentinels; the demoted master then drops our
             # connection (Sentinel sends CLIENT KILL TYPE pubsub to it).
