@@ -148,10 +148,11 @@ class Tracker:
                 node.thread.start()
             heartbeat = self.near.options.heartbeat
             while not self.stopped.is_set():
-                if self.changed.wait(heartbeat):
+                lost = self.changed.wait(heartbeat)
+                established = established or all(n.established for n in listeners)
+                if lost:
                     failed = [n.error for n in listeners if n.error is not None]
                     return established, failed[0] if failed else None
-                established = established or all(n.established for n in listeners)
                 if not self.source.current(layout):
                     raise Moved("the nodes serving the cache changed; listening again")
             return established, None
