@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from django_redisroles.cache import RedisRolesCache
 from django_redisroles.testing.cluster import slot_of
@@ -59,27 +60,35 @@ def _fill_all(cache: RedisRolesCache, value: str) -> None:
         filled(cache, key, value)
 
 
+def _write_all(cache: RedisRolesCache, topology: Any, value: str) -> None:
+    """Another client writes ``value`` to every key (retried: right after a failover
+    the Sentinels or the slot map may still be settling for a new client)."""
+
+    def written() -> bool:
+        client = topology.client()
+        try:
+            for key in KEYS:
+                client.set(cache.make_key(key), cache.client.encode(value), ex=60)
+            return True
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    until(written, 60)
+
+
 def _bypassed_then_serving_fresh(cache: RedisRolesCache, topology: Any, flushes: int) -> None:
     """After a layout change: flushed (``flushes``: the count before), then fresh
     values served again from the near cache."""
     until(lambda: _near(cache).flushes > flushes, 60)
-    client = topology.client()
-    try:  # written while (or right after) the listeners move: must be seen
-        for key in KEYS:
-            client.set(cache.make_key(key), cache.client.encode("fresh"), ex=60)
-    finally:
-        client.close()
+    _write_all(cache, topology, "fresh")  # while (or right after) the listeners move
     assert until(lambda: all(cache.get(k) == "fresh" for k in KEYS), 60)
     until(lambda: _near(cache).tracking, 60)
     for key in KEYS:
         until(lambda key=key: served(cache, key, "fresh"), 30)  # type: ignore[misc]
     # And the new listeners report writes again, on every master.
-    client = topology.client()
-    try:
-        for key in KEYS:
-            client.set(cache.make_key(key), cache.client.encode("again"), ex=60)
-    finally:
-        client.close()
+    _write_all(cache, topology, "again")
     assert until(lambda: all(cache.get(k) == "again" for k in KEYS), 30)
 
 
