@@ -33,6 +33,7 @@ from .engines import (
     build_async_engine,
     build_engine,
     checked_url,
+    node_url_and_kwargs,
     pool_from_url,
     pool_kwargs,
     send_once,
@@ -177,7 +178,9 @@ def primary_clients(role: str) -> list[redis.Redis]:
 # -- asyncio ------------------------------------------------------------------------------------
 
 
-def dedicated_connection(role: str, url: str | None = None) -> redis.Connection:
+def dedicated_connection(
+    role: str, url: str | None = None, node: tuple[str, int] | None = None
+) -> redis.Connection:
     """A new connection of ``role`` (or to ``url`` with the role's options), not pooled.
 
     For a connection that changes state for good (``CLIENT TRACKING``, ``SUBSCRIBE``)
@@ -185,11 +188,19 @@ def dedicated_connection(role: str, url: str | None = None) -> redis.Connection:
     Same URL, password and TLS options as the role's pool; RESP2 (its replies are
     plain arrays on every supported redis-py) and never retried (its owner reconnects).
     Not connected yet: ``connect()`` it. The caller closes it (``disconnect()``).
+    ``node``: (host, port) of one node of a Redis Cluster or of the master a
+    Sentinel named (a ``redis+cluster://`` or ``redis+sentinel://`` URL has no
+    single server); the URL's credentials and TLS options, database 0.
     """
     cfg = conf.role_config(role)
     if url is not None:
         cfg = dataclasses.replace(cfg, url=url)
-    kwargs = pool_kwargs(dict(cfg.options), cfg.url)
+    if node is not None:
+        topo = conf.topology_of(checked_url(cfg.url, _where(cfg)))
+        node_url, kwargs = node_url_and_kwargs(topo, cfg.options, node[0], node[1], False)
+        cfg = dataclasses.replace(cfg, url=node_url)
+    else:
+        kwargs = pool_kwargs(dict(cfg.options), cfg.url)
     kwargs.pop("retry_on_error", None)
     kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
     kwargs["protocol"] = 2

@@ -1,12 +1,14 @@
 """The near cache's invalidation listener: Redis ``CLIENT TRACKING`` in broadcast mode.
 
-One :class:`Tracker` per near cache and process, with one thread and one
-connection per Redis node it covers (one node today; on a Redis Cluster, one
-per master: tracking is per node, so is the subscription). Each node's
-connection, made by ``connections.dedicated_connection`` (the role's URL,
-password and TLS options, RESP2 on every supported redis-py):
+One :class:`Tracker` per near cache and process. Its supervisor thread asks
+``nodes.Source`` which nodes take the cache's writes (one server; the master a
+Sentinel names; every master of a Redis Cluster: tracking is per node, so is
+the subscription) and runs one thread and one connection per node, made by
+``connections.dedicated_connection`` (the role's URL, password and TLS options,
+RESP2 on every supported redis-py):
 
-1. ``CLIENT ID``, then ``CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
+1. ``ROLE`` (Sentinel, Cluster: a node that is no longer a master is left),
+   ``CLIENT ID``, then ``CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
    <the cache's key prefix>``: Redis sends an invalidation for every key under
    the prefix that any client changes (writes, expiries, evictions, flushes),
    whether or not this process read it; so the data connections stay ordinary
@@ -16,10 +18,16 @@ password and TLS options, RESP2 on every supported redis-py):
 3. a ``PING`` every ``HEARTBEAT`` seconds. Its reply comes after every
    invalidation Redis queued before it, so it proves the copy was current when
    the ``PING`` was sent: each reply lets the near cache serve copies for
-   ``HEARTBEAT + MAX_LAG`` more seconds. A reply later than ``MAX_LAG``, a
-   dropped connection or any error: the near cache is flushed and bypassed
-   (reads go to Redis), and the thread connects again (backing off up to 1 s);
-   the near cache serves again after the first heartbeat of the new connection.
+   ``HEARTBEAT + MAX_LAG`` more seconds, and only while *every* node's
+   listener is heard from (the earliest deadline wins). A reply later than
+   ``MAX_LAG``, a dropped connection or any error on any node: the near cache
+   is flushed and bypassed (reads go to Redis), and the supervisor starts over
+   on the nodes that serve now (backing off up to 1 s); the near cache serves
+   again after the first heartbeat of every new connection.
+
+Each heartbeat, the supervisor also asks whether the layout still holds
+(``Source.current``: the Sentinels' master, the cluster's slot map); a change
+(a failover, a moved slot) is handled like a lost connection.
 
 Why not redis-py's own client-side cache: it refuses servers older than Redis
 7.4 and Valkey, and is sync only. This listener works on Redis 7.0+ and
@@ -29,15 +37,16 @@ near cache is plain memory; no I/O on the read path).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import conf, connections
+import redis.exceptions
+
+from .. import conf
+from . import nodes
 from .near import NearCache
 from .options import NearOptions
 
@@ -48,101 +57,169 @@ RECONNECT_MIN = 0.05
 RECONNECT_MAX = 1.0
 
 
-#: Makes a new connection to one node (``connections.dedicated_connection``).
-Connect = Callable[[], Any]
-
-
 class Lagging(Exception):
     """A heartbeat reply did not come back within ``MAX_LAG``."""
 
 
-class Tracker:
-    """The listener of one near cache: a thread per node, flush and bypass on trouble."""
+class Moved(Exception):
+    """The nodes to listen to changed (a failover, a moved slot, a new master)."""
 
-    def __init__(self, near: NearCache, prefix: str, nodes: Sequence[Connect]) -> None:
-        """``nodes``: for each Redis node whose keys the near cache may hold, a call
-        making a new (unconnected) connection to it."""
+
+class Tracker:
+    """The listener of one near cache: a thread per node, a supervisor thread that
+    (re)starts them on the current nodes; flush and bypass on any trouble."""
+
+    def __init__(self, near: NearCache, prefix: str, source: nodes.Source) -> None:
         self.near = near
         self.prefix = prefix
+        self.source = source
         self.pid = os.getpid()
         self.stopped = threading.Event()
-        self.nodes = [_Node(self, connect) for connect in nodes]
+        #: Set by a node thread that lost its connection: the supervisor starts over.
+        self.changed = threading.Event()
+        #: Serialises serve() against bypass(): a late heartbeat of a listener being
+        #: replaced must not make the near cache serve again.
+        self.lock = threading.Lock()
+        self.nodes: list[_Node] = []
+        self.thread = threading.Thread(
+            target=self.run, name="redisroles-near-cache-tracking", daemon=True
+        )
 
     def start(self) -> Tracker:
-        for node in self.nodes:
-            node.thread.start()
+        self.thread.start()
         return self
 
     def alive(self) -> bool:
-        """Its threads run in this process (a forked child has none)."""
-        return (
-            not self.stopped.is_set()
-            and self.pid == os.getpid()
-            and all(node.thread.is_alive() for node in self.nodes)
-        )
+        """Its thread runs in this process (a forked child has none)."""
+        return not self.stopped.is_set() and self.pid == os.getpid() and self.thread.is_alive()
 
     def stop(self) -> None:
         self.stopped.set()
-        self.near.bypass()
+        self.changed.set()
+        with self.lock:
+            self.near.bypass()
 
-    def heard(self) -> None:
-        self.near.serve(min(node.valid_until for node in self.nodes))
+    def heard(self, node: _Node) -> None:
+        with self.lock:
+            if node.gone or self.stopped.is_set():
+                return
+            self.near.serve(min(n.valid_until for n in self.nodes))
 
     def lost(self, node: _Node) -> None:
-        node.valid_until = 0.0
-        self.near.bypass()
+        with self.lock:
+            if node.gone:  # replaced already: the near cache is someone else's now
+                return
+            node.valid_until = 0.0
+            self.near.bypass()
+        self.changed.set()
+
+    def run(self) -> None:
+        """Listen on the current nodes until one is lost or the layout changes; again."""
+        pause = RECONNECT_MIN
+        reported = False
+        try:
+            while not self.stopped.is_set():
+                established, error = self._round()
+                if established:  # a new loss, not the same outage again: report it
+                    reported, pause = False, RECONNECT_MIN
+                if error is not None and not self.stopped.is_set() and not reported:
+                    logger.warning(
+                        "Near cache: invalidation connection lost (%s: %s); reading from "
+                        "Redis until tracking is re-established.",
+                        type(error).__name__,
+                        error,
+                    )
+                    reported = True
+                self.stopped.wait(pause)
+                pause = min(pause * 2, RECONNECT_MAX)
+        finally:
+            self.source.close()
+
+    def _round(self) -> tuple[bool, BaseException | None]:
+        """One set of listeners: (whether all were established, why they stopped)."""
+        listeners: list[_Node] = []
+        established = False
+        try:
+            connects, layout = self.source.resolve()
+            self.changed.clear()
+            with self.lock:
+                self.nodes = listeners = [_Node(self, connect) for connect in connects]
+            for node in listeners:
+                node.thread.start()
+            heartbeat = self.near.options.heartbeat
+            while not self.stopped.is_set():
+                lost = self.changed.wait(heartbeat)
+                established = established or all(n.established for n in listeners)
+                if lost:
+                    failed = [n.error for n in listeners if n.error is not None]
+                    return established, failed[0] if failed else None
+                if not self.source.current(layout):
+                    raise Moved("the nodes serving the cache changed; listening again")
+            return established, None
+        except Exception as exc:  # noqa: BLE001 - any failure: flush, bypass, start over
+            return established, exc
+        finally:
+            with self.lock:
+                for node in listeners:
+                    node.gone = True
+                self.near.bypass()
+            for node in listeners:
+                node.close()
 
 
 class _Node:
     """The invalidation connection to one Redis node, in its own daemon thread."""
 
-    def __init__(self, tracker: Tracker, connect: Connect) -> None:
+    def __init__(self, tracker: Tracker, connect: nodes.Connect) -> None:
         self.tracker = tracker
         self.connect = connect
         self.valid_until = 0.0
         self.established = False
+        #: Replaced by the supervisor: stop, and never make the near cache serve.
+        self.gone = False
+        self.error: BaseException | None = None
+        self.connection: Any = None
         self.thread = threading.Thread(
-            target=self.run, name="redisroles-near-cache-tracking", daemon=True
+            target=self.run, name="redisroles-near-cache-node", daemon=True
         )
 
     def run(self) -> None:
-        tracker = self.tracker
-        pause = RECONNECT_MIN
-        reported = False
-        while not tracker.stopped.is_set():
-            connection: Any = None
-            self.established = False
+        try:
+            self.connection = self.connect()
+            if self.gone:
+                return
+            self._listen(self.connection)
+        except Exception as exc:  # noqa: BLE001 - any failure: the supervisor starts over
+            self.error = exc
+        finally:
+            self.tracker.lost(self)
+            self.close()
+
+    def close(self) -> None:
+        self.gone = True
+        connection = self.connection
+        if connection is not None:
             try:
-                connection = self.connect()
-                self._listen(connection)
-            except Exception as exc:  # noqa: BLE001 - any failure: flush, bypass, reconnect
-                if self.established:  # a new loss, not the same outage again
-                    reported = False
-                if not tracker.stopped.is_set() and not reported:
-                    logger.warning(
-                        "Near cache: invalidation connection lost (%s: %s); reading from "
-                        "Redis until tracking is re-established.",
-                        type(exc).__name__,
-                        exc,
-                    )
-                    reported = True
-            finally:
-                tracker.lost(self)
-                if connection is not None:
-                    try:
-                        connection.disconnect()
-                    except Exception:  # noqa: BLE001 - closing a broken socket
-                        pass
-            if self.established:  # it worked until now: try again at once
-                pause = RECONNECT_MIN
-            tracker.stopped.wait(pause)
-            pause = min(pause * 2, RECONNECT_MAX)
+                connection.disconnect()
+            except Exception:  # noqa: BLE001 - closing a broken socket
+                pass
 
     def _listen(self, connection: Any) -> None:
         tracker = self.tracker
         near = tracker.near
         options: NearOptions = near.options
         connection.connect()
+        if tracker.source.kind != "single":
+            # A node that is no longer a master takes no writes: its silence proves nothing.
+            # (A user without ROLE, an @admin command, skips this check: the layout
+            # check of nodes.Source still applies.)
+            connection.send_command("ROLE")
+            try:
+                role = connection.read_response()[0]
+            except redis.exceptions.ResponseError:  # NOPERM
+                role = b"master"
+            if role not in (b"master", "master"):
+                raise Moved(f"the node is a {role!r} now")
         connection.send_command("CLIENT", "ID")
         client_id = connection.read_response()
         connection.send_command(
@@ -156,7 +233,7 @@ class _Node:
         sent = time.monotonic()
         connection.send_command("PING")
         waiting = True
-        while not tracker.stopped.is_set():
+        while not tracker.stopped.is_set() and not self.gone:
             now = time.monotonic()
             if waiting:
                 wait = sent + options.max_lag - now
@@ -185,7 +262,7 @@ class _Node:
                 waiting = False
                 self.valid_until = sent + options.heartbeat + options.max_lag
                 self.established = True
-                tracker.heard()
+                tracker.heard(self)
 
 
 # -- one near cache per alias and process ----------------------------------------------
@@ -219,18 +296,7 @@ def ensure(near: NearCache) -> None:
         if tracker is not None:
             tracker.stop()
         prefix, url = near.source
-        near.tracker = Tracker(near, prefix, nodes(url)).start()
-
-
-def nodes(url: str | None) -> list[Connect]:
-    """A connection maker per Redis node the cache's keys live on: its one server.
-
-    The seam for Redis Cluster: tracking is per node, so a cluster needs one
-    listener per master (``BCAST`` on each), and the near cache is served only
-    while every one of them is heard from (``Tracker.heard``); a slot-map change
-    (failover, resharding) must restart the tracker (its listeners flush).
-    """
-    return [functools.partial(connections.dedicated_connection, "cache", url)]
+        near.tracker = Tracker(near, prefix, nodes.source(url)).start()
 
 
 def stats(alias: str) -> list[NearCache]:

@@ -162,10 +162,15 @@ def test_killing_the_invalidation_connection_flushes_and_bypasses(
     assert near_hit(near_cache, "k") == "w"
 
 
+@pytest.mark.topologies(
+    "single", "cluster", reason="a stall past down-after-milliseconds is a Sentinel failover"
+)
 def test_a_stalled_server_stops_the_near_cache_within_heartbeat_plus_max_lag(
-    near_cache: RedisRolesCache, redis_server: RedisServer
+    near_cache: RedisRolesCache, redis_server: Any
 ) -> None:
     filled(near_cache, "k", "v")
+    if hasattr(redis_server, "node_for"):  # a cluster: the master holding the key
+        redis_server = redis_server.node_for(near_cache.make_key("k"))
     assert redis_server.pid is not None
     os.kill(redis_server.pid, signal.SIGSTOP)
     try:
@@ -181,6 +186,7 @@ def test_a_stalled_server_stops_the_near_cache_within_heartbeat_plus_max_lag(
     until(lambda: near_cache.near_stats().tracking)  # type: ignore[union-attr]
 
 
+@pytest.mark.topologies("single", reason="restarts the server; failovers: test_near_topologies.py")
 def test_redis_restart(near_cache: RedisRolesCache, redis_server: RedisServer) -> None:
     filled(near_cache, "k", "before")
     redis_server.restart(kill=True)  # no persistence: the value is gone
