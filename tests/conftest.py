@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import faulthandler
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -151,10 +155,47 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(line)
 
 
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     for topology in _topologies.values():
         topology.cleanup()
     _topologies.clear()
+    _guard_the_exit(_exit_status)
+
+
+def _guard_the_exit(status: int) -> None:
+    """End the process if it is still alive ``$REDISROLES_TEST_EXIT_GRACE`` seconds (60)
+    after pytest is done, naming the threads that kept it alive, with their stacks.
+
+    Python joins every non-daemon thread (and every ThreadPoolExecutor worker) at
+    exit: a thread a failed or timed-out test left running (an event loop still
+    serving a subscriber, a worker blocked on a socket) kept a whole CI lane alive
+    after its summary line. The servers are already stopped (above); the status is
+    pytest's, or 1 if it passed: a thread left running is a test's bug to fix.
+    """
+    grace = float(os.environ.get("REDISROLES_TEST_EXIT_GRACE") or 60)
+
+    def guard() -> None:
+        time.sleep(grace)
+        ours = (threading.current_thread(), threading.main_thread())
+        left = [t.name for t in threading.enumerate() if t not in ours and not t.daemon]
+        sys.stderr.write(
+            f"\npytest is done, but the process had not exited {grace:g} s later: "
+            f"threads left running: {', '.join(left) or '(none)'}; every thread's stack:\n"
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(status or 1)
+
+    # A daemon thread: it runs while the interpreter joins the others, never delays an exit.
+    threading.Thread(target=guard, name="redisroles-exit-guard", daemon=True).start()
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,20 @@ def _demo_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT prints every thread's stack (a hung demo)
     env.update(extra)
     return env
+
+
+def _output_or_stacks(proc: subprocess.Popen[str], timeout: float) -> str:
+    """What ``proc`` printed until it exited; if it has not within ``timeout``, fail with
+    every thread's stack (faulthandler, on SIGABRT): where a demo that did not stop hung."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, _ = proc.communicate(timeout=30)
+        pytest.fail(f"the demo had not exited {timeout:g} s after Ctrl-C; its stacks:\n{out}")
 
 
 def _start_demo(state: Path, port: int, **env: str) -> subprocess.Popen[str]:
@@ -240,7 +252,7 @@ def test_demo_stops_the_server_a_killed_demo_left_and_refuses_a_second_demo(
         while not port_open(third_http) and time.monotonic() < deadline:
             time.sleep(0.05)
         third.send_signal(signal.SIGINT)
-        out, _ = third.communicate(timeout=30)
+        out = _output_or_stacks(third, 30)
         assert third.returncode == 0 and not running(third_pid), out
     finally:
         for proc in (first, second, third):

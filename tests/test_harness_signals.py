@@ -72,3 +72,40 @@ def test_a_killed_run_stops_its_servers(tmp_path: Path, sig: int) -> None:
         for pid in pids:
             if running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+LEAKER = """
+import threading
+
+
+def test_leaves_a_thread_behind():
+    # What a failed test left: a worker that never ends (a loop, a blocked read).
+    threading.Thread(target=threading.Event().wait, name="left-by-a-test").start()
+"""
+
+
+@pytest.mark.slow
+def test_a_thread_left_running_does_not_keep_the_run_alive(tmp_path: Path) -> None:
+    (tmp_path / "test_leaker.py").write_text(LEAKER)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "REDIS_URL", "REDISROLES_TEST_TOPOLOGY"))
+    }
+    env |= {"PYTHONPATH": str(ROOT), "REDISROLES_TEST_EXIT_GRACE": "2"}
+    # Before: the process never exited after "1 passed" (Python joins the thread).
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest"),
+            *("-c", str(ROOT / "setup.cfg"), "--rootdir", str(ROOT), str(tmp_path)),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert "1 passed" in done.stdout, done.stdout
+    assert done.returncode == 1  # a green run that leaked a thread is not green
+    assert "threads left running: left-by-a-test" in done.stderr, done.stderr
+    assert "threading.py" in done.stderr  # its stack, to find who started it

@@ -19,6 +19,8 @@ from django.test import override_settings
 
 from django_redisroles import conf
 from django_redisroles.pubsub import RedisRolesChannelLayer
+from django_redisroles.pubsub import names as pubsub_names
+from django_redisroles.sessions import keys as session_keys
 
 
 def test_glob_escape_covers_every_special_character() -> None:
@@ -27,24 +29,30 @@ def test_glob_escape_covers_every_special_character() -> None:
 
 def test_clearsessions_of_one_tenant_leaves_anothers_index(settings, redis_client) -> None:
     # tenant1's index holds one stale entry: only tenant1's own trim may remove it.
-    redis_client.zadd("tenant1:sessions:u:5", {"k" * 32: time.time() - 3600})
-    redis_client.zadd("tenant1:sessions:u:5", {"l" * 32: time.time() + 3600})
+    # The names as the library makes them (hash-tagged on a cluster).
+    settings.REDISROLES = {"KEY_PREFIX": "tenant1"}
+    index = session_keys.index_key_name(5)
+    stale, live = (session_keys.user_tag(5) + c * 28 for c in "kl")
+    redis_client.zadd(index, {stale: time.time() - 3600, live: time.time() + 3600})
     settings.REDISROLES = {"KEY_PREFIX": "tenant[1]"}
     call_command("clearsessions")
-    assert redis_client.zcard("tenant1:sessions:u:5") == 2
+    assert redis_client.zcard(index) == 2
     settings.REDISROLES = {"KEY_PREFIX": "tenant1"}
     call_command("clearsessions")
-    assert redis_client.zrange("tenant1:sessions:u:5", 0, -1) == [b"l" * 32]
+    assert redis_client.zrange(index, 0, -1) == [live.encode()]
 
 
 async def test_layer_flush_leaves_another_prefixs_streams(settings, redis_client) -> None:
-    redis_client.xadd("a1:pubsub:replay:news", {"d": "x"})
+    settings.REDISROLES = {"KEY_PREFIX": "a1"}
+    theirs = pubsub_names.replay_stream("news")
+    redis_client.xadd(theirs, {"d": "x"})
     settings.REDISROLES = {"KEY_PREFIX": "a[1]"}
-    redis_client.xadd("a[1]:pubsub:replay:news", {"d": "x"})
+    ours = pubsub_names.replay_stream("news")
+    redis_client.xadd(ours, {"d": "x"})
     layer = RedisRolesChannelLayer()
     await layer.flush()
-    assert redis_client.exists("a1:pubsub:replay:news")
-    assert not redis_client.exists("a[1]:pubsub:replay:news")
+    assert redis_client.exists(theirs)
+    assert not redis_client.exists(ours)
 
 
 def test_pubsub_command_lists_only_its_own_streams(settings, redis_client) -> None:

@@ -10,6 +10,7 @@ redis-py reads its retry count in three places: the connection's ``Retry``
 from __future__ import annotations
 
 import contextvars
+from typing import Any
 
 import redis.asyncio.cluster
 import redis.asyncio.retry
@@ -110,9 +111,23 @@ class SendOnceCluster(redis.cluster.RedisCluster):
 
 
 class AsyncSendOnceCluster(redis.asyncio.cluster.RedisCluster):
-    """``SendOnceCluster`` for ``redis.asyncio``."""
+    """``SendOnceCluster`` for ``redis.asyncio``, initialized before its first command.
+
+    redis-py initializes a fresh async cluster client lazily, inside the first
+    commands sent on it; when many tasks send their first commands at once, some
+    of them find a node connection that another task's (re)initialization closed
+    under them (``AttributeError: 'NoneType' object has no attribute 'writelines'``
+    from redis-py, not a ``ConnectionError``): a burst of requests on a fresh
+    worker failed, and the cache's single flight ran the loader once per failure.
+    ``initialize()`` is locked and returns at once when done, so every command
+    awaits it first: the slot map is built once, before any command uses a node.
+    """
 
     _rr_cluster_retries = 0
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.initialize()
+        return await super().execute_command(*args, **kwargs)
 
     @property
     def cluster_error_retry_attempts(self) -> int:

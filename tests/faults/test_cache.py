@@ -218,13 +218,14 @@ async def test_tasks_waiting_on_a_failing_loader_get_its_error_at_once(
 
 
 WORKER = """
-import json, os, threading, time
+import json, threading, time
 import django
 django.setup()
-import redis
 from django.core.cache import cache
+from django_redisroles.connections import get_redis
 
-r = redis.Redis.from_url(os.environ["REDIS_URL"])
+# The cache role's own client: a plain, cluster or Sentinel client, as $REDIS_URL says.
+r = get_redis("cache")
 r.incr("ready")
 while not r.get("go"):
     time.sleep(0.005)

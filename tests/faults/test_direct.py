@@ -11,9 +11,11 @@ know goes through ``execute_command``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
 from django_redisroles import connections
 from django_redisroles.direct import execute
@@ -29,8 +31,16 @@ COUNT = Script("return redis.call('INCR', KEYS[1])")
 STALL = 0.8  # longer than FAST's 0.5 s socket timeout, shorter than three attempts
 
 
-def in_use(client: redis.Redis) -> int:
-    return len(client.connection_pool._in_use_connections)  # type: ignore[attr-defined]
+def in_use(client: Any) -> int:
+    """Connections taken from the client's pool(s) and not given back (every node's, on
+    a cluster client)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        pools = [
+            n.redis_connection.connection_pool for n in client.get_nodes() if n.redis_connection
+        ]
+    else:
+        pools = [client.connection_pool]
+    return sum(len(pool._in_use_connections) for pool in pools)
 
 
 def test_a_reply_that_came_late_never_answers_the_next_call(
@@ -82,11 +92,13 @@ def test_arguments_are_taken_as_redis_py_takes_them(redis_server: RedisServer) -
     assert in_use(client) == 0
 
 
-def test_other_pools_go_through_execute_command(redis_server: RedisServer) -> None:
+def test_other_pools_go_through_execute_command(single_server: RedisServer) -> None:
+    # Pools of one server's client (a cluster client has none: test_arguments_... above
+    # sends through one on a cluster run).
     blocking = redis.Redis(
-        connection_pool=redis.BlockingConnectionPool.from_url(redis_server.url())
+        connection_pool=redis.BlockingConnectionPool.from_url(single_server.url())
     )
-    single = redis.Redis.from_url(redis_server.url(), single_connection_client=True)
+    single = redis.Redis.from_url(single_server.url(), single_connection_client=True)
     try:
         for client in (blocking, single):
             assert ECHO(client, [], ["x"]) == b"x"
