@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.template.defaultfilters import pprint
@@ -51,10 +51,7 @@ def _same_kind(value: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
 
 
 def _url_passwords(url: Any) -> Iterator[str]:
-    try:
-        password = urlsplit(str(url)).password
-    except ValueError:  # a malformed URL: masked as a URL wherever it shows
-        return
+    password = conf.url_password(str(url))  # every URL form, multi-host ones included
     if password:
         yield password
         yield unquote(password)  # as redis-py sends it

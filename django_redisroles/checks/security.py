@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
@@ -71,7 +70,7 @@ def _has_password(url: str) -> bool:
     """Whether ``url`` carries a password: in its user info, or a ``*password*`` query value."""
     if conf.url_problem(url) is not None:
         return conf.mask_url(url) != url  # malformed (E005): assume the worst
-    if urlsplit(url).password:
+    if conf.url_password(url):
         return True
     return any("password" in name.lower() for name in conf.url_query(url))
 

@@ -64,6 +64,7 @@ from .urls import (
     topology_of,
     url_db,
     url_db_or_none,
+    url_password,
     url_problem,
     url_query,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "topology_of",
     "url_db",
     "url_db_or_none",
+    "url_password",
     "url_problem",
     "url_query",
 ]

@@ -162,7 +162,7 @@ def url_problem(url: Any) -> str | None:
             parse_topology(url)
         except TopologyURLError as exc:  # names the bad part after the '@', never before
             return f"{shown} {exc}"
-        return _query_problem(shown, scheme, dict(parse_qs(urlsplit(url).query)))
+        return _query_problem(shown, scheme, dict(parse_qs(raw_query(url))))
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -245,13 +245,33 @@ def _redis_query_parsers() -> Mapping[str, Any]:
     return URL_QUERY_ARGUMENT_PARSERS
 
 
+def raw_query(url: str) -> str:
+    """The query string of ``url`` (what ``urlsplit(url).query`` gives for a one-host URL).
+
+    Not ``urlsplit``: on the Pythons that validate bracketed hosts (3.12.x, 3.13, and
+    Debian's 3.11.2 with the fix backported), a multi-host topology URL naming an IPv6
+    host (``redis+cluster://10.0.0.1:6379,[::1]:6380``) raises "Invalid IPv6 URL".
+    """
+    return url.partition("#")[0].partition("?")[2]
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url``'s user info, as written (percent-encoded), or None.
+
+    What ``urlsplit(url).password`` gives, on every URL form (see :func:`raw_query`).
+    """
+    _, sep, rest = str(url).partition("://")
+    if not sep:
+        return None
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, _ = netloc.rpartition("@")
+    _, colon, password = userinfo.partition(":")
+    return password if at and colon and password else None
+
+
 def url_query(url: str) -> dict[str, str]:
     """The query parameters of a URL as redis-py reads them (first value of each)."""
-    try:
-        query = urlsplit(url).query
-    except ValueError:
-        return {}
-    return {name: values[0] for name, values in parse_qs(query).items() if values}
+    return {name: values[0] for name, values in parse_qs(raw_query(url)).items() if values}
 
 
 @dataclass(frozen=True)
