@@ -145,20 +145,8 @@ def options_checked(url: str, options: Mapping[str, Any], where: str) -> None:
         raise ImproperlyConfigured(f"The connection options of {where} are not usable: {problem}.")
 
 
-SSL_NAMES = frozenset(
-    {
-        "ssl_keyfile",
-        "ssl_certfile",
-        "ssl_cert_reqs",
-        "ssl_ca_certs",
-        "ssl_ca_path",
-        "ssl_ca_data",
-        "ssl_check_hostname",
-        "ssl_password",
-        "ssl_min_version",
-        "ssl_ciphers",
-    }
-)
+# The TLS connection options: conf.CONNECTION_OPTIONS is the one list of them.
+SSL_NAMES = frozenset(name for name in conf.CONNECTION_OPTIONS if name.startswith("ssl_"))
 
 
 def tls_connection_class(ssl_kwargs: Mapping[str, Any]) -> type[redis.connection.SSLConnection]:

@@ -30,6 +30,7 @@ from redis.crc import key_slot
 from .binaries import ServerBinary
 from .clients import ClusterClient
 from .nodes import ClusterNode
+from .nodes import text as _text
 
 __all__ = ["ClusterNode", "RedisCluster", "slot_of"]  # ClusterNode: from .nodes
 
@@ -373,7 +374,3 @@ class RedisCluster:
 
     def __repr__(self) -> str:
         return f"<RedisCluster {self.url()} {len(self.nodes)} nodes>"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -12,7 +12,7 @@ from redis.retry import Retry
 from .ports import free_port
 from .servers import RedisServer
 
-__all__ = ["ClusterNode", "SentinelServer"]
+__all__ = ["ClusterNode", "SentinelServer", "text"]
 
 
 class ClusterNode(RedisServer):
@@ -77,3 +77,8 @@ class SentinelServer(RedisServer):
 
     def __repr__(self) -> str:
         return f"<SentinelServer 127.0.0.1:{self.port} {'running' if self.running else 'stopped'}>"
+
+
+def text(value: Any) -> str:
+    """A reply as ``str`` (the harness's admin clients do not decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

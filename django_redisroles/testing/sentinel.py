@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from .binaries import ServerBinary
 from .nodes import SentinelServer
+from .nodes import text as _text
 from .servers import RedisServer
 
 __all__ = ["SentinelGroup", "SentinelServer"]  # SentinelServer: from .nodes
@@ -353,10 +354,6 @@ class SentinelGroup:
 
     def __repr__(self) -> str:
         return f"<SentinelGroup {self.url()} {len(self.data)} data nodes>"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pairs(reply: Any) -> dict[str, str]:
